@@ -1,0 +1,36 @@
+//! The signals a collector reads, one module per concern.
+
+pub mod clock;
+pub mod locale;
+pub mod tz;
+
+use js_sys::Reflect;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// `location.origin` of the page (or worker) running the collector.
+pub fn page_origin() -> String {
+    let global = js_sys::global();
+    Reflect::get(&global, &JsValue::from_str("location"))
+        .and_then(|location| Reflect::get(&location, &JsValue::from_str("origin")))
+        .ok()
+        .and_then(|origin| origin.as_string())
+        .unwrap_or_default()
+}
+
+/// The global scope's `navigator`, in a window or a worker.
+pub(crate) fn navigator_languages() -> (String, Vec<String>) {
+    let global = js_sys::global();
+    let Ok(navigator) = Reflect::get(&global, &JsValue::from_str("navigator")) else {
+        return (String::new(), Vec::new());
+    };
+    let language = Reflect::get(&navigator, &JsValue::from_str("language"))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default();
+    let languages = Reflect::get(&navigator, &JsValue::from_str("languages"))
+        .ok()
+        .and_then(|v| v.dyn_into::<js_sys::Array>().ok())
+        .map(|list| list.iter().filter_map(|v| v.as_string()).take(16).collect())
+        .unwrap_or_default();
+    (language, languages)
+}

@@ -1,0 +1,274 @@
+//! Stateless challenges.
+//!
+//! A challenge is 50 bytes sealed with a 128-bit HMAC-SHA256 tag and sent as
+//! base64url:
+//!
+//! ```text
+//! version (1) | key id (1) | nonce (16) | issued at ms (8, BE) | expires at ms (8, BE) | client IP (16) | tag (16)
+//! ```
+//!
+//! Any instance holding the MAC key can open it, so challenges work across
+//! instances without shared state; the replay store then makes each nonce
+//! single-use. The IP is stored as IPv6 (IPv4 mapped).
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use hmac::{Hmac, KeyInit, Mac};
+use meridian_protocol::{base64url_decode, base64url_encode};
+use sha2::Sha256;
+
+use crate::net::canonical_ip;
+
+const VERSION: u8 = 1;
+const BODY_LEN: usize = 1 + 1 + 16 + 8 + 8 + 16;
+const TAG_LEN: usize = 16;
+/// Separates Meridian's challenge MACs from any other use of the key.
+const DOMAIN: &[u8] = b"meridian/challenge/v1";
+
+/// One MAC key for challenges, with the id that names it inside a challenge.
+#[derive(Clone)]
+pub struct ChallengeKey {
+    id: u8,
+    secret: [u8; 32],
+}
+
+impl std::fmt::Debug for ChallengeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChallengeKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl ChallengeKey {
+    /// A key from 32 secret bytes.
+    pub fn new(id: u8, secret: [u8; 32]) -> Self {
+        Self { id, secret }
+    }
+
+    /// A fresh random key.
+    ///
+    /// # Errors
+    /// When the OS has no secure random source.
+    pub fn random(id: u8) -> Result<Self, getrandom::Error> {
+        let mut secret = [0; 32];
+        crate::random_bytes(&mut secret)?;
+        Ok(Self { id, secret })
+    }
+
+    /// A key from base64url text (32 bytes), as kept in config or env.
+    ///
+    /// # Errors
+    /// When the text is not 32 bytes of base64url.
+    pub fn from_base64url(id: u8, text: &str) -> Result<Self, ChallengeError> {
+        let secret: [u8; 32] = base64url_decode(text.trim())
+            .and_then(|b| b.try_into().ok())
+            .ok_or(ChallengeError::Malformed)?;
+        Ok(Self { id, secret })
+    }
+
+    fn tag(&self, body: &[u8]) -> Hmac<Sha256> {
+        // OK because HMAC accepts keys of any length.
+        #[allow(clippy::expect_used)]
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(DOMAIN);
+        mac.update(body);
+        mac
+    }
+}
+
+/// The MAC keys a verifier accepts; the first one issues new challenges.
+#[derive(Debug, Clone)]
+pub struct ChallengeKeys {
+    keys: Vec<ChallengeKey>,
+    lifetime_ms: i64,
+}
+
+/// Default challenge (and so token) lifetime: long enough to type a
+/// password, short enough that a token cannot be stockpiled.
+pub const DEFAULT_LIFETIME_S: u32 = 120;
+
+/// A freshly issued challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedChallenge {
+    /// The opaque string the collector signs.
+    pub challenge: String,
+    /// Issue time, Unix ms (the `server_time_ms` of the response).
+    pub issued_at_ms: i64,
+    /// Seconds until it expires.
+    pub expires_in_s: u32,
+}
+
+/// A challenge whose MAC checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenedChallenge {
+    /// The single-use nonce.
+    pub nonce: [u8; 16],
+    /// Issue time, Unix ms.
+    pub issued_at_ms: i64,
+    /// Expiry, Unix ms.
+    pub expires_at_ms: i64,
+    /// The IP the challenge was issued to.
+    pub ip: IpAddr,
+}
+
+/// Why a challenge does not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChallengeError {
+    /// Not base64url of the right length, or an unknown version.
+    #[error("challenge is not in Meridian's format")]
+    Malformed,
+    /// Sealed with a key id this verifier does not hold.
+    #[error("challenge key {0} is not configured")]
+    UnknownKey(u8),
+    /// The MAC does not match: forged or altered.
+    #[error("challenge MAC does not verify")]
+    BadMac,
+    /// Issued later than `now` allows: a clock problem or a forgery.
+    #[error("challenge is issued in the future")]
+    NotYetValid,
+}
+
+impl ChallengeKeys {
+    /// A key ring that issues with `keys[0]` and accepts all of them.
+    ///
+    /// # Panics
+    /// Never; an empty list is turned into an error by the caller's config.
+    pub fn new(keys: Vec<ChallengeKey>, lifetime_s: u32) -> Option<Self> {
+        if keys.is_empty() || lifetime_s == 0 {
+            return None;
+        }
+        Some(Self { keys, lifetime_ms: i64::from(lifetime_s) * 1000 })
+    }
+
+    /// Lifetime of issued challenges in seconds.
+    pub fn lifetime_s(&self) -> u32 {
+        u32::try_from(self.lifetime_ms / 1000).unwrap_or(u32::MAX)
+    }
+
+    /// Issues a challenge for `ip` at `now_ms`.
+    ///
+    /// # Errors
+    /// When the OS has no secure random source for the nonce.
+    pub fn issue(&self, ip: IpAddr, now_ms: i64) -> Result<IssuedChallenge, getrandom::Error> {
+        let mut nonce = [0; 16];
+        crate::random_bytes(&mut nonce)?;
+        Ok(self.issue_with_nonce(ip, now_ms, nonce))
+    }
+
+    /// Issues with a given nonce (tests and benchmarks need determinism).
+    pub fn issue_with_nonce(&self, ip: IpAddr, now_ms: i64, nonce: [u8; 16]) -> IssuedChallenge {
+        let key = &self.keys[0];
+        let expires_at_ms = now_ms.saturating_add(self.lifetime_ms);
+        let mut sealed = [0u8; BODY_LEN + TAG_LEN];
+        sealed[0] = VERSION;
+        sealed[1] = key.id;
+        sealed[2..18].copy_from_slice(&nonce);
+        sealed[18..26].copy_from_slice(&now_ms.to_be_bytes());
+        sealed[26..34].copy_from_slice(&expires_at_ms.to_be_bytes());
+        sealed[34..50].copy_from_slice(&ipv6_bytes(ip));
+        let tag = key.tag(&sealed[..BODY_LEN]).finalize().into_bytes();
+        sealed[BODY_LEN..].copy_from_slice(&tag[..TAG_LEN]);
+        IssuedChallenge {
+            challenge: base64url_encode(&sealed),
+            issued_at_ms: now_ms,
+            expires_in_s: self.lifetime_s(),
+        }
+    }
+
+    /// Opens a challenge: format, key id and MAC. Lifetime is the caller's
+    /// business (it needs `now`), except that a challenge issued more than
+    /// `leeway_ms` after `now_ms` is refused.
+    ///
+    /// # Errors
+    /// See [`ChallengeError`].
+    pub fn open(&self, challenge: &str, now_ms: i64, leeway_ms: i64) -> Result<OpenedChallenge, ChallengeError> {
+        if challenge.len() > 128 {
+            return Err(ChallengeError::Malformed);
+        }
+        let sealed: [u8; BODY_LEN + TAG_LEN] = base64url_decode(challenge)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(ChallengeError::Malformed)?;
+        if sealed[0] != VERSION {
+            return Err(ChallengeError::Malformed);
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == sealed[1])
+            .ok_or(ChallengeError::UnknownKey(sealed[1]))?;
+        key.tag(&sealed[..BODY_LEN])
+            .verify_truncated_left(&sealed[BODY_LEN..])
+            .map_err(|_| ChallengeError::BadMac)?;
+        let nonce = field::<16>(&sealed, 2);
+        let issued_at_ms = i64::from_be_bytes(field::<8>(&sealed, 18));
+        let expires_at_ms = i64::from_be_bytes(field::<8>(&sealed, 26));
+        let ip = canonical_ip(IpAddr::V6(Ipv6Addr::from(field::<16>(&sealed, 34))));
+        if issued_at_ms > now_ms.saturating_add(leeway_ms) {
+            return Err(ChallengeError::NotYetValid);
+        }
+        Ok(OpenedChallenge { nonce, issued_at_ms, expires_at_ms, ip })
+    }
+}
+
+fn field<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&bytes[at..at + N]);
+    out
+}
+
+fn ipv6_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> ChallengeKeys {
+        ChallengeKeys::new(vec![ChallengeKey::new(1, [3; 32])], 120).unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn round_trip_v4_and_v6() {
+        for ip in ["192.0.2.7", "2001:db8::1"] {
+            let ip: IpAddr = ip.parse().unwrap_or_else(|_| unreachable!());
+            let issued = ring().issue_with_nonce(ip, 1_000, [9; 16]);
+            let opened = ring().open(&issued.challenge, 1_000, 0);
+            assert_eq!(
+                opened,
+                Ok(OpenedChallenge { nonce: [9; 16], issued_at_ms: 1_000, expires_at_ms: 121_000, ip })
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_forgeries() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap_or_else(|_| unreachable!());
+        let issued = ring().issue_with_nonce(ip, 1_000, [9; 16]);
+        let other = ChallengeKeys::new(vec![ChallengeKey::new(1, [4; 32])], 120).unwrap_or_else(|| unreachable!());
+        assert_eq!(other.open(&issued.challenge, 1_000, 0), Err(ChallengeError::BadMac));
+        let rotated = ChallengeKeys::new(vec![ChallengeKey::new(2, [3; 32])], 120).unwrap_or_else(|| unreachable!());
+        assert_eq!(rotated.open(&issued.challenge, 1_000, 0), Err(ChallengeError::UnknownKey(1)));
+        assert_eq!(ring().open("AAAA", 1_000, 0), Err(ChallengeError::Malformed));
+        assert_eq!(ring().open(&issued.challenge, 0, 500), Err(ChallengeError::NotYetValid));
+        let mut bytes = base64url_decode(&issued.challenge).unwrap_or_default();
+        for i in 0..bytes.len() {
+            bytes[i] ^= 1;
+            assert!(ring().open(&base64url_encode(&bytes), 1_000, 0).is_err(), "flip at {i}");
+            bytes[i] ^= 1;
+        }
+    }
+
+    #[test]
+    fn older_keys_still_open_after_rotation() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap_or_else(|_| unreachable!());
+        let issued = ring().issue_with_nonce(ip, 1_000, [9; 16]);
+        let rotated =
+            ChallengeKeys::new(vec![ChallengeKey::new(2, [5; 32]), ChallengeKey::new(1, [3; 32])], 120)
+                .unwrap_or_else(|| unreachable!());
+        assert!(rotated.open(&issued.challenge, 1_000, 0).is_ok());
+    }
+}

@@ -1,0 +1,149 @@
+//! Why a token is not acceptable, and the stable codes clients see.
+
+use serde::Serialize;
+
+use crate::challenge::ChallengeError;
+
+/// The stable error codes of `POST /v1/verify` (`error_codes`). Clients
+/// match on these strings; they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No token was sent.
+    MissingInputToken,
+    /// The token is not a well-formed compact JWS with Meridian claims.
+    MalformedToken,
+    /// The token's `alg` is not `EdDSA`.
+    UnsupportedAlgorithm,
+    /// The token's `kid` is not a currently valid collector key.
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// The challenge inside the token was not issued by this verifier.
+    BadChallenge,
+    /// The challenge's lifetime is over.
+    Expired,
+    /// The challenge was already spent by another token.
+    Replayed,
+    /// The token was collected on another origin than expected.
+    OriginMismatch,
+    /// The token was collected for another action than expected.
+    ActionMismatch,
+    /// The request lacks a valid verify secret.
+    Unauthorized,
+    /// The request itself is not valid (content type, JSON, `remote_ip`).
+    BadRequest,
+    /// The verifier could not decide (e.g. its replay store is unreachable).
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingInputToken => "missing-input-token",
+            Self::MalformedToken => "malformed-token",
+            Self::UnsupportedAlgorithm => "unsupported-algorithm",
+            Self::UnknownKey => "unknown-key",
+            Self::BadSignature => "bad-signature",
+            Self::BadChallenge => "bad-challenge",
+            Self::Expired => "expired",
+            Self::Replayed => "replayed",
+            Self::OriginMismatch => "origin-mismatch",
+            Self::ActionMismatch => "action-mismatch",
+            Self::Unauthorized => "unauthorized",
+            Self::BadRequest => "bad-request",
+            Self::InternalError => "internal-error",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a token was rejected, with the context to explain it in a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// No token (absent or empty).
+    #[error("no token was sent")]
+    Missing,
+    /// Longer than the verifier accepts.
+    #[error("token is {len} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// The token's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a compact JWS, or its payload is not Meridian claims.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// `alg` other than `EdDSA`.
+    #[error("unsupported algorithm {alg:?}")]
+    UnsupportedAlgorithm {
+        /// The algorithm the header named.
+        alg: String,
+    },
+    /// No valid collector key has this `kid`.
+    #[error("no valid collector key with kid {kid:?}")]
+    UnknownKey {
+        /// The header's key id, if any.
+        kid: Option<String>,
+    },
+    /// The signature does not verify under the key named by `kid`.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The challenge is not one this verifier issued.
+    #[error("bad challenge: {0}")]
+    BadChallenge(ChallengeError),
+    /// The challenge expired before `now`.
+    #[error("challenge expired at {expires_at_ms} ms, now is {now_ms} ms")]
+    Expired {
+        /// Verification time, Unix ms.
+        now_ms: i64,
+        /// Challenge expiry, Unix ms.
+        expires_at_ms: i64,
+    },
+    /// The challenge's nonce was already spent.
+    #[error("challenge already used")]
+    Replayed,
+    /// The page origin is not the expected or an allowed one.
+    #[error("origin {found:?} is not accepted")]
+    OriginMismatch {
+        /// The origin the claims state.
+        found: String,
+    },
+    /// The action is not the expected or an allowed one.
+    #[error("action {found:?} is not accepted")]
+    ActionMismatch {
+        /// The action the claims state.
+        found: String,
+    },
+    /// The replay store could not answer, so single use cannot be enforced.
+    #[error("replay store unavailable: {0}")]
+    StoreUnavailable(String),
+}
+
+impl TokenError {
+    /// The stable code clients see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Missing => ErrorCode::MissingInputToken,
+            Self::TooLarge { .. } | Self::Malformed(_) => ErrorCode::MalformedToken,
+            Self::UnsupportedAlgorithm { .. } => ErrorCode::UnsupportedAlgorithm,
+            Self::UnknownKey { .. } => ErrorCode::UnknownKey,
+            Self::BadSignature => ErrorCode::BadSignature,
+            Self::BadChallenge(_) => ErrorCode::BadChallenge,
+            Self::Expired { .. } => ErrorCode::Expired,
+            Self::Replayed => ErrorCode::Replayed,
+            Self::OriginMismatch { .. } => ErrorCode::OriginMismatch,
+            Self::ActionMismatch { .. } => ErrorCode::ActionMismatch,
+            Self::StoreUnavailable(_) => ErrorCode::InternalError,
+        }
+    }
+}

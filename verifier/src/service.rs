@@ -1,0 +1,182 @@
+//! The whole verification of one request: token, binding, single use, and
+//! the response `POST /v1/verify` returns.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use meridian_protocol::Claims;
+use serde::Serialize;
+
+use crate::error::{ErrorCode, TokenError};
+use crate::keys::Keys;
+use crate::net::canonical_ip;
+use crate::replay::{ReplayStore, Spend};
+use crate::token::{ClockSkew, UntrustedToken, VerifiedClaims, VerifyRules};
+use crate::verdict::{Reason, Verdict};
+
+/// Verifies tokens and spends their challenges; share one per process.
+pub struct Verifier {
+    keys: Keys,
+    rules: VerifyRules,
+    store: Arc<dyn ReplayStore>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("collector_keys", &self.keys.collector.len())
+            .field("rules", &self.rules)
+            .field("store", &self.store.kind())
+            .finish()
+    }
+}
+
+/// One verification request, as a backend sends it.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyInput<'a> {
+    /// The token from the form field.
+    pub token: &'a str,
+    /// The IP the backend saw the login come from.
+    pub remote_ip: IpAddr,
+    /// The login request's `Accept-Language` header, if forwarded.
+    pub accept_language: Option<&'a str>,
+    /// The action the backend expects (`login`); checked when given.
+    pub expected_action: Option<&'a str>,
+    /// The origin the backend expects (`https://shop.example`); checked when given.
+    pub expected_origin: Option<&'a str>,
+}
+
+/// The network side of the comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    /// The observed client IP, canonical.
+    pub ip: IpAddr,
+    /// ISO 3166-1 alpha-2 country of the IP, when known.
+    pub country: Option<String>,
+    /// Autonomous system number, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// Organisation of the AS, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Whether the AS is a hosting or VPN network, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosting: Option<bool>,
+}
+
+/// The answer to one verification, serialized as `POST /v1/verify`'s body.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyOutcome {
+    /// Whether the token itself is acceptable.
+    pub success: bool,
+    /// What to do with the login.
+    pub verdict: Verdict,
+    /// Risk score 0–100 (higher is riskier).
+    pub score: u8,
+    /// Why, one entry per thing that is off.
+    pub reasons: Vec<Reason>,
+    /// Why the token is not acceptable; empty on success.
+    pub error_codes: Vec<ErrorCode>,
+    /// Network facts.
+    pub network: Network,
+    /// What the browser stated (only for a verified token).
+    pub claims: Option<Claims>,
+    /// Browser clock skew (only for a verified token).
+    pub clock: Option<ClockSkew>,
+    /// The error for logs; clients see only `error_codes`.
+    #[serde(skip)]
+    pub error: Option<TokenError>,
+}
+
+impl VerifyOutcome {
+    /// An outcome that rejects the token with `error`.
+    pub fn rejected(error: TokenError, remote_ip: IpAddr) -> Self {
+        Self {
+            success: false,
+            verdict: Verdict::Deny,
+            score: 100,
+            reasons: Vec::new(),
+            error_codes: vec![error.code()],
+            network: Network { ip: canonical_ip(remote_ip), country: None, asn: None, org: None, hosting: None },
+            claims: None,
+            clock: None,
+            error: Some(error),
+        }
+    }
+}
+
+impl Verifier {
+    /// A verifier trusting `keys`, applying `rules`, spending nonces in `store`.
+    pub fn new(keys: Keys, rules: VerifyRules, store: Arc<dyn ReplayStore>) -> Self {
+        Self { keys, rules, store }
+    }
+
+    /// The trusted keys (the challenge issuer needs them too).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &VerifyRules {
+        &self.rules
+    }
+
+    /// The replay store.
+    pub fn store(&self) -> &dyn ReplayStore {
+        self.store.as_ref()
+    }
+
+    /// Verifies one request at `now` and explains the result.
+    pub async fn verify(&self, input: &VerifyInput<'_>, now: Timestamp) -> VerifyOutcome {
+        match self.accept(input, now).await {
+            Ok(verified) => self.assess(&verified, input),
+            Err(error) => VerifyOutcome::rejected(error, input.remote_ip),
+        }
+    }
+
+    /// Checks the token, its binding to this request, and spends its nonce.
+    ///
+    /// # Errors
+    /// The first [`TokenError`] found.
+    pub async fn accept(&self, input: &VerifyInput<'_>, now: Timestamp) -> Result<VerifiedClaims, TokenError> {
+        let token = input.token.trim();
+        if token.len() > self.rules.max_token_bytes {
+            return Err(TokenError::TooLarge { len: token.len(), max: self.rules.max_token_bytes });
+        }
+        let verified = UntrustedToken::parse(token)?.verify(&self.keys, &self.rules, now)?;
+        let claims = verified.claims();
+        if input.expected_origin.is_some_and(|origin| origin != claims.origin) {
+            return Err(TokenError::OriginMismatch { found: claims.origin.clone() });
+        }
+        if input.expected_action.is_some_and(|action| action != claims.action) {
+            return Err(TokenError::ActionMismatch { found: claims.action.clone() });
+        }
+        let challenge = verified.challenge();
+        match self.store.spend(challenge.nonce, challenge.expires_at_ms, now.as_millisecond()).await {
+            Ok(Spend::Fresh) => Ok(verified),
+            Ok(Spend::Replayed) => Err(TokenError::Replayed),
+            Err(e) => Err(TokenError::StoreUnavailable(e.to_string())),
+        }
+    }
+
+    fn assess(&self, verified: &VerifiedClaims, input: &VerifyInput<'_>) -> VerifyOutcome {
+        VerifyOutcome {
+            success: true,
+            verdict: Verdict::Allow,
+            score: 0,
+            reasons: Vec::new(),
+            error_codes: Vec::new(),
+            network: Network {
+                ip: canonical_ip(input.remote_ip),
+                country: None,
+                asn: None,
+                org: None,
+                hosting: None,
+            },
+            claims: Some(verified.claims().clone()),
+            clock: Some(verified.skew()),
+            error: None,
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Tokens: untrusted until [`UntrustedToken::verify`] says otherwise.
+
+use jiff::Timestamp;
+use meridian_protocol::jws::{CompactJws, JwsError};
+use meridian_protocol::{Claims, ClaimsError};
+use serde::Serialize;
+
+use crate::challenge::OpenedChallenge;
+use crate::error::TokenError;
+use crate::keys::Keys;
+
+/// The largest token accepted, in bytes. A genuine token is about 1 KiB.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// What makes a token acceptable beyond its signature. Every field documents
+/// its default; the defaults are the safe choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRules {
+    /// Page origins a token may come from (`https://shop.example`). Empty
+    /// means any origin — only sensible when each verify request names its
+    /// `expected_origin`. Default: empty.
+    pub allowed_origins: Vec<String>,
+    /// Actions a token may be collected for. Empty means any. Default: empty.
+    pub allowed_actions: Vec<String>,
+    /// How far a challenge's issue time may lie ahead of `now` (verifier
+    /// instances' clocks disagree slightly). Default: 5 000 ms.
+    pub leeway_ms: i64,
+    /// Largest token in bytes. Default: [`MAX_TOKEN_BYTES`].
+    pub max_token_bytes: usize,
+}
+
+impl Default for VerifyRules {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_actions: Vec::new(),
+            leeway_ms: 5_000,
+            max_token_bytes: MAX_TOKEN_BYTES,
+        }
+    }
+}
+
+/// A token that has been split and whose algorithm is `EdDSA`, but whose
+/// signature and claims are not checked yet.
+#[derive(Debug, Clone)]
+pub struct UntrustedToken<'a> {
+    jws: CompactJws<'a>,
+}
+
+impl<'a> UntrustedToken<'a> {
+    /// Parses a compact JWS. Checks the size limit, the shape and the
+    /// algorithm; nothing here is trusted yet.
+    ///
+    /// # Errors
+    /// [`TokenError::Missing`], [`TokenError::TooLarge`],
+    /// [`TokenError::Malformed`] or [`TokenError::UnsupportedAlgorithm`].
+    pub fn parse(token: &'a str) -> Result<Self, TokenError> {
+        Self::parse_with_limit(token, MAX_TOKEN_BYTES)
+    }
+
+    fn parse_with_limit(token: &'a str, max: usize) -> Result<Self, TokenError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        if token.len() > max {
+            return Err(TokenError::TooLarge { len: token.len(), max });
+        }
+        let jws = CompactJws::parse(token).map_err(|e| match e {
+            JwsError::UnsupportedAlgorithm(alg) => TokenError::UnsupportedAlgorithm { alg },
+            other => TokenError::Malformed(other.to_string()),
+        })?;
+        Ok(Self { jws })
+    }
+
+    /// The key id the token names.
+    pub fn kid(&self) -> Option<&str> {
+        self.jws.header().kid.as_deref()
+    }
+
+    /// The claims as stated, without any check. For `meridian inspect` and
+    /// logs only: never base a decision on them.
+    ///
+    /// # Errors
+    /// When the payload is not claims.
+    pub fn unverified_claims(&self) -> Result<Claims, TokenError> {
+        Claims::from_json(self.jws.payload()).map_err(claims_error)
+    }
+
+    /// Verifies the token at `now`: key, signature, claims, challenge MAC
+    /// and lifetime, allowed origins and actions. Does not spend the nonce:
+    /// [`crate::Verifier`] does that, after this succeeds.
+    ///
+    /// # Errors
+    /// The first [`TokenError`] found, in the order above.
+    pub fn verify(&self, keys: &Keys, rules: &VerifyRules, now: Timestamp) -> Result<VerifiedClaims, TokenError> {
+        let now_ms = now.as_millisecond();
+        let kid = self.kid().ok_or(TokenError::UnknownKey { kid: None })?;
+        let key = keys
+            .collector
+            .get(kid, now_ms)
+            .ok_or_else(|| TokenError::UnknownKey { kid: Some(kid.to_owned()) })?;
+        self.jws.verify(key).map_err(|_| TokenError::BadSignature)?;
+        let claims = Claims::from_json(self.jws.payload()).map_err(claims_error)?;
+        let challenge = keys
+            .challenge
+            .open(&claims.challenge, now_ms, rules.leeway_ms)
+            .map_err(TokenError::BadChallenge)?;
+        if now_ms >= challenge.expires_at_ms {
+            return Err(TokenError::Expired { now_ms, expires_at_ms: challenge.expires_at_ms });
+        }
+        if !rules.allowed_origins.is_empty() && !rules.allowed_origins.contains(&claims.origin) {
+            return Err(TokenError::OriginMismatch { found: claims.origin });
+        }
+        if !rules.allowed_actions.is_empty() && !rules.allowed_actions.contains(&claims.action) {
+            return Err(TokenError::ActionMismatch { found: claims.action });
+        }
+        let skew = ClockSkew::from_sample(&claims, &challenge);
+        Ok(VerifiedClaims { claims, challenge, kid: kid.to_owned(), skew })
+    }
+}
+
+fn claims_error(e: ClaimsError) -> TokenError {
+    TokenError::Malformed(e.to_string())
+}
+
+/// Claims whose signature, challenge and lifetime checked out. Only
+/// [`UntrustedToken::verify`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedClaims {
+    claims: Claims,
+    challenge: OpenedChallenge,
+    kid: String,
+    skew: ClockSkew,
+}
+
+impl VerifiedClaims {
+    /// What the browser stated.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// The opened challenge: nonce, times and the IP it was issued to.
+    pub fn challenge(&self) -> &OpenedChallenge {
+        &self.challenge
+    }
+
+    /// The collector key that signed.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The browser's clock skew against the verifier's.
+    pub fn skew(&self) -> ClockSkew {
+        self.skew
+    }
+}
+
+/// Browser clock minus verifier clock, as an interval like NTP's: the server
+/// stamped the challenge somewhere inside the round trip, so the true skew
+/// lies within `skew_ms ± uncertainty_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClockSkew {
+    /// Midpoint of the interval, ms (positive: the browser is ahead).
+    pub skew_ms: i64,
+    /// Half the interval's width, ms.
+    pub uncertainty_ms: i64,
+}
+
+impl ClockSkew {
+    /// The skew interval from the browser's sample and the challenge's
+    /// issue time. The challenge was stamped after the request left and
+    /// before the response arrived, so
+    /// `recv − issued − rtt ≤ skew ≤ recv − issued`.
+    pub fn from_sample(claims: &Claims, challenge: &OpenedChallenge) -> Self {
+        let upper = claims.clock.received_at_ms.saturating_sub(challenge.issued_at_ms);
+        let rtt = i64::from(claims.clock.round_trip_ms);
+        let lower = upper.saturating_sub(rtt);
+        let half = (rtt + 1) / 2;
+        Self { skew_ms: lower.saturating_add(rtt / 2), uncertainty_ms: half }
+    }
+
+    /// The smallest |skew| consistent with the interval.
+    pub fn min_abs_ms(&self) -> i64 {
+        let lower = self.skew_ms.saturating_sub(self.uncertainty_ms);
+        let upper = self.skew_ms.saturating_add(self.uncertainty_ms);
+        if lower <= 0 && upper >= 0 { 0 } else { lower.saturating_abs().min(upper.saturating_abs()) }
+    }
+}
+
+#[cfg(test)]
+mod tests;
