@@ -23,6 +23,7 @@
 //! ```
 
 pub mod challenge;
+pub mod clock;
 mod error;
 pub mod keys;
 pub mod net;
@@ -40,7 +41,7 @@ pub mod http;
 pub use challenge::{ChallengeError, ChallengeKey, ChallengeKeys, IssuedChallenge, OpenedChallenge};
 pub use error::{ErrorCode, TokenError};
 pub use keys::{CollectorKeys, Keys, KeysError};
-pub use service::{Verifier, VerifyInput, VerifyOutcome};
+pub use service::{Network, Verifier, VerifyInput, VerifyOutcome};
 pub use token::{ClockSkew, UntrustedToken, VerifiedClaims, VerifyRules};
 
 /// Fills `out` from the operating system's secure random source.

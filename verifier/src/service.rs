@@ -78,12 +78,15 @@ pub struct VerifyOutcome {
     pub reasons: Vec<Reason>,
     /// Why the token is not acceptable; empty on success.
     pub error_codes: Vec<ErrorCode>,
-    /// Network facts.
-    pub network: Network,
+    /// Network facts; absent only when the request itself was invalid.
+    pub network: Option<Network>,
     /// What the browser stated (only for a verified token).
     pub claims: Option<Claims>,
     /// Browser clock skew (only for a verified token).
     pub clock: Option<ClockSkew>,
+    /// A sentence for a developer when the request itself was invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// The error for logs; clients see only `error_codes`.
     #[serde(skip)]
     pub error: Option<TokenError>,
@@ -98,10 +101,27 @@ impl VerifyOutcome {
             score: 100,
             reasons: Vec::new(),
             error_codes: vec![error.code()],
-            network: Network { ip: canonical_ip(remote_ip), country: None, asn: None, org: None, hosting: None },
+            network: Some(Network { ip: canonical_ip(remote_ip), country: None, asn: None, org: None, hosting: None }),
             claims: None,
             clock: None,
+            message: None,
             error: Some(error),
+        }
+    }
+
+    /// An outcome for a request that could not be evaluated at all.
+    pub fn invalid_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            success: false,
+            verdict: Verdict::Deny,
+            score: 100,
+            reasons: Vec::new(),
+            error_codes: vec![code],
+            network: None,
+            claims: None,
+            clock: None,
+            message: Some(message.into()),
+            error: None,
         }
     }
 }
@@ -167,15 +187,16 @@ impl Verifier {
             score: 0,
             reasons: Vec::new(),
             error_codes: Vec::new(),
-            network: Network {
+            network: Some(Network {
                 ip: canonical_ip(input.remote_ip),
                 country: None,
                 asn: None,
                 org: None,
                 hosting: None,
-            },
+            }),
             claims: Some(verified.claims().clone()),
             clock: Some(verified.skew()),
+            message: None,
             error: None,
         }
     }

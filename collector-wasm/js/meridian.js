@@ -1,0 +1,80 @@
+// Meridian drop-in loader.
+//
+//   <script type="module" src="/pkg/meridian.js"></script>
+//   <form data-meridian="login"> … </form>
+//
+// Before a marked form submits, it fetches a challenge, collects the
+// browser's signals, and puts the signed token into the form's
+// <input type="hidden" name="meridian-token"> (created when missing).
+// Single-page apps call `collect()` themselves.
+import init, { collect as collectToken, keyId } from './meridian_collector.js';
+
+const here = new URL(import.meta.url);
+const ready = init({ module_or_path: new URL('meridian_collector_bg.wasm', here) });
+
+/** Default challenge endpoint: the verifier that serves this script. */
+export const defaultChallengeUrl = new URL('/v1/challenge', here).href;
+
+/**
+ * Resolves to a signed token.
+ * @param {{challengeUrl?: string, action?: string}} [options]
+ * @returns {Promise<string>}
+ */
+export async function collect(options = {}) {
+  await ready;
+  return collectToken({
+    challengeUrl: options.challengeUrl || defaultChallengeUrl,
+    action: options.action || 'login',
+  });
+}
+
+export { keyId };
+
+const FIELD = 'meridian-token';
+
+function tokenField(form) {
+  let field = form.querySelector(`input[name="${FIELD}"]`);
+  if (!field) {
+    field = document.createElement('input');
+    field.type = 'hidden';
+    field.name = FIELD;
+    form.append(field);
+  }
+  return field;
+}
+
+/** Attaches to one form: fills the token field before the form submits. */
+export function attach(form, options = {}) {
+  if (form.dataset.meridianAttached) return;
+  form.dataset.meridianAttached = 'true';
+  form.addEventListener('submit', async (event) => {
+    if (form.dataset.meridianFilled === 'true') return;
+    event.preventDefault();
+    const field = tokenField(form);
+    try {
+      field.value = await collect({
+        challengeUrl: options.challengeUrl || form.dataset.meridianChallengeUrl,
+        action: options.action || form.dataset.meridian,
+      });
+    } catch (error) {
+      // Never block the user: submit without a token; the backend sees
+      // `missing-input-token` and decides.
+      field.value = '';
+      console.warn('meridian:', error);
+    }
+    form.dataset.meridianFilled = 'true';
+    form.submit();
+  });
+}
+
+function attachAll() {
+  for (const form of document.querySelectorAll('form[data-meridian]')) attach(form);
+}
+
+if (typeof document !== 'undefined') {
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', attachAll);
+  } else {
+    attachAll();
+  }
+}

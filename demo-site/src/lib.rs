@@ -1,0 +1,141 @@
+//! Meridian's demo site: a login page that uses the drop-in collector, a
+//! `POST /login` that verifies the token through the library, and the
+//! verifier API on the same origin under `/v1`.
+
+mod pages;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use meridian_verifier::clock::{Clock, SystemClock};
+use meridian_verifier::http::{ApiState, VerifySecret, router};
+use meridian_verifier::replay::MemoryReplayStore;
+use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Verifier, VerifyInput, VerifyRules};
+use serde::Deserialize;
+use tower_http::services::ServeDir;
+
+/// Everything the demo needs to run.
+pub struct DemoConfig {
+    /// Folder with `keys/jwks.json` and `pkg/` (the built collector).
+    pub home: PathBuf,
+    /// Origins the login page is served from; tokens from others are refused.
+    pub origins: Vec<String>,
+    /// Verify secret for the `/v1/verify` API.
+    pub verify_secret: VerifySecret,
+    /// Set when the secret was generated because none was configured.
+    pub generated_secret: Option<String>,
+    /// Challenge MAC key, random per run unless configured.
+    pub challenge_key: ChallengeKey,
+    /// The clock (tests shift it).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl DemoConfig {
+    /// Reads `MERIDIAN_HOME` (default `.meridian`), `MERIDIAN_VERIFY_SECRET`
+    /// (generated when unset) and `MERIDIAN_CHALLENGE_KEY` (random when unset).
+    ///
+    /// # Errors
+    /// A sentence naming the variable that is wrong.
+    pub fn from_env(listen: SocketAddr) -> Result<Self, String> {
+        let home = PathBuf::from(std::env::var("MERIDIAN_HOME").unwrap_or_else(|_| ".meridian".into()));
+        let (verify_secret, generated_secret) = match std::env::var("MERIDIAN_VERIFY_SECRET") {
+            Ok(secret) if !secret.is_empty() => {
+                (VerifySecret::new(&secret).map_err(|e| format!("MERIDIAN_VERIFY_SECRET: {e}"))?, None)
+            }
+            _ => {
+                let (text, secret) = VerifySecret::generate().map_err(|e| format!("no secure randomness: {e}"))?;
+                (secret, Some(text))
+            }
+        };
+        let challenge_key = match std::env::var("MERIDIAN_CHALLENGE_KEY") {
+            Ok(key) if !key.is_empty() => ChallengeKey::from_base64url(1, &key)
+                .map_err(|_| "MERIDIAN_CHALLENGE_KEY: not 32 bytes of base64url".to_owned())?,
+            _ => ChallengeKey::random(1).map_err(|e| format!("no secure randomness: {e}"))?,
+        };
+        Ok(Self {
+            home,
+            origins: local_origins(listen),
+            verify_secret,
+            generated_secret,
+            challenge_key,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// The origins a browser uses for a loopback address: the IP and `localhost`.
+pub fn local_origins(listen: SocketAddr) -> Vec<String> {
+    let port = listen.port();
+    let mut origins = vec![format!("http://{listen}")];
+    if listen.ip().is_loopback() {
+        origins.push(format!("http://localhost:{port}"));
+    }
+    origins
+}
+
+#[derive(Clone)]
+struct DemoState {
+    api: ApiState,
+}
+
+/// The demo's router: pages, the collector's files and the verifier API.
+///
+/// # Errors
+/// When the collector keys or the built collector are missing.
+pub fn app(config: DemoConfig) -> Result<Router, String> {
+    let jwks_path = config.home.join("keys/jwks.json");
+    let jwks = std::fs::read_to_string(&jwks_path)
+        .map_err(|e| format!("cannot read {} ({e}); run scripts/setup first", jwks_path.display()))?;
+    let collector = CollectorKeys::from_jwks_json(&jwks).map_err(|e| format!("{}: {e}", jwks_path.display()))?;
+    let pkg = config.home.join("pkg");
+    if !pkg.join("meridian.js").exists() {
+        return Err(format!("the collector is not built in {}; run scripts/setup first", pkg.display()));
+    }
+    let challenge = ChallengeKeys::new(vec![config.challenge_key], meridian_verifier::challenge::DEFAULT_LIFETIME_S)
+        .ok_or("challenge lifetime must be positive")?;
+    let rules = VerifyRules { allowed_origins: config.origins, ..VerifyRules::default() };
+    let verifier = Verifier::new(Keys { collector, challenge }, rules, Arc::new(MemoryReplayStore::new(100_000)));
+    let api = ApiState::new(verifier, vec![config.verify_secret], config.clock);
+    let pages = Router::new()
+        .route("/", get(login_page))
+        .route("/login", get(login_page).post(login))
+        .nest_service("/pkg", ServeDir::new(pkg))
+        .with_state(DemoState { api: api.clone() });
+    Ok(pages.merge(router(api)))
+}
+
+async fn login_page() -> Html<String> {
+    Html(pages::login())
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(rename = "meridian-token", default)]
+    token: String,
+}
+
+async fn login(
+    State(state): State<DemoState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Html<String> {
+    let accept_language = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    let input = VerifyInput {
+        token: &form.token,
+        remote_ip: peer.ip(),
+        accept_language,
+        expected_action: Some("login"),
+        expected_origin: None,
+    };
+    let outcome = state.api.verifier().verify(&input, state.api.clock().now()).await;
+    Html(pages::result(&form.email, &outcome))
+}

@@ -1,0 +1,60 @@
+//! `cargo run --release -p meridian-demo`: the demo on 127.0.0.1:8080.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use meridian_demo::DemoConfig;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let listen: SocketAddr = match std::env::var("MERIDIAN_DEMO_LISTEN").as_deref().unwrap_or("127.0.0.1:8080").parse() {
+        Ok(listen) => listen,
+        Err(e) => {
+            eprintln!("meridian-demo: MERIDIAN_DEMO_LISTEN is not an address: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("meridian-demo: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match DemoConfig::from_env(listener.local_addr().unwrap_or(listen)) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("meridian-demo: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(secret) = &config.generated_secret {
+        println!("MERIDIAN_VERIFY_SECRET was unset; this run's verify secret is {secret}");
+    }
+    let origin = config.origins.first().cloned().unwrap_or_default();
+    let app = match meridian_demo::app(config) {
+        Ok(app) => app,
+        Err(message) => {
+            eprintln!("meridian-demo: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Meridian demo: open {origin}/");
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meridian-demo: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

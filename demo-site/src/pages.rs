@@ -1,0 +1,191 @@
+//! The demo's HTML. Every value from a request or a token is escaped.
+
+use std::fmt::Write;
+
+use meridian_verifier::VerifyOutcome;
+use meridian_verifier::verdict::Verdict;
+
+const STYLE: &str = r#"
+:root { color-scheme: light dark; --accent: #2457d6; --ok: #1f7a3d; --warn: #9a6200; --bad: #b3261e; --muted: #667; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; background: Canvas; color: CanvasText; }
+main { max-width: 46rem; margin: 0 auto; padding: 2rem 1.25rem 4rem; }
+h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
+p.lead { color: var(--muted); margin-top: 0; }
+form.login { display: grid; gap: .9rem; max-width: 24rem; margin: 2rem 0; }
+label { display: grid; gap: .25rem; font-weight: 600; }
+input[type=email], input[type=password] { font: inherit; padding: .6rem .7rem; border: 1px solid #99a; border-radius: .4rem; }
+button { font: inherit; font-weight: 600; padding: .7rem; border: 0; border-radius: .4rem; background: var(--accent); color: white; cursor: pointer; }
+button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid #ffbf47; outline-offset: 2px; }
+.verdict { padding: 1rem 1.25rem; border-radius: .5rem; color: white; margin: 1.5rem 0; }
+.verdict.allow { background: var(--ok); } .verdict.review { background: var(--warn); } .verdict.deny { background: var(--bad); }
+.verdict strong { font-size: 1.3rem; }
+table { border-collapse: collapse; width: 100%; margin: .5rem 0 1.5rem; }
+th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid #ccd; vertical-align: top; }
+th { width: 40%; font-weight: 600; }
+code { font-size: .9em; word-break: break-all; }
+ul.errors li { margin: .3rem 0; }
+footer { margin-top: 3rem; color: var(--muted); font-size: .9rem; }
+"#;
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{title}</title><style>{STYLE}</style></head><body><main>{body}\
+<footer>Meridian checks whether a browser's own clock, time zone and language agree with where its traffic comes from. \
+Nothing leaves this server.</footer></main></body></html>\n",
+        title = escape(title),
+    )
+}
+
+/// The login page: a normal form, marked for the drop-in collector.
+pub fn login() -> String {
+    page(
+        "Sign in — Meridian demo",
+        r#"<h1>Sign in</h1>
+<p class="lead">A demo login. When you press <em>Sign in</em>, Meridian's collector signs what your browser says about its
+clock, time zone and languages, and the server checks it.</p>
+<form class="login" method="post" action="/login" data-meridian="login">
+  <label>Email <input type="email" name="email" autocomplete="username" required value="ada@example.com"></label>
+  <label>Password <input type="password" name="password" autocomplete="current-password" required value="demo-password"></label>
+  <input type="hidden" name="meridian-token" value="">
+  <button type="submit" id="sign-in">Sign in</button>
+</form>
+<script type="module" src="/pkg/meridian.js"></script>"#,
+    )
+}
+
+/// The result page: the verdict, why, and what the browser said.
+pub fn result(email: &str, outcome: &VerifyOutcome) -> String {
+    let mut body = String::new();
+    let (class, headline) = match (outcome.success, outcome.verdict) {
+        (false, _) => ("deny", "Token rejected"),
+        (true, Verdict::Allow) => ("allow", "Allowed"),
+        (true, Verdict::Review) => ("review", "Review"),
+        (true, Verdict::Deny) => ("deny", "Denied"),
+    };
+    let _ = write!(
+        body,
+        "<h1>Sign-in result</h1><p class=\"lead\">for {}</p>\
+<div class=\"verdict {class}\" id=\"verdict\" data-success=\"{}\" data-verdict=\"{}\"><strong>{headline}</strong> — risk score {}/100</div>",
+        escape(email),
+        outcome.success,
+        verdict_name(outcome.verdict),
+        outcome.score,
+    );
+    if !outcome.error_codes.is_empty() {
+        body.push_str("<h2>Why the token was not accepted</h2><ul class=\"errors\" id=\"error-codes\">");
+        for code in &outcome.error_codes {
+            let _ = write!(body, "<li><code>{}</code> — {}</li>", code.as_str(), explain_error(code.as_str()));
+        }
+        body.push_str("</ul>");
+    }
+    if !outcome.reasons.is_empty() {
+        body.push_str("<h2>What looks off</h2><ul id=\"reasons\">");
+        for reason in &outcome.reasons {
+            let code = serde_json::to_value(reason.code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let _ = write!(body, "<li><code>{}</code> (+{}) — {}</li>", escape(&code), reason.weight, escape(&reason.detail));
+        }
+        body.push_str("</ul>");
+    }
+    if let Some(claims) = &outcome.claims {
+        body.push_str("<h2>What the browser said</h2><table id=\"claims\">");
+        let offsets = format!(
+            "now {}, 1 Jan {}, 1 Jul {}",
+            utc_offset(claims.time_zone.offset_now_min),
+            utc_offset(claims.time_zone.offset_jan_min),
+            utc_offset(claims.time_zone.offset_jul_min)
+        );
+        let rows = [
+            ("Time zone", claims.time_zone.zone.clone()),
+            ("UTC offsets", offsets),
+            ("Locale", claims.locale.locale.clone()),
+            ("Languages", claims.locale.languages.join(", ")),
+            ("Calendar / numbering / hour cycle", format!("{} / {} / {}", claims.locale.calendar, claims.locale.numbering, claims.locale.hour_cycle)),
+            ("Page origin", claims.origin.clone()),
+            ("Action", claims.action.clone()),
+        ];
+        for (name, value) in rows {
+            let _ = write!(body, "<tr><th scope=\"row\">{name}</th><td>{}</td></tr>", escape(&value));
+        }
+        if let Some(clock) = outcome.clock {
+            let _ = write!(
+                body,
+                "<tr><th scope=\"row\">Clock skew</th><td>{} ms ± {} ms</td></tr>",
+                clock.skew_ms, clock.uncertainty_ms
+            );
+        }
+        body.push_str("</table>");
+    }
+    if let Some(network) = &outcome.network {
+        let _ = write!(
+            body,
+            "<h2>What the network says</h2><table id=\"network\"><tr><th scope=\"row\">IP</th><td>{}</td></tr>\
+<tr><th scope=\"row\">Country</th><td>{}</td></tr></table>",
+            escape(&network.ip.to_string()),
+            escape(network.country.as_deref().unwrap_or("unknown")),
+        );
+    }
+    body.push_str("<p><a href=\"/\">Try again</a></p>");
+    page("Sign-in result — Meridian demo", &body)
+}
+
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Allow => "allow",
+        Verdict::Review => "review",
+        Verdict::Deny => "deny",
+    }
+}
+
+fn explain_error(code: &str) -> &'static str {
+    match code {
+        "missing-input-token" => "the form arrived without a token (scripts blocked, or the collector could not run).",
+        "malformed-token" => "the token is not a Meridian token.",
+        "unsupported-algorithm" => "the token is not signed with Ed25519.",
+        "unknown-key" => "the token was signed by a collector build this server does not trust.",
+        "bad-signature" => "the token was altered after it was signed.",
+        "bad-challenge" => "the token is bound to a challenge this server did not issue.",
+        "expired" => "the page was open too long; the challenge expired. Reload and try again.",
+        "replayed" => "this token was already used once.",
+        "origin-mismatch" => "the token was collected on another site.",
+        "action-mismatch" => "the token was collected for another action.",
+        "internal-error" => "the server could not check single use right now.",
+        _ => "the request could not be checked.",
+    }
+}
+
+fn utc_offset(minutes: i32) -> String {
+    let sign = if minutes < 0 { '−' } else { '+' };
+    let minutes = minutes.unsigned_abs();
+    format!("UTC{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// Escapes text for HTML element content and quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape("<script>\"x\"&'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;");
+        assert_eq!(utc_offset(330), "UTC+05:30");
+        assert_eq!(utc_offset(-300), "UTC−05:00");
+    }
+}

@@ -1,0 +1,212 @@
+//! Harness for Meridian's end-to-end tests: the demo on a loopback port,
+//! headless Chromium through chromedriver, and small helpers.
+//!
+//! Needs what `scripts/test` installs: Debian's `chromium` and
+//! `chromium-driver`, a built collector in `.meridian/pkg`, and for the
+//! interop test a Python with PyJWT (`MERIDIAN_PYTHON`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use meridian_verifier::clock::{Clock, ShiftedClock};
+use meridian_verifier::http::VerifySecret;
+use meridian_verifier::ChallengeKey;
+
+/// The verify secret every test server uses.
+pub const VERIFY_SECRET: &str = "test-verify-secret-0123456789";
+
+/// The workspace's `.meridian` folder (keys, built collector, tools).
+pub fn meridian_home() -> PathBuf {
+    std::env::var_os("MERIDIAN_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.meridian"))
+}
+
+/// A demo server on a free loopback port.
+pub struct DemoServer {
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+    /// The server's clock; tests move it forward instead of sleeping.
+    pub clock: Arc<ShiftedClock>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the demo in this process.
+///
+/// # Panics
+/// When the demo cannot start (set-up not run): tests should fail loudly.
+pub async fn start_demo() -> DemoServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let clock = Arc::new(ShiftedClock::default());
+    let config = meridian_demo::DemoConfig {
+        home: meridian_home(),
+        origins: meridian_demo::local_origins(address),
+        verify_secret: VerifySecret::new(VERIFY_SECRET).unwrap_or_else(|e| panic!("{e}")),
+        generated_secret: None,
+        challenge_key: ChallengeKey::random(1).unwrap_or_else(|e| panic!("{e}")),
+        clock: clock.clone() as Arc<dyn Clock>,
+    };
+    let app = meridian_demo::app(config).unwrap_or_else(|e| panic!("demo: {e}"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    DemoServer { origin: format!("http://{address}"), clock, task }
+}
+
+/// A headless Chromium driven through its own chromedriver.
+pub struct Browser {
+    /// The WebDriver client.
+    pub client: Client,
+    driver: Child,
+    profile: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// How to start the browser.
+#[derive(Debug, Clone, Default)]
+pub struct BrowserOptions {
+    /// IANA zone for the browser process (`TZ`), e.g. `Asia/Shanghai`.
+    pub time_zone: Option<String>,
+    /// `--accept-lang` value, e.g. `zh-CN,zh`.
+    pub accept_language: Option<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Starts chromedriver and a headless Chromium session.
+///
+/// # Panics
+/// When chromedriver or Chromium is missing: install them with `scripts/test`.
+pub async fn start_browser(options: BrowserOptions) -> Browser {
+    let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let port = free_port();
+    let mut command = Command::new(&chromedriver);
+    command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(zone) = &options.time_zone {
+        command.env("TZ", zone);
+    }
+    let driver = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e} (install chromium-driver; scripts/test does)"));
+    let profile = std::env::temp_dir().join(format!("meridian-chromium-{port}-{}", std::process::id()));
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-dev-shm-usage".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--disable-quic".to_owned(),
+        "--no-first-run".to_owned(),
+        "--window-size=1280,900".to_owned(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    if let Some(languages) = &options.accept_language {
+        args.push(format!("--accept-lang={languages}"));
+        args.push(format!("--lang={}", languages.split(',').next().unwrap_or("en-US")));
+    }
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "binary": chromium, "args": args }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_error = String::new();
+    for _ in 0..100 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new()).capabilities(capabilities.clone()).connect(&url).await {
+            Ok(client) => return Browser { client, driver, profile },
+            Err(e) => {
+                last_error = e.to_string();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!("cannot start a Chromium session through {chromedriver}: {last_error}");
+}
+
+impl Browser {
+    /// Loads the demo's login page and collects a token in it through the
+    /// drop-in's `collect()`.
+    ///
+    /// # Panics
+    /// When the page or the collector fails.
+    pub async fn collect_token(&self, origin: &str, action: &str) -> String {
+        self.client.goto(&format!("{origin}/")).await.unwrap_or_else(|e| panic!("goto: {e}"));
+        let value = self
+            .client
+            .execute_async(
+                "const [action, done] = arguments;
+                 import('/pkg/meridian.js')
+                   .then(m => m.collect({ action }))
+                   .then(token => done({ token }), error => done({ error: String(error) }));",
+                vec![serde_json::json!(action)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("collect: {e}"));
+        match value.get("token").and_then(|t| t.as_str()) {
+            Some(token) => token.to_owned(),
+            None => panic!("collector failed: {value}"),
+        }
+    }
+
+    /// Evaluates a JavaScript expression in the page.
+    ///
+    /// # Panics
+    /// When the script throws.
+    pub async fn eval(&self, expression: &str) -> serde_json::Value {
+        self.client
+            .execute(&format!("return {expression};"), vec![])
+            .await
+            .unwrap_or_else(|e| panic!("eval {expression}: {e}"))
+    }
+}
+
+/// Posts to `/v1/verify` with the test secret and returns status and body.
+///
+/// # Panics
+/// When the server does not answer.
+pub async fn verify(origin: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{origin}/v1/verify"))
+        .bearer_auth(VERIFY_SECRET)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("verify request: {e}"));
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or_else(|e| panic!("verify body: {e}"));
+    (status, body)
+}
+
+/// The `error_codes` of a verify response, as strings.
+pub fn error_codes(body: &serde_json::Value) -> Vec<String> {
+    body["error_codes"]
+        .as_array()
+        .map(|codes| codes.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,147 @@
+//! Handlers and the one mapping from outcomes to HTTP responses.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::secret::any_matches;
+use crate::error::ErrorCode;
+use crate::net::canonical_ip;
+use crate::{VerifyInput, VerifyOutcome};
+
+/// Body of `GET /v1/challenge`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ChallengeResponse {
+    challenge: String,
+    server_time_ms: i64,
+    expires_in_s: u32,
+}
+
+pub(crate) async fn challenge(State(state): State<ApiState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    let ip = canonical_ip(peer.ip());
+    let now_ms = state.clock().now().as_millisecond();
+    match state.verifier().keys().challenge.issue(ip, now_ms) {
+        Ok(issued) => {
+            let body = ChallengeResponse {
+                challenge: issued.challenge,
+                server_time_ms: issued.issued_at_ms,
+                expires_in_s: issued.expires_in_s,
+            };
+            ([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "no randomness for a challenge nonce");
+            outcome_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                VerifyOutcome::invalid_request(ErrorCode::InternalError, "could not issue a challenge"),
+            )
+        }
+    }
+}
+
+/// Body of `POST /v1/verify`.
+#[derive(Debug, Deserialize)]
+struct VerifyRequest {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    remote_ip: Option<String>,
+    #[serde(default)]
+    accept_language: Option<String>,
+    #[serde(default)]
+    expected_action: Option<String>,
+    #[serde(default)]
+    expected_origin: Option<String>,
+}
+
+pub(crate) async fn verify(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !any_matches(&state.inner.secrets, presented) {
+        return invalid(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a valid `Authorization: Bearer <verify secret>` header is required");
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("request body exceeds {} bytes", super::MAX_BODY_BYTES)
+            } else {
+                "request body could not be read".to_owned()
+            };
+            return invalid(status, ErrorCode::BadRequest, message);
+        }
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return invalid(StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::BadRequest, "Content-Type must be application/json");
+    }
+    let request: VerifyRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(_) => return invalid(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "body is not a JSON verify request"),
+    };
+    let Some(remote_ip) = request.remote_ip.as_deref().and_then(|ip| ip.trim().parse::<IpAddr>().ok()) else {
+        return invalid(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "`remote_ip` must be the client's IPv4 or IPv6 address");
+    };
+    let input = VerifyInput {
+        token: request.token.as_deref().unwrap_or(""),
+        remote_ip,
+        accept_language: request.accept_language.as_deref(),
+        expected_action: request.expected_action.as_deref(),
+        expected_origin: request.expected_origin.as_deref(),
+    };
+    let outcome = state.verifier().verify(&input, state.clock().now()).await;
+    match &outcome.error {
+        None => tracing::info!(verdict = ?outcome.verdict, score = outcome.score, "token verified"),
+        Some(error) => tracing::info!(code = %error.code(), %error, "token rejected"),
+    }
+    let status = if outcome.error_codes.contains(&ErrorCode::InternalError) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    outcome_response(status, outcome)
+}
+
+pub(crate) async fn jwks(State(state): State<ApiState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("max-age=300")),
+        ],
+        state.inner.jwks_json.clone(),
+    )
+        .into_response()
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+fn invalid(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    outcome_response(status, VerifyOutcome::invalid_request(code, message))
+}
+
+/// The only place an outcome becomes a response: clients get the stable
+/// shape, never internal error text.
+fn outcome_response(status: StatusCode, outcome: VerifyOutcome) -> Response {
+    (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(outcome)).into_response()
+}
