@@ -33,9 +33,7 @@ fn main() {
             if WELL_KNOWN_SEEDS.contains(&seed_text.as_str()) {
                 fail(&format!("{} holds a well-known test key; run `meridian keygen`", path.display()));
             }
-            let key = jwk
-                .signing_key()
-                .unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+            let key = jwk.signing_key().unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
             let kid = meridian_protocol::jwk::thumbprint(&key.verifying_key());
             format!("const SIGNING_KEY: Option<([u8; 32], &str)> = Some(({:?}, {kid:?}));\n", key.to_bytes())
         }

@@ -8,15 +8,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Html;
 use axum::routing::get;
-use axum::Router;
 use meridian_verifier::clock::{Clock, SystemClock};
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::replay::MemoryReplayStore;
-use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Verifier, VerifyInput, VerifyRules};
+use meridian_verifier::{
+    ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Verifier, VerifyInput, VerifyRules,
+};
 use serde::Deserialize;
 use tower_http::services::ServeDir;
 
@@ -49,7 +51,8 @@ impl DemoConfig {
                 (VerifySecret::new(&secret).map_err(|e| format!("MERIDIAN_VERIFY_SECRET: {e}"))?, None)
             }
             _ => {
-                let (text, secret) = VerifySecret::generate().map_err(|e| format!("no secure randomness: {e}"))?;
+                let (text, secret) =
+                    VerifySecret::generate().map_err(|e| format!("no secure randomness: {e}"))?;
                 (secret, Some(text))
             }
         };
@@ -92,15 +95,18 @@ pub fn app(config: DemoConfig) -> Result<Router, String> {
     let jwks_path = config.home.join("keys/jwks.json");
     let jwks = std::fs::read_to_string(&jwks_path)
         .map_err(|e| format!("cannot read {} ({e}); run scripts/setup first", jwks_path.display()))?;
-    let collector = CollectorKeys::from_jwks_json(&jwks).map_err(|e| format!("{}: {e}", jwks_path.display()))?;
+    let collector =
+        CollectorKeys::from_jwks_json(&jwks).map_err(|e| format!("{}: {e}", jwks_path.display()))?;
     let pkg = config.home.join("pkg");
     if !pkg.join("meridian.js").exists() {
         return Err(format!("the collector is not built in {}; run scripts/setup first", pkg.display()));
     }
-    let challenge = ChallengeKeys::new(vec![config.challenge_key], meridian_verifier::challenge::DEFAULT_LIFETIME_S)
-        .ok_or("challenge lifetime must be positive")?;
+    let challenge =
+        ChallengeKeys::new(vec![config.challenge_key], meridian_verifier::challenge::DEFAULT_LIFETIME_S)
+            .ok_or("challenge lifetime must be positive")?;
     let rules = VerifyRules { allowed_origins: config.origins, ..VerifyRules::default() };
-    let verifier = Verifier::new(Keys { collector, challenge }, rules, Arc::new(MemoryReplayStore::new(100_000)));
+    let verifier =
+        Verifier::new(Keys { collector, challenge }, rules, Arc::new(MemoryReplayStore::new(100_000)));
     let api = ApiState::new(verifier, vec![config.verify_secret], config.clock);
     let pages = Router::new()
         .route("/", get(login_page))

@@ -12,13 +12,14 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let listen: SocketAddr = match std::env::var("MERIDIAN_DEMO_LISTEN").as_deref().unwrap_or("127.0.0.1:8080").parse() {
-        Ok(listen) => listen,
-        Err(e) => {
-            eprintln!("meridian-demo: MERIDIAN_DEMO_LISTEN is not an address: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let listen: SocketAddr =
+        match std::env::var("MERIDIAN_DEMO_LISTEN").as_deref().unwrap_or("127.0.0.1:8080").parse() {
+            Ok(listen) => listen,
+            Err(e) => {
+                eprintln!("meridian-demo: MERIDIAN_DEMO_LISTEN is not an address: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {

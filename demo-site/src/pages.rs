@@ -77,15 +77,25 @@ pub fn result(email: &str, outcome: &VerifyOutcome) -> String {
     if !outcome.error_codes.is_empty() {
         body.push_str("<h2>Why the token was not accepted</h2><ul class=\"errors\" id=\"error-codes\">");
         for code in &outcome.error_codes {
-            let _ = write!(body, "<li><code>{}</code> — {}</li>", code.as_str(), explain_error(code.as_str()));
+            let _ =
+                write!(body, "<li><code>{}</code> — {}</li>", code.as_str(), explain_error(code.as_str()));
         }
         body.push_str("</ul>");
     }
     if !outcome.reasons.is_empty() {
         body.push_str("<h2>What looks off</h2><ul id=\"reasons\">");
         for reason in &outcome.reasons {
-            let code = serde_json::to_value(reason.code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            let _ = write!(body, "<li><code>{}</code> (+{}) — {}</li>", escape(&code), reason.weight, escape(&reason.detail));
+            let code = serde_json::to_value(reason.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<li><code>{}</code> (+{}) — {}</li>",
+                escape(&code),
+                reason.weight,
+                escape(&reason.detail)
+            );
         }
         body.push_str("</ul>");
     }
@@ -102,7 +112,13 @@ pub fn result(email: &str, outcome: &VerifyOutcome) -> String {
             ("UTC offsets", offsets),
             ("Locale", claims.locale.locale.clone()),
             ("Languages", claims.locale.languages.join(", ")),
-            ("Calendar / numbering / hour cycle", format!("{} / {} / {}", claims.locale.calendar, claims.locale.numbering, claims.locale.hour_cycle)),
+            (
+                "Calendar / numbering / hour cycle",
+                format!(
+                    "{} / {} / {}",
+                    claims.locale.calendar, claims.locale.numbering, claims.locale.hour_cycle
+                ),
+            ),
             ("Page origin", claims.origin.clone()),
             ("Action", claims.action.clone()),
         ];
@@ -141,7 +157,9 @@ fn verdict_name(verdict: Verdict) -> &'static str {
 
 fn explain_error(code: &str) -> &'static str {
     match code {
-        "missing-input-token" => "the form arrived without a token (scripts blocked, or the collector could not run).",
+        "missing-input-token" => {
+            "the form arrived without a token (scripts blocked, or the collector could not run)."
+        }
         "malformed-token" => "the token is not a Meridian token.",
         "unsupported-algorithm" => "the token is not signed with Ed25519.",
         "unknown-key" => "the token was signed by a collector build this server does not trust.",
@@ -179,6 +197,7 @@ pub fn escape(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 

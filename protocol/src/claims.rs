@@ -185,6 +185,7 @@ impl Claims {
 }
 
 #[cfg(all(test, feature = "serde"))]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 

@@ -101,6 +101,7 @@ impl JsonWriter {
 }
 
 #[cfg(all(test, feature = "serde"))]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::JsonWriter;
     use proptest::prelude::*;

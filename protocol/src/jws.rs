@@ -114,13 +114,11 @@ mod parse {
             if header.crit.is_some() {
                 return Err(JwsError::Malformed("critical header extensions are not supported"));
             }
-            let payload =
-                b64::decode(payload_b64).ok_or(JwsError::Malformed("payload is not base64url"))?;
-            let signature_bytes = b64::decode(signature_b64)
-                .ok_or(JwsError::Malformed("signature is not base64url"))?;
-            let signature_bytes: [u8; 64] = signature_bytes
-                .try_into()
-                .map_err(|_| JwsError::Malformed("signature is not 64 bytes"))?;
+            let payload = b64::decode(payload_b64).ok_or(JwsError::Malformed("payload is not base64url"))?;
+            let signature_bytes =
+                b64::decode(signature_b64).ok_or(JwsError::Malformed("signature is not base64url"))?;
+            let signature_bytes: [u8; 64] =
+                signature_bytes.try_into().map_err(|_| JwsError::Malformed("signature is not 64 bytes"))?;
             let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
             Ok(Self { header, signing_input, payload, signature: Signature::from_bytes(&signature_bytes) })
         }
@@ -147,6 +145,7 @@ mod parse {
 }
 
 #[cfg(all(test, feature = "serde"))]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
     use crate::jwk::Jwk;
@@ -159,8 +158,8 @@ mod tests {
     const RFC8037_JWS: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
 
     fn rfc_key() -> SigningKey {
-        let jwk: Jwk = serde_json::from_str(RFC8037_PRIVATE).unwrap_or_else(|e| panic!("{e}"));
-        jwk.signing_key().unwrap_or_else(|e| panic!("{e}"))
+        let jwk: Jwk = serde_json::from_str(RFC8037_PRIVATE).unwrap();
+        jwk.signing_key().unwrap()
     }
 
     #[test]
@@ -173,7 +172,7 @@ mod tests {
     #[test]
     fn rfc8037_a5_verification() {
         let key = rfc_key();
-        let jws = CompactJws::parse(RFC8037_JWS).unwrap_or_else(|e| panic!("{e}"));
+        let jws = CompactJws::parse(RFC8037_JWS).unwrap();
         assert_eq!(jws.payload(), b"Example of Ed25519 signing");
         assert_eq!(jws.verify(&key.verifying_key()), Ok(()));
     }
@@ -207,7 +206,8 @@ mod tests {
         for token in ["", "a", "a.b", "a.b.c.d", "!!.e30.", "e30.e30.AAAA"] {
             assert!(matches!(CompactJws::parse(token), Err(JwsError::Malformed(_))), "{token}");
         }
-        let crit = format!("{}.e30.{}", crate::b64::encode(br#"{"alg":"EdDSA","crit":["exp"]}"#), "A".repeat(86));
+        let crit =
+            format!("{}.e30.{}", crate::b64::encode(br#"{"alg":"EdDSA","crit":["exp"]}"#), "A".repeat(86));
         assert!(matches!(CompactJws::parse(&crit), Err(JwsError::Malformed(_))));
     }
 }

@@ -33,7 +33,7 @@ pub mod jwk;
 pub mod jws;
 
 pub use b64::{decode as base64url_decode, encode as base64url_encode};
-pub use claims::{CLAIMS_VERSION, Claims, ClockSample, LocaleClaims, TimeZoneClaims};
 #[cfg(feature = "serde")]
 pub use claims::ClaimsError;
+pub use claims::{CLAIMS_VERSION, Claims, ClockSample, LocaleClaims, TimeZoneClaims};
 pub use ed25519_dalek;

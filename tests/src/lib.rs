@@ -5,6 +5,8 @@
 //! `chromium-driver`, a built collector in `.meridian/pkg`, and for the
 //! interop test a Python with PyJWT (`MERIDIAN_PYTHON`).
 
+#![allow(clippy::panic, reason = "a test harness reports failure by panicking")]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -12,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
+use meridian_verifier::ChallengeKey;
 use meridian_verifier::clock::{Clock, ShiftedClock};
 use meridian_verifier::http::VerifySecret;
-use meridian_verifier::ChallengeKey;
 
 /// The verify secret every test server uses.
 pub const VERIFY_SECRET: &str = "test-verify-secret-0123456789";
@@ -109,9 +111,9 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
     if let Some(zone) = &options.time_zone {
         command.env("TZ", zone);
     }
-    let driver = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e} (install chromium-driver; scripts/test does)"));
+    let driver = command.spawn().unwrap_or_else(|e| {
+        panic!("cannot start {chromedriver}: {e} (install chromium-driver; scripts/test does)")
+    });
     let profile = std::env::temp_dir().join(format!("meridian-chromium-{port}-{}", std::process::id()));
     let mut args = vec![
         "--headless=new".to_owned(),
@@ -131,14 +133,15 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
         args.push(format!("--lang={}", languages.split(',').next().unwrap_or("en-US")));
     }
     let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "binary": chromium, "args": args }),
-    );
+    capabilities.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium, "args": args }));
     let url = format!("http://127.0.0.1:{port}");
     let mut last_error = String::new();
     for _ in 0..100 {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new()).capabilities(capabilities.clone()).connect(&url).await {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.clone())
+            .connect(&url)
+            .await
+        {
             Ok(client) => return Browser { client, driver, profile },
             Err(e) => {
                 last_error = e.to_string();

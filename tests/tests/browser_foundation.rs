@@ -78,29 +78,25 @@ async fn login_form_submits_a_verified_token() {
     })
     .await;
     let client = &browser.client;
-    client.goto(&format!("{}/", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
-    let button = client
-        .wait()
-        .for_element(fantoccini::Locator::Id("sign-in"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    button.click().await.unwrap_or_else(|e| panic!("{e}"));
-    let verdict = client
-        .wait()
-        .for_element(fantoccini::Locator::Id("verdict"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let success = verdict.attr("data-success").await.unwrap_or_else(|e| panic!("{e}"));
+    client.goto(&format!("{}/", demo.origin)).await.unwrap();
+    let button =
+        client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap();
+    button.click().await.unwrap();
+    let verdict =
+        client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
+    let success = verdict.attr("data-success").await.unwrap();
     let page = client.source().await.unwrap_or_default();
     assert_eq!(success.as_deref(), Some("true"), "{page}");
     assert!(page.contains("America/New_York"), "{page}");
 
     // Going back and resubmitting the same form reuses nothing: the drop-in
     // fetches a fresh challenge each time the page loads.
-    client.back().await.unwrap_or_else(|e| panic!("{e}"));
-    client.goto(&format!("{}/", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
-    let button = client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap_or_else(|e| panic!("{e}"));
-    button.click().await.unwrap_or_else(|e| panic!("{e}"));
-    let verdict = client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap_or_else(|e| panic!("{e}"));
+    client.back().await.unwrap();
+    client.goto(&format!("{}/", demo.origin)).await.unwrap();
+    let button =
+        client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap();
+    button.click().await.unwrap();
+    let verdict =
+        client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
     assert_eq!(verdict.attr("data-success").await.ok().flatten().as_deref(), Some("true"));
 }

@@ -17,8 +17,10 @@ async fn pyjwt_verifies_a_browser_token() {
         Command::new(&python).arg(script).arg(format!("{origin}/.well-known/jwks.json")).arg(&token).output()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
-    .unwrap_or_else(|e| panic!("cannot run Python for the interop test: {e} (set MERIDIAN_PYTHON; scripts/test does)"));
+    .unwrap()
+    .unwrap_or_else(|e| {
+        panic!("cannot run Python for the interop test: {e} (set MERIDIAN_PYTHON; scripts/test does)")
+    });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "PyJWT rejected the token:\n{stdout}\n{stderr}");
@@ -33,10 +35,14 @@ async fn pyjwt_verifies_a_browser_token() {
     let tampered = String::from_utf8(bytes).unwrap_or_default();
     let origin = demo.origin.clone();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python).arg(script).arg(format!("{origin}/.well-known/jwks.json")).arg(&tampered).output()
+        Command::new(&python)
+            .arg(script)
+            .arg(format!("{origin}/.well-known/jwks.json"))
+            .arg(&tampered)
+            .output()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap()
+    .unwrap();
     assert!(!output.status.success(), "PyJWT accepted a tampered token");
 }

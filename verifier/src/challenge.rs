@@ -59,9 +59,8 @@ impl ChallengeKey {
     /// # Errors
     /// When the text is not 32 bytes of base64url.
     pub fn from_base64url(id: u8, text: &str) -> Result<Self, ChallengeError> {
-        let secret: [u8; 32] = base64url_decode(text.trim())
-            .and_then(|b| b.try_into().ok())
-            .ok_or(ChallengeError::Malformed)?;
+        let secret: [u8; 32] =
+            base64url_decode(text.trim()).and_then(|b| b.try_into().ok()).ok_or(ChallengeError::Malformed)?;
         Ok(Self { id, secret })
     }
 
@@ -181,21 +180,22 @@ impl ChallengeKeys {
     ///
     /// # Errors
     /// See [`ChallengeError`].
-    pub fn open(&self, challenge: &str, now_ms: i64, leeway_ms: i64) -> Result<OpenedChallenge, ChallengeError> {
+    pub fn open(
+        &self,
+        challenge: &str,
+        now_ms: i64,
+        leeway_ms: i64,
+    ) -> Result<OpenedChallenge, ChallengeError> {
         if challenge.len() > 128 {
             return Err(ChallengeError::Malformed);
         }
-        let sealed: [u8; BODY_LEN + TAG_LEN] = base64url_decode(challenge)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(ChallengeError::Malformed)?;
+        let sealed: [u8; BODY_LEN + TAG_LEN] =
+            base64url_decode(challenge).and_then(|b| b.try_into().ok()).ok_or(ChallengeError::Malformed)?;
         if sealed[0] != VERSION {
             return Err(ChallengeError::Malformed);
         }
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.id == sealed[1])
-            .ok_or(ChallengeError::UnknownKey(sealed[1]))?;
+        let key =
+            self.keys.iter().find(|k| k.id == sealed[1]).ok_or(ChallengeError::UnknownKey(sealed[1]))?;
         key.tag(&sealed[..BODY_LEN])
             .verify_truncated_left(&sealed[BODY_LEN..])
             .map_err(|_| ChallengeError::BadMac)?;
@@ -224,17 +224,18 @@ fn ipv6_bytes(ip: IpAddr) -> [u8; 16] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 
     fn ring() -> ChallengeKeys {
-        ChallengeKeys::new(vec![ChallengeKey::new(1, [3; 32])], 120).unwrap_or_else(|| unreachable!())
+        ChallengeKeys::new(vec![ChallengeKey::new(1, [3; 32])], 120).unwrap()
     }
 
     #[test]
     fn round_trip_v4_and_v6() {
         for ip in ["192.0.2.7", "2001:db8::1"] {
-            let ip: IpAddr = ip.parse().unwrap_or_else(|_| unreachable!());
+            let ip: IpAddr = ip.parse().unwrap();
             let issued = ring().issue_with_nonce(ip, 1_000, [9; 16]);
             let opened = ring().open(&issued.challenge, 1_000, 0);
             assert_eq!(
@@ -246,11 +247,13 @@ mod tests {
 
     #[test]
     fn rejects_forgeries() {
-        let ip: IpAddr = "192.0.2.7".parse().unwrap_or_else(|_| unreachable!());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let issued = ring().issue_with_nonce(ip, 1_000, [9; 16]);
-        let other = ChallengeKeys::new(vec![ChallengeKey::new(1, [4; 32])], 120).unwrap_or_else(|| unreachable!());
+        let other =
+            ChallengeKeys::new(vec![ChallengeKey::new(1, [4; 32])], 120).unwrap();
         assert_eq!(other.open(&issued.challenge, 1_000, 0), Err(ChallengeError::BadMac));
-        let rotated = ChallengeKeys::new(vec![ChallengeKey::new(2, [3; 32])], 120).unwrap_or_else(|| unreachable!());
+        let rotated =
+            ChallengeKeys::new(vec![ChallengeKey::new(2, [3; 32])], 120).unwrap();
         assert_eq!(rotated.open(&issued.challenge, 1_000, 0), Err(ChallengeError::UnknownKey(1)));
         assert_eq!(ring().open("AAAA", 1_000, 0), Err(ChallengeError::Malformed));
         assert_eq!(ring().open(&issued.challenge, 0, 500), Err(ChallengeError::NotYetValid));
@@ -264,11 +267,11 @@ mod tests {
 
     #[test]
     fn older_keys_still_open_after_rotation() {
-        let ip: IpAddr = "192.0.2.7".parse().unwrap_or_else(|_| unreachable!());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let issued = ring().issue_with_nonce(ip, 1_000, [9; 16]);
         let rotated =
             ChallengeKeys::new(vec![ChallengeKey::new(2, [5; 32]), ChallengeKey::new(1, [3; 32])], 120)
-                .unwrap_or_else(|| unreachable!());
+                .unwrap();
         assert!(rotated.open(&issued.challenge, 1_000, 0).is_ok());
     }
 }

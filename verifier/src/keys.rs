@@ -133,13 +133,17 @@ impl Keys {
         let jwks = Jwks { keys: vec![Jwk::public(&signing.verifying_key())] };
         Self {
             collector: CollectorKeys::from_jwks(jwks).unwrap_or_default(),
-            challenge: ChallengeKeys::new(vec![ChallengeKey::new(1, [0x17; 32])], crate::challenge::DEFAULT_LIFETIME_S)
-                .unwrap_or_else(|| unreachable!("one key and a non-zero lifetime")),
+            challenge: ChallengeKeys::new(
+                vec![ChallengeKey::new(1, [0x17; 32])],
+                crate::challenge::DEFAULT_LIFETIME_S,
+            )
+            .unwrap_or_else(|| unreachable!("one key and a non-zero lifetime")),
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 

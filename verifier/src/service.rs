@@ -101,7 +101,13 @@ impl VerifyOutcome {
             score: 100,
             reasons: Vec::new(),
             error_codes: vec![error.code()],
-            network: Some(Network { ip: canonical_ip(remote_ip), country: None, asn: None, org: None, hosting: None }),
+            network: Some(Network {
+                ip: canonical_ip(remote_ip),
+                country: None,
+                asn: None,
+                org: None,
+                hosting: None,
+            }),
             claims: None,
             clock: None,
             message: None,
@@ -159,7 +165,11 @@ impl Verifier {
     ///
     /// # Errors
     /// The first [`TokenError`] found.
-    pub async fn accept(&self, input: &VerifyInput<'_>, now: Timestamp) -> Result<VerifiedClaims, TokenError> {
+    pub async fn accept(
+        &self,
+        input: &VerifyInput<'_>,
+        now: Timestamp,
+    ) -> Result<VerifiedClaims, TokenError> {
         let token = input.token.trim();
         if token.len() > self.rules.max_token_bytes {
             return Err(TokenError::TooLarge { len: token.len(), max: self.rules.max_token_bytes });

@@ -93,7 +93,12 @@ impl<'a> UntrustedToken<'a> {
     ///
     /// # Errors
     /// The first [`TokenError`] found, in the order above.
-    pub fn verify(&self, keys: &Keys, rules: &VerifyRules, now: Timestamp) -> Result<VerifiedClaims, TokenError> {
+    pub fn verify(
+        &self,
+        keys: &Keys,
+        rules: &VerifyRules,
+        now: Timestamp,
+    ) -> Result<VerifiedClaims, TokenError> {
         let now_ms = now.as_millisecond();
         let kid = self.kid().ok_or(TokenError::UnknownKey { kid: None })?;
         let key = keys

@@ -58,12 +58,9 @@ pub async fn fetch_challenge(challenge_url: &str) -> Result<FetchedChallenge, Js
             response.status()
         )));
     }
-    let body = response
-        .json()
-        .map_err(|_| JsError::new("meridian: challenge response is not JSON"))?;
-    let body = JsFuture::from(body)
-        .await
-        .map_err(|_| JsError::new("meridian: challenge response is not JSON"))?;
+    let body = response.json().map_err(|_| JsError::new("meridian: challenge response is not JSON"))?;
+    let body =
+        JsFuture::from(body).await.map_err(|_| JsError::new("meridian: challenge response is not JSON"))?;
     let finished = monotonic_ms();
     let received_at_ms = wall_clock_ms();
     let challenge = Reflect::get(&body, &JsValue::from_str("challenge"))

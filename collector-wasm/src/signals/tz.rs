@@ -25,8 +25,5 @@ fn offset_east(date: &Date) -> i32 {
 }
 
 pub(crate) fn string_property(object: &Object, name: &str) -> String {
-    Reflect::get(object, &JsValue::from_str(name))
-        .ok()
-        .and_then(|v| v.as_string())
-        .unwrap_or_default()
+    Reflect::get(object, &JsValue::from_str(name)).ok().and_then(|v| v.as_string()).unwrap_or_default()
 }

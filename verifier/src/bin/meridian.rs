@@ -10,10 +10,16 @@ use meridian_protocol::jwk::{Jwk, Jwks};
 use meridian_verifier::clock::{Clock, SystemClock};
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::replay::MemoryReplayStore;
-use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, UntrustedToken, Verifier, VerifyRules};
+use meridian_verifier::{
+    ChallengeKey, ChallengeKeys, CollectorKeys, Keys, UntrustedToken, Verifier, VerifyRules,
+};
 
 #[derive(Parser)]
-#[command(name = "meridian", version, about = "Meridian: does this browser's clock, time zone and language agree with where its traffic comes from?")]
+#[command(
+    name = "meridian",
+    version,
+    about = "Meridian: does this browser's clock, time zone and language agree with where its traffic comes from?"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,7 +108,8 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> Result<(), String> {
     let jwks_text = std::fs::read_to_string(&args.jwks)
         .map_err(|e| format!("cannot read the collector JWKS {}: {e}", args.jwks.display()))?;
-    let collector = CollectorKeys::from_jwks_json(&jwks_text).map_err(|e| format!("{}: {e}", args.jwks.display()))?;
+    let collector =
+        CollectorKeys::from_jwks_json(&jwks_text).map_err(|e| format!("{}: {e}", args.jwks.display()))?;
     let challenge = challenge_keys(args.challenge_key.as_deref(), args.challenge_lifetime_s)?;
     let secrets = args
         .verify_secret
@@ -120,9 +127,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         ..VerifyRules::default()
     };
     if rules.allowed_origins.is_empty() {
-        tracing::warn!("no allowed origins configured: tokens from any origin are accepted unless a request names expected_origin");
+        tracing::warn!(
+            "no allowed origins configured: tokens from any origin are accepted unless a request names expected_origin"
+        );
     }
-    let verifier = Verifier::new(Keys { collector, challenge }, rules, Arc::new(MemoryReplayStore::new(args.replay_capacity)));
+    let verifier = Verifier::new(
+        Keys { collector, challenge },
+        rules,
+        Arc::new(MemoryReplayStore::new(args.replay_capacity)),
+    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let app = router(ApiState::new(verifier, secrets, clock));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -168,16 +181,20 @@ fn challenge_keys(text: Option<&str>, lifetime_s: u32) -> Result<ChallengeKeys, 
             .enumerate()
             .map(|(i, key)| {
                 let id = u8::try_from(i + 1).map_err(|_| "too many challenge keys".to_owned())?;
-                ChallengeKey::from_base64url(id, key)
-                    .map_err(|_| format!("MERIDIAN_CHALLENGE_KEY: key {} is not 32 bytes of base64url", i + 1))
+                ChallengeKey::from_base64url(id, key).map_err(|_| {
+                    format!("MERIDIAN_CHALLENGE_KEY: key {} is not 32 bytes of base64url", i + 1)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?,
         None => {
-            tracing::warn!("MERIDIAN_CHALLENGE_KEY unset: using a random key; other instances will not accept this one's challenges");
+            tracing::warn!(
+                "MERIDIAN_CHALLENGE_KEY unset: using a random key; other instances will not accept this one's challenges"
+            );
             vec![ChallengeKey::random(1).map_err(|e| format!("no secure randomness: {e}"))?]
         }
     };
-    ChallengeKeys::new(keys, lifetime_s).ok_or_else(|| "challenge lifetime must be at least 1 second".to_owned())
+    ChallengeKeys::new(keys, lifetime_s)
+        .ok_or_else(|| "challenge lifetime must be at least 1 second".to_owned())
 }
 
 fn keygen(out: &Path, force: bool) -> Result<(), String> {
@@ -192,7 +209,8 @@ fn keygen(out: &Path, force: bool) -> Result<(), String> {
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
     let private = Jwk::private(&key);
     let mut jwks = match std::fs::read_to_string(&jwks_path) {
-        Ok(text) => serde_json::from_str::<Jwks>(&text).map_err(|e| format!("{} is not a JWKS: {e}", jwks_path.display()))?,
+        Ok(text) => serde_json::from_str::<Jwks>(&text)
+            .map_err(|e| format!("{} is not a JWKS: {e}", jwks_path.display()))?,
         Err(_) => Jwks::default(),
     };
     jwks.keys.push(private.to_public());
@@ -200,7 +218,10 @@ fn keygen(out: &Path, force: bool) -> Result<(), String> {
     std::fs::write(&jwks_path, serde_json::to_string_pretty(&jwks).map_err(|e| e.to_string())? + "\n")
         .map_err(|e| format!("cannot write {}: {e}", jwks_path.display()))?;
     println!("kid {}", private.kid.as_deref().unwrap_or_default());
-    println!("private key: {} (build the collector with MERIDIAN_COLLECTOR_KEY pointing here)", private_path.display());
+    println!(
+        "private key: {} (build the collector with MERIDIAN_COLLECTOR_KEY pointing here)",
+        private_path.display()
+    );
     println!("public keys: {} ({} key(s); give it to the verifier)", jwks_path.display(), jwks.keys.len());
     Ok(())
 }
@@ -223,15 +244,19 @@ fn inspect(token: &str, jwks: Option<&Path>) -> Result<(), String> {
     let signature = match jwks {
         None => "not checked (pass --jwks)".to_owned(),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let keys = CollectorKeys::from_jwks_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let keys =
+                CollectorKeys::from_jwks_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             let now = jiff::Timestamp::now().as_millisecond();
             match parsed.kid().and_then(|kid| keys.get(kid, now)) {
                 None => "unknown key".to_owned(),
-                Some(key) => match meridian_protocol::jws::CompactJws::parse(token.trim()).map(|j| j.verify(key)) {
-                    Ok(Ok(())) => "valid".to_owned(),
-                    _ => "INVALID".to_owned(),
-                },
+                Some(key) => {
+                    match meridian_protocol::jws::CompactJws::parse(token.trim()).map(|j| j.verify(key)) {
+                        Ok(Ok(())) => "valid".to_owned(),
+                        _ => "INVALID".to_owned(),
+                    }
+                }
             }
         }
     };

@@ -24,7 +24,10 @@ pub(crate) struct ChallengeResponse {
     expires_in_s: u32,
 }
 
-pub(crate) async fn challenge(State(state): State<ApiState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+pub(crate) async fn challenge(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     let ip = canonical_ip(peer.ip());
     let now_ms = state.clock().now().as_millisecond();
     match state.verifier().keys().challenge.issue(ip, now_ms) {
@@ -72,7 +75,11 @@ pub(crate) async fn verify(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !any_matches(&state.inner.secrets, presented) {
-        return invalid(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a valid `Authorization: Bearer <verify secret>` header is required");
+        return invalid(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "a valid `Authorization: Bearer <verify secret>` header is required",
+        );
     }
     let body = match body {
         Ok(body) => body,
@@ -92,14 +99,28 @@ pub(crate) async fn verify(
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return invalid(StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::BadRequest, "Content-Type must be application/json");
+        return invalid(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadRequest,
+            "Content-Type must be application/json",
+        );
     }
     let request: VerifyRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(_) => return invalid(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "body is not a JSON verify request"),
+        Err(_) => {
+            return invalid(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "body is not a JSON verify request",
+            );
+        }
     };
     let Some(remote_ip) = request.remote_ip.as_deref().and_then(|ip| ip.trim().parse::<IpAddr>().ok()) else {
-        return invalid(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "`remote_ip` must be the client's IPv4 or IPv6 address");
+        return invalid(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "`remote_ip` must be the client's IPv4 or IPv6 address",
+        );
     };
     let input = VerifyInput {
         token: request.token.as_deref().unwrap_or(""),

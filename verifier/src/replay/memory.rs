@@ -52,10 +52,8 @@ impl MemoryReplayStore {
         // Nonces are random, so their first byte spreads them evenly.
         let shard = &self.shards[usize::from(nonce[0]) % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&expiry) = shard.expiry_by_nonce.get(&nonce) {
-            if expiry > now_ms {
-                return Ok(Spend::Replayed);
-            }
+        if shard.expiry_by_nonce.get(&nonce).is_some_and(|&expiry| expiry > now_ms) {
+            return Ok(Spend::Replayed);
         }
         let due = now_ms.saturating_sub(shard.last_sweep_ms) >= self.sweep_interval_ms;
         if due || shard.expiry_by_nonce.len() >= self.capacity_per_shard {
@@ -82,6 +80,7 @@ impl ReplayStore for MemoryReplayStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 

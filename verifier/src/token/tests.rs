@@ -1,4 +1,5 @@
 //! Every way a token can be rejected, each with its exact error.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,11 +17,11 @@ const T0: i64 = 1_800_000_000_000;
 const IP: &str = "192.0.2.10";
 
 fn ip() -> IpAddr {
-    IP.parse().unwrap_or_else(|_| unreachable!())
+    IP.parse().unwrap()
 }
 
 fn at(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or_else(|_| unreachable!())
+    Timestamp::from_millisecond(ms).unwrap()
 }
 
 fn verify(minter: &Minter, token: &str, now_ms: i64) -> Result<VerifiedClaims, TokenError> {
@@ -32,7 +33,13 @@ fn verifier(minter: &Minter) -> Verifier {
 }
 
 fn input(token: &str) -> VerifyInput<'_> {
-    VerifyInput { token, remote_ip: ip(), accept_language: None, expected_action: None, expected_origin: None }
+    VerifyInput {
+        token,
+        remote_ip: ip(),
+        accept_language: None,
+        expected_action: None,
+        expected_origin: None,
+    }
 }
 
 #[test]
@@ -40,7 +47,7 @@ fn accepts_a_valid_token() {
     let minter = Minter::new(1);
     let claims = minter.claims(ip(), T0, [1; 16]);
     let verified = verify(&minter, &minter.sign(&claims), T0 + 100);
-    let verified = verified.unwrap_or_else(|e| panic!("{e}"));
+    let verified = verified.unwrap();
     assert_eq!(verified.claims(), &claims);
     assert_eq!(verified.challenge().ip, ip());
     assert_eq!(verified.kid(), minter.kid());
@@ -52,7 +59,10 @@ fn missing_and_oversized() {
     assert_eq!(verify(&minter, "", T0), Err(TokenError::Missing));
     assert_eq!(verify(&minter, "  ", T0), Err(TokenError::Missing));
     let big = "a".repeat(MAX_TOKEN_BYTES + 1);
-    assert_eq!(verify(&minter, &big, T0), Err(TokenError::TooLarge { len: MAX_TOKEN_BYTES + 1, max: MAX_TOKEN_BYTES }));
+    assert_eq!(
+        verify(&minter, &big, T0),
+        Err(TokenError::TooLarge { len: MAX_TOKEN_BYTES + 1, max: MAX_TOKEN_BYTES })
+    );
     assert_eq!(TokenError::Missing.code(), ErrorCode::MissingInputToken);
 }
 
@@ -65,7 +75,9 @@ fn malformed() {
     );
     // A correctly signed payload that is not claims.
     let token = jws::sign(b"{\"v\":1}", &minter.signing_key, &minter.kid());
-    assert!(matches!(verify(&minter, &token, T0), Err(TokenError::Malformed(m)) if m.starts_with("claims are not valid")));
+    assert!(
+        matches!(verify(&minter, &token, T0), Err(TokenError::Malformed(m)) if m.starts_with("claims are not valid"))
+    );
 }
 
 #[test]
@@ -76,7 +88,11 @@ fn unsupported_algorithms() {
     let (payload, _) = rest.split_once('.').unwrap_or_default();
     let none = format!("{}.{payload}.", base64url_encode(br#"{"alg":"none","typ":"JWT"}"#));
     assert_eq!(verify(&minter, &none, T0), Err(TokenError::UnsupportedAlgorithm { alg: "none".into() }));
-    let hs = format!("{}.{payload}.{}", base64url_encode(br#"{"alg":"HS256","typ":"JWT"}"#), base64url_encode(&[7; 32]));
+    let hs = format!(
+        "{}.{payload}.{}",
+        base64url_encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        base64url_encode(&[7; 32])
+    );
     assert_eq!(verify(&minter, &hs, T0), Err(TokenError::UnsupportedAlgorithm { alg: "HS256".into() }));
 }
 
@@ -90,7 +106,8 @@ fn unknown_key() {
     // A token signed by a stranger's key but naming ours must fail on the signature.
     let forged = jws::sign(claims.to_json().as_bytes(), &stranger.signing_key, &minter.kid());
     assert_eq!(verify(&minter, &forged, T0), Err(TokenError::BadSignature));
-    let no_kid = jws::sign_with_header(br#"{"alg":"EdDSA"}"#, claims.to_json().as_bytes(), &minter.signing_key);
+    let no_kid =
+        jws::sign_with_header(br#"{"alg":"EdDSA"}"#, claims.to_json().as_bytes(), &minter.signing_key);
     assert_eq!(verify(&minter, &no_kid, T0), Err(TokenError::UnknownKey { kid: None }));
 }
 
@@ -129,14 +146,24 @@ fn bad_challenge() {
     let minter = Minter::new(1);
     let mut claims = minter.claims(ip(), T0, [1; 16]);
     claims.challenge = "not-a-challenge".into();
-    assert_eq!(verify(&minter, &minter.sign(&claims), T0), Err(TokenError::BadChallenge(ChallengeError::Malformed)));
+    assert_eq!(
+        verify(&minter, &minter.sign(&claims), T0),
+        Err(TokenError::BadChallenge(ChallengeError::Malformed))
+    );
     // A challenge sealed by another deployment's MAC key.
-    let other = ChallengeKeys::new(vec![ChallengeKey::new(1, [0xee; 32])], 120).unwrap_or_else(|| unreachable!());
+    let other =
+        ChallengeKeys::new(vec![ChallengeKey::new(1, [0xee; 32])], 120).unwrap();
     claims.challenge = other.issue_with_nonce(ip(), T0, [1; 16]).challenge;
-    assert_eq!(verify(&minter, &minter.sign(&claims), T0), Err(TokenError::BadChallenge(ChallengeError::BadMac)));
+    assert_eq!(
+        verify(&minter, &minter.sign(&claims), T0),
+        Err(TokenError::BadChallenge(ChallengeError::BadMac))
+    );
     // Issued in the future beyond the leeway.
     let claims = minter.claims(ip(), T0 + 60_000, [1; 16]);
-    assert_eq!(verify(&minter, &minter.sign(&claims), T0), Err(TokenError::BadChallenge(ChallengeError::NotYetValid)));
+    assert_eq!(
+        verify(&minter, &minter.sign(&claims), T0),
+        Err(TokenError::BadChallenge(ChallengeError::NotYetValid))
+    );
 }
 
 #[test]
@@ -145,21 +172,28 @@ fn expired() {
     let token = minter.token(ip(), T0, [1; 16]);
     let expires_at_ms = T0 + 120_000;
     assert!(verify(&minter, &token, expires_at_ms - 1).is_ok());
-    assert_eq!(verify(&minter, &token, expires_at_ms), Err(TokenError::Expired { now_ms: expires_at_ms, expires_at_ms }));
+    assert_eq!(
+        verify(&minter, &token, expires_at_ms),
+        Err(TokenError::Expired { now_ms: expires_at_ms, expires_at_ms })
+    );
 }
 
 #[test]
 fn allowed_origins_and_actions() {
     let minter = Minter::new(1);
     let token = minter.token(ip(), T0, [1; 16]);
-    let rules = VerifyRules { allowed_origins: vec!["https://shop.example".into()], ..VerifyRules::default() };
-    let parsed = UntrustedToken::parse(&token).unwrap_or_else(|e| panic!("{e}"));
+    let rules =
+        VerifyRules { allowed_origins: vec!["https://shop.example".into()], ..VerifyRules::default() };
+    let parsed = UntrustedToken::parse(&token).unwrap();
     assert_eq!(
         parsed.verify(&minter.keys, &rules, at(T0)),
         Err(TokenError::OriginMismatch { found: "http://127.0.0.1:8080".into() })
     );
     let rules = VerifyRules { allowed_actions: vec!["signup".into()], ..VerifyRules::default() };
-    assert_eq!(parsed.verify(&minter.keys, &rules, at(T0)), Err(TokenError::ActionMismatch { found: "login".into() }));
+    assert_eq!(
+        parsed.verify(&minter.keys, &rules, at(T0)),
+        Err(TokenError::ActionMismatch { found: "login".into() })
+    );
 }
 
 #[tokio::test]
@@ -173,9 +207,16 @@ async fn replayed_and_expectations() {
         Some(TokenError::OriginMismatch { found: "http://127.0.0.1:8080".into() })
     );
     let wrong_action = VerifyInput { expected_action: Some("pay"), ..input(&token) };
-    assert_eq!(verifier.accept(&wrong_action, at(T0)).await.err(), Some(TokenError::ActionMismatch { found: "login".into() }));
+    assert_eq!(
+        verifier.accept(&wrong_action, at(T0)).await.err(),
+        Some(TokenError::ActionMismatch { found: "login".into() })
+    );
     // Rejections above did not spend the nonce.
-    let right = VerifyInput { expected_action: Some("login"), expected_origin: Some("http://127.0.0.1:8080"), ..input(&token) };
+    let right = VerifyInput {
+        expected_action: Some("login"),
+        expected_origin: Some("http://127.0.0.1:8080"),
+        ..input(&token)
+    };
     assert!(verifier.accept(&right, at(T0)).await.is_ok());
     assert_eq!(verifier.accept(&right, at(T0 + 1)).await.err(), Some(TokenError::Replayed));
     let outcome = verifier.verify(&input(&token), at(T0 + 2)).await;
@@ -186,7 +227,8 @@ async fn replayed_and_expectations() {
 #[tokio::test]
 async fn store_failure_fails_closed() {
     let minter = Minter::new(1);
-    let verifier = Verifier::new(minter.keys.clone(), VerifyRules::default(), Arc::new(MemoryReplayStore::new(1)));
+    let verifier =
+        Verifier::new(minter.keys.clone(), VerifyRules::default(), Arc::new(MemoryReplayStore::new(1)));
     // Capacity rounds up to one per shard; fill the shard of nonce [1; 16].
     assert!(verifier.accept(&input(&minter.token(ip(), T0, [1; 16])), at(T0)).await.is_ok());
     let mut second = [1; 16];
@@ -203,7 +245,7 @@ fn skew_is_an_interval_bounded_by_the_round_trip() {
     // Browser 5 s ahead: it received the answer 5 s + 40 ms after issue, rtt 80 ms.
     claims.clock.received_at_ms = T0 + 5_040;
     claims.clock.round_trip_ms = 80;
-    let verified = verify(&minter, &minter.sign(&claims), T0 + 100).unwrap_or_else(|e| panic!("{e}"));
+    let verified = verify(&minter, &minter.sign(&claims), T0 + 100).unwrap();
     assert_eq!(verified.skew(), ClockSkew { skew_ms: 5_000, uncertainty_ms: 40 });
     assert_eq!(verified.skew().min_abs_ms(), 4_960);
     // Hostile extremes saturate instead of overflowing.
