@@ -79,11 +79,9 @@ async fn login_form_submits_a_verified_token() {
     .await;
     let client = &browser.client;
     client.goto(&format!("{}/", demo.origin)).await.unwrap();
-    let button =
-        client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap();
+    let button = client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap();
     button.click().await.unwrap();
-    let verdict =
-        client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
+    let verdict = client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
     let success = verdict.attr("data-success").await.unwrap();
     let page = client.source().await.unwrap_or_default();
     assert_eq!(success.as_deref(), Some("true"), "{page}");
@@ -93,10 +91,8 @@ async fn login_form_submits_a_verified_token() {
     // fetches a fresh challenge each time the page loads.
     client.back().await.unwrap();
     client.goto(&format!("{}/", demo.origin)).await.unwrap();
-    let button =
-        client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap();
+    let button = client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap();
     button.click().await.unwrap();
-    let verdict =
-        client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
+    let verdict = client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
     assert_eq!(verdict.attr("data-success").await.ok().flatten().as_deref(), Some("true"));
 }

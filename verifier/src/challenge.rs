@@ -249,11 +249,9 @@ mod tests {
     fn rejects_forgeries() {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let issued = ring().issue_with_nonce(ip, 1_000, [9; 16]);
-        let other =
-            ChallengeKeys::new(vec![ChallengeKey::new(1, [4; 32])], 120).unwrap();
+        let other = ChallengeKeys::new(vec![ChallengeKey::new(1, [4; 32])], 120).unwrap();
         assert_eq!(other.open(&issued.challenge, 1_000, 0), Err(ChallengeError::BadMac));
-        let rotated =
-            ChallengeKeys::new(vec![ChallengeKey::new(2, [3; 32])], 120).unwrap();
+        let rotated = ChallengeKeys::new(vec![ChallengeKey::new(2, [3; 32])], 120).unwrap();
         assert_eq!(rotated.open(&issued.challenge, 1_000, 0), Err(ChallengeError::UnknownKey(1)));
         assert_eq!(ring().open("AAAA", 1_000, 0), Err(ChallengeError::Malformed));
         assert_eq!(ring().open(&issued.challenge, 0, 500), Err(ChallengeError::NotYetValid));

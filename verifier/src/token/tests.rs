@@ -151,8 +151,7 @@ fn bad_challenge() {
         Err(TokenError::BadChallenge(ChallengeError::Malformed))
     );
     // A challenge sealed by another deployment's MAC key.
-    let other =
-        ChallengeKeys::new(vec![ChallengeKey::new(1, [0xee; 32])], 120).unwrap();
+    let other = ChallengeKeys::new(vec![ChallengeKey::new(1, [0xee; 32])], 120).unwrap();
     claims.challenge = other.issue_with_nonce(ip(), T0, [1; 16]).challenge;
     assert_eq!(
         verify(&minter, &minter.sign(&claims), T0),
