@@ -73,3 +73,6 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests;
