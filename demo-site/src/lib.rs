@@ -4,7 +4,7 @@
 
 mod pages;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,11 +14,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::Html;
 use axum::routing::get;
 use meridian_verifier::clock::{Clock, SystemClock};
+use meridian_verifier::geo::IpIntel;
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::replay::MemoryReplayStore;
-use meridian_verifier::{
-    ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Verifier, VerifyInput, VerifyRules,
-};
+use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Policy, Verifier, VerifyInput};
 use serde::Deserialize;
 use tower_http::services::ServeDir;
 
@@ -36,6 +35,44 @@ pub struct DemoConfig {
     pub challenge_key: ChallengeKey,
     /// The clock (tests shift it).
     pub clock: Arc<dyn Clock>,
+    /// The policy; the demo's restricts `CN`, as in the motivating case.
+    pub policy: Policy,
+    /// IP databases.
+    pub intel: Arc<IpIntel>,
+    /// Sample network origins a visitor can pretend to come from (demo
+    /// only: `meridian serve` has no such thing).
+    pub simulated_origins: Vec<SimulatedOrigin>,
+}
+
+/// A sample IP the demo lets a visitor on localhost pretend to come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedOrigin {
+    /// What the selector shows.
+    pub label: String,
+    /// The IP used as the login's remote IP.
+    pub ip: IpAddr,
+}
+
+/// The demo's default policy: neutral weights, `CN` restricted.
+pub fn demo_policy() -> Policy {
+    Policy { restricted_regions: vec!["CN".into()], ..Policy::default() }
+}
+
+/// Sample origins in the default country database (ip-location-db,
+/// geo-whois-asn-country): addresses of well-known networks in each country.
+pub fn default_simulated_origins() -> Vec<SimulatedOrigin> {
+    [
+        ("Singapore (SingTel)", "165.21.83.88"),
+        ("Japan (NTT OCN)", "153.150.0.1"),
+        ("Germany (Deutsche Telekom)", "193.159.232.1"),
+        ("United States (Comcast)", "73.162.0.1"),
+        ("China (China Telecom)", "202.96.128.86"),
+        ("India (BSNL)", "117.239.0.1"),
+        ("Cloud: AWS Frankfurt", "3.120.0.1"),
+    ]
+    .into_iter()
+    .filter_map(|(label, ip)| ip.parse().ok().map(|ip| SimulatedOrigin { label: label.into(), ip }))
+    .collect()
 }
 
 impl DemoConfig {
@@ -61,6 +98,16 @@ impl DemoConfig {
                 .map_err(|_| "MERIDIAN_CHALLENGE_KEY: not 32 bytes of base64url".to_owned())?,
             _ => ChallengeKey::random(1).map_err(|e| format!("no secure randomness: {e}"))?,
         };
+        let data = home.join("data");
+        let existing = |name: &str| Some(data.join(name)).filter(|p| p.exists());
+        let (country_db, asn_db) = (existing("country.mmdb"), existing("asn.mmdb"));
+        if country_db.is_none() {
+            tracing::warn!(
+                "no country database in {}: countries are unknown (run scripts/setup)",
+                data.display()
+            );
+        }
+        let intel = IpIntel::open(country_db.as_deref(), asn_db.as_deref()).map_err(|e| e.to_string())?;
         Ok(Self {
             home,
             origins: local_origins(listen),
@@ -68,6 +115,9 @@ impl DemoConfig {
             generated_secret,
             challenge_key,
             clock: Arc::new(SystemClock),
+            policy: demo_policy(),
+            intel: Arc::new(intel),
+            simulated_origins: default_simulated_origins(),
         })
     }
 }
@@ -85,6 +135,7 @@ pub fn local_origins(listen: SocketAddr) -> Vec<String> {
 #[derive(Clone)]
 struct DemoState {
     api: ApiState,
+    simulated: Arc<Vec<SimulatedOrigin>>,
 }
 
 /// The demo's router: pages, the collector's files and the verifier API.
@@ -104,20 +155,21 @@ pub fn app(config: DemoConfig) -> Result<Router, String> {
     let challenge =
         ChallengeKeys::new(vec![config.challenge_key], meridian_verifier::challenge::DEFAULT_LIFETIME_S)
             .ok_or("challenge lifetime must be positive")?;
-    let rules = VerifyRules { allowed_origins: config.origins, ..VerifyRules::default() };
+    let policy = Policy { allowed_origins: config.origins, ..config.policy };
     let verifier =
-        Verifier::new(Keys { collector, challenge }, rules, Arc::new(MemoryReplayStore::new(100_000)));
+        Verifier::new(Keys { collector, challenge }, policy, Arc::new(MemoryReplayStore::new(100_000)))
+            .with_intel(config.intel);
     let api = ApiState::new(verifier, vec![config.verify_secret], config.clock);
     let pages = Router::new()
         .route("/", get(login_page))
         .route("/login", get(login_page).post(login))
         .nest_service("/pkg", ServeDir::new(pkg))
-        .with_state(DemoState { api: api.clone() });
+        .with_state(DemoState { api: api.clone(), simulated: Arc::new(config.simulated_origins) });
     Ok(pages.merge(router(api)))
 }
 
-async fn login_page() -> Html<String> {
-    Html(pages::login())
+async fn login_page(State(state): State<DemoState>) -> Html<String> {
+    Html(pages::login(&state.simulated))
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +178,8 @@ struct LoginForm {
     email: String,
     #[serde(rename = "meridian-token", default)]
     token: String,
+    #[serde(default)]
+    simulate: String,
 }
 
 async fn login(
@@ -135,13 +189,15 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Html<String> {
     let accept_language = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    // Only the listed samples can be simulated; anything else is the real peer.
+    let simulated = state.simulated.iter().find(|o| o.ip.to_string() == form.simulate);
     let input = VerifyInput {
         token: &form.token,
-        remote_ip: peer.ip(),
+        remote_ip: simulated.map_or(peer.ip(), |o| o.ip),
         accept_language,
         expected_action: Some("login"),
         expected_origin: None,
     };
     let outcome = state.api.verifier().verify(&input, state.api.clock().now()).await;
-    Html(pages::result(&form.email, &outcome))
+    Html(pages::result(&form.email, &outcome, simulated))
 }

@@ -5,6 +5,8 @@ use std::fmt::Write;
 use meridian_verifier::VerifyOutcome;
 use meridian_verifier::verdict::Verdict;
 
+use crate::SimulatedOrigin;
+
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --accent: #2457d6; --ok: #1f7a3d; --warn: #9a6200; --bad: #b3261e; --muted: #667; }
 * { box-sizing: border-box; }
@@ -26,6 +28,13 @@ th { width: 40%; font-weight: 600; }
 code { font-size: .9em; word-break: break-all; }
 ul.errors li { margin: .3rem 0; }
 footer { margin-top: 3rem; color: var(--muted); font-size: .9rem; }
+select { font: inherit; padding: .5rem; border-radius: .4rem; }
+.sides { display: grid; grid-template-columns: 1fr 1fr; gap: 1.25rem; }
+.sides section { border: 1px solid #ccd; border-radius: .5rem; padding: .25rem 1rem .5rem; }
+@media (max-width: 40rem) { .sides { grid-template-columns: 1fr; } }
+ul.reasons { padding-left: 1.1rem; } ul.reasons li { margin: .5rem 0; }
+.weight { font-variant-numeric: tabular-nums; color: var(--muted); }
+.note { color: var(--muted); font-size: .9rem; }
 "#;
 
 fn page(title: &str, body: &str) -> String {
@@ -34,30 +43,48 @@ fn page(title: &str, body: &str) -> String {
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{title}</title><style>{STYLE}</style></head><body><main>{body}\
 <footer>Meridian checks whether a browser's own clock, time zone and language agree with where its traffic comes from. \
-Nothing leaves this server.</footer></main></body></html>\n",
+Nothing leaves this server. IP data: country by the NRO (CC BY 4.0), ASN by RouteViews and \
+<a href=\"https://db-ip.com\">IP Geolocation by DB-IP</a> (CC BY 4.0).</footer></main></body></html>\n",
         title = escape(title),
     )
 }
 
-/// The login page: a normal form, marked for the drop-in collector.
-pub fn login() -> String {
+/// The login page: a normal form, marked for the drop-in collector, with
+/// the demo's simulated network origin selector.
+pub fn login(simulated: &[SimulatedOrigin]) -> String {
+    let mut options = String::from("<option value=\"\">My real connection</option>");
+    for origin in simulated {
+        let _ = write!(
+            options,
+            "<option value=\"{}\">{} — {}</option>",
+            escape(&origin.ip.to_string()),
+            escape(&origin.label),
+            escape(&origin.ip.to_string())
+        );
+    }
     page(
         "Sign in — Meridian demo",
-        r#"<h1>Sign in</h1>
+        &format!(
+            r#"<h1>Sign in</h1>
 <p class="lead">A demo login. When you press <em>Sign in</em>, Meridian's collector signs what your browser says about its
-clock, time zone and languages, and the server checks it.</p>
+clock, time zone and languages, and the server compares it with where your connection comes from.</p>
 <form class="login" method="post" action="/login" data-meridian="login">
   <label>Email <input type="email" name="email" autocomplete="username" required value="ada@example.com"></label>
   <label>Password <input type="password" name="password" autocomplete="current-password" required value="demo-password"></label>
+  <label>Simulated network origin <select name="simulate" id="simulate">{options}</select></label>
+  <p class="note">On localhost every visitor comes from 127.0.0.1, which belongs to no country. Pick a sample IP to see
+  what the verdict would be if your connection came from there. (Demo only.)</p>
   <input type="hidden" name="meridian-token" value="">
   <button type="submit" id="sign-in">Sign in</button>
 </form>
-<script type="module" src="/pkg/meridian.js"></script>"#,
+<script type="module" src="/pkg/meridian.js"></script>"#
+        ),
     )
 }
 
-/// The result page: the verdict, why, and what the browser said.
-pub fn result(email: &str, outcome: &VerifyOutcome) -> String {
+/// The result page: the verdict, why, and the browser's claims beside the
+/// network's facts.
+pub fn result(email: &str, outcome: &VerifyOutcome, simulated: Option<&SimulatedOrigin>) -> String {
     let mut body = String::new();
     let (class, headline) = match (outcome.success, outcome.verdict) {
         (false, _) => ("deny", "Token rejected"),
@@ -82,25 +109,34 @@ pub fn result(email: &str, outcome: &VerifyOutcome) -> String {
         }
         body.push_str("</ul>");
     }
-    if !outcome.reasons.is_empty() {
-        body.push_str("<h2>What looks off</h2><ul id=\"reasons\">");
-        for reason in &outcome.reasons {
-            let code = serde_json::to_value(reason.code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let _ = write!(
-                body,
-                "<li><code>{}</code> (+{}) — {}</li>",
-                escape(&code),
-                reason.weight,
-                escape(&reason.detail)
+    if outcome.success {
+        body.push_str("<h2>What looks off</h2>");
+        if outcome.reasons.is_empty() {
+            body.push_str(
+                "<p id=\"reasons\">Nothing: the browser's clock, time zone and languages fit where its connection comes from.</p>",
             );
+        } else {
+            body.push_str("<ul class=\"reasons\" id=\"reasons\">");
+            for reason in &outcome.reasons {
+                let code = serde_json::to_value(reason.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let _ = write!(
+                    body,
+                    "<li data-code=\"{code}\"><strong>{title}</strong> <span class=\"weight\">+{weight}</span><br>{detail} <code>{code}</code></li>",
+                    code = escape(&code),
+                    title = escape(reason_title(&code)),
+                    weight = reason.weight,
+                    detail = escape(&reason.detail),
+                );
+            }
+            body.push_str("</ul>");
         }
-        body.push_str("</ul>");
     }
+    body.push_str("<div class=\"sides\">");
     if let Some(claims) = &outcome.claims {
-        body.push_str("<h2>What the browser said</h2><table id=\"claims\">");
+        body.push_str("<section><h2>What the browser says</h2><table id=\"claims\">");
         let offsets = format!(
             "now {}, 1 Jan {}, 1 Jul {}",
             utc_offset(claims.time_zone.offset_now_min),
@@ -132,19 +168,55 @@ pub fn result(email: &str, outcome: &VerifyOutcome) -> String {
                 clock.skew_ms, clock.uncertainty_ms
             );
         }
-        body.push_str("</table>");
+        body.push_str("</table></section>");
     }
     if let Some(network) = &outcome.network {
+        let asn = match (network.asn, &network.org) {
+            (Some(asn), Some(org)) => format!("AS{asn} {org}"),
+            (Some(asn), None) => format!("AS{asn}"),
+            _ => "unknown".to_owned(),
+        };
+        let hosting = match network.hosting {
+            Some(true) => "yes — a hosting, cloud or VPN network",
+            Some(false) => "no",
+            None => "unknown",
+        };
         let _ = write!(
             body,
-            "<h2>What the network says</h2><table id=\"network\"><tr><th scope=\"row\">IP</th><td>{}</td></tr>\
-<tr><th scope=\"row\">Country</th><td>{}</td></tr></table>",
+            "<section><h2>What the network says</h2><table id=\"network\"><tr><th scope=\"row\">IP</th><td>{}{}</td></tr>\
+<tr><th scope=\"row\">Country</th><td id=\"network-country\">{}</td></tr><tr><th scope=\"row\">Network</th><td>{}</td></tr>\
+<tr><th scope=\"row\">Hosting / VPN</th><td>{}</td></tr></table></section>",
             escape(&network.ip.to_string()),
+            simulated
+                .map(|o| format!(" <span class=\"note\">(simulated: {})</span>", escape(&o.label)))
+                .unwrap_or_default(),
             escape(network.country.as_deref().unwrap_or("unknown")),
+            escape(&asn),
+            hosting,
         );
     }
+    body.push_str("</div>");
     body.push_str("<p><a href=\"/\">Try again</a></p>");
     page("Sign-in result — Meridian demo", &body)
+}
+
+fn reason_title(code: &str) -> &'static str {
+    match code {
+        "tz_offset_mismatch" => "The clock's UTC offset is not used in the IP's country",
+        "tz_country_mismatch" => "The time zone belongs to another country",
+        "tz_internal_inconsistent" => "The time zone and the clock disagree",
+        "locale_country_mismatch" => "The language is not one of the IP country's",
+        "accept_language_mismatch" => "The page and the network stack report different languages",
+        "tampered_api" => "Time or language functions were replaced in the page",
+        "worker_scope_mismatch" => "A worker sees a different zone or language",
+        "clock_skew" => "The clock is far off",
+        "restricted_region_ip" => "The connection comes from a restricted region",
+        "restricted_region_claim" => "The browser points to a restricted region",
+        "hosting_ip" => "The connection comes from a hosting or VPN network",
+        "ip_changed" => "The connection's IP changed during sign-in",
+        "automation" => "The browser is automated",
+        _ => "Something looks off",
+    }
 }
 
 fn verdict_name(verdict: Verdict) -> &'static str {

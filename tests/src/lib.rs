@@ -48,6 +48,14 @@ impl Drop for DemoServer {
 /// # Panics
 /// When the demo cannot start (set-up not run): tests should fail loudly.
 pub async fn start_demo() -> DemoServer {
+    start_demo_with(meridian_verifier::geo::IpIntel::none()).await
+}
+
+/// Starts the demo with these IP databases (e.g. `testkit::test_intel()`).
+///
+/// # Panics
+/// When the demo cannot start.
+pub async fn start_demo_with(intel: meridian_verifier::geo::IpIntel) -> DemoServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
     let clock = Arc::new(ShiftedClock::default());
@@ -58,6 +66,15 @@ pub async fn start_demo() -> DemoServer {
         generated_secret: None,
         challenge_key: ChallengeKey::random(1).unwrap_or_else(|e| panic!("{e}")),
         clock: clock.clone() as Arc<dyn Clock>,
+        policy: meridian_demo::demo_policy(),
+        intel: Arc::new(intel),
+        simulated_origins: vec![
+            meridian_demo::SimulatedOrigin {
+                label: "Singapore (test range)".into(),
+                ip: [192, 0, 2, 10].into(),
+            },
+            meridian_demo::SimulatedOrigin { label: "Japan (test range)".into(), ip: [192, 0, 2, 70].into() },
+        ],
     };
     let app = meridian_demo::app(config).unwrap_or_else(|e| panic!("demo: {e}"));
     let task = tokio::spawn(async move {
@@ -72,6 +89,7 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     profile: PathBuf,
+    driver_url: String,
 }
 
 impl Drop for Browser {
@@ -87,8 +105,11 @@ impl Drop for Browser {
 pub struct BrowserOptions {
     /// IANA zone for the browser process (`TZ`), e.g. `Asia/Shanghai`.
     pub time_zone: Option<String>,
-    /// `--accept-lang` value, e.g. `zh-CN,zh`.
+    /// `--accept-lang` value, e.g. `zh-CN,zh`: `navigator.languages` and
+    /// the `Accept-Language` header.
     pub accept_language: Option<String>,
+    /// Intl locale, set through CDP `Emulation.setLocaleOverride`.
+    pub locale: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -142,7 +163,13 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
             .connect(&url)
             .await
         {
-            Ok(client) => return Browser { client, driver, profile },
+            Ok(client) => {
+                let browser = Browser { client, driver, profile, driver_url: url };
+                if let Some(locale) = &options.locale {
+                    browser.cdp("Emulation.setLocaleOverride", serde_json::json!({ "locale": locale })).await;
+                }
+                return browser;
+            }
             Err(e) => {
                 last_error = e.to_string();
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -153,6 +180,25 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
 }
 
 impl Browser {
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    ///
+    /// # Panics
+    /// When chromedriver refuses the command.
+    pub async fn cdp(&self, command: &str, params: serde_json::Value) -> serde_json::Value {
+        let session =
+            self.client.session_id().await.ok().flatten().unwrap_or_else(|| panic!("no WebDriver session"));
+        let response = reqwest::Client::new()
+            .post(format!("{}/session/{session}/goog/cdp/execute", self.driver_url))
+            .json(&serde_json::json!({ "cmd": command, "params": params }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CDP {command}: {e}"));
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert!(status.is_success(), "CDP {command} failed: {body}");
+        body
+    }
+
     /// Loads the demo's login page and collects a token in it through the
     /// drop-in's `collect()`.
     ///

@@ -17,6 +17,7 @@ async fn browser_token_verifies_once_and_rejects_tampering() {
     let browser = start_browser(BrowserOptions {
         time_zone: Some("Asia/Tokyo".into()),
         accept_language: Some("de-DE,de,en".into()),
+        locale: None,
     })
     .await;
     let token = browser.collect_token(&demo.origin, "login").await;
@@ -75,6 +76,7 @@ async fn login_form_submits_a_verified_token() {
     let browser = start_browser(BrowserOptions {
         time_zone: Some("America/New_York".into()),
         accept_language: Some("en-US,en".into()),
+        locale: None,
     })
     .await;
     let client = &browser.client;

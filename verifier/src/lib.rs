@@ -23,12 +23,16 @@
 //! ```
 
 pub mod challenge;
+pub mod checks;
 pub mod clock;
 mod error;
+pub mod geo;
 pub mod keys;
 pub mod net;
+pub mod policy;
 pub mod replay;
 mod service;
+pub mod tables;
 mod token;
 pub mod verdict;
 
@@ -41,6 +45,7 @@ pub mod http;
 pub use challenge::{ChallengeError, ChallengeKey, ChallengeKeys, IssuedChallenge, OpenedChallenge};
 pub use error::{ErrorCode, TokenError};
 pub use keys::{CollectorKeys, Keys, KeysError};
+pub use policy::Policy;
 pub use service::{Network, Verifier, VerifyInput, VerifyOutcome};
 pub use token::{ClockSkew, UntrustedToken, VerifiedClaims, VerifyRules};
 

@@ -8,17 +8,24 @@ use jiff::Timestamp;
 use meridian_protocol::Claims;
 use serde::Serialize;
 
+use crate::checks::{self, Evidence};
 use crate::error::{ErrorCode, TokenError};
+use crate::geo::{Country, IpFacts, IpIntel};
 use crate::keys::Keys;
 use crate::net::canonical_ip;
+use crate::policy::Policy;
 use crate::replay::{ReplayStore, Spend};
 use crate::token::{ClockSkew, UntrustedToken, VerifiedClaims, VerifyRules};
 use crate::verdict::{Reason, Verdict};
 
-/// Verifies tokens and spends their challenges; share one per process.
+/// Verifies tokens, spends their challenges and weighs the claims against
+/// the network; share one per process.
 pub struct Verifier {
     keys: Keys,
     rules: VerifyRules,
+    policy: Policy,
+    restricted: Vec<Country>,
+    intel: Arc<IpIntel>,
     store: Arc<dyn ReplayStore>,
 }
 
@@ -27,6 +34,8 @@ impl std::fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("collector_keys", &self.keys.collector.len())
             .field("rules", &self.rules)
+            .field("restricted", &self.restricted)
+            .field("intel", &self.intel)
             .field("store", &self.store.kind())
             .finish()
     }
@@ -65,6 +74,19 @@ pub struct Network {
     pub hosting: Option<bool>,
 }
 
+impl Network {
+    /// The network side of a response from what is known about `ip`.
+    pub fn new(ip: IpAddr, facts: IpFacts) -> Self {
+        Self {
+            ip: canonical_ip(ip),
+            country: facts.country.map(|c| c.as_str().to_owned()),
+            asn: facts.asn,
+            org: facts.org,
+            hosting: facts.hosting,
+        }
+    }
+}
+
 /// The answer to one verification, serialized as `POST /v1/verify`'s body.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyOutcome {
@@ -94,20 +116,14 @@ pub struct VerifyOutcome {
 
 impl VerifyOutcome {
     /// An outcome that rejects the token with `error`.
-    pub fn rejected(error: TokenError, remote_ip: IpAddr) -> Self {
+    pub fn rejected(error: TokenError, network: Network) -> Self {
         Self {
             success: false,
             verdict: Verdict::Deny,
             score: 100,
             reasons: Vec::new(),
             error_codes: vec![error.code()],
-            network: Some(Network {
-                ip: canonical_ip(remote_ip),
-                country: None,
-                asn: None,
-                org: None,
-                hosting: None,
-            }),
+            network: Some(network),
             claims: None,
             clock: None,
             message: None,
@@ -133,9 +149,40 @@ impl VerifyOutcome {
 }
 
 impl Verifier {
-    /// A verifier trusting `keys`, applying `rules`, spending nonces in `store`.
-    pub fn new(keys: Keys, rules: VerifyRules, store: Arc<dyn ReplayStore>) -> Self {
-        Self { keys, rules, store }
+    /// A verifier trusting `keys`, applying `policy`, spending nonces in
+    /// `store`. Without [`Self::with_intel`] no IP database is consulted.
+    pub fn new(keys: Keys, policy: Policy, store: Arc<dyn ReplayStore>) -> Self {
+        checks::tz::preload();
+        Self {
+            keys,
+            rules: policy.verify_rules(),
+            restricted: policy.restricted(),
+            policy,
+            intel: Arc::new(IpIntel::none()),
+            store,
+        }
+    }
+
+    /// Uses these IP databases.
+    pub fn with_intel(mut self, intel: Arc<IpIntel>) -> Self {
+        self.intel = intel;
+        self
+    }
+
+    /// Replaces the token rules (origins, actions, leeway, size).
+    pub fn with_rules(mut self, rules: VerifyRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The IP databases.
+    pub fn intel(&self) -> &IpIntel {
+        &self.intel
     }
 
     /// The trusted keys (the challenge issuer needs them too).
@@ -155,9 +202,10 @@ impl Verifier {
 
     /// Verifies one request at `now` and explains the result.
     pub async fn verify(&self, input: &VerifyInput<'_>, now: Timestamp) -> VerifyOutcome {
+        let facts = self.intel.lookup(input.remote_ip);
         match self.accept(input, now).await {
-            Ok(verified) => self.assess(&verified, input),
-            Err(error) => VerifyOutcome::rejected(error, input.remote_ip),
+            Ok(verified) => self.assess(&verified, input, facts, now),
+            Err(error) => VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts)),
         }
     }
 
@@ -190,21 +238,41 @@ impl Verifier {
         }
     }
 
-    fn assess(&self, verified: &VerifiedClaims, input: &VerifyInput<'_>) -> VerifyOutcome {
+    /// Weighs verified claims against the network and the policy.
+    pub fn assess(
+        &self,
+        verified: &VerifiedClaims,
+        input: &VerifyInput<'_>,
+        facts: IpFacts,
+        now: Timestamp,
+    ) -> VerifyOutcome {
+        let claims = verified.claims();
+        let challenge = verified.challenge();
+        // The instant the claims describe: the browser's signing time, but
+        // never outside the challenge's life as the verifier measured it.
+        let at_ms = claims
+            .signed_at_ms
+            .clamp(challenge.issued_at_ms, now.as_millisecond().max(challenge.issued_at_ms));
+        let evidence = Evidence {
+            claims,
+            skew: verified.skew(),
+            at: Timestamp::from_millisecond(at_ms).unwrap_or(now),
+            challenge_ip: challenge.ip,
+            remote_ip: input.remote_ip,
+            network: &facts,
+            accept_language: input.accept_language.filter(|h| !h.trim().is_empty()),
+        };
+        let reasons = checks::run(&evidence, &self.policy, &self.restricted);
+        let total = reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
+        let score = total.min(100);
         VerifyOutcome {
             success: true,
-            verdict: Verdict::Allow,
-            score: 0,
-            reasons: Vec::new(),
+            verdict: self.policy.verdict(total),
+            score: u8::try_from(score).unwrap_or(100),
+            reasons,
             error_codes: Vec::new(),
-            network: Some(Network {
-                ip: canonical_ip(input.remote_ip),
-                country: None,
-                asn: None,
-                org: None,
-                hosting: None,
-            }),
-            claims: Some(verified.claims().clone()),
+            network: Some(Network::new(input.remote_ip, facts)),
+            claims: Some(claims.clone()),
             clock: Some(verified.skew()),
             message: None,
             error: None,

@@ -9,6 +9,7 @@ use meridian_protocol::jwk::{Jwk, Jwks};
 use meridian_protocol::{Claims, jws};
 
 use crate::challenge::{ChallengeKey, ChallengeKeys, DEFAULT_LIFETIME_S};
+use crate::geo::IpIntel;
 use crate::keys::{CollectorKeys, Keys};
 
 /// Mints challenges and signed tokens for a fixed test deployment.
@@ -59,4 +60,51 @@ impl Minter {
     pub fn token(&self, ip: IpAddr, now_ms: i64, nonce: [u8; 16]) -> String {
         self.sign(&self.claims(ip, now_ms, nonce))
     }
+}
+
+/// Country and ASN databases over documentation ranges (RFC 5737, RFC 3849),
+/// written in memory. Both country record shapes appear.
+///
+/// | network | country | ASN |
+/// |---|---|---|
+/// | 192.0.2.0/26 | SG (flat) | |
+/// | 192.0.2.64/26 | JP (GeoIP2) | |
+/// | 192.0.2.128/26 | US | |
+/// | 192.0.2.192/26 | DE | AS3320 Deutsche Telekom AG |
+/// | 198.51.100.0/26 | CN | |
+/// | 198.51.100.64/26 | US | AS16509 Amazon.com, Inc. (hosting) |
+/// | 198.51.100.128/26 | IN (GeoIP2) | |
+/// | 203.0.113.0/24 | CH | |
+/// | 2001:db8:1::/48 | DE | |
+/// | 2001:db8:2::/48 | SG | |
+pub fn test_intel() -> IpIntel {
+    use mmdb_writer::{Value, Writer};
+    let net = |text: &str| text.parse::<ipnet::IpNet>().unwrap_or_else(|_| unreachable!("literal network"));
+    let flat = |code: &str| Value::map([("country_code", Value::from(code))]);
+    let geoip2 = |code: &str| Value::map([("country", Value::map([("iso_code", Value::from(code))]))]);
+    let mut country = Writer::new("Meridian-Test-Country");
+    for (network, value) in [
+        ("192.0.2.0/26", flat("SG")),
+        ("192.0.2.64/26", geoip2("JP")),
+        ("192.0.2.128/26", flat("US")),
+        ("192.0.2.192/26", flat("DE")),
+        ("198.51.100.0/26", flat("CN")),
+        ("198.51.100.64/26", flat("US")),
+        ("198.51.100.128/26", geoip2("IN")),
+        ("203.0.113.0/24", flat("CH")),
+        ("2001:db8:1::/48", flat("DE")),
+        ("2001:db8:2::/48", flat("SG")),
+    ] {
+        let _ = country.insert_value(net(network), value);
+    }
+    let record = |number: u32, org: &str| {
+        Value::map([
+            ("autonomous_system_number", Value::from(number)),
+            ("autonomous_system_organization", Value::from(org)),
+        ])
+    };
+    let mut asn = Writer::new("Meridian-Test-ASN");
+    let _ = asn.insert_value(net("198.51.100.64/26"), record(16509, "Amazon.com, Inc."));
+    let _ = asn.insert_value(net("192.0.2.192/26"), record(3320, "Deutsche Telekom AG"));
+    IpIntel::from_bytes(country.to_bytes().ok(), asn.to_bytes().ok()).unwrap_or_default()
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use meridian_protocol::jwk::{Jwk, Jwks};
 use meridian_verifier::clock::{Clock, SystemClock};
+use meridian_verifier::geo::IpIntel;
 use meridian_verifier::http::{ApiState, VerifySecret, router};
+use meridian_verifier::net::TrustedProxies;
 use meridian_verifier::replay::MemoryReplayStore;
-use meridian_verifier::{
-    ChallengeKey, ChallengeKeys, CollectorKeys, Keys, UntrustedToken, Verifier, VerifyRules,
-};
+use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Policy, UntrustedToken, Verifier};
 
 #[derive(Parser)]
 #[command(
@@ -50,7 +50,52 @@ enum Command {
     Lookup {
         /// An IPv4 or IPv6 address.
         ip: String,
+        #[command(flatten)]
+        data: DataArgs,
     },
+    /// Build an ASN database (.mmdb, GeoLite2-ASN field names) from
+    /// ip-location-db CSV files (`start,end,asn,organisation`).
+    BuildAsnDb {
+        /// Input CSV files (IPv4 and IPv6; `-num` files are not supported).
+        #[arg(long = "csv", required = true)]
+        csv: Vec<PathBuf>,
+        /// Output .mmdb file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Where the IP databases are.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Country database (.mmdb, flat `country_code` or GeoIP2 shape).
+    /// Default: .meridian/data/country.mmdb when present.
+    #[arg(long, env = "MERIDIAN_COUNTRY_DB")]
+    country_db: Option<PathBuf>,
+    /// ASN database (.mmdb, GeoLite2-ASN shape). Default:
+    /// .meridian/data/asn.mmdb when present.
+    #[arg(long, env = "MERIDIAN_ASN_DB")]
+    asn_db: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// Opens the databases. A path that was given must work; a default
+    /// path that is absent only means "unknown".
+    fn open(&self) -> Result<IpIntel, String> {
+        let pick = |given: &Option<PathBuf>, default: &str| match given {
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(default)).filter(|p| p.exists()),
+        };
+        let country = pick(&self.country_db, ".meridian/data/country.mmdb");
+        let asn = pick(&self.asn_db, ".meridian/data/asn.mmdb");
+        if country.is_none() {
+            tracing::warn!("no country database: countries are unknown and the country checks stay silent");
+        }
+        if asn.is_none() {
+            tracing::warn!("no ASN database: hosting networks cannot be recognised");
+        }
+        IpIntel::open(country.as_deref(), asn.as_deref()).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(clap::Args)]
@@ -81,6 +126,14 @@ struct ServeArgs {
     /// Live nonces the in-memory replay store may hold.
     #[arg(long, env = "MERIDIAN_REPLAY_CAPACITY", default_value_t = 1_000_000)]
     replay_capacity: usize,
+    /// Policy file (TOML): weights, thresholds, restricted regions.
+    #[arg(long, env = "MERIDIAN_POLICY")]
+    policy: Option<PathBuf>,
+    /// Proxies whose Forwarded/X-Forwarded-For headers are believed, comma-separated CIDRs.
+    #[arg(long, env = "MERIDIAN_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 fn main() -> ExitCode {
@@ -94,7 +147,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Keygen { out, force } => keygen(&out, force),
         Command::Inspect { token, jwks } => inspect(&token, jwks.as_deref()),
-        Command::Lookup { ip } => lookup(&ip),
+        Command::Lookup { ip, data } => lookup(&ip, &data),
+        Command::BuildAsnDb { csv, out } => build_asn_db(&csv, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,23 +175,28 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if secrets.is_empty() {
         return Err("MERIDIAN_VERIFY_SECRET: at least one verify secret is required".into());
     }
-    let rules = VerifyRules {
-        allowed_origins: args.allowed_origins.into_iter().filter(|s| !s.is_empty()).collect(),
-        allowed_actions: args.allowed_actions.into_iter().filter(|s| !s.is_empty()).collect(),
-        ..VerifyRules::default()
+    let mut policy = match &args.policy {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Policy::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Policy::default(),
     };
-    if rules.allowed_origins.is_empty() {
+    policy.allowed_origins.extend(args.allowed_origins.into_iter().filter(|s| !s.is_empty()));
+    policy.allowed_actions.extend(args.allowed_actions.into_iter().filter(|s| !s.is_empty()));
+    if policy.allowed_origins.is_empty() {
         tracing::warn!(
             "no allowed origins configured: tokens from any origin are accepted unless a request names expected_origin"
         );
     }
-    let verifier = Verifier::new(
-        Keys { collector, challenge },
-        rules,
-        Arc::new(MemoryReplayStore::new(args.replay_capacity)),
-    );
+    let proxies =
+        TrustedProxies::parse(&args.trusted_proxies).map_err(|e| format!("MERIDIAN_TRUSTED_PROXIES: {e}"))?;
+    let intel = Arc::new(args.data.open()?);
+    let store = Arc::new(MemoryReplayStore::new(args.replay_capacity));
+    let verifier = Verifier::new(Keys { collector, challenge }, policy, store).with_intel(intel);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = router(ApiState::new(verifier, secrets, clock));
+    let app = router(ApiState::new(verifier, secrets, clock).with_trusted_proxies(proxies));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -267,10 +326,94 @@ fn inspect(token: &str, jwks: Option<&Path>) -> Result<(), String> {
     Ok(())
 }
 
-fn lookup(ip: &str) -> Result<(), String> {
+fn lookup(ip: &str, data: &DataArgs) -> Result<(), String> {
     let ip: IpAddr = ip.trim().parse().map_err(|_| format!("{ip:?} is not an IPv4 or IPv6 address"))?;
     let ip = meridian_verifier::net::canonical_ip(ip);
-    println!("ip: {ip}");
-    println!("country: unknown (no IP database configured)");
+    let intel = data.open()?;
+    let facts = intel.lookup(ip);
+    println!("ip:       {ip}");
+    match facts.country {
+        Some(country) => {
+            println!("country:  {country}");
+            let zones = meridian_verifier::tables::country_zones(country.as_str());
+            println!(
+                "zones:    {}",
+                if zones.is_empty() { "(none known)".to_owned() } else { zones.join(" ") }
+            );
+            let languages: Vec<String> = meridian_verifier::tables::country_languages(country.as_str())
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {:.0}%{}",
+                        l.code,
+                        l.population_percent,
+                        if l.official { " (official)" } else { "" }
+                    )
+                })
+                .collect();
+            println!("languages: {}", languages.join(", "));
+        }
+        None if intel.has_country_db() => println!("country:  unknown (not in the country database)"),
+        None => println!("country:  unknown (no country database)"),
+    }
+    match (facts.asn, intel.has_asn_db()) {
+        (Some(asn), _) => println!("asn:      AS{asn} {}", facts.org.as_deref().unwrap_or("")),
+        (None, true) => println!("asn:      unknown (not in the ASN database)"),
+        (None, false) => println!("asn:      unknown (no ASN database)"),
+    }
+    match facts.hosting {
+        Some(true) => {
+            let kind = facts.asn.and_then(|a| intel.hosting().get(a)).map_or("", |(_, kind)| kind);
+            println!("hosting:  yes ({kind})");
+        }
+        Some(false) => println!("hosting:  no"),
+        None => println!("hosting:  unknown"),
+    }
+    Ok(())
+}
+
+fn build_asn_db(inputs: &[PathBuf], out: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    let mut writer = mmdb_writer::Writer::builder("Meridian-ASN")
+        // The CSVs carry real 6to4/Teredo announcements; Meridian canonicalizes
+        // IPv4-mapped addresses itself, so no alias subtrees are needed.
+        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Disabled)
+        .description(&[(
+            "en",
+            "IP to ASN, built by meridian build-asn-db from ip-location-db CSV (CC BY 4.0)",
+        )])
+        .build();
+    let mut rows = 0usize;
+    for input in inputs {
+        let file = std::fs::File::open(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+        for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| format!("{}: {e}", input.display()))?;
+            let bad = || format!("{}:{}: expected start,end,asn,organisation", input.display(), index + 1);
+            let mut fields = line.splitn(4, ',');
+            let (Some(start), Some(end), Some(asn)) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(bad());
+            };
+            let start: IpAddr = start.parse().map_err(|_| bad())?;
+            let end: IpAddr = end.parse().map_err(|_| bad())?;
+            let asn: u32 = asn.parse().map_err(|_| bad())?;
+            let org = fields.next().unwrap_or("").trim().trim_matches('"').replace("\"\"", "\"");
+            let value = mmdb_writer::Value::map([
+                ("autonomous_system_number", mmdb_writer::Value::from(asn)),
+                ("autonomous_system_organization", mmdb_writer::Value::from(org)),
+            ]);
+            writer
+                .insert_range(start, end, &value)
+                .map_err(|e| format!("{}:{}: {e}", input.display(), index + 1))?;
+            rows += 1;
+            if rows.is_multiple_of(200_000) {
+                eprintln!("  {rows} ranges…");
+            }
+        }
+    }
+    let file = std::fs::File::create(out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    writer
+        .write_to(std::io::BufWriter::new(file))
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!("{rows} ranges written to {}", out.display());
     Ok(())
 }

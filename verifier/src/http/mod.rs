@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 
 use crate::Verifier;
 use crate::clock::Clock;
+use crate::net::TrustedProxies;
 
 pub use secret::VerifySecret;
 
@@ -26,6 +27,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     inner: Arc<Inner>,
+    proxies: Arc<TrustedProxies>,
 }
 
 struct Inner {
@@ -49,7 +51,31 @@ impl ApiState {
     /// accepts (several, so they can rotate).
     pub fn new(verifier: Verifier, secrets: Vec<VerifySecret>, clock: Arc<dyn Clock>) -> Self {
         let jwks_json = serde_json::to_string(verifier.keys().collector.jwks()).unwrap_or_default();
-        Self { inner: Arc::new(Inner { verifier, secrets, clock, jwks_json }) }
+        Self {
+            inner: Arc::new(Inner { verifier, secrets, clock, jwks_json }),
+            proxies: Arc::new(TrustedProxies::none()),
+        }
+    }
+
+    /// Believes `Forwarded`/`X-Forwarded-For` from these proxies when
+    /// finding the client IP a challenge is issued to.
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The client IP of a request from `peer` with `headers`.
+    pub fn client_ip(&self, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+        let joined = |name: axum::http::HeaderName| {
+            let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+            (!values.is_empty()).then(|| values.join(","))
+        };
+        if self.proxies.is_empty() {
+            return crate::net::canonical_ip(peer);
+        }
+        let forwarded = joined(axum::http::header::FORWARDED);
+        let x_forwarded_for = joined(axum::http::HeaderName::from_static("x-forwarded-for"));
+        self.proxies.client_ip(peer, forwarded.as_deref(), x_forwarded_for.as_deref())
     }
 
     /// The verifier.

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::secret::any_matches;
 use crate::error::ErrorCode;
-use crate::net::canonical_ip;
 use crate::{VerifyInput, VerifyOutcome};
 
 /// Body of `GET /v1/challenge`.
@@ -27,8 +26,9 @@ pub(crate) struct ChallengeResponse {
 pub(crate) async fn challenge(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Response {
-    let ip = canonical_ip(peer.ip());
+    let ip = state.client_ip(peer.ip(), &headers);
     let now_ms = state.clock().now().as_millisecond();
     match state.verifier().keys().challenge.issue(ip, now_ms) {
         Ok(issued) => {

@@ -15,13 +15,13 @@ use super::*;
 use crate::clock::SystemClock;
 use crate::replay::MemoryReplayStore;
 use crate::testkit::Minter;
-use crate::{Verifier, VerifyRules};
+use crate::{Policy, Verifier};
 
 const SECRET: &str = "unit-test-secret-0123456789";
 
 fn app(minter: &Minter) -> Router {
     let verifier =
-        Verifier::new(minter.keys.clone(), VerifyRules::default(), Arc::new(MemoryReplayStore::new(1000)));
+        Verifier::new(minter.keys.clone(), Policy::default(), Arc::new(MemoryReplayStore::new(1000)));
     let state = ApiState::new(verifier, vec![VerifySecret::new(SECRET).unwrap()], Arc::new(SystemClock));
     router(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 44], 5555))))
 }

@@ -29,7 +29,7 @@ fn verify(minter: &Minter, token: &str, now_ms: i64) -> Result<VerifiedClaims, T
 }
 
 fn verifier(minter: &Minter) -> Verifier {
-    Verifier::new(minter.keys.clone(), VerifyRules::default(), Arc::new(MemoryReplayStore::new(1000)))
+    Verifier::new(minter.keys.clone(), crate::Policy::default(), Arc::new(MemoryReplayStore::new(1000)))
 }
 
 fn input(token: &str) -> VerifyInput<'_> {
@@ -227,7 +227,7 @@ async fn replayed_and_expectations() {
 async fn store_failure_fails_closed() {
     let minter = Minter::new(1);
     let verifier =
-        Verifier::new(minter.keys.clone(), VerifyRules::default(), Arc::new(MemoryReplayStore::new(1)));
+        Verifier::new(minter.keys.clone(), crate::Policy::default(), Arc::new(MemoryReplayStore::new(1)));
     // Capacity rounds up to one per shard; fill the shard of nonce [1; 16].
     assert!(verifier.accept(&input(&minter.token(ip(), T0, [1; 16])), at(T0)).await.is_ok());
     let mut second = [1; 16];

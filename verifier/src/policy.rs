@@ -1,0 +1,261 @@
+//! The policy: how much each reason weighs, where the verdict thresholds
+//! lie, which regions are restricted, and what tokens must be bound to.
+//!
+//! Written in TOML; every key is optional and defaults to the neutral value
+//! documented on its field. No region is restricted unless configured.
+//!
+//! ```toml
+//! restricted_regions = ["CN"]
+//! clock_skew_tolerance_s = 300
+//! allowed_origins = ["https://shop.example"]
+//!
+//! [thresholds]
+//! review = 50
+//! deny = 80
+//!
+//! [weights]
+//! hosting_ip = 30
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::geo::Country;
+use crate::token::VerifyRules;
+use crate::verdict::{ReasonCode, Verdict};
+
+/// Points each reason adds to the risk score (which is capped at 100).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Weights {
+    /// Claimed UTC offset is used nowhere in the IP country. Default 25:
+    /// travellers with a home clock trip it, so alone it only allows.
+    pub tz_offset_mismatch: u32,
+    /// Claimed zone is not one of the IP country's zones. Default 15.
+    pub tz_country_mismatch: u32,
+    /// Zone name and reported offsets disagree per the tz database. Default
+    /// 50: an honest browser cannot produce it.
+    pub tz_internal_inconsistent: u32,
+    /// Locale language is not spoken in the IP country. Default 10.
+    pub locale_country_mismatch: u32,
+    /// `Accept-Language` disagrees with `navigator.languages`. Default 25.
+    pub accept_language_mismatch: u32,
+    /// A time or language API was replaced in the page. Default 60.
+    pub tampered_api: u32,
+    /// A worker sees a different zone or language than the page. Default 50.
+    pub worker_scope_mismatch: u32,
+    /// Browser clock off by more than the tolerance. Default 10.
+    pub clock_skew: u32,
+    /// IP in a restricted region. Default 100 (deny on its own).
+    pub restricted_region_ip: u32,
+    /// Zone plus locale or language point into a restricted region while
+    /// the IP is elsewhere. Default 70 (deny together with a zone mismatch).
+    pub restricted_region_claim: u32,
+    /// IP of a hosting, cloud or VPN network. Default 25.
+    pub hosting_ip: u32,
+    /// IP changed between challenge and verification. Default 10.
+    pub ip_changed: u32,
+    /// Browser driven by automation (`navigator.webdriver`). Default 40.
+    pub automation: u32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self {
+            tz_offset_mismatch: 25,
+            tz_country_mismatch: 15,
+            tz_internal_inconsistent: 50,
+            locale_country_mismatch: 10,
+            accept_language_mismatch: 25,
+            tampered_api: 60,
+            worker_scope_mismatch: 50,
+            clock_skew: 10,
+            restricted_region_ip: 100,
+            restricted_region_claim: 70,
+            hosting_ip: 25,
+            ip_changed: 10,
+            automation: 40,
+        }
+    }
+}
+
+impl Weights {
+    /// The weight of one reason.
+    pub fn of(&self, code: ReasonCode) -> u32 {
+        match code {
+            ReasonCode::TzOffsetMismatch => self.tz_offset_mismatch,
+            ReasonCode::TzCountryMismatch => self.tz_country_mismatch,
+            ReasonCode::TzInternalInconsistent => self.tz_internal_inconsistent,
+            ReasonCode::LocaleCountryMismatch => self.locale_country_mismatch,
+            ReasonCode::AcceptLanguageMismatch => self.accept_language_mismatch,
+            ReasonCode::TamperedApi => self.tampered_api,
+            ReasonCode::WorkerScopeMismatch => self.worker_scope_mismatch,
+            ReasonCode::ClockSkew => self.clock_skew,
+            ReasonCode::RestrictedRegionIp => self.restricted_region_ip,
+            ReasonCode::RestrictedRegionClaim => self.restricted_region_claim,
+            ReasonCode::HostingIp => self.hosting_ip,
+            ReasonCode::IpChanged => self.ip_changed,
+            ReasonCode::Automation => self.automation,
+        }
+    }
+}
+
+/// Score thresholds of the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// Scores at or above this are `review`. Default 50.
+    pub review: u32,
+    /// Scores at or above this are `deny`. Default 80.
+    pub deny: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self { review: 50, deny: 80 }
+    }
+}
+
+/// The whole policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Reason weights.
+    pub weights: Weights,
+    /// Verdict thresholds.
+    pub thresholds: Thresholds,
+    /// ISO 3166-1 alpha-2 codes of restricted regions. Default: none.
+    pub restricted_regions: Vec<String>,
+    /// Clock skew tolerated before `clock_skew` is reported, seconds.
+    /// Default 300: many honest clocks are a minute or two off.
+    pub clock_skew_tolerance_s: u32,
+    /// Origins tokens may come from; empty accepts any (then each request
+    /// should name `expected_origin`). Default: empty.
+    pub allowed_origins: Vec<String>,
+    /// Actions tokens may be collected for; empty accepts any. Default: empty.
+    pub allowed_actions: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            weights: Weights::default(),
+            thresholds: Thresholds::default(),
+            restricted_regions: Vec::new(),
+            clock_skew_tolerance_s: 300,
+            allowed_origins: Vec::new(),
+            allowed_actions: Vec::new(),
+        }
+    }
+}
+
+/// Why a policy is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// Not TOML of the policy's shape; the message names the key.
+    #[error("policy: {0}")]
+    Invalid(String),
+    /// A restricted region is not a two-letter country code.
+    #[error("policy: restricted_regions: {0:?} is not an ISO 3166-1 alpha-2 code")]
+    BadRegion(String),
+    /// `review` must not exceed `deny`.
+    #[error("policy: thresholds.review ({review}) is above thresholds.deny ({deny})")]
+    Thresholds {
+        /// The review threshold.
+        review: u32,
+        /// The deny threshold.
+        deny: u32,
+    },
+}
+
+impl Policy {
+    /// Parses and validates a TOML policy.
+    ///
+    /// # Errors
+    /// See [`PolicyError`].
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Checks values serde cannot.
+    ///
+    /// # Errors
+    /// See [`PolicyError`].
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        for region in &self.restricted_regions {
+            Country::parse(region).ok_or_else(|| PolicyError::BadRegion(region.clone()))?;
+        }
+        if self.thresholds.review > self.thresholds.deny {
+            return Err(PolicyError::Thresholds {
+                review: self.thresholds.review,
+                deny: self.thresholds.deny,
+            });
+        }
+        Ok(())
+    }
+
+    /// The restricted regions, parsed.
+    pub fn restricted(&self) -> Vec<Country> {
+        self.restricted_regions.iter().filter_map(|r| Country::parse(r)).collect()
+    }
+
+    /// The token rules this policy implies.
+    pub fn verify_rules(&self) -> VerifyRules {
+        VerifyRules {
+            allowed_origins: self.allowed_origins.clone(),
+            allowed_actions: self.allowed_actions.clone(),
+            ..VerifyRules::default()
+        }
+    }
+
+    /// The verdict for a score.
+    pub fn verdict(&self, score: u32) -> Verdict {
+        if score >= self.thresholds.deny {
+            Verdict::Deny
+        } else if score >= self.thresholds.review {
+            Verdict::Review
+        } else {
+            Verdict::Allow
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_partial_policies_with_defaults() {
+        let policy =
+            Policy::from_toml("restricted_regions = [\"cn\"]\n[weights]\nhosting_ip = 30\n").unwrap();
+        assert_eq!(policy.weights.hosting_ip, 30);
+        assert_eq!(policy.weights.ip_changed, 10);
+        assert_eq!(policy.restricted(), vec![Country::parse("CN").unwrap()]);
+        assert_eq!(Policy::from_toml("").unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn explains_errors_with_the_key() {
+        let error = Policy::from_toml("[weights]\nhostingip = 3\n").unwrap_err().to_string();
+        assert!(error.contains("hostingip"), "{error}");
+        assert_eq!(
+            Policy::from_toml("restricted_regions = [\"China\"]"),
+            Err(PolicyError::BadRegion("China".into()))
+        );
+        assert_eq!(
+            Policy::from_toml("[thresholds]\nreview = 90\ndeny = 80"),
+            Err(PolicyError::Thresholds { review: 90, deny: 80 })
+        );
+    }
+
+    #[test]
+    fn verdict_thresholds() {
+        let policy = Policy::default();
+        assert_eq!(policy.verdict(49), Verdict::Allow);
+        assert_eq!(policy.verdict(50), Verdict::Review);
+        assert_eq!(policy.verdict(80), Verdict::Deny);
+    }
+}

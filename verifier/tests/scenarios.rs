@@ -1,0 +1,379 @@
+//! The motivating scenarios, through the whole verifier (token, replay,
+//! IP databases, checks, policy) over small databases written here, in
+//! documentation address ranges (RFC 5737, RFC 3849).
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use meridian_protocol::Claims;
+use meridian_verifier::geo::IpIntel;
+use meridian_verifier::replay::MemoryReplayStore;
+use meridian_verifier::testkit::Minter;
+use meridian_verifier::verdict::{ReasonCode, Verdict};
+use meridian_verifier::{Policy, Verifier, VerifyInput, VerifyOutcome};
+
+fn test_intel() -> IpIntel {
+    meridian_verifier::testkit::test_intel()
+}
+
+/// Claims as a real browser in `zone` would make them at `at`: offsets
+/// from the tz database, like `Date` computes them.
+fn browser(
+    minter: &Minter,
+    ip: IpAddr,
+    at: Timestamp,
+    zone: &str,
+    locale: &str,
+    languages: &[&str],
+) -> Claims {
+    let tz = TimeZone::get(zone).unwrap();
+    let offset = |t: Timestamp| tz.to_offset(t).seconds() / 60;
+    let year = at.to_zoned_datetime(tz.clone()).year();
+    let first = |month: i8| {
+        let midnight = jiff::civil::date(year, month, 1).to_zoned_datetime(tz.clone()).unwrap();
+        midnight.offset().seconds() / 60
+    };
+    let mut claims = minter.claims(ip, at.as_millisecond(), nonce(at, zone));
+    claims.time_zone.zone = zone.into();
+    claims.time_zone.offset_now_min = offset(at);
+    claims.time_zone.offset_jan_min = first(1);
+    claims.time_zone.offset_jul_min = first(7);
+    claims.locale.locale = locale.into();
+    claims.locale.language = languages.first().copied().unwrap_or(locale).into();
+    claims.locale.languages = languages.iter().map(|l| (*l).to_owned()).collect();
+    claims
+}
+
+fn nonce(at: Timestamp, zone: &str) -> [u8; 16] {
+    let mut n = [0u8; 16];
+    n[..8].copy_from_slice(&at.as_millisecond().to_le_bytes());
+    for (i, b) in zone.bytes().enumerate() {
+        n[8 + i % 8] ^= b;
+    }
+    n
+}
+
+struct Scenario {
+    name: &'static str,
+    zone: &'static str,
+    locale: &'static str,
+    languages: &'static [&'static str],
+    ip: &'static str,
+    at: &'static str,
+    accept_language: Option<&'static str>,
+    policy: fn() -> Policy,
+    verdict: Verdict,
+    must: &'static [ReasonCode],
+    must_not: &'static [ReasonCode],
+}
+
+fn neutral() -> Policy {
+    Policy::default()
+}
+
+fn restrict_cn() -> Policy {
+    Policy { restricted_regions: vec!["CN".into()], ..Policy::default() }
+}
+
+const ALL_TZ: &[ReasonCode] =
+    &[ReasonCode::TzOffsetMismatch, ReasonCode::TzCountryMismatch, ReasonCode::TzInternalInconsistent];
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "local user: zone, locale and IP agree",
+        zone: "Europe/Berlin",
+        locale: "de-DE",
+        languages: &["de-DE", "de", "en"],
+        ip: "192.0.2.200",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("de-DE,de;q=0.9,en;q=0.8"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: &[
+            ReasonCode::TzOffsetMismatch,
+            ReasonCode::TzCountryMismatch,
+            ReasonCode::LocaleCountryMismatch,
+        ],
+    },
+    Scenario {
+        name: "German traveller in Tokyo with the local zone",
+        zone: "Asia/Tokyo",
+        locale: "de-DE",
+        languages: &["de-DE", "de"],
+        ip: "192.0.2.70",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("de-DE,de;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: ALL_TZ,
+    },
+    Scenario {
+        name: "Shanghai browser behind a Singapore IP, CN restricted",
+        zone: "Asia/Shanghai",
+        locale: "zh-CN",
+        languages: &["zh-CN", "zh"],
+        ip: "192.0.2.10",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("zh-CN,zh;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Deny,
+        must: &[ReasonCode::RestrictedRegionClaim, ReasonCode::TzCountryMismatch],
+        // Same offset on both sides: the offset check alone cannot see it.
+        must_not: &[ReasonCode::TzOffsetMismatch, ReasonCode::TzInternalInconsistent],
+    },
+    Scenario {
+        name: "Shanghai browser behind a Singapore IPv6, CN restricted",
+        zone: "Asia/Shanghai",
+        locale: "zh-CN",
+        languages: &["zh-CN"],
+        ip: "2001:db8:2::77",
+        at: "2027-01-15T09:00:00Z",
+        accept_language: None,
+        policy: restrict_cn,
+        verdict: Verdict::Deny,
+        must: &[ReasonCode::RestrictedRegionClaim, ReasonCode::TzCountryMismatch],
+        must_not: &[ReasonCode::TzOffsetMismatch],
+    },
+    Scenario {
+        name: "the same browser without a restricting policy is only a mismatch",
+        zone: "Asia/Shanghai",
+        locale: "zh-CN",
+        languages: &["zh-CN", "zh"],
+        ip: "192.0.2.10",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: None,
+        policy: neutral,
+        verdict: Verdict::Allow,
+        must: &[ReasonCode::TzCountryMismatch],
+        must_not: &[ReasonCode::RestrictedRegionClaim],
+    },
+    Scenario {
+        name: "Berlin browser behind a US IP",
+        zone: "Europe/Berlin",
+        locale: "de-DE",
+        languages: &["de-DE", "de"],
+        ip: "192.0.2.130",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("de-DE,de;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Review,
+        must: &[ReasonCode::TzOffsetMismatch, ReasonCode::TzCountryMismatch],
+        must_not: &[ReasonCode::TzInternalInconsistent],
+    },
+    Scenario {
+        name: "restricted-region IP",
+        zone: "Asia/Shanghai",
+        locale: "zh-CN",
+        languages: &["zh-CN"],
+        ip: "198.51.100.9",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: None,
+        policy: restrict_cn,
+        verdict: Verdict::Deny,
+        must: &[ReasonCode::RestrictedRegionIp],
+        must_not: &[ReasonCode::RestrictedRegionClaim, ReasonCode::TzCountryMismatch],
+    },
+    Scenario {
+        name: "hosting-ASN IP",
+        zone: "America/New_York",
+        locale: "en-US",
+        languages: &["en-US", "en"],
+        ip: "198.51.100.70",
+        at: "2027-06-15T15:00:00Z",
+        accept_language: Some("en-US,en;q=0.9"),
+        policy: neutral,
+        verdict: Verdict::Allow,
+        must: &[ReasonCode::HostingIp],
+        must_not: ALL_TZ,
+    },
+    Scenario {
+        name: "DST edge: New York one minute after spring-forward",
+        zone: "America/New_York",
+        locale: "en-US",
+        languages: &["en-US"],
+        ip: "192.0.2.140",
+        at: "2027-03-14T07:01:00Z",
+        accept_language: None,
+        policy: neutral,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: ALL_TZ,
+    },
+    Scenario {
+        name: "DST edge: New York one minute before spring-forward",
+        zone: "America/New_York",
+        locale: "en-US",
+        languages: &["en-US"],
+        ip: "192.0.2.140",
+        at: "2027-03-14T06:59:00Z",
+        accept_language: None,
+        policy: neutral,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: ALL_TZ,
+    },
+    Scenario {
+        name: "DST edge: Berlin in the week of fall-back",
+        zone: "Europe/Berlin",
+        locale: "de-DE",
+        languages: &["de-DE"],
+        ip: "2001:db8:1::5",
+        at: "2027-10-31T01:00:30Z",
+        accept_language: None,
+        policy: neutral,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: ALL_TZ,
+    },
+    Scenario {
+        name: "half-hour zone under its legacy browser name",
+        zone: "Asia/Calcutta",
+        locale: "en-IN",
+        languages: &["en-IN", "hi"],
+        ip: "198.51.100.130",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("en-IN,en;q=0.9,hi;q=0.8"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: &[
+            ReasonCode::TzOffsetMismatch,
+            ReasonCode::TzCountryMismatch,
+            ReasonCode::LocaleCountryMismatch,
+        ],
+    },
+    Scenario {
+        name: "multilingual country: French speaker in Zurich",
+        zone: "Europe/Zurich",
+        locale: "fr-CH",
+        languages: &["fr-CH", "fr", "de"],
+        ip: "203.0.113.20",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("fr-CH,fr;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: &[ReasonCode::TzCountryMismatch, ReasonCode::LocaleCountryMismatch],
+    },
+    Scenario {
+        name: "page says English, the network stack says Chinese",
+        zone: "Asia/Singapore",
+        locale: "en-SG",
+        languages: &["en-US"],
+        ip: "192.0.2.11",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("zh-CN,zh;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[ReasonCode::AcceptLanguageMismatch],
+        must_not: &[ReasonCode::TzCountryMismatch],
+    },
+];
+
+async fn run(scenario: &Scenario, intel: &Arc<IpIntel>) -> VerifyOutcome {
+    let minter = Minter::new(9);
+    let at: Timestamp = scenario.at.parse().unwrap();
+    let ip: IpAddr = scenario.ip.parse().unwrap();
+    let claims = browser(&minter, ip, at, scenario.zone, scenario.locale, scenario.languages);
+    let token = minter.sign(&claims);
+    let verifier =
+        Verifier::new(minter.keys.clone(), (scenario.policy)(), Arc::new(MemoryReplayStore::new(100)))
+            .with_intel(intel.clone());
+    let input = VerifyInput {
+        token: &token,
+        remote_ip: ip,
+        accept_language: scenario.accept_language,
+        expected_action: Some("login"),
+        expected_origin: None,
+    };
+    verifier.verify(&input, Timestamp::from_millisecond(at.as_millisecond() + 1_500).unwrap()).await
+}
+
+#[tokio::test]
+async fn scenarios() {
+    let intel = Arc::new(test_intel());
+    let mut failures = Vec::new();
+    for scenario in SCENARIOS {
+        let outcome = run(scenario, &intel).await;
+        let codes: Vec<ReasonCode> = outcome.reasons.iter().map(|r| r.code).collect();
+        let problems: Vec<String> = [
+            (!outcome.success).then(|| format!("token rejected: {:?}", outcome.error_codes)),
+            (outcome.verdict != scenario.verdict)
+                .then(|| format!("verdict {:?}, expected {:?}", outcome.verdict, scenario.verdict)),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(scenario.must.iter().filter(|c| !codes.contains(c)).map(|c| format!("missing {c:?}")))
+        .chain(scenario.must_not.iter().filter(|c| codes.contains(c)).map(|c| format!("unexpected {c:?}")))
+        .collect();
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}: {} (score {}, reasons {:#?})",
+                scenario.name,
+                problems.join("; "),
+                outcome.score,
+                outcome.reasons
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[tokio::test]
+async fn network_facts_are_reported() {
+    let intel = Arc::new(test_intel());
+    let hosting = SCENARIOS.iter().find(|s| s.name == "hosting-ASN IP").unwrap();
+    let outcome = run(hosting, &intel).await;
+    let network = outcome.network.unwrap();
+    assert_eq!(network.country.as_deref(), Some("US"));
+    assert_eq!(network.asn, Some(16509));
+    assert_eq!(network.org.as_deref(), Some("Amazon.com, Inc."));
+    assert_eq!(network.hosting, Some(true));
+    let json = serde_json::to_value(outcome.reasons).unwrap();
+    assert_eq!(json[0]["code"], "hosting_ip");
+    assert_eq!(json[0]["weight"], 25);
+}
+
+#[tokio::test]
+async fn a_naive_zone_spoof_is_internally_inconsistent() {
+    let intel = Arc::new(test_intel());
+    let minter = Minter::new(9);
+    let at: Timestamp = "2027-06-15T09:00:00Z".parse().unwrap();
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    // A Shanghai machine that only renamed its zone to New York.
+    let mut claims = browser(&minter, ip, at, "Asia/Shanghai", "en-US", &["en-US"]);
+    claims.time_zone.zone = "America/New_York".into();
+    let token = minter.sign(&claims);
+    let verifier =
+        Verifier::new(minter.keys.clone(), Policy::default(), Arc::new(MemoryReplayStore::new(10)))
+            .with_intel(intel);
+    let input = VerifyInput {
+        token: &token,
+        remote_ip: ip,
+        accept_language: None,
+        expected_action: None,
+        expected_origin: None,
+    };
+    let outcome = verifier.verify(&input, at).await;
+    assert!(
+        outcome.reasons.iter().any(|r| r.code == ReasonCode::TzInternalInconsistent),
+        "{:#?}",
+        outcome.reasons
+    );
+}
+
+#[tokio::test]
+async fn without_databases_countries_are_unknown_and_nothing_breaks() {
+    let intel = Arc::new(IpIntel::none());
+    let berlin_in_us = SCENARIOS.iter().find(|s| s.name == "Berlin browser behind a US IP").unwrap();
+    let outcome = run(berlin_in_us, &intel).await;
+    assert!(outcome.success);
+    assert_eq!(outcome.network.unwrap().country, None);
+    assert!(outcome.reasons.iter().all(|r| r.code != ReasonCode::TzOffsetMismatch));
+    assert_eq!(outcome.verdict, Verdict::Allow);
+}
