@@ -28,6 +28,16 @@ pub fn meridian_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.meridian"))
 }
 
+/// Where end-to-end tests leave screenshots: `target/screenshots`.
+///
+/// # Panics
+/// When the folder cannot be made.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
 /// A demo server on a free loopback port.
 pub struct DemoServer {
     /// `http://127.0.0.1:PORT`.
