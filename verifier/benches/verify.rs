@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, black_box, criterion_group};
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group};
 use ed25519_dalek::{Signer, SigningKey};
 use jiff::Timestamp;
 use meridian_verifier::geo::IpIntel;
