@@ -25,7 +25,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
 table { border-collapse: collapse; width: 100%; margin: .5rem 0 1.5rem; }
 th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid #ccd; vertical-align: top; }
 th { width: 40%; font-weight: 600; }
-code { font-size: .9em; word-break: break-all; }
+code { font-size: .9em; overflow-wrap: anywhere; }
 ul.errors li { margin: .3rem 0; }
 footer { margin-top: 3rem; color: var(--muted); font-size: .9rem; }
 select { font: inherit; padding: .5rem; border-radius: .4rem; }

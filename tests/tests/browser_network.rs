@@ -175,4 +175,8 @@ async fn demo_result_page_shows_both_sides_for_a_simulated_origin() {
     {
         assert!(page.contains(needle), "result page lacks {needle:?}:\n{page}");
     }
+    let png = client.screenshot().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let path = meridian_tests::screenshot_dir().join("result-deny-desktop.png");
+    std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
