@@ -44,6 +44,11 @@ impl ChallengeKey {
         Self { id, secret }
     }
 
+    /// The id that names this key inside challenges.
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
     /// A fresh random key.
     ///
     /// # Errors

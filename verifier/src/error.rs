@@ -36,6 +36,8 @@ pub enum ErrorCode {
     BadRequest,
     /// The verifier could not decide (e.g. its replay store is unreachable).
     InternalError,
+    /// Too many challenge requests from one address.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -55,6 +57,7 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::BadRequest => "bad-request",
             Self::InternalError => "internal-error",
+            Self::RateLimited => "rate-limited",
         }
     }
 }

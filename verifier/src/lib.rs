@@ -25,6 +25,8 @@
 pub mod challenge;
 pub mod checks;
 pub mod clock;
+#[cfg(feature = "cli")]
+pub mod config;
 mod error;
 pub mod geo;
 pub mod keys;

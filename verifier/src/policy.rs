@@ -56,6 +56,8 @@ pub struct Weights {
     pub ip_changed: u32,
     /// Browser driven by automation (`navigator.webdriver`). Default 40.
     pub automation: u32,
+    /// Single use could not be checked (store down, failing open). Default 50.
+    pub replay_unchecked: u32,
 }
 
 impl Default for Weights {
@@ -74,6 +76,7 @@ impl Default for Weights {
             hosting_ip: 25,
             ip_changed: 10,
             automation: 40,
+            replay_unchecked: 50,
         }
     }
 }
@@ -95,6 +98,7 @@ impl Weights {
             ReasonCode::HostingIp => self.hosting_ip,
             ReasonCode::IpChanged => self.ip_changed,
             ReasonCode::Automation => self.automation,
+            ReasonCode::ReplayUnchecked => self.replay_unchecked,
         }
     }
 }
@@ -133,6 +137,21 @@ pub struct Policy {
     pub allowed_origins: Vec<String>,
     /// Actions tokens may be collected for; empty accepts any. Default: empty.
     pub allowed_actions: Vec<String>,
+    /// What to do when the replay store cannot answer. Default `closed`:
+    /// reject with `internal-error`. `open` accepts the token with the
+    /// reason `replay_unchecked`.
+    pub store_failure: StoreFailure,
+}
+
+/// What a verification does when single use cannot be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreFailure {
+    /// Reject (`success: false`, `internal-error`). The default.
+    #[default]
+    Closed,
+    /// Accept, with the reason `replay_unchecked`.
+    Open,
 }
 
 impl Default for Policy {
@@ -144,6 +163,7 @@ impl Default for Policy {
             clock_skew_tolerance_s: 300,
             allowed_origins: Vec::new(),
             allowed_actions: Vec::new(),
+            store_failure: StoreFailure::Closed,
         }
     }
 }

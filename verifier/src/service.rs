@@ -13,10 +13,10 @@ use crate::error::{ErrorCode, TokenError};
 use crate::geo::{Country, IpFacts, IpIntel};
 use crate::keys::Keys;
 use crate::net::canonical_ip;
-use crate::policy::Policy;
+use crate::policy::{Policy, StoreFailure};
 use crate::replay::{ReplayStore, Spend};
 use crate::token::{ClockSkew, UntrustedToken, VerifiedClaims, VerifyRules};
-use crate::verdict::{Reason, Verdict};
+use crate::verdict::{Reason, ReasonCode, Verdict};
 
 /// Verifies tokens, spends their challenges and weighs the claims against
 /// the network; share one per process.
@@ -205,6 +205,27 @@ impl Verifier {
         let facts = self.intel.lookup(input.remote_ip);
         match self.accept(input, now).await {
             Ok(verified) => self.assess(&verified, input, facts, now),
+            Err(TokenError::StoreUnavailable(why)) if self.policy.store_failure == StoreFailure::Open => {
+                // Failing open: everything but single use was checked.
+                match self.check(input, now) {
+                    Ok(verified) => {
+                        tracing::warn!(%why, "replay store unavailable; accepting without the single-use check");
+                        let mut outcome = self.assess(&verified, input, facts, now);
+                        let weight = self.policy.weights.of(ReasonCode::ReplayUnchecked);
+                        outcome.reasons.push(Reason {
+                            code: ReasonCode::ReplayUnchecked,
+                            weight,
+                            detail: "The replay store could not be reached, so this token may have been used before."
+                                .into(),
+                        });
+                        let total = outcome.reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
+                        outcome.score = u8::try_from(total.min(100)).unwrap_or(100);
+                        outcome.verdict = self.policy.verdict(total);
+                        outcome
+                    }
+                    Err(error) => VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts)),
+                }
+            }
             Err(error) => VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts)),
         }
     }
@@ -218,6 +239,17 @@ impl Verifier {
         input: &VerifyInput<'_>,
         now: Timestamp,
     ) -> Result<VerifiedClaims, TokenError> {
+        let verified = self.check(input, now)?;
+        let challenge = verified.challenge();
+        match self.store.spend(challenge.nonce, challenge.expires_at_ms, now.as_millisecond()).await {
+            Ok(Spend::Fresh) => Ok(verified),
+            Ok(Spend::Replayed) => Err(TokenError::Replayed),
+            Err(e) => Err(TokenError::StoreUnavailable(e.to_string())),
+        }
+    }
+
+    /// Everything [`Self::accept`] checks except single use.
+    fn check(&self, input: &VerifyInput<'_>, now: Timestamp) -> Result<VerifiedClaims, TokenError> {
         let token = input.token.trim();
         if token.len() > self.rules.max_token_bytes {
             return Err(TokenError::TooLarge { len: token.len(), max: self.rules.max_token_bytes });
@@ -230,12 +262,7 @@ impl Verifier {
         if input.expected_action.is_some_and(|action| action != claims.action) {
             return Err(TokenError::ActionMismatch { found: claims.action.clone() });
         }
-        let challenge = verified.challenge();
-        match self.store.spend(challenge.nonce, challenge.expires_at_ms, now.as_millisecond()).await {
-            Ok(Spend::Fresh) => Ok(verified),
-            Ok(Spend::Replayed) => Err(TokenError::Replayed),
-            Err(e) => Err(TokenError::StoreUnavailable(e.to_string())),
-        }
+        Ok(verified)
     }
 
     /// Weighs verified claims against the network and the policy.

@@ -45,6 +45,9 @@ pub enum ReasonCode {
     IpChanged,
     /// The browser is driven by automation.
     Automation,
+    /// The replay store could not be asked and the verifier is configured
+    /// to fail open: this token may have been used before.
+    ReplayUnchecked,
 }
 
 /// One thing that is off, with its weight in the score and a sentence a

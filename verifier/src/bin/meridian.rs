@@ -4,15 +4,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use meridian_protocol::jwk::{Jwk, Jwks};
 use meridian_verifier::clock::{Clock, SystemClock};
+use meridian_verifier::config::{LogFormat, ServeConfig};
 use meridian_verifier::geo::IpIntel;
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::net::TrustedProxies;
-use meridian_verifier::replay::MemoryReplayStore;
-use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Policy, UntrustedToken, Verifier};
+use meridian_verifier::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
+use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, UntrustedToken, Verifier};
 
 #[derive(Parser)]
 #[command(
@@ -28,7 +30,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the verifier's HTTP API.
-    Serve(ServeArgs),
+    Serve {
+        /// Configuration file (TOML); every key can also be set by `MERIDIAN_<KEY>`.
+        #[arg(long, env = "MERIDIAN_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration and explain what `serve` would do with it.
+    CheckConfig {
+        /// Configuration file (TOML); every key can also be set by `MERIDIAN_<KEY>`.
+        #[arg(long, env = "MERIDIAN_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Make a collector signing key and add its public half to a JWKS.
     Keygen {
         /// Folder for `collector.jwk` (private, mode 0600) and `jwks.json` (public).
@@ -98,53 +110,23 @@ impl DataArgs {
     }
 }
 
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "MERIDIAN_LISTEN", default_value = "127.0.0.1:8686")]
-    listen: SocketAddr,
-    /// JWKS file with the collector public keys.
-    #[arg(long, env = "MERIDIAN_JWKS", default_value = ".meridian/keys/jwks.json")]
-    jwks: PathBuf,
-    /// Bearer secrets for /v1/verify, comma-separated (rotation: old,new).
-    #[arg(long, env = "MERIDIAN_VERIFY_SECRET", hide_env_values = true)]
-    verify_secret: String,
-    /// Challenge MAC keys as base64url of 32 bytes, comma-separated; the
-    /// first issues. Instances that share them accept each other's
-    /// challenges. Random per process when unset.
-    #[arg(long, env = "MERIDIAN_CHALLENGE_KEY", hide_env_values = true)]
-    challenge_key: Option<String>,
-    /// Challenge (and token) lifetime in seconds.
-    #[arg(long, env = "MERIDIAN_CHALLENGE_LIFETIME_S", default_value_t = meridian_verifier::challenge::DEFAULT_LIFETIME_S)]
-    challenge_lifetime_s: u32,
-    /// Page origins tokens may come from, comma-separated (empty: any).
-    #[arg(long, env = "MERIDIAN_ALLOWED_ORIGINS", value_delimiter = ',')]
-    allowed_origins: Vec<String>,
-    /// Actions tokens may be collected for, comma-separated (empty: any).
-    #[arg(long, env = "MERIDIAN_ALLOWED_ACTIONS", value_delimiter = ',')]
-    allowed_actions: Vec<String>,
-    /// Live nonces the in-memory replay store may hold.
-    #[arg(long, env = "MERIDIAN_REPLAY_CAPACITY", default_value_t = 1_000_000)]
-    replay_capacity: usize,
-    /// Policy file (TOML): weights, thresholds, restricted regions.
-    #[arg(long, env = "MERIDIAN_POLICY")]
-    policy: Option<PathBuf>,
-    /// Proxies whose Forwarded/X-Forwarded-For headers are believed, comma-separated CIDRs.
-    #[arg(long, env = "MERIDIAN_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Vec<String>,
-    #[command(flatten)]
-    data: DataArgs,
-}
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
-        Command::Serve(args) => serve(args),
+    let command = Cli::parse().command;
+    let log_format = match &command {
+        Command::Serve { config } => {
+            ServeConfig::load(config.as_deref(), std::env::vars()).map(|c| c.log_format).unwrap_or_default()
+        }
+        _ => LogFormat::Text,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    let result = match command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::Keygen { out, force } => keygen(&out, force),
         Command::Inspect { token, jwks } => inspect(&token, jwks.as_deref()),
         Command::Lookup { ip, data } => lookup(&ip, &data),
@@ -159,50 +141,131 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
-    let jwks_text = std::fs::read_to_string(&args.jwks)
-        .map_err(|e| format!("cannot read the collector JWKS {}: {e}", args.jwks.display()))?;
-    let collector =
-        CollectorKeys::from_jwks_json(&jwks_text).map_err(|e| format!("{}: {e}", args.jwks.display()))?;
-    let challenge = challenge_keys(args.challenge_key.as_deref(), args.challenge_lifetime_s)?;
-    let secrets = args
-        .verify_secret
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(VerifySecret::new)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("MERIDIAN_VERIFY_SECRET: {e}"))?;
-    if secrets.is_empty() {
-        return Err("MERIDIAN_VERIFY_SECRET: at least one verify secret is required".into());
-    }
-    let mut policy = match &args.policy {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Policy::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+/// Everything `serve` runs with, built from a configuration.
+struct Service {
+    config: ServeConfig,
+    state: ApiState,
+    notes: Vec<String>,
+}
+
+fn build(config: ServeConfig) -> Result<Service, String> {
+    let mut notes = Vec::new();
+    let jwks_text = std::fs::read_to_string(&config.jwks)
+        .map_err(|e| format!("jwks: cannot read {}: {e}", config.jwks.display()))?;
+    let collector = CollectorKeys::from_jwks_json(&jwks_text)
+        .map_err(|e| format!("jwks {}: {e}", config.jwks.display()))?;
+    notes.push(format!("collector keys: {} from {}", collector.len(), config.jwks.display()));
+    let challenge = match config.challenge_keys().map_err(|e| e.to_string())? {
+        Some(keys) => keys,
+        None => {
+            notes.push("challenge_key unset: a random key per process; other instances will not accept its challenges".into());
+            let key = ChallengeKey::random(1).map_err(|e| format!("no secure randomness: {e}"))?;
+            ChallengeKeys::new(vec![key], config.challenge_lifetime_s)
+                .ok_or("challenge_lifetime_s must be at least 1")?
         }
-        None => Policy::default(),
     };
-    policy.allowed_origins.extend(args.allowed_origins.into_iter().filter(|s| !s.is_empty()));
-    policy.allowed_actions.extend(args.allowed_actions.into_iter().filter(|s| !s.is_empty()));
-    if policy.allowed_origins.is_empty() {
-        tracing::warn!(
-            "no allowed origins configured: tokens from any origin are accepted unless a request names expected_origin"
-        );
+    let secrets = config
+        .verify_secret
+        .iter()
+        .map(|s| VerifySecret::new(s.expose()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("verify_secret: {e}"))?;
+    if secrets.is_empty() {
+        return Err("verify_secret: at least one verify secret is required (MERIDIAN_VERIFY_SECRET or verify_secret_file)".into());
     }
+    notes.push(format!("verify secrets: {}", secrets.len()));
+    let policy = config.policy().map_err(|e| e.to_string())?;
+    if policy.allowed_origins.is_empty() {
+        notes.push("allowed_origins empty: tokens from any origin are accepted unless a request names expected_origin".into());
+    }
+    notes.push(format!(
+        "policy: review ≥ {}, deny ≥ {}, restricted regions [{}], store failure {:?}",
+        policy.thresholds.review,
+        policy.thresholds.deny,
+        policy.restricted_regions.join(", "),
+        policy.store_failure
+    ));
     let proxies =
-        TrustedProxies::parse(&args.trusted_proxies).map_err(|e| format!("MERIDIAN_TRUSTED_PROXIES: {e}"))?;
-    let intel = Arc::new(args.data.open()?);
-    let store = Arc::new(MemoryReplayStore::new(args.replay_capacity));
-    let verifier = Verifier::new(Keys { collector, challenge }, policy, store).with_intel(intel);
+        TrustedProxies::parse(&config.trusted_proxies).map_err(|e| format!("trusted_proxies: {e}"))?;
+    let data = DataArgs { country_db: config.country_db.clone(), asn_db: config.asn_db.clone() };
+    let intel = data.open()?;
+    notes.push(format!(
+        "databases: country {}, ASN {}, {} hosting ASNs",
+        if intel.has_country_db() { "loaded" } else { "none (countries unknown)" },
+        if intel.has_asn_db() { "loaded" } else { "none" },
+        intel.hosting().len()
+    ));
+    let store: Arc<dyn ReplayStore> = match &config.redis_url {
+        Some(url) => {
+            notes.push("replay store: redis (shared by every instance using it)".into());
+            Arc::new(
+                RedisReplayStore::new(url.expose(), Duration::from_millis(config.store_timeout_ms))
+                    .map_err(|e| format!("redis_url: {e}"))?,
+            )
+        }
+        None => {
+            notes.push(format!(
+                "replay store: memory, {} nonces (not shared between instances)",
+                config.replay_capacity
+            ));
+            Arc::new(MemoryReplayStore::new(config.replay_capacity))
+        }
+    };
+    let verifier = Verifier::new(Keys { collector, challenge }, policy, store).with_intel(Arc::new(intel));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = router(ApiState::new(verifier, secrets, clock).with_trusted_proxies(proxies));
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let state = ApiState::new(verifier, secrets, clock)
+        .with_trusted_proxies(proxies)
+        .with_cors_origins(&config.cors_origins)
+        .with_challenge_rate_limit(config.challenge_rate_limit)
+        .with_timeout(Duration::from_millis(config.request_timeout_ms));
+    Ok(Service { config, state, notes })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn check_config(file: Option<&Path>) -> Result<(), String> {
+    let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
+    let runtime = runtime()?;
+    let _entered = runtime.enter();
+    let service = build(config)?;
+    println!("configuration is valid");
+    println!("listen: {}", service.config.listen);
+    for note in &service.notes {
+        println!("{note}");
+    }
+    let store = service.state.verifier().store();
+    match runtime.block_on(store.check()) {
+        Ok(()) => println!("replay store reachable"),
+        Err(e) => println!("warning: replay store not reachable now ({e}); /readyz will say so"),
+    }
+    Ok(())
+}
+
+fn serve(file: Option<&Path>) -> Result<(), String> {
+    let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
+    let runtime = runtime()?;
+    let entered = runtime.enter();
+    let Service { config, state, notes } = build(config)?;
+    drop(entered);
+    for note in &notes {
+        tracing::info!("{note}");
+    }
+    let app = router(state.clone());
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        tracing::info!(address = %args.listen, "meridian verifier listening");
+            .map_err(|e| format!("listen: cannot listen on {}: {e}", config.listen))?;
+        tracing::info!(address = %config.listen, "meridian verifier listening");
+        let housekeeping = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                housekeeping.housekeeping();
+            }
+        });
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
@@ -231,29 +294,6 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
-}
-
-fn challenge_keys(text: Option<&str>, lifetime_s: u32) -> Result<ChallengeKeys, String> {
-    let keys = match text.filter(|t| !t.trim().is_empty()) {
-        Some(text) => text
-            .split(',')
-            .enumerate()
-            .map(|(i, key)| {
-                let id = u8::try_from(i + 1).map_err(|_| "too many challenge keys".to_owned())?;
-                ChallengeKey::from_base64url(id, key).map_err(|_| {
-                    format!("MERIDIAN_CHALLENGE_KEY: key {} is not 32 bytes of base64url", i + 1)
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        None => {
-            tracing::warn!(
-                "MERIDIAN_CHALLENGE_KEY unset: using a random key; other instances will not accept this one's challenges"
-            );
-            vec![ChallengeKey::random(1).map_err(|e| format!("no secure randomness: {e}"))?]
-        }
-    };
-    ChallengeKeys::new(keys, lifetime_s)
-        .ok_or_else(|| "challenge lifetime must be at least 1 second".to_owned())
 }
 
 fn keygen(out: &Path, force: bool) -> Result<(), String> {

@@ -4,18 +4,31 @@
 //! [`router`] is a plain function of its state, so a backend can mount it in
 //! its own axum app and tests can drive it with `tower::ServiceExt::oneshot`.
 
+mod metrics;
 mod routes;
 mod secret;
 
 use std::sync::Arc;
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::Verifier;
 use crate::clock::Clock;
 use crate::net::TrustedProxies;
+
+pub use metrics::Metrics;
 
 pub use secret::VerifySecret;
 
@@ -28,6 +41,11 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct ApiState {
     inner: Arc<Inner>,
     proxies: Arc<TrustedProxies>,
+    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    cors_origins: Arc<Vec<HeaderValue>>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    ready: Arc<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 struct Inner {
@@ -54,7 +72,60 @@ impl ApiState {
         Self {
             inner: Arc::new(Inner { verifier, secrets, clock, jwks_json }),
             proxies: Arc::new(TrustedProxies::none()),
+            limiter: None,
+            cors_origins: Arc::new(Vec::new()),
+            timeout: Duration::from_secs(10),
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(|| None),
         }
+    }
+
+    /// Limits `GET /v1/challenge` to `per_minute` requests per client IP
+    /// (bursts up to the same number). Call [`Self::housekeeping`] now and
+    /// then to forget idle IPs.
+    pub fn with_challenge_rate_limit(mut self, per_minute: u32) -> Self {
+        self.limiter = NonZeroU32::new(per_minute)
+            .map(|n| Arc::new(DefaultKeyedRateLimiter::dashmap(Quota::per_minute(n))));
+        self
+    }
+
+    /// Pages on these origins may fetch challenges from another origin (CORS).
+    /// Entries that are not valid header values are skipped.
+    pub fn with_cors_origins(mut self, origins: &[String]) -> Self {
+        self.cors_origins = Arc::new(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect());
+        self
+    }
+
+    /// Every request is answered within `timeout` (408 otherwise).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A readiness probe beyond the replay store's: returns why the service
+    /// is not ready (e.g. a configured database failed to load), if so.
+    pub fn with_readiness(mut self, probe: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+        self.ready = Arc::new(probe);
+        self
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Forgets rate-limit state of IPs that have been quiet, so memory
+    /// stays bounded by the IPs active in the last minute.
+    pub fn housekeeping(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Whether `ip` may have another challenge now.
+    fn allow_challenge(&self, ip: IpAddr) -> bool {
+        self.limiter.as_ref().is_none_or(|limiter| limiter.check_key(&ip).is_ok())
     }
 
     /// Believes `Forwarded`/`X-Forwarded-For` from these proxies when
@@ -89,14 +160,30 @@ impl ApiState {
     }
 }
 
-/// The API's routes with their limits.
+/// The API's routes with their limits: body size, request timeout, request
+/// ids (`x-request-id`, made when absent, echoed back), tracing, and CORS on
+/// `/v1/challenge` for the configured origins only.
 pub fn router(state: ApiState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(state.cors_origins.iter().cloned()))
+        .allow_methods([Method::GET]);
+    let challenge = Router::new().route("/v1/challenge", get(routes::challenge)).layer(cors);
+    let timeout = state.timeout;
     Router::new()
-        .route("/v1/challenge", get(routes::challenge))
         .route("/v1/verify", post(routes::verify))
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .merge(challenge)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = request.uri().path(), request_id = id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
+use super::metrics::OutcomeLabels;
 use super::secret::any_matches;
 use crate::error::ErrorCode;
 use crate::{VerifyInput, VerifyOutcome};
@@ -29,9 +30,20 @@ pub(crate) async fn challenge(
     headers: HeaderMap,
 ) -> Response {
     let ip = state.client_ip(peer.ip(), &headers);
+    if !state.allow_challenge(ip) {
+        state.metrics.challenges_limited.inc();
+        return outcome_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            VerifyOutcome::invalid_request(
+                ErrorCode::RateLimited,
+                "too many challenges from this address; retry later",
+            ),
+        );
+    }
     let now_ms = state.clock().now().as_millisecond();
     match state.verifier().keys().challenge.issue(ip, now_ms) {
         Ok(issued) => {
+            state.metrics.challenges.inc();
             let body = ChallengeResponse {
                 challenge: issued.challenge,
                 server_time_ms: issued.issued_at_ms,
@@ -69,13 +81,25 @@ pub(crate) async fn verify(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let response = verify_request(&state, &headers, body).await;
+    state.metrics.verify_seconds.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn verify_request(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !any_matches(&state.inner.secrets, presented) {
-        return invalid(
+        return invalid_counted(
+            state,
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
             "a valid `Authorization: Bearer <verify secret>` header is required",
@@ -90,7 +114,7 @@ pub(crate) async fn verify(
             } else {
                 "request body could not be read".to_owned()
             };
-            return invalid(status, ErrorCode::BadRequest, message);
+            return invalid_counted(state, status, ErrorCode::BadRequest, message);
         }
     };
     let is_json = headers
@@ -99,7 +123,8 @@ pub(crate) async fn verify(
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return invalid(
+        return invalid_counted(
+            state,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::BadRequest,
             "Content-Type must be application/json",
@@ -108,7 +133,8 @@ pub(crate) async fn verify(
     let request: VerifyRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(_) => {
-            return invalid(
+            return invalid_counted(
+                state,
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadRequest,
                 "body is not a JSON verify request",
@@ -116,7 +142,8 @@ pub(crate) async fn verify(
         }
     };
     let Some(remote_ip) = request.remote_ip.as_deref().and_then(|ip| ip.trim().parse::<IpAddr>().ok()) else {
-        return invalid(
+        return invalid_counted(
+            state,
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
             "`remote_ip` must be the client's IPv4 or IPv6 address",
@@ -134,6 +161,12 @@ pub(crate) async fn verify(
         None => tracing::info!(verdict = ?outcome.verdict, score = outcome.score, "token verified"),
         Some(error) => tracing::info!(code = %error.code(), %error, "token rejected"),
     }
+    if matches!(outcome.error, Some(crate::TokenError::StoreUnavailable(_)))
+        || outcome.reasons.iter().any(|r| r.code == crate::verdict::ReasonCode::ReplayUnchecked)
+    {
+        state.metrics.store_errors.inc();
+    }
+    state.metrics.verifications.get_or_create(&labels(&outcome)).inc();
     let status = if outcome.error_codes.contains(&ErrorCode::InternalError) {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -157,8 +190,53 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-fn invalid(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
-    outcome_response(status, VerifyOutcome::invalid_request(code, message))
+fn labels(outcome: &VerifyOutcome) -> OutcomeLabels {
+    OutcomeLabels {
+        outcome: if outcome.success { "success" } else { "rejected" }.to_owned(),
+        code: outcome.error_codes.first().map(|c| c.as_str()).unwrap_or("").to_owned(),
+        verdict: serde_json::to_value(outcome.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
+}
+
+fn invalid_counted(
+    state: &ApiState,
+    status: StatusCode,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> Response {
+    let outcome = VerifyOutcome::invalid_request(code, message);
+    state.metrics.rejected_requests.get_or_create(&labels(&outcome)).inc();
+    outcome_response(status, outcome)
+}
+
+pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
+    let mut problems = Vec::new();
+    if let Some(problem) = (state.ready)() {
+        problems.push(problem);
+    }
+    let store = state.verifier().store();
+    if let Err(e) = store.check().await {
+        problems.push(format!("replay store ({}): {e}", store.kind()));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; "))).into_response()
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 /// The only place an outcome becomes a response: clients get the stable

@@ -1,0 +1,100 @@
+//! A Redis replay store, shared by every verifier instance that points at
+//! the same Redis.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{ReplayStore, ReplayStoreError, Spend, SpendFuture};
+
+/// Spends nonces with one atomic `SET key 1 NX PX ttl`: of concurrent spends
+/// of a nonce across all instances, exactly one gets `OK`. Keys expire with
+/// their challenge, so Redis holds only live nonces.
+///
+/// The connection is made lazily and re-made after failures; every command
+/// is bounded by `timeout`, so a dead Redis costs at most that long.
+#[derive(Clone)]
+pub struct RedisReplayStore {
+    connection: ConnectionManager,
+    timeout: Duration,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisReplayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("RedisReplayStore").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl RedisReplayStore {
+    /// A store for `url` (`redis://host:port/db`, `rediss://…`). Does not
+    /// connect yet: a Redis that is down at start-up is reported by
+    /// [`ReplayStore::check`] and by failing spends, not by a crash.
+    ///
+    /// # Errors
+    /// When the URL is not a Redis URL.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, ReplayStoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| ReplayStoreError::Unavailable(format!("invalid Redis URL: {}", e.kind_str())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| ReplayStoreError::Unavailable(e.to_string()))?;
+        Ok(Self { connection, timeout, prefix: "meridian:nonce:".into() })
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, ReplayStoreError> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ReplayStoreError::Unavailable(format!("redis: {}", e.kind_str()))),
+            Err(_) => {
+                Err(ReplayStoreError::Unavailable(format!("redis: no answer within {:?}", self.timeout)))
+            }
+        }
+    }
+}
+
+trait KindStr {
+    fn kind_str(&self) -> String;
+}
+
+impl KindStr for redis::RedisError {
+    /// The error's category and detail, without the URL.
+    fn kind_str(&self) -> String {
+        format!("{:?}: {}", self.kind(), self.detail().unwrap_or("no detail"))
+    }
+}
+
+impl ReplayStore for RedisReplayStore {
+    fn spend(&self, nonce: [u8; 16], expires_at_ms: i64, now_ms: i64) -> SpendFuture<'_> {
+        let key = format!("{}{}", self.prefix, meridian_protocol::base64url_encode(&nonce));
+        // At least 1 ms: Redis refuses PX 0.
+        let ttl_ms = expires_at_ms.saturating_sub(now_ms).max(1);
+        Box::pin(async move {
+            let mut command = redis::cmd("SET");
+            command.arg(key).arg(1).arg("NX").arg("PX").arg(ttl_ms);
+            let reply: Option<String> = self.run(command).await?;
+            Ok(if reply.is_some() { Spend::Fresh } else { Spend::Replayed })
+        })
+    }
+
+    fn check(&self) -> super::CheckFuture<'_> {
+        Box::pin(async move {
+            let reply: String = self.run(redis::cmd("PING")).await?;
+            if reply == "PONG" {
+                Ok(())
+            } else {
+                Err(ReplayStoreError::Unavailable(format!("redis answered PING with {reply:?}")))
+            }
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
