@@ -34,6 +34,16 @@ impl Minter {
         Self { signing_key, keys }
     }
 
+    /// The challenge MAC key as configured for `meridian serve`: `1:<base64url>`.
+    pub fn challenge_key_config(&self, seed: u8) -> String {
+        format!("1:{}", meridian_protocol::base64url_encode(&[seed ^ 0x5a; 32]))
+    }
+
+    /// The public JWKS, as a verifier's `jwks` file holds it.
+    pub fn jwks_json(&self) -> String {
+        serde_json::to_string(self.keys.collector.jwks()).unwrap_or_default()
+    }
+
     /// The collector key id.
     pub fn kid(&self) -> String {
         meridian_protocol::jwk::thumbprint(&self.signing_key.verifying_key())

@@ -1,0 +1,364 @@
+//! `meridian serve` as a process: several instances on one Redis, Redis
+//! failing and coming back, hostile input, metrics and readiness. Redis is
+//! Debian's `redis-server`, started here on a free loopback port.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, reason = "tests fail by panicking")]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meridian_verifier::testkit::Minter;
+use serde_json::{Value, json};
+
+const SECRET: &str = "serve-test-secret-0123456789";
+const SEED: u8 = 11;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meridian-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Self {
+        let redis = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&redis)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {redis}: {e} (install redis-server; scripts/test does)")
+            });
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut reply = [0u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok() && stream.read(&mut reply).is_ok_and(|n| n >= 5) {
+                    return Self { child, port };
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not come up on port {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Serve {
+    child: Child,
+    origin: String,
+    dir: PathBuf,
+}
+
+impl Serve {
+    fn start(name: &str, extra: &[(&str, &str)]) -> Self {
+        let minter = Minter::new(SEED);
+        let dir = scratch(name);
+        std::fs::write(dir.join("jwks.json"), minter.jwks_json()).unwrap();
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
+        command
+            .arg("serve")
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("MERIDIAN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MERIDIAN_JWKS", dir.join("jwks.json"))
+            .env("MERIDIAN_VERIFY_SECRET", SECRET)
+            .env("MERIDIAN_CHALLENGE_KEY", minter.challenge_key_config(SEED))
+            .env("MERIDIAN_STORE_TIMEOUT_MS", "200")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap();
+        let serve = Self { child, origin: format!("http://127.0.0.1:{port}"), dir };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return serve;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("meridian serve did not start:\n{}", serve.stderr());
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+}
+
+fn token(n: u64) -> String {
+    let minter = Minter::new(SEED);
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&n.to_le_bytes());
+    nonce[8..16].copy_from_slice(&std::process::id().to_le_bytes().repeat(2));
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    minter.token(ip, jiff::Timestamp::now().as_millisecond(), nonce)
+}
+
+async fn verify(origin: &str, body: &Value) -> (u16, Value) {
+    let response =
+        client().post(format!("{origin}/v1/verify")).bearer_auth(SECRET).json(body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+fn codes(body: &Value) -> Vec<String> {
+    body["error_codes"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+async fn metric(origin: &str, line_start: &str) -> f64 {
+    let text = client().get(format!("{origin}/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_redis_accept_each_token_once() {
+    let redis = Redis::start(free_port());
+    let a = Serve::start("shared-a", &[("MERIDIAN_REDIS_URL", &redis.url())]);
+    let b = Serve::start("shared-b", &[("MERIDIAN_REDIS_URL", &redis.url())]);
+    for n in 0..100 {
+        let body = json!({ "token": token(n), "remote_ip": "127.0.0.1" });
+        let (status, first) = verify(&a.origin, &body).await;
+        assert_eq!((status, first["success"].clone()), (200, json!(true)), "token {n} on A: {first}");
+        let (_, second) = verify(&b.origin, &body).await;
+        assert_eq!(codes(&second), ["replayed"], "token {n} on B: {second}");
+    }
+    assert!(metric(&a.origin, "meridian_verifications_total{outcome=\"success\"").await >= 100.0);
+    assert!(
+        metric(&b.origin, "meridian_verifications_total{outcome=\"rejected\",code=\"replayed\"").await
+            >= 100.0
+    );
+
+    // With the in-memory store, instances do not share: documented, and shown here.
+    let c = Serve::start("memory-c", &[]);
+    let d = Serve::start("memory-d", &[]);
+    let body = json!({ "token": token(1_000), "remote_ip": "127.0.0.1" });
+    assert_eq!(verify(&c.origin, &body).await.1["success"], json!(true));
+    assert_eq!(verify(&d.origin, &body).await.1["success"], json!(true));
+    assert_eq!(codes(&verify(&d.origin, &body).await.1), ["replayed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_then_recovers_without_restart() {
+    let port = free_port();
+    let redis = Redis::start(port);
+    let mut serve = Serve::start("failover", &[("MERIDIAN_REDIS_URL", &redis.url())]);
+    let (_, body) = verify(&serve.origin, &json!({ "token": token(1), "remote_ip": "127.0.0.1" })).await;
+    assert_eq!(body["success"], json!(true), "{body}");
+    let ready = client().get(format!("{}/readyz", serve.origin)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+
+    drop(redis);
+    for n in 2..5 {
+        let started = Instant::now();
+        let (status, body) =
+            verify(&serve.origin, &json!({ "token": token(n), "remote_ip": "127.0.0.1" })).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["success"], json!(false));
+        assert_eq!(codes(&body), ["internal-error"]);
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    }
+    let ready = client().get(format!("{}/readyz", serve.origin)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    assert!(metric(&serve.origin, "meridian_replay_store_errors_total").await >= 3.0);
+
+    let _redis = Redis::start(port);
+    let started = Instant::now();
+    let mut n = 10;
+    loop {
+        let (_, body) = verify(&serve.origin, &json!({ "token": token(n), "remote_ip": "127.0.0.1" })).await;
+        if body["success"] == json!(true) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no recovery: {body}");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = client().get(format!("{}/readyz", serve.origin)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    assert!(serve.alive());
+    assert!(!serve.stderr().contains("panicked"), "{}", serve.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_open_is_a_reason_not_a_silent_pass() {
+    let port = free_port();
+    let serve = Serve::start(
+        "fail-open",
+        &[("MERIDIAN_REDIS_URL", &format!("redis://127.0.0.1:{port}/")), ("MERIDIAN_STORE_FAILURE", "open")],
+    );
+    let (status, body) = verify(&serve.origin, &json!({ "token": token(1), "remote_ip": "127.0.0.1" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], json!(true));
+    let reasons: Vec<&str> =
+        body["reasons"].as_array().unwrap().iter().filter_map(|r| r["code"].as_str()).collect();
+    assert!(reasons.contains(&"replay_unchecked"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_stable_codes_and_the_process_survives() {
+    let mut serve = Serve::start("hostile", &[]);
+    let url = format!("{}/v1/verify", serve.origin);
+    let http = client();
+    let json_body = |value: Value| value.to_string();
+    let good = json_body(json!({ "token": token(1), "remote_ip": "127.0.0.1" }));
+    let cases: Vec<(&str, Option<&str>, &str, Vec<u8>, u16, &str)> = vec![
+        ("missing bearer", None, "application/json", good.clone().into_bytes(), 401, "unauthorized"),
+        (
+            "wrong bearer",
+            Some("Bearer not-the-secret-000000"),
+            "application/json",
+            good.clone().into_bytes(),
+            401,
+            "unauthorized",
+        ),
+        ("oversized body", Some("ok"), "application/json", vec![b' '; 64 * 1024], 413, "bad-request"),
+        ("wrong content type", Some("ok"), "text/plain", good.clone().into_bytes(), 415, "bad-request"),
+        ("invalid JSON", Some("ok"), "application/json", b"{\"token\": ".to_vec(), 400, "bad-request"),
+        (
+            "invalid remote_ip",
+            Some("ok"),
+            "application/json",
+            json_body(json!({ "token": "x", "remote_ip": "999.1.1.1" })).into_bytes(),
+            400,
+            "bad-request",
+        ),
+        (
+            "10 KB token",
+            Some("ok"),
+            "application/json",
+            json_body(json!({ "token": "a".repeat(10_240), "remote_ip": "127.0.0.1" })).into_bytes(),
+            200,
+            "malformed-token",
+        ),
+        (
+            "binary garbage",
+            Some("ok"),
+            "application/json",
+            (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect(),
+            400,
+            "bad-request",
+        ),
+        (
+            "deeply nested JSON",
+            Some("ok"),
+            "application/json",
+            format!("{}{}", "{\"a\":".repeat(2000), "}".repeat(2000)).into_bytes(),
+            400,
+            "bad-request",
+        ),
+        (
+            "token of garbage",
+            Some("ok"),
+            "application/json",
+            json_body(json!({ "token": "\u{0}\u{fffd}..", "remote_ip": "::ffff:127.0.0.1" })).into_bytes(),
+            200,
+            "malformed-token",
+        ),
+    ];
+    for (name, auth, content_type, body, status, code) in cases {
+        let mut request = http.post(&url).header("content-type", content_type).body(body);
+        match auth {
+            Some("ok") => request = request.bearer_auth(SECRET),
+            Some(other) => request = request.header("authorization", other),
+            None => {}
+        }
+        let response = request.send().await.unwrap();
+        let got = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!((got, codes(&body)), (status, vec![code.to_owned()]), "{name}: {body}");
+    }
+    // Still serving, never panicked.
+    let (_, body) = verify(&serve.origin, &json!({ "token": token(2), "remote_ip": "127.0.0.1" })).await;
+    assert_eq!(body["success"], json!(true), "{body}");
+    assert!(serve.alive());
+    let stderr = serve.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains(SECRET), "a secret reached the log");
+    assert!(metric(&serve.origin, "meridian_rejected_requests_total").await >= 8.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenges_are_rate_limited_per_ip_and_cors_is_opt_in() {
+    let serve = Serve::start(
+        "limits",
+        &[("MERIDIAN_CHALLENGE_RATE_LIMIT", "5"), ("MERIDIAN_CORS_ORIGINS", "https://shop.example")],
+    );
+    let http = client();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses
+            .push(http.get(format!("{}/v1/challenge", serve.origin)).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(&statuses[..5], [200; 5]);
+    assert_eq!(statuses[7], 429);
+    let allowed = http
+        .get(format!("{}/v1/challenge", serve.origin))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some("https://shop.example")
+    );
+    let refused = http
+        .get(format!("{}/v1/challenge", serve.origin))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    // Request ids: made when absent, echoed when given.
+    let response =
+        http.get(format!("{}/healthz", serve.origin)).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("abc-123"));
+}
