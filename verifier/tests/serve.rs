@@ -34,7 +34,7 @@ struct Redis {
 impl Redis {
     fn start(port: u16) -> Self {
         let redis = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&redis)
+        let mut child = Command::new(&redis)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -52,6 +52,8 @@ impl Redis {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server did not come up on port {port}");
     }
 
@@ -250,7 +252,9 @@ async fn hostile_input_gets_stable_codes_and_the_process_survives() {
     let http = client();
     let json_body = |value: Value| value.to_string();
     let good = json_body(json!({ "token": token(1), "remote_ip": "127.0.0.1" }));
-    let cases: Vec<(&str, Option<&str>, &str, Vec<u8>, u16, &str)> = vec![
+    /// Name, authorization (`Some("ok")`: the right secret), content type, body, status, code.
+    type Case<'a> = (&'a str, Option<&'a str>, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("missing bearer", None, "application/json", good.clone().into_bytes(), 401, "unauthorized"),
         (
             "wrong bearer",
