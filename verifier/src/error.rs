@@ -9,6 +9,7 @@ use crate::challenge::ChallengeError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub enum ErrorCode {
     /// No token was sent.
     MissingInputToken,

@@ -58,8 +58,10 @@ pub struct VerifyInput<'a> {
 
 /// The network side of the comparison.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct Network {
     /// The observed client IP, canonical.
+    #[cfg_attr(feature = "http", schema(value_type = String, example = "203.0.113.7"))]
     pub ip: IpAddr,
     /// ISO 3166-1 alpha-2 country of the IP, when known.
     pub country: Option<String>,
@@ -89,6 +91,7 @@ impl Network {
 
 /// The answer to one verification, serialized as `POST /v1/verify`'s body.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct VerifyOutcome {
     /// Whether the token itself is acceptable.
     pub success: bool,
@@ -102,7 +105,9 @@ pub struct VerifyOutcome {
     pub error_codes: Vec<ErrorCode>,
     /// Network facts; absent only when the request itself was invalid.
     pub network: Option<Network>,
-    /// What the browser stated (only for a verified token).
+    /// What the browser stated (only for a verified token); the token
+    /// payload, see docs/PROTOCOL.md.
+    #[cfg_attr(feature = "http", schema(value_type = Option<Object>))]
     pub claims: Option<Claims>,
     /// Browser clock skew (only for a verified token).
     pub clock: Option<ClockSkew>,
@@ -111,6 +116,7 @@ pub struct VerifyOutcome {
     pub message: Option<String>,
     /// The error for logs; clients see only `error_codes`.
     #[serde(skip)]
+    #[cfg_attr(feature = "http", schema(ignore))]
     pub error: Option<TokenError>,
 }
 

@@ -165,6 +165,7 @@ impl VerifiedClaims {
 /// stamped the challenge somewhere inside the round trip, so the true skew
 /// lies within `skew_ms ± uncertainty_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct ClockSkew {
     /// Midpoint of the interval, ms (positive: the browser is ahead).
     pub skew_ms: i64,

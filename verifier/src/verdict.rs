@@ -5,6 +5,7 @@ use serde::Serialize;
 /// What the backend should do with the login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub enum Verdict {
     /// Nothing or little is off.
     Allow,
@@ -18,6 +19,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub enum ReasonCode {
     /// The claimed UTC offset is none of the IP country's offsets.
     TzOffsetMismatch,
@@ -53,6 +55,7 @@ pub enum ReasonCode {
 /// One thing that is off, with its weight in the score and a sentence a
 /// person can read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct Reason {
     /// Stable code.
     pub code: ReasonCode,

@@ -366,3 +366,21 @@ async fn challenges_are_rate_limited_per_ip_and_cors_is_opt_in() {
         http.get(format!("{}/healthz", serve.origin)).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("abc-123"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_of_the_binary_validates() {
+    let serve = Serve::start("openapi", &[]);
+    let document =
+        client().get(format!("{}/openapi.json", serve.origin)).send().await.unwrap().text().await.unwrap();
+    let file = serve.dir.join("openapi.json");
+    std::fs::write(&file, &document).unwrap();
+    let python = std::env::var("MERIDIAN_PYTHON")
+        .expect("MERIDIAN_PYTHON must name a Python with openapi-spec-validator (scripts/test sets it up)");
+    let output = Command::new(python).args(["-m", "openapi_spec_validator"]).arg(&file).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -160,6 +160,12 @@ impl ApiState {
     }
 }
 
+/// The OpenAPI document of [`router`], as JSON.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi as _;
+    routes::ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
 /// The API's routes with their limits: body size, request timeout, request
 /// ids (`x-request-id`, made when absent, echoed back), tracing, and CORS on
 /// `/v1/challenge` for the configured origins only.
@@ -175,6 +181,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
         .merge(challenge)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))

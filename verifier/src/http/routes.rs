@@ -17,13 +17,66 @@ use crate::error::ErrorCode;
 use crate::{VerifyInput, VerifyOutcome};
 
 /// Body of `GET /v1/challenge`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ChallengeResponse {
+    /// The opaque, MAC'd challenge the collector signs.
     challenge: String,
+    /// The verifier's clock when it issued the challenge, Unix ms.
     server_time_ms: i64,
+    /// Seconds until the challenge (and any token bound to it) expires.
     expires_in_s: u32,
 }
 
+/// The API's OpenAPI document, generated from the handlers below.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Meridian verifier", description = "Checks collector tokens and compares the browser's clock, time zone and languages with where its traffic comes from."),
+    paths(challenge, verify, jwks, healthz, readyz, metrics, openapi),
+    components(schemas(
+        ChallengeResponse,
+        VerifyRequest,
+        crate::VerifyOutcome,
+        crate::Network,
+        crate::verdict::Reason,
+        crate::verdict::ReasonCode,
+        crate::verdict::Verdict,
+        crate::ErrorCode,
+        crate::ClockSkew
+    )),
+    modifiers(&BearerAuth)
+)]
+pub(crate) struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "verify_secret",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub(crate) async fn openapi() -> Response {
+    use utoipa::OpenApi as _;
+    match ApiDoc::openapi().to_json() {
+        Ok(json) => {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Issues a challenge bound to the client IP.
+#[utoipa::path(get, path = "/v1/challenge", responses(
+    (status = 200, description = "A fresh challenge", body = ChallengeResponse),
+    (status = 429, description = "Too many challenges from this address (`rate-limited`)", body = crate::VerifyOutcome),
+))]
 pub(crate) async fn challenge(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -62,8 +115,8 @@ pub(crate) async fn challenge(
 }
 
 /// Body of `POST /v1/verify`.
-#[derive(Debug, Deserialize)]
-struct VerifyRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct VerifyRequest {
     #[serde(default)]
     token: Option<String>,
     #[serde(default)]
@@ -76,6 +129,15 @@ struct VerifyRequest {
     expected_origin: Option<String>,
 }
 
+/// Verifies a token and weighs its claims against the network.
+#[utoipa::path(post, path = "/v1/verify", request_body = VerifyRequest, security(("verify_secret" = [])), responses(
+    (status = 200, description = "The verdict; `success` is false when the token itself is not acceptable", body = crate::VerifyOutcome),
+    (status = 400, description = "The request is invalid (`bad-request`)", body = crate::VerifyOutcome),
+    (status = 401, description = "Missing or wrong verify secret (`unauthorized`)", body = crate::VerifyOutcome),
+    (status = 413, description = "Body larger than 16 KiB (`bad-request`)", body = crate::VerifyOutcome),
+    (status = 415, description = "Content-Type is not application/json (`bad-request`)", body = crate::VerifyOutcome),
+    (status = 503, description = "The replay store cannot answer and the verifier fails closed (`internal-error`)", body = crate::VerifyOutcome),
+))]
 pub(crate) async fn verify(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -175,6 +237,8 @@ async fn verify_request(
     outcome_response(status, outcome)
 }
 
+/// The collector public keys.
+#[utoipa::path(get, path = "/.well-known/jwks.json", responses((status = 200, description = "JWK Set of the collector keys", content_type = "application/jwk-set+json")))]
 pub(crate) async fn jwks(State(state): State<ApiState>) -> Response {
     (
         [
@@ -186,6 +250,8 @@ pub(crate) async fn jwks(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", content_type = "text/plain")))]
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -212,6 +278,11 @@ fn invalid_counted(
     outcome_response(status, outcome)
 }
 
+/// Readiness: configured databases loaded and the replay store reachable.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "Ready", content_type = "text/plain"),
+    (status = 503, description = "Not ready, with the reasons", content_type = "text/plain"),
+))]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
     let mut problems = Vec::new();
     if let Some(problem) = (state.ready)() {
@@ -228,6 +299,8 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
     (
         [(

@@ -138,3 +138,32 @@ async fn publishes_the_jwks() {
     assert_eq!(jwks["keys"][0]["kid"], json!(minter.kid()));
     assert!(jwks["keys"][0].get("d").is_none());
 }
+
+#[tokio::test]
+async fn openapi_lists_every_route_of_the_router() {
+    let minter = Minter::new(3);
+    let (status, doc) = send(&app(&minter), Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    for route in [
+        "/v1/challenge",
+        "/v1/verify",
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains(&route), "{route} missing from {paths:?}");
+        // And the router really serves it.
+        let method = if route == "/v1/verify" { "POST" } else { "GET" };
+        let request = Request::builder().method(method).uri(route).body(Body::empty()).unwrap();
+        let response = app(&minter).oneshot(request).await.unwrap();
+        assert_ne!(response.status(), StatusCode::NOT_FOUND, "{route}");
+    }
+    assert_eq!(paths.len(), 7, "{paths:?}");
+    assert!(doc["components"]["schemas"]["VerifyOutcome"]["properties"]["error_codes"].is_object());
+    // The document is written out for the external validator in the serve tests.
+    std::fs::write(std::env::temp_dir().join("meridian-openapi.json"), super::openapi_json()).unwrap();
+}
