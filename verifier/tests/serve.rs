@@ -384,3 +384,47 @@ async fn openapi_document_of_the_binary_validates() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn the_example_configuration_checks_out() {
+    let dir = scratch("example-config");
+    let minter = Minter::new(SEED);
+    std::fs::write(dir.join("jwks.json"), minter.jwks_json()).unwrap();
+    std::fs::write(dir.join("verify"), format!("{SECRET}\n")).unwrap();
+    std::fs::write(dir.join("challenge"), format!("{}\n", minter.challenge_key_config(SEED))).unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/meridian.example.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["check-config", "--config", example])
+        .current_dir(&dir)
+        .env_clear()
+        .env("MERIDIAN_JWKS", dir.join("jwks.json"))
+        .env("MERIDIAN_VERIFY_SECRET_FILE", dir.join("verify"))
+        .env("MERIDIAN_CHALLENGE_KEY_FILE", dir.join("challenge"))
+        .env("MERIDIAN_COUNTRY_DB", concat!(env!("CARGO_MANIFEST_DIR"), "/../.meridian/data/country.mmdb"))
+        .env("MERIDIAN_ASN_DB", concat!(env!("CARGO_MANIFEST_DIR"), "/../.meridian/data/asn.mmdb"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "a secret was printed");
+
+    // A wrong key is explained with its name.
+    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["check-config"])
+        .current_dir(&dir)
+        .env_clear()
+        .env("MERIDIAN_VERIFY_SECRET", SECRET)
+        .env("MERIDIAN_JWKS", dir.join("jwks.json"))
+        .env("MERIDIAN_TRUSTED_PROXIES", "10.0.0.0/99")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("trusted_proxies"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
