@@ -320,6 +320,14 @@ async fn hostile_input_gets_stable_codes_and_the_process_survives() {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         assert_eq!((got, codes(&body)), (status, vec![code.to_owned()]), "{name}: {body}");
     }
+    // Oversized headers.
+    let response = http
+        .get(format!("{}/healthz", serve.origin))
+        .header("x-padding", "p".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 431);
     // Still serving, never panicked.
     let (_, body) = verify(&serve.origin, &json!({ "token": token(2), "remote_ip": "127.0.0.1" })).await;
     assert_eq!(body["success"], json!(true), "{body}");
@@ -427,4 +435,23 @@ fn the_example_configuration_checks_out() {
         String::from_utf8_lossy(&output.stderr)
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully() {
+    let mut serve = Serve::start("sigterm", &[]);
+    let (_, body) = verify(&serve.origin, &json!({ "token": token(1), "remote_ip": "127.0.0.1" })).await;
+    assert_eq!(body["success"], json!(true));
+    let status = Command::new("kill").args(["-TERM", &serve.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = serve.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}\n{}", serve.stderr());
+    assert!(serve.stderr().contains("shutting down"), "{}", serve.stderr());
 }

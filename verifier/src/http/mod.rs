@@ -32,6 +32,9 @@ pub use metrics::Metrics;
 
 pub use secret::VerifySecret;
 
+/// The most header bytes (names and values) a request may carry.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 /// The largest request body `/v1/verify` reads. A token is at most 4 KiB;
 /// the rest of the request is a few short strings.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -160,6 +163,19 @@ impl ApiState {
     }
 }
 
+/// Refuses requests whose headers exceed [`MAX_HEADER_BYTES`] with 431.
+async fn limit_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let size: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if size > MAX_HEADER_BYTES {
+        return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large\n").into_response();
+    }
+    next.run(request).await
+}
+
 /// The OpenAPI document of [`router`], as JSON.
 pub fn openapi_json() -> String {
     use utoipa::OpenApi as _;
@@ -184,6 +200,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(routes::openapi))
         .merge(challenge)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(limit_headers))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
