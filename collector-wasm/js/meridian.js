@@ -10,7 +10,8 @@
 import init, { collect as collectToken, keyId } from './meridian_collector.js';
 
 const here = new URL(import.meta.url);
-const ready = init({ module_or_path: new URL('meridian_collector_bg.wasm', here) });
+/** Resolves when the WebAssembly module is loaded and started. */
+export const ready = init({ module_or_path: new URL('meridian_collector_bg.wasm', here) });
 
 /** Default challenge endpoint: the verifier that serves this script. */
 export const defaultChallengeUrl = new URL('/v1/challenge', here).href;

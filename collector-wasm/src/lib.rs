@@ -46,19 +46,30 @@ pub async fn collect(options: Object) -> Result<String, JsError> {
     let Some((seed, kid)) = SIGNING_KEY else {
         return Err(JsError::new("meridian: this collector was built without a signing key"));
     };
+    signals::worker::prime();
     let fetched = signals::clock::fetch_challenge(&challenge_url).await?;
+    let worker = signals::worker::collect().await;
     let claims = Claims {
         version: CLAIMS_VERSION,
         challenge: fetched.challenge,
         origin: signals::page_origin(),
         action,
-        signed_at_ms: signals::clock::wall_clock_ms(),
-        clock: fetched.sample,
         time_zone: signals::tz::collect(),
         locale: signals::locale::collect(),
+        integrity: Some(signals::integrity::collect()),
+        worker,
+        clock: fetched.sample,
+        signed_at_ms: signals::clock::wall_clock_ms(),
     };
     let key = SigningKey::from_bytes(&seed);
     Ok(jws::sign(claims.to_json().as_bytes(), &key, kid))
+}
+
+/// Runs when the module loads: starts the Worker early so its start-up
+/// does not count against the first collection.
+#[wasm_bindgen(start)]
+pub fn start() {
+    signals::worker::prime();
 }
 
 /// The key id of the embedded signing key, if the build has one.

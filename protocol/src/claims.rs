@@ -33,6 +33,55 @@ pub struct Claims {
     pub time_zone: TimeZoneClaims,
     /// Locale and language signals.
     pub locale: LocaleClaims,
+    /// Signs of tampering with the page's time and language APIs; absent
+    /// from collectors that predate them.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub integrity: Option<IntegrityClaims>,
+    /// The same signals read again inside a dedicated Worker; absent when no
+    /// Worker could run (CSP, old browser). Wire name `worker`.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub worker: Option<ScopeClaims>,
+}
+
+/// Cross-checks a naive spoofer gets wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct IntegrityClaims {
+    /// `navigator.webdriver`.
+    pub webdriver: bool,
+    /// The time and language APIs that are not the browser's own: replaced,
+    /// wrapped in a Proxy, or shadowed by an own property. Names like
+    /// `Date.prototype.getTimezoneOffset`. Wire name `non_native`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub non_native: Vec<String>,
+    /// UTC offset of local midnight, 1 January 1880, by `Date`, in seconds
+    /// east: local mean time differs per zone, so it fingerprints the zone
+    /// `Date` really uses. Wire name `hist_off_s`.
+    #[cfg_attr(feature = "serde", serde(rename = "hist_off_s"))]
+    pub historical_offset_s: i32,
+    /// UTC offset now as `Intl` formats the current instant (wall time minus
+    /// UTC), minutes east. Wire name `intl_off`.
+    #[cfg_attr(feature = "serde", serde(rename = "intl_off"))]
+    pub intl_offset_min: i32,
+    /// UTC offset now as `Date.prototype.toString()` prints it (`GMT+0800`),
+    /// minutes east; absent when it cannot be read. Wire name `str_off`.
+    #[cfg_attr(feature = "serde", serde(rename = "str_off", default))]
+    pub string_offset_min: Option<i32>,
+}
+
+/// Zone and language as seen from one JavaScript scope.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ScopeClaims {
+    /// IANA zone from Intl.
+    pub zone: String,
+    /// UTC offset now, minutes east, from `Date`.
+    #[cfg_attr(feature = "serde", serde(rename = "off_now"))]
+    pub offset_now_min: i32,
+    /// Intl's resolved locale.
+    pub locale: String,
+    /// `navigator.languages`.
+    pub languages: Vec<String>,
 }
 
 /// The browser's wall clock next to the challenge round trip, from which the
@@ -120,6 +169,37 @@ impl Claims {
         }
         w.end_array();
         w.end_object();
+        if let Some(integrity) = &self.integrity {
+            w.key("integrity");
+            w.begin_object();
+            w.member_bool("webdriver", integrity.webdriver);
+            w.key("non_native");
+            w.begin_array();
+            for name in &integrity.non_native {
+                w.string(name);
+            }
+            w.end_array();
+            w.member_int("hist_off_s", i64::from(integrity.historical_offset_s));
+            w.member_int("intl_off", i64::from(integrity.intl_offset_min));
+            if let Some(offset) = integrity.string_offset_min {
+                w.member_int("str_off", i64::from(offset));
+            }
+            w.end_object();
+        }
+        if let Some(worker) = &self.worker {
+            w.key("worker");
+            w.begin_object();
+            w.member_str("zone", &worker.zone);
+            w.member_int("off_now", i64::from(worker.offset_now_min));
+            w.member_str("locale", &worker.locale);
+            w.key("languages");
+            w.begin_array();
+            for language in &worker.languages {
+                w.string(language);
+            }
+            w.end_array();
+            w.end_object();
+        }
         w.end_object();
         w.finish()
     }
@@ -147,6 +227,19 @@ impl Claims {
                 language: "de-DE".into(),
                 languages: vec!["de-DE".into(), "de".into(), "en".into()],
             },
+            integrity: Some(IntegrityClaims {
+                webdriver: false,
+                non_native: Vec::new(),
+                historical_offset_s: 3208,
+                intl_offset_min: 60,
+                string_offset_min: Some(60),
+            }),
+            worker: Some(ScopeClaims {
+                zone: "Europe/Berlin".into(),
+                offset_now_min: 60,
+                locale: "de-DE".into(),
+                languages: vec!["de-DE".into(), "de".into(), "en".into()],
+            }),
         }
     }
 }
@@ -200,6 +293,22 @@ mod tests {
         let mut claims = Claims::example();
         claims.locale.languages = vec!["\"}]\\\u{0}\u{1f}é😀".into()];
         claims.action = "a\"b".into();
+        assert_eq!(Claims::from_json(claims.to_json().as_bytes()), Ok(claims));
+    }
+
+    #[test]
+    fn optional_parts_round_trip_absent_and_hostile() {
+        let mut claims = Claims::example();
+        claims.integrity = None;
+        claims.worker = None;
+        assert_eq!(Claims::from_json(claims.to_json().as_bytes()), Ok(claims.clone()));
+        claims.integrity = Some(IntegrityClaims {
+            webdriver: true,
+            non_native: vec!["Date.prototype.getTimezoneOffset".into(), "\"x\"".into()],
+            historical_offset_s: -17_762,
+            intl_offset_min: 480,
+            string_offset_min: None,
+        });
         assert_eq!(Claims::from_json(claims.to_json().as_bytes()), Ok(claims));
     }
 

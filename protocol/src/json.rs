@@ -71,6 +71,13 @@ impl JsonWriter {
         self.need_comma = true;
     }
 
+    pub(crate) fn member_bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.separator();
+        self.out.push_str(if value { "true" } else { "false" });
+        self.need_comma = true;
+    }
+
     pub(crate) fn member_str(&mut self, key: &str, value: &str) {
         self.key(key);
         self.string(value);

@@ -35,5 +35,7 @@ pub mod jws;
 pub use b64::{decode as base64url_decode, encode as base64url_encode};
 #[cfg(feature = "serde")]
 pub use claims::ClaimsError;
-pub use claims::{CLAIMS_VERSION, Claims, ClockSample, LocaleClaims, TimeZoneClaims};
+pub use claims::{
+    CLAIMS_VERSION, Claims, ClockSample, IntegrityClaims, LocaleClaims, ScopeClaims, TimeZoneClaims,
+};
 pub use ed25519_dalek;

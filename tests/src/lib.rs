@@ -120,6 +120,13 @@ pub struct BrowserOptions {
     pub accept_language: Option<String>,
     /// Intl locale, set through CDP `Emulation.setLocaleOverride`.
     pub locale: Option<String>,
+    /// A script run before any page script, in the page's main world
+    /// (CDP `Page.addScriptToEvaluateOnNewDocument`): how spoofing
+    /// extensions inject their overrides.
+    pub init_script: Option<String>,
+    /// Start Chromium so that `navigator.webdriver` is false, like a browser
+    /// a person uses (`--disable-blink-features=AutomationControlled`).
+    pub hide_automation: bool,
 }
 
 fn free_port() -> u16 {
@@ -159,6 +166,9 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
         "--window-size=1280,900".to_owned(),
         format!("--user-data-dir={}", profile.display()),
     ];
+    if options.hide_automation {
+        args.push("--disable-blink-features=AutomationControlled".to_owned());
+    }
     if let Some(languages) = &options.accept_language {
         args.push(format!("--accept-lang={languages}"));
         args.push(format!("--lang={}", languages.split(',').next().unwrap_or("en-US")));
@@ -177,6 +187,11 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
                 let browser = Browser { client, driver, profile, driver_url: url };
                 if let Some(locale) = &options.locale {
                     browser.cdp("Emulation.setLocaleOverride", serde_json::json!({ "locale": locale })).await;
+                }
+                if let Some(script) = &options.init_script {
+                    browser
+                        .cdp("Page.addScriptToEvaluateOnNewDocument", serde_json::json!({ "source": script }))
+                        .await;
                 }
                 return browser;
             }

@@ -18,6 +18,7 @@ async fn browser_token_verifies_once_and_rejects_tampering() {
         time_zone: Some("Asia/Tokyo".into()),
         accept_language: Some("de-DE,de,en".into()),
         locale: None,
+        ..BrowserOptions::default()
     })
     .await;
     let token = browser.collect_token(&demo.origin, "login").await;
@@ -77,6 +78,7 @@ async fn login_form_submits_a_verified_token() {
         time_zone: Some("America/New_York".into()),
         accept_language: Some("en-US,en".into()),
         locale: None,
+        ..BrowserOptions::default()
     })
     .await;
     let client = &browser.client;

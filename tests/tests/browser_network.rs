@@ -101,6 +101,7 @@ async fn scenarios_through_chromium_and_the_http_api() {
             time_zone: Some(case.zone.into()),
             accept_language: Some(case.languages.into()),
             locale: Some(case.locale.into()),
+            ..BrowserOptions::default()
         })
         .await;
         let token = browser.collect_token(&demo.origin, "login").await;
@@ -149,6 +150,7 @@ async fn demo_result_page_shows_both_sides_for_a_simulated_origin() {
         time_zone: Some("Asia/Shanghai".into()),
         accept_language: Some("zh-CN,zh".into()),
         locale: Some("zh-CN".into()),
+        ..BrowserOptions::default()
     })
     .await;
     let client = &browser.client;

@@ -1,8 +1,10 @@
 //! The signals a collector reads, one module per concern.
 
 pub mod clock;
+pub mod integrity;
 pub mod locale;
 pub mod tz;
+pub mod worker;
 
 use js_sys::Reflect;
 use wasm_bindgen::{JsCast, JsValue};
@@ -33,4 +35,17 @@ pub(crate) fn navigator_languages() -> (String, Vec<String>) {
         .map(|list| list.iter().filter_map(|v| v.as_string()).take(16).collect())
         .unwrap_or_default();
     (language, languages)
+}
+
+/// The global object: `window` on a page, `self` in a worker.
+pub(crate) fn global() -> js_sys::Object {
+    js_sys::global()
+}
+
+/// `target[name]`, or `undefined` when it cannot be read.
+pub(crate) fn get(target: &JsValue, name: &str) -> JsValue {
+    if target.is_undefined() || target.is_null() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(target, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
 }

@@ -142,6 +142,27 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
         }
     }
 
+    if let Some(integrity) = &claims.integrity {
+        if !integrity.non_native.is_empty() {
+            let names: Vec<&str> = integrity.non_native.iter().take(8).map(String::as_str).collect();
+            add(
+                ReasonCode::TamperedApi,
+                format!("These functions in the page are not the browser's own: {}.", names.join(", ")),
+            );
+        }
+        if integrity.webdriver {
+            add(
+                ReasonCode::Automation,
+                "The browser says it is controlled by automation (navigator.webdriver).".into(),
+            );
+        }
+    }
+    if let Some(worker) = &claims.worker
+        && let Some(detail) = worker_mismatch(claims, worker)
+    {
+        add(ReasonCode::WorkerScopeMismatch, detail);
+    }
+
     if evidence.network.hosting == Some(true) {
         let org = evidence.network.org.as_deref().unwrap_or("unknown organisation");
         let asn = evidence.network.asn.unwrap_or_default();
@@ -199,12 +220,70 @@ fn internal_inconsistency(
             ));
         }
     }
+    if let Some(integrity) = &claims.integrity {
+        if integrity.intl_offset_min != reported.offset_now_min {
+            wrong.push(format!(
+                "Intl formats the time at UTC{} while Date reports UTC{}",
+                tz::format_offset(integrity.intl_offset_min),
+                tz::format_offset(reported.offset_now_min)
+            ));
+        }
+        if let Some(printed) = integrity.string_offset_min
+            && printed != reported.offset_now_min
+        {
+            wrong.push(format!(
+                "Date.prototype.toString prints GMT{} while getTimezoneOffset reports UTC{}",
+                tz::format_offset(printed),
+                tz::format_offset(reported.offset_now_min)
+            ));
+        }
+        // Local mean time in 1880 differs from zone to zone; browsers' and
+        // the verifier's tz data may disagree by minutes for linked zones,
+        // so only a gap of over an hour counts.
+        if let Some(expected) = tz::offset_at_local_midnight(tz, 1880, 1, 1)
+            && (i64::from(integrity.historical_offset_s) - i64::from(expected)).abs() > 3600
+        {
+            wrong.push(format!(
+                "1 January 1880 at UTC{} (expected about UTC{} for {zone_name})",
+                tz::format_offset(integrity.historical_offset_s / 60),
+                tz::format_offset(expected / 60)
+            ));
+        }
+    }
     (!wrong.is_empty()).then(|| {
         format!(
-            "The browser says {zone_name} but reports offsets that zone does not have: {}.",
+            "The browser says {zone_name} but its clocks disagree with that zone or each other: {}.",
             wrong.join("; ")
         )
     })
+}
+
+/// The Worker's zone, offset or first language differs from the page's.
+/// (The Intl locale is not compared: browsers may localize a page without
+/// localizing its workers.)
+fn worker_mismatch(claims: &Claims, worker: &meridian_protocol::ScopeClaims) -> Option<String> {
+    let mut differences = Vec::new();
+    if worker.zone != claims.time_zone.zone {
+        differences
+            .push(format!("zone {} in the worker, {} in the page", worker.zone, claims.time_zone.zone));
+    }
+    if worker.offset_now_min != claims.time_zone.offset_now_min {
+        differences.push(format!(
+            "offset UTC{} in the worker, UTC{} in the page",
+            tz::format_offset(worker.offset_now_min),
+            tz::format_offset(claims.time_zone.offset_now_min)
+        ));
+    }
+    let first = |languages: &[String]| languages.first().and_then(|l| primary_language(l));
+    if first(&worker.languages) != first(&claims.locale.languages) {
+        differences.push(format!(
+            "languages [{}] in the worker, [{}] in the page",
+            worker.languages.join(", "),
+            claims.locale.languages.join(", ")
+        ));
+    }
+    (!differences.is_empty())
+        .then(|| format!("A worker sees a different environment than the page: {}.", differences.join("; ")))
 }
 
 /// The zone points into a restricted region, and the locale's region or

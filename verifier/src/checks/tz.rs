@@ -52,6 +52,12 @@ pub fn offset_on_first_of(tz: &TimeZone, at: Timestamp, month: i8) -> Option<i32
     Some(midnight.offset().seconds() / 60)
 }
 
+/// UTC offset at local midnight of a date in `tz`, seconds east.
+pub fn offset_at_local_midnight(tz: &TimeZone, year: i16, month: i8, day: i8) -> Option<i32> {
+    let midnight = Date::new(year, month, day).ok()?.to_zoned_datetime(tz.clone()).ok()?;
+    Some(midnight.offset().seconds())
+}
+
 /// The offsets in use in `country` at `at`, minutes east, sorted, unique.
 pub fn country_offsets(country: &str, at: Timestamp) -> Vec<i32> {
     let mut offsets: Vec<i32> = tables::country_zones(country)
