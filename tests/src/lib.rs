@@ -124,9 +124,11 @@ pub struct BrowserOptions {
     /// (CDP `Page.addScriptToEvaluateOnNewDocument`): how spoofing
     /// extensions inject their overrides.
     pub init_script: Option<String>,
-    /// Start Chromium so that `navigator.webdriver` is false, like a browser
-    /// a person uses (`--disable-blink-features=AutomationControlled`).
-    pub hide_automation: bool,
+    /// Leave `navigator.webdriver` true, as WebDriver sets it. By default
+    /// the browser is started like one a person uses
+    /// (`--disable-blink-features=AutomationControlled`), so that tests of
+    /// other signals are not confounded by the `automation` reason.
+    pub reveal_automation: bool,
 }
 
 fn free_port() -> u16 {
@@ -166,7 +168,7 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
         "--window-size=1280,900".to_owned(),
         format!("--user-data-dir={}", profile.display()),
     ];
-    if options.hide_automation {
+    if !options.reveal_automation {
         args.push("--disable-blink-features=AutomationControlled".to_owned());
     }
     if let Some(languages) = &options.accept_language {

@@ -113,7 +113,6 @@ async fn spoofs_injected_before_page_scripts_are_flagged() {
                 time_zone: Some("Asia/Shanghai".into()),
                 accept_language: Some("zh-CN,zh".into()),
                 init_script: Some(spoof.script.clone()),
-                hide_automation: true,
                 ..BrowserOptions::default()
             },
         )
@@ -149,7 +148,6 @@ async fn clean_browsers_raise_no_lie_reasons() {
                 time_zone: Some(zone.into()),
                 accept_language: Some(languages.into()),
                 locale: Some(locale.into()),
-                hide_automation: true,
                 ..BrowserOptions::default()
             },
         )
@@ -175,6 +173,10 @@ async fn clean_browsers_raise_no_lie_reasons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webdriver_controlled_browser_is_automation() {
     let demo = start_demo().await;
-    let body = collect_and_verify(&demo.origin, BrowserOptions::default()).await;
+    let body = collect_and_verify(
+        &demo.origin,
+        BrowserOptions { reveal_automation: true, ..BrowserOptions::default() },
+    )
+    .await;
     assert!(reasons(&body).contains(&"automation".to_owned()), "{body}");
 }

@@ -44,6 +44,20 @@ fn browser(
     claims.locale.locale = locale.into();
     claims.locale.language = languages.first().copied().unwrap_or(locale).into();
     claims.locale.languages = languages.iter().map(|l| (*l).to_owned()).collect();
+    let historical = jiff::civil::date(1880, 1, 1).to_zoned_datetime(tz.clone()).unwrap().offset().seconds();
+    claims.integrity = Some(meridian_protocol::IntegrityClaims {
+        webdriver: false,
+        non_native: Vec::new(),
+        historical_offset_s: historical,
+        intl_offset_min: offset(at),
+        string_offset_min: Some(offset(at)),
+    });
+    claims.worker = Some(meridian_protocol::ScopeClaims {
+        zone: zone.into(),
+        offset_now_min: offset(at),
+        locale: locale.into(),
+        languages: claims.locale.languages.clone(),
+    });
     claims
 }
 

@@ -176,7 +176,8 @@ fn intl_offset(now: &Date) -> i32 {
     let mut fields = [0f64; 6];
     for part in parts.iter() {
         let kind = get(&part, "type").as_string().unwrap_or_default();
-        let value = f64::from(get(&part, "value").as_string().and_then(|v| v.parse::<i32>().ok()).unwrap_or(0));
+        let value =
+            f64::from(get(&part, "value").as_string().and_then(|v| v.parse::<i32>().ok()).unwrap_or(0));
         let slot = match kind.as_str() {
             "year" => 0,
             "month" => 1,

@@ -43,7 +43,7 @@ fn median(values: &mut [f64]) -> f64 {
 async fn main() {
     let loads: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     let demo = start_demo().await;
-    let browser = start_browser(BrowserOptions { hide_automation: true, ..BrowserOptions::default() }).await;
+    let browser = start_browser(BrowserOptions::default()).await;
     let (mut load, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..loads {
         browser.client.goto(&format!("{}/", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
