@@ -215,6 +215,7 @@ fn reason_title(code: &str) -> &'static str {
         "hosting_ip" => "The connection comes from a hosting or VPN network",
         "ip_changed" => "The connection's IP changed during sign-in",
         "automation" => "The browser is automated",
+        "replay_unchecked" => "Single use could not be checked",
         _ => "Something looks off",
     }
 }
