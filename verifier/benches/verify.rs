@@ -8,8 +8,12 @@
 //!   (`.meridian/data/country.mmdb`, or `MERIDIAN_COUNTRY_DB`), falling back
 //!   to the small test database when neither exists.
 //!
-//! Run: `cargo bench -p meridian-verifier --bench verify`. The ratio of the
-//! pipeline to the baseline is printed at the end.
+//! - `scale/nonces/N`, `scale/keys/N`: the pipeline with N live nonces in
+//!   the in-memory store, and with N keys in the JWKS.
+//!
+//! Run: `cargo bench -p meridian-verifier --bench verify`. Ratios to the
+//! baseline, the scale ratios and the memory per live nonce are printed at
+//! the end.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, reason = "benchmark")]
 
 use std::net::IpAddr;
@@ -62,25 +66,19 @@ fn baseline(c: &mut Criterion) {
     });
 }
 
-fn pipeline(c: &mut Criterion) {
-    let (intel, _) = intel();
-    let minter = Minter::new(5);
-    let policy = Policy { restricted_regions: vec!["CN".into()], ..Policy::default() };
-    let verifier = Verifier::new(minter.keys.clone(), policy, Arc::new(MemoryReplayStore::new(4_000_000)))
-        .with_intel(Arc::new(intel));
+/// Times `verifier.verify` on unique tokens minted outside the timed region.
+fn bench_pipeline(c: &mut Criterion, name: &str, minter: &Minter, verifier: &Verifier, salt: u8) {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let ip: IpAddr = "165.21.83.88".parse().unwrap();
     let start = Timestamp::now().as_millisecond();
     let mut counter: u64 = 0;
-    c.bench_function("pipeline/verify", |b| {
+    c.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            // Mint unique tokens outside the timed region.
             let tokens: Vec<String> = (0..iters)
                 .map(|_| {
                     counter += 1;
-                    let mut nonce = [0u8; 16];
+                    let mut nonce = [salt; 16];
                     nonce[..8].copy_from_slice(&counter.to_le_bytes());
-                    nonce[8] = 0xa5;
                     minter.token(ip, start, nonce)
                 })
                 .collect();
@@ -101,6 +99,79 @@ fn pipeline(c: &mut Criterion) {
             began.elapsed()
         })
     });
+}
+
+fn verifier_for(minter: &Minter, keys: meridian_verifier::Keys, store: MemoryReplayStore) -> Verifier {
+    let (intel, _) = intel();
+    let _ = minter;
+    let policy = Policy { restricted_regions: vec!["CN".into()], ..Policy::default() };
+    Verifier::new(keys, policy, Arc::new(store)).with_intel(Arc::new(intel))
+}
+
+fn pipeline(c: &mut Criterion) {
+    let minter = Minter::new(5);
+    let verifier = verifier_for(&minter, minter.keys.clone(), MemoryReplayStore::new(4_000_000));
+    bench_pipeline(c, "pipeline/verify", &minter, &verifier, 0xa5);
+}
+
+/// Verify cost with many live nonces in the store and many keys in the JWKS.
+fn scale(c: &mut Criterion) {
+    let minter = Minter::new(5);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let far_future = Timestamp::now().as_millisecond() + 3_600_000;
+    for live in [10u32, 1_000, 100_000, 1_000_000] {
+        let store = MemoryReplayStore::new(4_000_000);
+        for n in 0..live {
+            let mut nonce = [0x3c; 16];
+            nonce[..4].copy_from_slice(&n.to_le_bytes());
+            nonce[4] = (n.wrapping_mul(2_654_435_761) >> 24) as u8;
+            runtime
+                .block_on(meridian_verifier::replay::ReplayStore::spend(&store, nonce, far_future, 0))
+                .unwrap();
+        }
+        let verifier = verifier_for(&minter, minter.keys.clone(), store);
+        bench_pipeline(c, &format!("scale/nonces/{live}"), &minter, &verifier, 0x5b);
+    }
+    for count in [1usize, 100] {
+        let mut jwks = minter.keys.collector.jwks().clone();
+        for i in 1..count {
+            let other = SigningKey::from_bytes(&[u8::try_from(i % 250).unwrap() + 1; 32]);
+            let mut jwk = meridian_protocol::jwk::Jwk::public(&other.verifying_key());
+            jwk.nbf = Some(i64::try_from(i).unwrap());
+            jwks.keys.push(jwk);
+        }
+        let keys = meridian_verifier::Keys {
+            collector: meridian_verifier::CollectorKeys::from_jwks(jwks).unwrap(),
+            challenge: minter.keys.challenge.clone(),
+        };
+        let verifier = verifier_for(&minter, keys, MemoryReplayStore::new(4_000_000));
+        bench_pipeline(c, &format!("scale/keys/{count}"), &minter, &verifier, 0x6c);
+    }
+}
+
+/// Resident memory of this process, bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Bytes per live nonce in the in-memory store, from RSS before and after
+/// one million spends.
+fn memory_per_nonce() -> f64 {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let before = rss();
+    let store = MemoryReplayStore::new(2_000_000);
+    for n in 0..1_000_000u32 {
+        let mut nonce = [0x11; 16];
+        nonce[..4].copy_from_slice(&n.to_le_bytes());
+        nonce[4] = (n.wrapping_mul(2_654_435_761) >> 24) as u8;
+        runtime.block_on(meridian_verifier::replay::ReplayStore::spend(&store, nonce, i64::MAX, 0)).unwrap();
+    }
+    let after = rss();
+    black_box(&store);
+    (after.saturating_sub(before)) as f64 / 1_000_000.0
 }
 
 fn lookup(c: &mut Criterion) {
@@ -135,12 +206,32 @@ fn report(c: &mut Criterion) {
     if let Some(country) = mean("geo_country") {
         println!("country lookup: {country:.0} ns");
     }
+    let scale = |group: &str, sizes: &[&str]| {
+        let means: Vec<(String, f64)> = sizes
+            .iter()
+            .filter_map(|n| mean(&format!("{group}_{n}")).map(|m| ((*n).to_owned(), m)))
+            .collect();
+        if let (Some(first), Some(last)) = (means.first(), means.last()) {
+            println!(
+                "{group}: {} (last/first = {:.3})",
+                means
+                    .iter()
+                    .map(|(n, m)| format!("{n}: {:.1} us", m / 1000.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                last.1 / first.1
+            );
+        }
+    };
+    scale("scale_nonces", &["10", "1000", "100000", "1000000"]);
+    scale("scale_keys", &["1", "100"]);
+    println!("memory per live nonce: {:.1} bytes (RSS growth over 1,000,000 spends)", memory_per_nonce());
 }
 
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = baseline, pipeline, lookup, report
+    targets = baseline, pipeline, scale, lookup, report
 }
 
 fn main() {

@@ -198,7 +198,8 @@ fn intl_offset(now: &Date) -> i32 {
 
 /// `GMT+0800` → 480, `GMT-0330` → −210.
 fn parse_gmt_offset(text: &str) -> Option<i32> {
-    let at = text.find("GMT")? + 3;
+    // A byte scan: `str::find` would pull a substring searcher into the wasm.
+    let at = text.as_bytes().windows(3).position(|w| w == b"GMT")? + 3;
     let rest = text.get(at..at + 5)?;
     let sign = match rest.as_bytes().first()? {
         b'+' => 1,

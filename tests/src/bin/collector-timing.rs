@@ -12,14 +12,25 @@
 use meridian_tests::{BrowserOptions, start_browser, start_demo};
 
 const SCRIPT: &str = r#"
-const [done] = arguments;
+const [meridianFirst, done] = arguments;
 (async () => {
   const t = performance.now();
   const m = await import('/pkg/meridian.js');
   await m.ready;
   const load = performance.now() - t;
+  // FingerprintJS OSS, when the bench script put it beside the collector.
+  const fp = await new Promise(resolve => {
+    const s = document.createElement('script');
+    s.src = '/pkg/fp.min.js';
+    s.onload = () => resolve(window.FingerprintJS || null);
+    s.onerror = () => resolve(null);
+    document.head.append(s);
+  });
+  // ICU starts on the first Intl call (tens of ms); neither library should
+  // be charged for it, so start it first.
+  new Intl.DateTimeFormat().resolvedOptions();
   await new Promise(r => setTimeout(r, 200));
-  async function once() {
+  async function meridian() {
     performance.clearResourceTimings();
     const t0 = performance.now();
     await m.collect({ action: 'login' });
@@ -27,10 +38,25 @@ const [done] = arguments;
     const fetch = performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/challenge')).pop();
     return total - (fetch ? fetch.duration : 0);
   }
-  const cold = await once();
-  const warm = [];
-  for (let i = 0; i < 20; i++) warm.push(await once());
-  done({ load, cold, warm });
+  let agent = null;
+  async function fingerprint() {
+    const t0 = performance.now();
+    if (!agent) agent = await fp.load();
+    await agent.get();
+    return performance.now() - t0;
+  }
+  let cold, fpCold = null;
+  if (meridianFirst || !fp) {
+    cold = await meridian();
+    if (fp) fpCold = await fingerprint();
+  } else {
+    fpCold = await fingerprint();
+    cold = await meridian();
+  }
+  const warm = [], fpWarm = [];
+  for (let i = 0; i < 20; i++) warm.push(await meridian());
+  if (fp) for (let i = 0; i < 5; i++) fpWarm.push(await fingerprint());
+  done({ load, cold, warm, fpCold, fpWarm });
 })().catch(e => done({ error: String(e) }));
 "#;
 
@@ -45,27 +71,51 @@ async fn main() {
     let demo = start_demo().await;
     let browser = start_browser(BrowserOptions::default()).await;
     let (mut load, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..loads {
+    let (mut fp_cold, mut fp_warm) = (Vec::new(), Vec::new());
+    for i in 0..loads {
         browser.client.goto(&format!("{}/", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
-        let result = browser.client.execute_async(SCRIPT, vec![]).await.unwrap_or_else(|e| panic!("{e}"));
+        let meridian_first = serde_json::Value::Bool(i % 2 == 0);
+        let result = browser
+            .client
+            .execute_async(SCRIPT, vec![meridian_first])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         if let Some(error) = result.get("error") {
             panic!("collector failed: {error}");
         }
         load.push(result["load"].as_f64().unwrap_or(f64::NAN));
         cold.push(result["cold"].as_f64().unwrap_or(f64::NAN));
         warm.extend(result["warm"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64));
+        fp_cold.extend(result["fpCold"].as_f64());
+        fp_warm
+            .extend(result["fpWarm"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64));
     }
     let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     println!("page loads: {loads}, warm collections: {}", warm.len());
     println!("module load+init: median {:.1} ms, max {:.1} ms", median(&mut load), max(&load));
-    println!(
-        "cold collect (challenge fetch excluded): median {:.2} ms, max {:.2} ms",
-        median(&mut cold),
-        max(&cold)
-    );
+    let cold_median = median(&mut cold);
+    println!("cold collect (challenge fetch excluded): median {cold_median:.2} ms, max {:.2} ms", max(&cold));
     println!(
         "warm collect (challenge fetch excluded): median {:.2} ms, max {:.2} ms",
         median(&mut warm),
         max(&warm)
     );
+    if fp_cold.is_empty() {
+        println!("FingerprintJS: not measured (no /pkg/fp.min.js; scripts/bench provides it)");
+    } else {
+        let fp_cold_median = median(&mut fp_cold);
+        println!(
+            "FingerprintJS cold load()+get(): median {fp_cold_median:.2} ms, max {:.2} ms",
+            max(&fp_cold)
+        );
+        println!(
+            "FingerprintJS warm get(): median {:.2} ms, max {:.2} ms",
+            median(&mut fp_warm),
+            max(&fp_warm)
+        );
+        println!(
+            "ratio: Meridian cold collect / FingerprintJS cold load()+get() = {:.3}",
+            cold_median / fp_cold_median
+        );
+    }
 }

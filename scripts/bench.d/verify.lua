@@ -1,0 +1,46 @@
+-- wrk script: POST /v1/verify with a different pre-minted token per request.
+-- Each wrk thread takes every Nth line of tokens.txt. Optional pacing:
+-- WRK_DELAY_MS (per request, per connection) for fixed-rate runs.
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  tokens = {}
+  local n, mine = 0, 0
+  local total = tonumber(os.getenv("WRK_THREADS") or "1")
+  for line in io.lines(os.getenv("TOKENS")) do
+    if n % total == id then
+      mine = mine + 1
+      tokens[mine] = line
+    end
+    n = n + 1
+  end
+  next_token = 1
+  delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
+  secret = os.getenv("SECRET")
+end
+
+function request()
+  local token = tokens[next_token]
+  next_token = next_token + 1
+  if token == nil then token = "exhausted" end
+  local body = '{"token":"' .. token .. '","remote_ip":"127.0.0.1","accept_language":"en-US,en;q=0.9"}'
+  return wrk.format("POST", "/v1/verify", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. secret,
+  }, body)
+end
+
+function delay()
+  return delay_ms
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("non-2xx or socket errors: %d\n", summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
