@@ -44,6 +44,14 @@ function tokenField(form) {
   return field;
 }
 
+/** What went wrong, as a short stable word for the backend. */
+function failureKind(error) {
+  const message = String(error && error.message || error);
+  if (message.includes('challenge')) return 'challenge-unreachable';
+  if (message.includes('WebAssembly') || message.includes('wasm')) return 'wasm-unavailable';
+  return 'collector-failed';
+}
+
 /** Attaches to one form: fills the token field before the form submits. */
 export function attach(form, options = {}) {
   if (form.dataset.meridianAttached) return;
@@ -58,9 +66,9 @@ export function attach(form, options = {}) {
         action: options.action || form.dataset.meridian,
       });
     } catch (error) {
-      // Never block the user: submit without a token; the backend sees
-      // `missing-input-token` and decides.
-      field.value = '';
+      // Never block the user: submit with a marker instead of a token; the
+      // verifier reports it as the stable error code `collector-error`.
+      field.value = `meridian-error:${failureKind(error)}`;
       console.warn('meridian:', error);
     }
     form.dataset.meridianFilled = 'true';

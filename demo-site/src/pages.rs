@@ -243,6 +243,9 @@ fn explain_error(code: &str) -> &'static str {
         "origin-mismatch" => "the token was collected on another site.",
         "action-mismatch" => "the token was collected for another action.",
         "internal-error" => "the server could not check single use right now.",
+        "collector-error" => {
+            "the browser could not run Meridian's collector (verifier unreachable or WebAssembly blocked); the form was sent without a token."
+        }
         _ => "the request could not be checked.",
     }
 }

@@ -100,3 +100,31 @@ async fn login_form_submits_a_verified_token() {
     let verdict = client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
     assert_eq!(verdict.attr("data-success").await.ok().flatten().as_deref(), Some("true"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_still_submits_when_the_verifier_is_unreachable_or_the_page_is_old() {
+    let demo = start_demo().await;
+    let browser = start_browser(BrowserOptions::default()).await;
+    let client = &browser.client;
+
+    // Verifier unreachable: the form is sent with a marker, reported as a stable code.
+    client.goto(&format!("{}/", demo.origin)).await.unwrap();
+    client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap();
+    browser
+        .eval("(document.querySelector('form[data-meridian]').dataset.meridianChallengeUrl = 'http://127.0.0.1:9/v1/challenge', true)")
+        .await;
+    client.find(fantoccini::Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
+    let page = client.source().await.unwrap();
+    assert!(page.contains("collector-error"), "{page}");
+
+    // A page left open past the challenge lifetime: the drop-in fetches its
+    // challenge when the form is submitted, so the token is fresh.
+    client.goto(&format!("{}/", demo.origin)).await.unwrap();
+    client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap();
+    demo.clock.advance_ms(10 * 60 * 1000);
+    client.find(fantoccini::Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    let verdict = client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap();
+    let page = client.source().await.unwrap();
+    assert_eq!(verdict.attr("data-success").await.ok().flatten().as_deref(), Some("true"), "{page}");
+}

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     InternalError,
     /// Too many challenge requests from one address.
     RateLimited,
+    /// The page's collector could not run (challenge unreachable, no
+    /// WebAssembly) and submitted a marker instead of a token.
+    CollectorError,
 }
 
 impl ErrorCode {
@@ -59,6 +62,7 @@ impl ErrorCode {
             Self::BadRequest => "bad-request",
             Self::InternalError => "internal-error",
             Self::RateLimited => "rate-limited",
+            Self::CollectorError => "collector-error",
         }
     }
 }
@@ -128,6 +132,13 @@ pub enum TokenError {
         /// The action the claims state.
         found: String,
     },
+    /// The collector failed in the browser and sent this marker instead of
+    /// a token (`meridian-error:<kind>`).
+    #[error("the collector could not run in the browser: {kind}")]
+    CollectorFailed {
+        /// What failed, as the drop-in reported it (sanitized).
+        kind: String,
+    },
     /// The replay store could not answer, so single use cannot be enforced.
     #[error("replay store unavailable: {0}")]
     StoreUnavailable(String),
@@ -148,6 +159,7 @@ impl TokenError {
             Self::OriginMismatch { .. } => ErrorCode::OriginMismatch,
             Self::ActionMismatch { .. } => ErrorCode::ActionMismatch,
             Self::StoreUnavailable(_) => ErrorCode::InternalError,
+            Self::CollectorFailed { .. } => ErrorCode::CollectorError,
         }
     }
 }

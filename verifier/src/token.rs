@@ -9,6 +9,10 @@ use crate::challenge::OpenedChallenge;
 use crate::error::TokenError;
 use crate::keys::Keys;
 
+/// What the drop-in puts into the token field when the collector cannot
+/// run, followed by the kind of failure.
+pub const COLLECTOR_ERROR_PREFIX: &str = "meridian-error:";
+
 /// The largest token accepted, in bytes. A genuine token is about 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
@@ -65,6 +69,11 @@ impl<'a> UntrustedToken<'a> {
         }
         if token.len() > max {
             return Err(TokenError::TooLarge { len: token.len(), max });
+        }
+        if let Some(kind) = token.strip_prefix(COLLECTOR_ERROR_PREFIX) {
+            let kind: String =
+                kind.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+            return Err(TokenError::CollectorFailed { kind });
         }
         let jws = CompactJws::parse(token).map_err(|e| match e {
             JwsError::UnsupportedAlgorithm(alg) => TokenError::UnsupportedAlgorithm { alg },

@@ -67,6 +67,20 @@ fn missing_and_oversized() {
 }
 
 #[test]
+fn collector_failure_markers() {
+    let minter = Minter::new(1);
+    assert_eq!(
+        verify(&minter, "meridian-error:challenge-unreachable", T0),
+        Err(TokenError::CollectorFailed { kind: "challenge-unreachable".into() })
+    );
+    assert_eq!(
+        verify(&minter, "meridian-error:<script>x", T0),
+        Err(TokenError::CollectorFailed { kind: "scriptx".into() })
+    );
+    assert_eq!(TokenError::CollectorFailed { kind: String::new() }.code(), ErrorCode::CollectorError);
+}
+
+#[test]
 fn malformed() {
     let minter = Minter::new(1);
     assert_eq!(
