@@ -98,6 +98,9 @@ pub struct ServeConfig {
     pub request_timeout_ms: u64,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
+    /// Folder of the built collector, served under `/pkg/` (CORS for
+    /// `cors_origins`). Default `.meridian/pkg` when it holds `meridian.js`.
+    pub collector_dir: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -125,6 +128,7 @@ impl Default for ServeConfig {
             replay_capacity: 1_000_000,
             request_timeout_ms: 5_000,
             log_format: LogFormat::Text,
+            collector_dir: None,
         }
     }
 }
@@ -158,6 +162,7 @@ const STRING_KEYS: &[&str] = &[
     "redis_url",
     "store_failure",
     "log_format",
+    "collector_dir",
 ];
 
 /// A configuration problem, naming the key.

@@ -213,11 +213,30 @@ fn build(config: ServeConfig) -> Result<Service, String> {
     };
     let verifier = Verifier::new(Keys { collector, challenge }, policy, store).with_intel(Arc::new(intel));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = ApiState::new(verifier, secrets, clock)
+    let collector_dir = config
+        .collector_dir
+        .clone()
+        .or_else(|| Some(PathBuf::from(".meridian/pkg")).filter(|dir| dir.join("meridian.js").exists()));
+    match &collector_dir {
+        Some(dir) if dir.join("meridian.js").exists() => {
+            notes.push(format!("collector served from {} at /pkg/", dir.display()))
+        }
+        Some(dir) => {
+            return Err(format!(
+                "collector_dir: {} has no meridian.js (run scripts/build-collector)",
+                dir.display()
+            ));
+        }
+        None => notes.push("collector not served (no collector_dir; pages load it from elsewhere)".into()),
+    }
+    let mut state = ApiState::new(verifier, secrets, clock)
         .with_trusted_proxies(proxies)
         .with_cors_origins(&config.cors_origins)
         .with_challenge_rate_limit(config.challenge_rate_limit)
         .with_timeout(Duration::from_millis(config.request_timeout_ms));
+    if let Some(dir) = collector_dir {
+        state = state.with_collector_dir(dir);
+    }
     Ok(Service { config, state, notes })
 }
 

@@ -49,6 +49,7 @@ pub struct ApiState {
     timeout: Duration,
     metrics: Arc<Metrics>,
     ready: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+    collector_dir: Option<Arc<std::path::PathBuf>>,
 }
 
 struct Inner {
@@ -80,7 +81,16 @@ impl ApiState {
             timeout: Duration::from_secs(10),
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(|| None),
+            collector_dir: None,
         }
+    }
+
+    /// Serves the built collector (`meridian.js`, the wasm and its glue)
+    /// from this folder under `/pkg/`, with CORS for `cors_origins`, so
+    /// pages on other origins can load the drop-in from the verifier.
+    pub fn with_collector_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.collector_dir = Some(Arc::new(dir));
+        self
     }
 
     /// Limits `GET /v1/challenge` to `per_minute` requests per client IP
@@ -184,12 +194,17 @@ pub fn openapi_json() -> String {
 
 /// The API's routes with their limits: body size, request timeout, request
 /// ids (`x-request-id`, made when absent, echoed back), tracing, and CORS on
-/// `/v1/challenge` for the configured origins only.
+/// `/v1/challenge` (and `/pkg/`, when the collector is served) for the
+/// configured origins only.
 pub fn router(state: ApiState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(state.cors_origins.iter().cloned()))
         .allow_methods([Method::GET]);
-    let challenge = Router::new().route("/v1/challenge", get(routes::challenge)).layer(cors);
+    let mut challenge = Router::new().route("/v1/challenge", get(routes::challenge));
+    if let Some(dir) = &state.collector_dir {
+        challenge = challenge.nest_service("/pkg", tower_http::services::ServeDir::new(dir.as_ref()));
+    }
+    let challenge = challenge.layer(cors);
     let timeout = state.timeout;
     Router::new()
         .route("/v1/verify", post(routes::verify))
