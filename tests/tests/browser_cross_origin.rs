@@ -2,6 +2,8 @@
 //! `meridian.js` from the verifier at another, fetches challenges across
 //! origins (CORS), and its own backend verifies the token over HTTP.
 
+#![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
