@@ -103,9 +103,20 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and every Chromium process of this session: killing
+    /// chromedriver alone leaves the browser running. Chromium's processes
+    /// are found by their unique profile folder, and the whole process group
+    /// chromedriver leads is ended too.
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f"])
+            .arg(self.profile.as_os_str())
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
@@ -148,6 +159,8 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
     let port = free_port();
     let mut command = Command::new(&chromedriver);
     command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+    // Its own process group, so that dropping the browser can end it whole.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     if let Some(zone) = &options.time_zone {
         command.env("TZ", zone);
     }
