@@ -224,9 +224,7 @@ impl Verifier {
                             detail: "The replay store could not be reached, so this token may have been used before."
                                 .into(),
                         });
-                        let total = outcome.reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
-                        outcome.score = u8::try_from(total.min(100)).unwrap_or(100);
-                        outcome.verdict = self.policy.verdict(total);
+                        (outcome.score, outcome.verdict) = self.score(&outcome.reasons);
                         outcome
                     }
                     Err(error) => VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts)),
@@ -271,6 +269,13 @@ impl Verifier {
         Ok(verified)
     }
 
+    /// The risk score (sum of weights, capped at 100) and the verdict the
+    /// policy's thresholds give the uncapped sum.
+    fn score(&self, reasons: &[Reason]) -> (u8, Verdict) {
+        let total = reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
+        (u8::try_from(total.min(100)).unwrap_or(100), self.policy.verdict(total))
+    }
+
     /// Weighs verified claims against the network and the policy.
     pub fn assess(
         &self,
@@ -296,12 +301,11 @@ impl Verifier {
             accept_language: input.accept_language.filter(|h| !h.trim().is_empty()),
         };
         let reasons = checks::run(&evidence, &self.policy, &self.restricted);
-        let total = reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
-        let score = total.min(100);
+        let (score, verdict) = self.score(&reasons);
         VerifyOutcome {
             success: true,
-            verdict: self.policy.verdict(total),
-            score: u8::try_from(score).unwrap_or(100),
+            verdict,
+            score,
             reasons,
             error_codes: Vec::new(),
             network: Some(Network::new(input.remote_ip, facts)),
