@@ -16,6 +16,7 @@ use axum::routing::get;
 use meridian_verifier::clock::{Clock, SystemClock};
 use meridian_verifier::geo::IpIntel;
 use meridian_verifier::http::{ApiState, VerifySecret, router};
+use meridian_verifier::net::TrustedProxies;
 use meridian_verifier::replay::MemoryReplayStore;
 use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Policy, Verifier, VerifyInput};
 use serde::Deserialize;
@@ -42,6 +43,9 @@ pub struct DemoConfig {
     /// Sample network origins a visitor can pretend to come from (demo
     /// only: `meridian serve` has no such thing).
     pub simulated_origins: Vec<SimulatedOrigin>,
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` the demo
+    /// believes (none by default).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A sample IP the demo lets a visitor on localhost pretend to come from.
@@ -108,6 +112,10 @@ impl DemoConfig {
             );
         }
         let intel = IpIntel::open(country_db.as_deref(), asn_db.as_deref()).map_err(|e| e.to_string())?;
+        let proxies = std::env::var("MERIDIAN_TRUSTED_PROXIES").unwrap_or_default();
+        let trusted_proxies =
+            TrustedProxies::parse(proxies.split(',').map(str::trim).filter(|p| !p.is_empty()))
+                .map_err(|e| format!("MERIDIAN_TRUSTED_PROXIES: {e}"))?;
         Ok(Self {
             home,
             origins: local_origins(listen),
@@ -118,6 +126,7 @@ impl DemoConfig {
             policy: demo_policy(),
             intel: Arc::new(intel),
             simulated_origins: default_simulated_origins(),
+            trusted_proxies,
         })
     }
 }
@@ -159,7 +168,8 @@ pub fn app(config: DemoConfig) -> Result<Router, String> {
     let verifier =
         Verifier::new(Keys { collector, challenge }, policy, Arc::new(MemoryReplayStore::new(100_000)))
             .with_intel(config.intel);
-    let api = ApiState::new(verifier, vec![config.verify_secret], config.clock);
+    let api = ApiState::new(verifier, vec![config.verify_secret], config.clock)
+        .with_trusted_proxies(config.trusted_proxies);
     let pages = Router::new()
         .route("/", get(login_page))
         .route("/login", get(login_page).post(login))
@@ -193,7 +203,7 @@ async fn login(
     let simulated = state.simulated.iter().find(|o| o.ip.to_string() == form.simulate);
     let input = VerifyInput {
         token: &form.token,
-        remote_ip: simulated.map_or(peer.ip(), |o| o.ip),
+        remote_ip: simulated.map_or_else(|| state.api.client_ip(peer.ip(), &headers), |o| o.ip),
         accept_language,
         expected_action: Some("login"),
         expected_origin: None,

@@ -66,6 +66,27 @@ pub async fn start_demo() -> DemoServer {
 /// # Panics
 /// When the demo cannot start.
 pub async fn start_demo_with(intel: meridian_verifier::geo::IpIntel) -> DemoServer {
+    start_demo_configured(DemoOptions { intel, ..DemoOptions::default() }).await
+}
+
+/// How to start the demo.
+#[derive(Debug, Default)]
+pub struct DemoOptions {
+    /// IP databases (none by default).
+    pub intel: meridian_verifier::geo::IpIntel,
+    /// The policy; the demo's own (`CN` restricted) when `None`.
+    pub policy: Option<meridian_verifier::Policy>,
+    /// Proxies whose `X-Forwarded-For` is believed, e.g. `127.0.0.1/32`, so
+    /// a browser can present any client IP through [`Browser::forward_for`].
+    pub trusted_proxies: meridian_verifier::net::TrustedProxies,
+}
+
+/// Starts the demo as `options` say.
+///
+/// # Panics
+/// When the demo cannot start.
+pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
+    let DemoOptions { intel, policy, trusted_proxies } = options;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
     let clock = Arc::new(ShiftedClock::default());
@@ -76,7 +97,7 @@ pub async fn start_demo_with(intel: meridian_verifier::geo::IpIntel) -> DemoServ
         generated_secret: None,
         challenge_key: ChallengeKey::random(1).unwrap_or_else(|e| panic!("{e}")),
         clock: clock.clone() as Arc<dyn Clock>,
-        policy: meridian_demo::demo_policy(),
+        policy: policy.unwrap_or_else(meridian_demo::demo_policy),
         intel: Arc::new(intel),
         simulated_origins: vec![
             meridian_demo::SimulatedOrigin {
@@ -85,6 +106,7 @@ pub async fn start_demo_with(intel: meridian_verifier::geo::IpIntel) -> DemoServ
             },
             meridian_demo::SimulatedOrigin { label: "Japan (test range)".into(), ip: [192, 0, 2, 70].into() },
         ],
+        trusted_proxies,
     };
     let app = meridian_demo::app(config).unwrap_or_else(|e| panic!("demo: {e}"));
     let task = tokio::spawn(async move {
@@ -263,6 +285,20 @@ impl Browser {
         }
     }
 
+    /// Makes every request of the browser carry `X-Forwarded-For: ip`, so a
+    /// demo trusting loopback as its proxy sees the browser as `ip`.
+    ///
+    /// # Panics
+    /// When chromedriver refuses the CDP commands.
+    pub async fn forward_for(&self, ip: std::net::IpAddr) {
+        self.cdp("Network.enable", serde_json::json!({})).await;
+        self.cdp(
+            "Network.setExtraHTTPHeaders",
+            serde_json::json!({ "headers": { "X-Forwarded-For": ip.to_string() } }),
+        )
+        .await;
+    }
+
     /// Evaluates a JavaScript expression in the page.
     ///
     /// # Panics
@@ -298,4 +334,68 @@ pub fn error_codes(body: &serde_json::Value) -> Vec<String> {
         .as_array()
         .map(|codes| codes.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
+}
+
+/// Page scripts that spoof the time zone or languages the way extensions
+/// and anti-detect tools do, injected before any page script through
+/// [`BrowserOptions::init_script`].
+pub mod spoof {
+    /// `resolvedOptions().timeZone` reports `zone`.
+    pub fn zone_name(zone: &str) -> String {
+        format!(
+            "const realResolved = Intl.DateTimeFormat.prototype.resolvedOptions;
+             Intl.DateTimeFormat.prototype.resolvedOptions = {{
+               resolvedOptions() {{ const o = realResolved.call(this); o.timeZone = {zone:?}; return o; }}
+             }}.resolvedOptions;\n"
+        )
+    }
+
+    /// `getTimezoneOffset` returns `minutes_west` for every date.
+    pub fn offset(minutes_west: i32) -> String {
+        format!(
+            "Date.prototype.getTimezoneOffset = {{ getTimezoneOffset() {{ return {minutes_west}; }} }}.getTimezoneOffset;\n"
+        )
+    }
+
+    /// Zone name and `getTimezoneOffset` both follow `zone`, with offsets
+    /// computed honestly by Intl for each date, so the lie is consistent.
+    pub fn consistent(zone: &str) -> String {
+        format!(
+            "const spoofParts = new Intl.DateTimeFormat('en-US', {{ timeZone: {zone:?}, hourCycle: 'h23',
+               year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric' }});
+             const realFormatToParts = Intl.DateTimeFormat.prototype.formatToParts;
+             function spoofOffset(date) {{
+               const p = Object.fromEntries(realFormatToParts.call(spoofParts, date).map(x => [x.type, x.value]));
+               const wall = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute);
+               return Math.round((Math.floor(date.getTime() / 60000) * 60000 - wall) / 60000);
+             }}
+             {}
+             Date.prototype.getTimezoneOffset = {{ getTimezoneOffset() {{ return spoofOffset(this); }} }}.getTimezoneOffset;\n",
+            zone_name(zone)
+        )
+    }
+
+    /// [`consistent`], with `Function.prototype.toString` patched so the
+    /// replaced functions print as native code.
+    pub fn hidden(zone: &str) -> String {
+        format!(
+            "{}
+             const realToString = Function.prototype.toString;
+             const disguised = new Map();
+             const fakeToString = {{ toString() {{ return disguised.get(this) ?? realToString.call(this); }} }}.toString;
+             disguised.set(fakeToString, 'function toString() {{ [native code] }}');
+             disguised.set(Intl.DateTimeFormat.prototype.resolvedOptions, 'function resolvedOptions() {{ [native code] }}');
+             disguised.set(Date.prototype.getTimezoneOffset, 'function getTimezoneOffset() {{ [native code] }}');
+             Function.prototype.toString = fakeToString;\n",
+            consistent(zone)
+        )
+    }
+
+    /// `navigator.language` and `navigator.languages` report `language`.
+    pub fn languages(language: &str) -> String {
+        format!(
+            "Object.defineProperty(Navigator.prototype, 'languages', {{ get: () => [{language:?}], configurable: true }});
+             Object.defineProperty(Navigator.prototype, 'language', {{ get: () => {language:?}, configurable: true }});\n"
+        )
+    }
 }

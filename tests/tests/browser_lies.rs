@@ -3,51 +3,8 @@
 //! extensions and anti-detect browsers do it, are flagged; clean browsers in
 //! many zones and locales are not.
 
-use meridian_tests::{BrowserOptions, start_browser, start_demo, verify};
+use meridian_tests::{BrowserOptions, spoof, start_browser, start_demo, verify};
 use serde_json::{Value, json};
-
-const RESOLVED_OPTIONS: &str = r#"
-  const realResolved = Intl.DateTimeFormat.prototype.resolvedOptions;
-  Intl.DateTimeFormat.prototype.resolvedOptions = {
-    resolvedOptions() { const o = realResolved.call(this); o.timeZone = 'America/New_York'; return o; }
-  }.resolvedOptions;
-"#;
-
-/// New York's offset for a date, computed honestly with Intl (so the lie is
-/// consistent with the claimed zone).
-const NEW_YORK_OFFSET: &str = r#"
-  const nyParts = new Intl.DateTimeFormat('en-US', { timeZone: 'America/New_York', hourCycle: 'h23',
-    year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric' });
-  const realFormatToParts = Intl.DateTimeFormat.prototype.formatToParts;
-  function newYorkOffset(date) {
-    const p = Object.fromEntries(realFormatToParts.call(nyParts, date).map(x => [x.type, x.value]));
-    const wall = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute);
-    return Math.round((Math.floor(date.getTime() / 60000) * 60000 - wall) / 60000);
-  }
-"#;
-
-const OFFSET_300: &str = r#"
-  Date.prototype.getTimezoneOffset = { getTimezoneOffset() { return 300; } }.getTimezoneOffset;
-"#;
-
-const OFFSET_CONSISTENT: &str = r#"
-  Date.prototype.getTimezoneOffset = { getTimezoneOffset() { return newYorkOffset(this); } }.getTimezoneOffset;
-"#;
-
-const LANGUAGES: &str = r#"
-  Object.defineProperty(Navigator.prototype, 'languages', { get: () => ['en-US'], configurable: true });
-  Object.defineProperty(Navigator.prototype, 'language', { get: () => 'en-US', configurable: true });
-"#;
-
-const HIDE_WITH_TOSTRING: &str = r#"
-  const realToString = Function.prototype.toString;
-  const disguised = new Map();
-  const fakeToString = { toString() { return disguised.get(this) ?? realToString.call(this); } }.toString;
-  disguised.set(fakeToString, 'function toString() { [native code] }');
-  disguised.set(Intl.DateTimeFormat.prototype.resolvedOptions, 'function resolvedOptions() { [native code] }');
-  disguised.set(Date.prototype.getTimezoneOffset, 'function getTimezoneOffset() { [native code] }');
-  Function.prototype.toString = fakeToString;
-"#;
 
 struct Spoof {
     name: &'static str,
@@ -60,27 +17,27 @@ fn spoofs() -> Vec<Spoof> {
     vec![
         Spoof {
             name: "resolvedOptions().timeZone reports America/New_York",
-            script: RESOLVED_OPTIONS.into(),
+            script: spoof::zone_name("America/New_York"),
             any_of: &["tampered_api", "tz_internal_inconsistent"],
         },
         Spoof {
             name: "only getTimezoneOffset returns 300",
-            script: OFFSET_300.into(),
+            script: spoof::offset(300),
             any_of: &["tampered_api", "tz_internal_inconsistent"],
         },
         Spoof {
             name: "zone and offset spoofed consistently, main world only",
-            script: format!("{NEW_YORK_OFFSET}{RESOLVED_OPTIONS}{OFFSET_CONSISTENT}"),
+            script: spoof::consistent("America/New_York"),
             any_of: &["worker_scope_mismatch", "tampered_api"],
         },
         Spoof {
             name: "navigator.languages says en-US",
-            script: LANGUAGES.into(),
+            script: spoof::languages("en-US"),
             any_of: &["tampered_api", "worker_scope_mismatch"],
         },
         Spoof {
             name: "consistent spoof hidden behind a patched Function.prototype.toString",
-            script: format!("{NEW_YORK_OFFSET}{RESOLVED_OPTIONS}{OFFSET_CONSISTENT}{HIDE_WITH_TOSTRING}"),
+            script: spoof::hidden("America/New_York"),
             any_of: &["tampered_api", "worker_scope_mismatch", "tz_internal_inconsistent"],
         },
     ]

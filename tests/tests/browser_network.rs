@@ -2,7 +2,9 @@
 //! zone and locale, the real collector, the HTTP API with `remote_ip` chosen
 //! per request, and small IP databases over documentation ranges.
 
-use meridian_tests::{BrowserOptions, start_browser, start_demo_with, verify};
+use meridian_tests::{
+    BrowserOptions, DemoOptions, start_browser, start_demo_configured, start_demo_with, verify,
+};
 use meridian_verifier::testkit::test_intel;
 use serde_json::{Value, json};
 
@@ -59,7 +61,7 @@ const CASES: &[Case] = &[
         locale: "de-DE",
         languages: "de-DE,de",
         remote_ip: "192.0.2.130",
-        verdict: "review",
+        verdict: "allow",
         must: &["tz_offset_mismatch"],
         must_not: &["tz_internal_inconsistent"],
     },
@@ -94,7 +96,14 @@ fn codes(body: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenarios_through_chromium_and_the_http_api() {
-    let demo = start_demo_with(test_intel()).await;
+    // The demo trusts loopback as its proxy and the browser sends
+    // X-Forwarded-For, so the challenge is issued to the case's IP too.
+    let demo = start_demo_configured(DemoOptions {
+        intel: test_intel(),
+        trusted_proxies: meridian_verifier::net::TrustedProxies::parse(["127.0.0.1/32"]).unwrap_or_default(),
+        ..DemoOptions::default()
+    })
+    .await;
     let mut failures = Vec::new();
     for case in CASES {
         let browser = start_browser(BrowserOptions {
@@ -104,6 +113,7 @@ async fn scenarios_through_chromium_and_the_http_api() {
             ..BrowserOptions::default()
         })
         .await;
+        browser.forward_for(case.remote_ip.parse().unwrap_or_else(|e| panic!("{e}"))).await;
         let token = browser.collect_token(&demo.origin, "login").await;
         let accept_language = browser.eval("navigator.languages.join(',')").await;
         let (status, body) = verify(

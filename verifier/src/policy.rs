@@ -27,10 +27,12 @@ use crate::verdict::{ReasonCode, Verdict};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Weights {
-    /// Claimed UTC offset is used nowhere in the IP country. Default 25:
-    /// travellers with a home clock trip it, so alone it only allows.
+    /// Claimed UTC offset is used nowhere in the IP country. Default 20:
+    /// travellers with a home clock trip it, together with the zone and
+    /// language mismatches they also trip (20 + 10 + 10), so the three
+    /// together still allow (docs/EVALUATION.md).
     pub tz_offset_mismatch: u32,
-    /// Claimed zone is not one of the IP country's zones. Default 15.
+    /// Claimed zone is not one of the IP country's zones. Default 10.
     pub tz_country_mismatch: u32,
     /// Zone name and reported offsets disagree per the tz database. Default
     /// 50: an honest browser cannot produce it.
@@ -48,7 +50,8 @@ pub struct Weights {
     /// IP in a restricted region. Default 100 (deny on its own).
     pub restricted_region_ip: u32,
     /// Zone plus locale or language point into a restricted region while
-    /// the IP is elsewhere. Default 70 (deny together with a zone mismatch).
+    /// the IP is elsewhere. Default 75 (deny together with the zone
+    /// mismatch that always comes with it).
     pub restricted_region_claim: u32,
     /// IP of a hosting, cloud or VPN network. Default 25.
     pub hosting_ip: u32,
@@ -63,8 +66,8 @@ pub struct Weights {
 impl Default for Weights {
     fn default() -> Self {
         Self {
-            tz_offset_mismatch: 25,
-            tz_country_mismatch: 15,
+            tz_offset_mismatch: 20,
+            tz_country_mismatch: 10,
             tz_internal_inconsistent: 50,
             locale_country_mismatch: 10,
             accept_language_mismatch: 25,
@@ -72,7 +75,7 @@ impl Default for Weights {
             worker_scope_mismatch: 50,
             clock_skew: 10,
             restricted_region_ip: 100,
-            restricted_region_claim: 70,
+            restricted_region_claim: 75,
             hosting_ip: 25,
             ip_changed: 10,
             automation: 40,

@@ -1,0 +1,409 @@
+//! Runs cases through the real verifier and tallies the results.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use meridian_verifier::replay::MemoryReplayStore;
+use meridian_verifier::testkit::Minter;
+use meridian_verifier::verdict::Verdict;
+use meridian_verifier::{Policy, Verifier, VerifyInput};
+
+use crate::corpus::{Case, Class};
+use crate::simulate;
+
+/// The minter seed of the evaluation deployment.
+pub const MINTER_SEED: u8 = 0x3e;
+
+/// What the verifier said about one case.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The case's id.
+    pub id: String,
+    /// Its family.
+    pub family: String,
+    /// Its label.
+    pub class: Class,
+    /// Who it is.
+    pub story: String,
+    /// The verdict (`None` when the token was rejected, which no case expects).
+    pub verdict: Option<Verdict>,
+    /// The risk score.
+    pub score: u8,
+    /// Reason codes with their weights, strongest first.
+    pub reasons: Vec<(String, u32)>,
+    /// Error codes, when the token was rejected.
+    pub errors: Vec<String>,
+}
+
+impl Outcome {
+    /// Whether the verdict is the right one for the label.
+    pub fn correct(&self) -> bool {
+        match self.class {
+            Class::Honest => self.verdict == Some(Verdict::Allow),
+            Class::Evasion => matches!(self.verdict, Some(Verdict::Review | Verdict::Deny)),
+        }
+    }
+}
+
+/// The policies cases name.
+///
+/// # Errors
+/// On a policy name the evaluation does not know.
+pub fn policy(name: &str) -> Result<Policy, String> {
+    match name {
+        "restrict-cn" => Ok(Policy { restricted_regions: vec!["CN".into()], ..Policy::default() }),
+        "neutral" => Ok(Policy::default()),
+        other => Err(format!("unknown policy {other:?}")),
+    }
+}
+
+/// A verifier per policy, over the evaluation's IP databases.
+pub struct Deployment {
+    minter: Minter,
+    verifiers: BTreeMap<String, Verifier>,
+}
+
+impl Deployment {
+    /// The deployment every library evaluation uses.
+    pub fn new() -> Self {
+        let minter = Minter::new(MINTER_SEED);
+        let intel = Arc::new(crate::world::intel());
+        let verifiers = ["restrict-cn", "neutral"]
+            .into_iter()
+            .filter_map(|name| {
+                let store = Arc::new(MemoryReplayStore::new(100_000));
+                let verifier =
+                    Verifier::new(minter.keys.clone(), policy(name).ok()?, store).with_intel(intel.clone());
+                Some((name.to_owned(), verifier))
+            })
+            .collect();
+        Self { minter, verifiers }
+    }
+
+    /// The test minter.
+    pub fn minter(&self) -> &Minter {
+        &self.minter
+    }
+
+    /// Verifies case number `index` as if it happened at `at`.
+    ///
+    /// # Errors
+    /// When the case cannot be simulated or names an unknown policy.
+    pub async fn run(&self, case: &Case, index: usize, at: Timestamp) -> Result<Outcome, String> {
+        let login = simulate::login(case, &self.minter, index, at)?;
+        let verifier = self
+            .verifiers
+            .get(&case.policy)
+            .ok_or_else(|| format!("{}: unknown policy {}", case.id, case.policy))?;
+        let input = VerifyInput {
+            token: &login.token,
+            remote_ip: login.remote_ip,
+            accept_language: Some(&login.accept_language),
+            expected_action: Some("login"),
+            expected_origin: None,
+        };
+        let outcome = verifier.verify(&input, login.now).await;
+        Ok(Outcome {
+            id: case.id.clone(),
+            family: case.family.clone(),
+            class: case.class,
+            story: case.story.clone(),
+            verdict: outcome.success.then_some(outcome.verdict),
+            score: outcome.score,
+            reasons: outcome.reasons.iter().map(|r| (code_name(&r.code), r.weight)).collect(),
+            errors: outcome.error_codes.iter().map(|c| c.as_str().to_owned()).collect(),
+        })
+    }
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A code as the API writes it.
+fn code_name(code: &impl serde::Serialize) -> String {
+    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Every case through the library, each at its own instant.
+///
+/// # Errors
+/// The first case that cannot be run.
+pub async fn library(cases: &[Case]) -> Result<Vec<Outcome>, String> {
+    let deployment = Deployment::new();
+    let mut outcomes = Vec::with_capacity(cases.len());
+    for (index, case) in cases.iter().enumerate() {
+        outcomes.push(deployment.run(case, index, case.at).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Verdict counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// `allow`.
+    pub allow: usize,
+    /// `review`.
+    pub review: usize,
+    /// `deny`.
+    pub deny: usize,
+    /// Token rejected (never expected).
+    pub rejected: usize,
+}
+
+impl Tally {
+    fn add(&mut self, verdict: Option<Verdict>) {
+        match verdict {
+            Some(Verdict::Allow) => self.allow += 1,
+            Some(Verdict::Review) => self.review += 1,
+            Some(Verdict::Deny) => self.deny += 1,
+            None => self.rejected += 1,
+        }
+    }
+
+    /// Cases counted.
+    pub fn total(&self) -> usize {
+        self.allow + self.review + self.deny + self.rejected
+    }
+}
+
+/// The figures the targets are stated in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Honest cases by verdict.
+    pub honest: Tally,
+    /// Evasion cases by verdict.
+    pub evasion: Tally,
+    /// Per family: label and verdicts.
+    pub families: BTreeMap<String, (Class, Tally)>,
+}
+
+fn percent(part: usize, whole: usize) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+}
+
+impl Summary {
+    /// Tallies outcomes.
+    pub fn of(outcomes: &[Outcome]) -> Self {
+        let mut summary =
+            Self { honest: Tally::default(), evasion: Tally::default(), families: BTreeMap::new() };
+        for outcome in outcomes {
+            match outcome.class {
+                Class::Honest => summary.honest.add(outcome.verdict),
+                Class::Evasion => summary.evasion.add(outcome.verdict),
+            }
+            summary
+                .families
+                .entry(outcome.family.clone())
+                .or_insert((outcome.class, Tally::default()))
+                .1
+                .add(outcome.verdict);
+        }
+        summary
+    }
+
+    /// Evasion sent to review or deny, percent.
+    pub fn evasion_caught(&self) -> f64 {
+        percent(self.evasion.review + self.evasion.deny, self.evasion.total())
+    }
+
+    /// Honest users denied, percent.
+    pub fn honest_denied(&self) -> f64 {
+        percent(self.honest.deny, self.honest.total())
+    }
+
+    /// Honest users sent to review, percent.
+    pub fn honest_reviewed(&self) -> f64 {
+        percent(self.honest.review, self.honest.total())
+    }
+}
+
+fn verdict_name(verdict: Option<Verdict>) -> &'static str {
+    match verdict {
+        Some(Verdict::Allow) => "allow",
+        Some(Verdict::Review) => "review",
+        Some(Verdict::Deny) => "deny",
+        None => "rejected",
+    }
+}
+
+fn reasons_text(outcome: &Outcome) -> String {
+    if outcome.reasons.is_empty() && outcome.errors.is_empty() {
+        return "—".into();
+    }
+    let mut parts: Vec<String> = outcome.reasons.iter().map(|(code, w)| format!("`{code}` {w}")).collect();
+    parts.extend(outcome.errors.iter().map(|e| format!("error `{e}`")));
+    parts.join(", ")
+}
+
+/// The library section of docs/EVALUATION.md: deterministic, so the test
+/// suite can prove the committed figures are current.
+pub fn library_report(cases: &[Case], outcomes: &[Outcome]) -> String {
+    let summary = Summary::of(outcomes);
+    let mut out = String::new();
+    let row = |tally: &Tally| {
+        let t = tally.total();
+        format!(
+            "| {} ({:.1} %) | {} ({:.1} %) | {} ({:.1} %) | {} |",
+            tally.allow,
+            percent(tally.allow, t),
+            tally.review,
+            percent(tally.review, t),
+            tally.deny,
+            percent(tally.deny, t),
+            t
+        )
+    };
+    let _ = writeln!(
+        out,
+        "{} cases: {} honest, {} evasion.\n",
+        cases.len(),
+        summary.honest.total(),
+        summary.evasion.total()
+    );
+    let _ = writeln!(out, "### Confusion matrix\n");
+    let _ = writeln!(out, "| class | allow | review | deny | cases |\n|---|---|---|---|---|");
+    let _ = writeln!(out, "| honest {}", row(&summary.honest));
+    let _ = writeln!(out, "| evasion {}", row(&summary.evasion));
+    if summary.honest.rejected + summary.evasion.rejected > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} tokens were rejected outright (no verdict) — a defect in the evaluation.",
+            summary.honest.rejected + summary.evasion.rejected
+        );
+    }
+
+    let _ = writeln!(out, "\n### Targets\n");
+    let _ = writeln!(out, "| target | measured | met |\n|---|---|---|");
+    let yes = |met: bool| if met { "yes" } else { "**no**" };
+    let caught = summary.evasion_caught();
+    let denied = summary.honest_denied();
+    let reviewed = summary.honest_reviewed();
+    let _ =
+        writeln!(out, "| evasion caught (review or deny) ≥ 95 % | {caught:.1} % | {} |", yes(caught >= 95.0));
+    let _ = writeln!(out, "| honest users denied ≤ 0.5 % | {denied:.1} % | {} |", yes(denied <= 0.5));
+    let _ =
+        writeln!(out, "| honest users sent to review ≤ 3 % | {reviewed:.1} % | {} |", yes(reviewed <= 3.0));
+    for (id, expected, label) in [
+        (
+            "anchor-motivating",
+            Some(Verdict::Deny),
+            "motivating case (Asia/Shanghai, zh-CN, SG IP, CN restricted) denied",
+        ),
+        ("anchor-german-in-tokyo", Some(Verdict::Allow), "German traveller in Tokyo allowed"),
+    ] {
+        let found = outcomes.iter().find(|o| o.id == id);
+        let verdict = found.and_then(|o| o.verdict);
+        let _ = writeln!(
+            out,
+            "| {label} | {} (score {}) | {} |",
+            verdict_name(verdict),
+            found.map_or(0, |o| o.score),
+            yes(verdict == expected)
+        );
+    }
+
+    let _ = writeln!(out, "\n### By family\n");
+    let _ = writeln!(
+        out,
+        "| family | class | cases | allow | review | deny | right |\n|---|---|---|---|---|---|---|"
+    );
+    for (family, (class, tally)) in &summary.families {
+        let right = match class {
+            Class::Honest => tally.allow,
+            Class::Evasion => tally.review + tally.deny,
+        };
+        let _ = writeln!(
+            out,
+            "| {family} | {} | {} | {} | {} | {} | {:.0} % |",
+            if *class == Class::Honest { "honest" } else { "evasion" },
+            tally.total(),
+            tally.allow,
+            tally.review,
+            tally.deny,
+            percent(right, tally.total())
+        );
+    }
+
+    // How close the verdicts are to flipping.
+    let closest_caught =
+        outcomes.iter().filter(|o| o.class == Class::Evasion && o.correct()).min_by_key(|o| o.score);
+    let closest_allowed =
+        outcomes.iter().filter(|o| o.class == Class::Honest && o.correct()).max_by_key(|o| o.score);
+    let _ = writeln!(out, "\n### Margins\n");
+    if let Some(o) = closest_caught {
+        let _ = writeln!(
+            out,
+            "- Lowest-scoring evasion still caught: {} at {} ({}).",
+            o.id,
+            o.score,
+            reasons_text(o)
+        );
+    }
+    if let Some(o) = closest_allowed {
+        let _ = writeln!(
+            out,
+            "- Highest-scoring honest case still allowed: {} at {} ({}).",
+            o.id,
+            o.score,
+            reasons_text(o)
+        );
+    }
+
+    let mut honest_wrong: Vec<&Outcome> =
+        outcomes.iter().filter(|o| o.class == Class::Honest && !o.correct()).collect();
+    honest_wrong.sort_by(|a, b| b.score.cmp(&a.score).then(a.id.cmp(&b.id)));
+    let _ = writeln!(out, "\n### Worst false positives (honest, not allowed)\n");
+    if honest_wrong.is_empty() {
+        let _ = writeln!(out, "None.");
+    } else {
+        let _ = writeln!(out, "| case | verdict | score | reasons | who |\n|---|---|---|---|---|");
+        for o in honest_wrong.iter().take(15) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                o.id,
+                verdict_name(o.verdict),
+                o.score,
+                reasons_text(o),
+                o.story
+            );
+        }
+        if honest_wrong.len() > 15 {
+            let _ = writeln!(out, "\n…and {} more.", honest_wrong.len() - 15);
+        }
+    }
+
+    let mut missed: Vec<&Outcome> =
+        outcomes.iter().filter(|o| o.class == Class::Evasion && !o.correct()).collect();
+    missed.sort_by(|a, b| a.score.cmp(&b.score).then(a.id.cmp(&b.id)));
+    let _ = writeln!(out, "\n### Misses (evasion allowed)\n");
+    if missed.is_empty() {
+        let _ = writeln!(out, "None.");
+    } else {
+        let _ = writeln!(out, "| case | score | reasons | who |\n|---|---|---|---|");
+        for o in missed.iter().take(15) {
+            let _ = writeln!(out, "| {} | {} | {} | {} |", o.id, o.score, reasons_text(o), o.story);
+        }
+        if missed.len() > 15 {
+            let _ = writeln!(out, "\n…and {} more.", missed.len() - 15);
+        }
+    }
+
+    let mut counts: BTreeMap<&str, [usize; 2]> = BTreeMap::new();
+    for o in outcomes {
+        for (code, _) in &o.reasons {
+            counts.entry(code.as_str()).or_default()[usize::from(o.class == Class::Evasion)] += 1;
+        }
+    }
+    let _ = writeln!(out, "\n### How often each reason fires\n");
+    let _ = writeln!(out, "| reason | honest cases | evasion cases |\n|---|---|---|");
+    for (code, [honest, evasion]) in counts {
+        let _ = writeln!(out, "| `{code}` | {honest} | {evasion} |");
+    }
+    out
+}

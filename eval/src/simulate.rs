@@ -1,0 +1,155 @@
+//! What a case's browser would sign: the claims the collector makes in a
+//! browser with the case's zone, locale, languages, clock and page spoof.
+//!
+//! This is a model of the collector (`collector-wasm/src/signals`); the
+//! browser sample (`crate::browser`) runs the real collector in Chromium on
+//! the same cases and reports where the two disagree.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use jiff::civil::date;
+use jiff::tz::TimeZone;
+use meridian_protocol::{Claims, IntegrityClaims, ScopeClaims};
+use meridian_verifier::testkit::Minter;
+
+use crate::corpus::{Case, Spoof};
+use crate::world;
+
+/// One login as the verifier receives it.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The signed token.
+    pub token: String,
+    /// The IP the backend saw.
+    pub remote_ip: IpAddr,
+    /// The login's `Accept-Language` header.
+    pub accept_language: String,
+    /// When the backend verifies.
+    pub now: Timestamp,
+}
+
+/// The case's login IP and the IP its challenge was fetched from.
+pub fn ips(case: &Case, index: usize) -> (IpAddr, IpAddr) {
+    let remote = world::ip(&case.login_from, index);
+    let challenge = case.challenge_from.as_ref().map_or(remote, |origin| world::ip(origin, index));
+    (remote, challenge)
+}
+
+fn offset_min(tz: &TimeZone, at: Timestamp) -> i32 {
+    tz.to_offset(at).seconds() / 60
+}
+
+/// The instant of local midnight on `month`/1 of `year` in `tz`, as
+/// `new Date(year, month - 1, 1)` makes it.
+fn local_midnight(tz: &TimeZone, year: i16, month: i8) -> Option<Timestamp> {
+    date(year, month, 1).to_zoned_datetime(tz.clone()).ok().map(|z| z.timestamp())
+}
+
+/// The claims of the case's browser, bound to a challenge issued at `at`.
+///
+/// # Errors
+/// When the case names a zone the tz database does not know.
+pub fn claims(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Result<Claims, String> {
+    let real = TimeZone::get(&case.zone).map_err(|e| format!("{}: zone {}: {e}", case.id, case.zone))?;
+    let (_, challenge_ip) = ips(case, index);
+    let skew_ms = i64::from(case.skew_s) * 1000;
+    let issued_ms = at.as_millisecond() - 1_500;
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&(index as u64).to_le_bytes());
+    nonce[8..].copy_from_slice(&at.as_millisecond().to_le_bytes());
+    let mut claims = minter.claims(challenge_ip, issued_ms, nonce);
+    claims.clock.received_at_ms = issued_ms + 3 + skew_ms;
+    claims.clock.round_trip_ms = 6;
+    claims.signed_at_ms = at.as_millisecond() + skew_ms;
+
+    // The browser computes "now" on its own clock.
+    let browser_now =
+        Timestamp::from_millisecond(claims.signed_at_ms).map_err(|e| format!("{}: {e}", case.id))?;
+    let year = browser_now.to_zoned_datetime(real.clone()).year();
+    let jan = local_midnight(&real, year, 1).ok_or("no 1 January")?;
+    let jul = local_midnight(&real, year, 7).ok_or("no 1 July")?;
+    let old = date(1880, 1, 1).to_zoned_datetime(real.clone()).map_err(|e| e.to_string())?;
+
+    claims.time_zone.zone = case.zone.clone();
+    claims.time_zone.offset_now_min = offset_min(&real, browser_now);
+    claims.time_zone.offset_jan_min = offset_min(&real, jan);
+    claims.time_zone.offset_jul_min = offset_min(&real, jul);
+    claims.locale.locale = case.locale.clone();
+    claims.locale.language = case.languages.first().cloned().unwrap_or_else(|| case.locale.clone());
+    claims.locale.languages = case.languages.clone();
+    let real_offset = claims.time_zone.offset_now_min;
+    let mut integrity = IntegrityClaims {
+        webdriver: false,
+        non_native: Vec::new(),
+        historical_offset_s: old.offset().seconds(),
+        intl_offset_min: real_offset,
+        string_offset_min: Some(real_offset),
+    };
+    let worker = ScopeClaims {
+        zone: case.zone.clone(),
+        offset_now_min: real_offset,
+        locale: case.locale.clone(),
+        languages: case.languages.clone(),
+    };
+
+    // A spoof changes what the page's own functions report; the pristine
+    // realm, the Intl formatter and the worker still see the real browser.
+    let follow = |claims: &mut Claims, integrity: &mut IntegrityClaims, zone: &str| -> Result<(), String> {
+        let target = TimeZone::get(zone).map_err(|e| format!("{}: spoof zone {zone}: {e}", case.id))?;
+        claims.time_zone.zone = zone.to_owned();
+        claims.time_zone.offset_now_min = offset_min(&target, browser_now);
+        claims.time_zone.offset_jan_min = offset_min(&target, jan);
+        claims.time_zone.offset_jul_min = offset_min(&target, jul);
+        // The spoofing script rounds to whole minutes.
+        integrity.historical_offset_s = offset_min(&target, old.timestamp()) * 60;
+        integrity.non_native = vec![
+            "Intl.DateTimeFormat.prototype.resolvedOptions".into(),
+            "Date.prototype.getTimezoneOffset".into(),
+        ];
+        Ok(())
+    };
+    match &case.spoof {
+        None => {}
+        Some(Spoof::ZoneName { zone }) => {
+            claims.time_zone.zone = zone.clone();
+            integrity.non_native = vec!["Intl.DateTimeFormat.prototype.resolvedOptions".into()];
+        }
+        Some(Spoof::Offset { minutes_west }) => {
+            claims.time_zone.offset_now_min = -minutes_west;
+            claims.time_zone.offset_jan_min = -minutes_west;
+            claims.time_zone.offset_jul_min = -minutes_west;
+            integrity.historical_offset_s = -minutes_west * 60;
+            integrity.non_native = vec!["Date.prototype.getTimezoneOffset".into()];
+        }
+        Some(Spoof::Consistent { zone }) => follow(&mut claims, &mut integrity, zone)?,
+        Some(Spoof::Hidden { zone }) => {
+            follow(&mut claims, &mut integrity, zone)?;
+            integrity.non_native.push("Function.prototype.toString".into());
+        }
+        Some(Spoof::Languages { language }) => {
+            claims.locale.language = language.clone();
+            claims.locale.languages = vec![language.clone()];
+            integrity.non_native = vec!["navigator.language".into(), "navigator.languages".into()];
+        }
+    }
+    claims.integrity = Some(integrity);
+    claims.worker = Some(worker);
+    Ok(claims)
+}
+
+/// The login of case number `index`, happening at `at` (the case's own
+/// instant, or now for the browser sample).
+///
+/// # Errors
+/// As [`claims`].
+pub fn login(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Result<Login, String> {
+    let claims = claims(case, minter, index, at)?;
+    let (remote_ip, _) = ips(case, index);
+    Ok(Login {
+        token: minter.sign(&claims),
+        remote_ip,
+        accept_language: case.accept_language.clone(),
+        now: at + jiff::SignedDuration::from_millis(500),
+    })
+}
