@@ -1,20 +1,39 @@
 // Meridian drop-in loader.
 //
-//   <script type="module" src="/pkg/meridian.js"></script>
-//   <form data-meridian="login"> … </form>
+//   <script type="module" src="https://verifier.example/pkg/meridian.js"
+//           data-action="login"></script>
+//   <form data-meridian> … </form>
 //
-// Before a marked form submits, it fetches a challenge, collects the
+// Before a marked form submits, it fetches a fresh challenge, collects the
 // browser's signals, and puts the signed token into the form's
-// <input type="hidden" name="meridian-token"> (created when missing).
+// <input type="hidden" name="meridian-token"> (created when missing), so a
+// page left open for hours still submits a live token. If the verifier is
+// unreachable or WebAssembly cannot run, the form submits anyway with a
+// `meridian-error:<kind>` marker the verifier reports as `collector-error`.
+//
+// Script attributes (all optional): data-action (default "login"),
+// data-challenge-url (default: /v1/challenge on the script's origin),
+// data-forms (a CSS selector, default "form[data-meridian]"). A form's own
+// data-meridian="<action>" and data-meridian-challenge-url win.
 // Single-page apps call `collect()` themselves.
 import init, { collect as collectToken, keyId } from './meridian_collector.js';
 
 const here = new URL(import.meta.url);
 /** Resolves when the WebAssembly module is loaded and started. */
 export const ready = init({ module_or_path: new URL('meridian_collector_bg.wasm', here) });
+// Callers see a failure through collect(); an unloaded module is not an
+// unhandled rejection of the page.
+ready.catch(() => {});
 
-/** Default challenge endpoint: the verifier that serves this script. */
-export const defaultChallengeUrl = new URL('/v1/challenge', here).href;
+/** The <script> element that loaded this module, if any. */
+const script =
+  typeof document === 'undefined'
+    ? null
+    : [...document.querySelectorAll('script[type="module"][src]')].find((s) => s.src === here.href) || null;
+const settings = (script && script.dataset) || {};
+
+/** Default challenge endpoint: the script tag's, or the verifier that serves this script. */
+export const defaultChallengeUrl = settings.challengeUrl || new URL('/v1/challenge', here).href;
 
 /**
  * Resolves to a signed token.
@@ -25,7 +44,7 @@ export async function collect(options = {}) {
   await ready;
   return collectToken({
     challengeUrl: options.challengeUrl || defaultChallengeUrl,
-    action: options.action || 'login',
+    action: options.action || settings.action || 'login',
   });
 }
 
@@ -63,7 +82,7 @@ export function attach(form, options = {}) {
     try {
       field.value = await collect({
         challengeUrl: options.challengeUrl || form.dataset.meridianChallengeUrl,
-        action: options.action || form.dataset.meridian,
+        action: options.action || form.dataset.meridian || undefined,
       });
     } catch (error) {
       // Never block the user: submit with a marker instead of a token; the
@@ -77,7 +96,7 @@ export function attach(form, options = {}) {
 }
 
 function attachAll() {
-  for (const form of document.querySelectorAll('form[data-meridian]')) attach(form);
+  for (const form of document.querySelectorAll(settings.forms || 'form[data-meridian]')) attach(form);
 }
 
 if (typeof document !== 'undefined') {

@@ -115,6 +115,64 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
     DemoServer { origin: format!("http://{address}"), clock, task }
 }
 
+/// A `meridian` HTTP API (the library's router, no demo pages) on a free
+/// loopback port, with the workspace's collector keys.
+pub struct VerifierServer {
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for VerifierServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a verifier that accepts tokens from pages on `page_origins`
+/// (CORS and allowed origins) and serves the built collector under `/pkg/`.
+///
+/// # Panics
+/// When set-up has not built the keys or the collector.
+pub async fn start_verifier(page_origins: &[String]) -> VerifierServer {
+    use meridian_verifier::{ChallengeKeys, CollectorKeys, Keys, Policy, Verifier};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let home = meridian_home();
+    let jwks = std::fs::read_to_string(home.join("keys/jwks.json"))
+        .unwrap_or_else(|e| panic!("keys/jwks.json: {e} (run scripts/setup)"));
+    let keys = Keys {
+        collector: CollectorKeys::from_jwks_json(&jwks).unwrap_or_else(|e| panic!("jwks: {e}")),
+        challenge: ChallengeKeys::new(vec![ChallengeKey::random(1).unwrap_or_else(|e| panic!("{e}"))], 120)
+            .unwrap_or_else(|| panic!("challenge keys")),
+    };
+    let policy = Policy { allowed_origins: page_origins.to_vec(), ..Policy::default() };
+    let verifier =
+        Verifier::new(keys, policy, Arc::new(meridian_verifier::replay::MemoryReplayStore::new(1000)));
+    let api = meridian_verifier::http::ApiState::new(
+        verifier,
+        vec![VerifySecret::new(VERIFY_SECRET).unwrap_or_else(|e| panic!("{e}"))],
+        Arc::new(meridian_verifier::clock::SystemClock),
+    )
+    .with_cors_origins(page_origins)
+    .with_collector_dir(home.join("pkg"));
+    let app = meridian_verifier::http::router(api);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    VerifierServer { origin: format!("http://{address}"), task }
+}
+
+/// A loopback listener for a test's own site, and its origin.
+///
+/// # Panics
+/// When no port is free.
+pub async fn site_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let origin = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}")));
+    (listener, origin)
+}
+
 /// A headless Chromium driven through its own chromedriver.
 pub struct Browser {
     /// The WebDriver client.

@@ -5,23 +5,12 @@
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, State};
 use axum::response::Html;
 use axum::routing::get;
-use meridian_tests::{BrowserOptions, VERIFY_SECRET, meridian_home, start_browser};
-use meridian_verifier::clock::SystemClock;
-use meridian_verifier::http::{ApiState, VerifySecret, router};
-use meridian_verifier::replay::MemoryReplayStore;
-use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Policy, Verifier};
-
-async fn listener() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    (listener, origin)
-}
+use meridian_tests::{BrowserOptions, VERIFY_SECRET, site_listener, start_browser, start_verifier};
 
 #[derive(Clone)]
 struct Shop {
@@ -30,12 +19,14 @@ struct Shop {
 }
 
 async fn page(State(shop): State<Shop>) -> Html<String> {
+    // Configured on the script tag: the action (checked by the backend),
+    // and the forms to attach.
     Html(format!(
         r#"<!doctype html><meta charset="utf-8"><title>Shop</title>
-<form method="post" action="/login" data-meridian="login">
+<form method="post" action="/login" class="sign-in">
   <input name="email" value="ada@example.com"><button id="sign-in">Sign in</button>
 </form>
-<script type="module" src="{}/pkg/meridian.js"></script>"#,
+<script type="module" src="{}/pkg/meridian.js" data-action="shop-login" data-forms="form.sign-in"></script>"#,
         shop.verifier
     ))
 }
@@ -57,7 +48,7 @@ async fn login(
         .json(&serde_json::json!({
             "token": form.token,
             "remote_ip": peer.ip().to_string(),
-            "expected_action": "login",
+            "expected_action": "shop-login",
             "expected_origin": shop.origin,
         }))
         .send()
@@ -79,25 +70,9 @@ fn html_escape(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_origin_uses_the_drop_in_from_the_verifier() {
-    let (verifier_listener, verifier_origin) = listener().await;
-    let (shop_listener, shop_origin) = listener().await;
-
-    let home = meridian_home();
-    let jwks = std::fs::read_to_string(home.join("keys/jwks.json")).unwrap();
-    let keys = Keys {
-        collector: CollectorKeys::from_jwks_json(&jwks).unwrap(),
-        challenge: ChallengeKeys::new(vec![ChallengeKey::random(1).unwrap()], 120).unwrap(),
-    };
-    let policy = Policy { allowed_origins: vec![shop_origin.clone()], ..Policy::default() };
-    let verifier = Verifier::new(keys, policy, Arc::new(MemoryReplayStore::new(1000)));
-    let api = ApiState::new(verifier, vec![VerifySecret::new(VERIFY_SECRET).unwrap()], Arc::new(SystemClock))
-        .with_cors_origins(std::slice::from_ref(&shop_origin))
-        .with_collector_dir(home.join("pkg"));
-    let verifier_task = tokio::spawn(async move {
-        let _ =
-            axum::serve(verifier_listener, router(api).into_make_service_with_connect_info::<SocketAddr>())
-                .await;
-    });
+    let (shop_listener, shop_origin) = site_listener().await;
+    let verifier = start_verifier(std::slice::from_ref(&shop_origin)).await;
+    let verifier_origin = verifier.origin.clone();
     let shop = Shop { origin: shop_origin.clone(), verifier: verifier_origin.clone() };
     let shop_app =
         Router::new().route("/", get(page)).route("/login", axum::routing::post(login)).with_state(shop);
@@ -115,6 +90,5 @@ async fn a_page_on_another_origin_uses_the_drop_in_from_the_verifier() {
     assert_eq!(verdict.attr("data-success").await.ok().flatten().as_deref(), Some("true"), "{text}");
     assert!(text.contains(&shop_origin), "the claims name the shop's origin: {text}");
 
-    verifier_task.abort();
     shop_task.abort();
 }
