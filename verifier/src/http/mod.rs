@@ -3,7 +3,10 @@
 //!
 //! [`router`] is a plain function of its state, so a backend can mount it in
 //! its own axum app and tests can drive it with `tower::ServiceExt::oneshot`.
+//! A backend that embeds the verifier takes [`Checked`] in its login
+//! handler instead: its own form plus the verdict.
 
+mod extract;
 mod metrics;
 mod routes;
 mod secret;
@@ -28,6 +31,7 @@ use crate::Verifier;
 use crate::clock::Clock;
 use crate::net::TrustedProxies;
 
+pub use extract::{CheckRejection, Checked, LoginCheck, MAX_FORM_BYTES, TOKEN_FIELD};
 pub use metrics::Metrics;
 
 pub use secret::VerifySecret;

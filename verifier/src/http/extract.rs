@@ -1,0 +1,361 @@
+//! An axum extractor for backends that embed the verifier: the login
+//! handler receives its own form and Meridian's verdict together.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{Router, routing::post, response::Html};
+//! use meridian_verifier::http::{Checked, LoginCheck};
+//! use meridian_verifier::verdict::Verdict;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Login { email: String }
+//!
+//! async fn login(login: Checked<Login>) -> Html<String> {
+//!     match login.verdict() {
+//!         Verdict::Allow => Html(format!("welcome, {}", login.form.email)),
+//!         Verdict::Review => Html("we sent you an e-mail to confirm it is you".into()),
+//!         Verdict::Deny => Html("sign-in refused".into()),
+//!     }
+//! }
+//!
+//! # fn app(verifier: meridian_verifier::Verifier) -> Router {
+//! Router::new()
+//!     .route("/login", post(login))
+//!     .with_state(LoginCheck::new(Arc::new(verifier)))
+//! // serve with `into_make_service_with_connect_info::<SocketAddr>()`
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::clock::{Clock, SystemClock};
+use crate::net::TrustedProxies;
+use crate::verdict::Verdict;
+use crate::{Verifier, VerifyInput, VerifyOutcome};
+
+/// The form field the drop-in fills.
+pub const TOKEN_FIELD: &str = "meridian-token";
+
+/// The largest login form [`Checked`] reads.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// What [`Checked`] needs from the app's state: the verifier, a clock, the
+/// trusted proxies, and what the token must be bound to.
+#[derive(Clone)]
+pub struct LoginCheck {
+    verifier: Arc<Verifier>,
+    clock: Arc<dyn Clock>,
+    proxies: Arc<TrustedProxies>,
+    action: Option<String>,
+    origin: Option<String>,
+}
+
+impl std::fmt::Debug for LoginCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginCheck")
+            .field("verifier", &self.verifier)
+            .field("action", &self.action)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoginCheck {
+    /// Checks with the system clock, no trusted proxies, and action `login`.
+    pub fn new(verifier: Arc<Verifier>) -> Self {
+        Self {
+            verifier,
+            clock: Arc::new(SystemClock),
+            proxies: Arc::new(TrustedProxies::none()),
+            action: Some("login".into()),
+            origin: None,
+        }
+    }
+
+    /// Another clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Believes `Forwarded`/`X-Forwarded-For` from these proxies.
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The action tokens must carry (`None`: any).
+    pub fn expect_action(mut self, action: Option<&str>) -> Self {
+        self.action = action.map(str::to_owned);
+        self
+    }
+
+    /// The page origin tokens must come from (`None`: the policy's list).
+    pub fn expect_origin(mut self, origin: Option<&str>) -> Self {
+        self.origin = origin.map(str::to_owned);
+        self
+    }
+}
+
+/// A URL-encoded form whose Meridian token has been verified: the handler's
+/// own fields in `form`, the verifier's answer in `outcome`.
+#[derive(Debug)]
+pub struct Checked<T> {
+    /// The form, deserialized (the token field is ignored unless `T` names it).
+    pub form: T,
+    /// The verification: verdict, score and reasons, or the error codes.
+    pub outcome: VerifyOutcome,
+}
+
+impl<T> Checked<T> {
+    /// The verdict; a token that failed verification (missing, replayed,
+    /// the drop-in's `collector-error` marker, …) counts as `deny`, and its
+    /// codes are in `outcome.error_codes`.
+    pub fn verdict(&self) -> Verdict {
+        if self.outcome.success { self.outcome.verdict } else { Verdict::Deny }
+    }
+}
+
+/// Why a request could not even be checked: the app or the client is
+/// broken, not the token.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckRejection {
+    /// The body is not `application/x-www-form-urlencoded`.
+    #[error("expected a form (application/x-www-form-urlencoded)")]
+    NotAForm,
+    /// The body is larger than [`MAX_FORM_BYTES`] or could not be read.
+    #[error("the form is too large or could not be read")]
+    Unreadable,
+    /// The form does not fit the handler's type.
+    #[error("invalid form: {0}")]
+    InvalidForm(String),
+    /// The app is not served with `into_make_service_with_connect_info`.
+    #[error(
+        "the client address is unknown: serve the app with into_make_service_with_connect_info::<SocketAddr>()"
+    )]
+    NoClientAddress,
+}
+
+impl IntoResponse for CheckRejection {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Self::NotAForm => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unreadable => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidForm(_) => StatusCode::BAD_REQUEST,
+            Self::NoClientAddress => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "Meridian login check is misconfigured");
+        }
+        (status, self.to_string()).into_response()
+    }
+}
+
+impl<S, T> FromRequest<S> for Checked<T>
+where
+    S: Send + Sync,
+    LoginCheck: FromRef<S>,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = CheckRejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let check = LoginCheck::from_ref(state);
+        let (mut parts, body) = request.into_parts();
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(CheckRejection::NotAForm);
+        }
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| CheckRejection::NoClientAddress)?;
+        let peer = peer.ip();
+        let header_text = |name: header::HeaderName| {
+            let values: Vec<&str> =
+                parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+            (!values.is_empty()).then(|| values.join(","))
+        };
+        let remote_ip = if check.proxies.is_empty() {
+            crate::net::canonical_ip(peer)
+        } else {
+            check.proxies.client_ip(
+                peer,
+                header_text(header::FORWARDED).as_deref(),
+                header_text(header::HeaderName::from_static("x-forwarded-for")).as_deref(),
+            )
+        };
+        let accept_language = header_text(header::ACCEPT_LANGUAGE);
+        let bytes =
+            axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| CheckRejection::Unreadable)?;
+        let form: T =
+            serde_urlencoded::from_bytes(&bytes).map_err(|e| CheckRejection::InvalidForm(e.to_string()))?;
+        let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+            .ok()
+            .and_then(|fields| fields.into_iter().find(|(name, _)| name == TOKEN_FIELD))
+            .map(|(_, value)| value)
+            .unwrap_or_default();
+        let input = VerifyInput {
+            token: &token,
+            remote_ip,
+            accept_language: accept_language.as_deref(),
+            expected_action: check.action.as_deref(),
+            expected_origin: check.origin.as_deref(),
+        };
+        let outcome = check.verifier.verify(&input, check.clock.now()).await;
+        Ok(Self { form, outcome })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::post;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::replay::MemoryReplayStore;
+    use crate::testkit::Minter;
+    use crate::{Policy, Verifier};
+
+    #[derive(serde::Deserialize)]
+    struct Login {
+        email: String,
+    }
+
+    /// Echoes what the handler received: `email verdict codes`.
+    async fn login(login: Checked<Login>) -> String {
+        let verdict = serde_json::to_value(login.verdict()).unwrap();
+        let mut codes: Vec<String> =
+            login.outcome.error_codes.iter().map(|c| c.as_str().to_owned()).collect();
+        codes.extend(
+            login
+                .outcome
+                .reasons
+                .iter()
+                .map(|r| serde_json::to_value(r.code).unwrap().as_str().unwrap().to_owned()),
+        );
+        format!("{} {} {}", login.form.email, verdict.as_str().unwrap(), codes.join(","))
+    }
+
+    fn app(minter: &Minter, check: impl FnOnce(LoginCheck) -> LoginCheck) -> Router {
+        let verifier =
+            Verifier::new(minter.keys.clone(), Policy::default(), Arc::new(MemoryReplayStore::new(100)));
+        Router::new().route("/login", post(login)).with_state(check(LoginCheck::new(Arc::new(verifier))))
+    }
+
+    async fn post_form(app: &Router, body: String, extra: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut request =
+            Request::post("/login").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let response = app.clone().oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn peer(app: Router, ip: [u8; 4]) -> Router {
+        app.layer(MockConnectInfo(SocketAddr::from((ip, 40_000))))
+    }
+
+    #[tokio::test]
+    async fn the_handler_gets_its_form_and_the_verdict() {
+        let minter = Minter::new(41);
+        let app = peer(app(&minter, |c| c), [192, 0, 2, 7]);
+        let now = jiff::Timestamp::now().as_millisecond();
+        let token = minter.token(IpAddr::from([192, 0, 2, 7]), now, [1; 16]);
+        let body = format!("email=ada%40example.com&meridian-token={token}");
+        assert_eq!(
+            post_form(&app, body.clone(), &[]).await,
+            (StatusCode::OK, "ada@example.com allow ".into())
+        );
+        assert_eq!(
+            post_form(&app, body, &[]).await,
+            (StatusCode::OK, "ada@example.com deny replayed".into()),
+            "a token is spent once"
+        );
+        let (_, text) = post_form(&app, "email=a%40b.c".into(), &[]).await;
+        assert_eq!(text, "a@b.c deny missing-input-token");
+        let (_, text) = post_form(
+            &app,
+            "email=a%40b.c&meridian-token=meridian-error%3Achallenge-unreachable".into(),
+            &[],
+        )
+        .await;
+        assert_eq!(text, "a@b.c deny collector-error");
+    }
+
+    #[tokio::test]
+    async fn trusted_proxies_and_bindings_apply() {
+        let minter = Minter::new(42);
+        let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        let app =
+            peer(app(&minter, |c| c.with_trusted_proxies(proxies).expect_action(Some("pay"))), [10, 1, 2, 3]);
+        let now = jiff::Timestamp::now().as_millisecond();
+        let token = minter.token(IpAddr::from([192, 0, 2, 9]), now, [2; 16]);
+        let body = format!("email=x%40y.z&meridian-token={token}");
+        let forwarded = [("x-forwarded-for", "192.0.2.9")];
+        // The example claims' action is `login`, not `pay`.
+        assert_eq!(post_form(&app, body, &forwarded).await.1, "x@y.z deny action-mismatch");
+
+        let app = peer(app_with_login_action(&minter), [10, 1, 2, 3]);
+        let token = minter.token(IpAddr::from([192, 0, 2, 9]), now, [3; 16]);
+        let body = format!("email=x%40y.z&meridian-token={token}");
+        assert_eq!(
+            post_form(&app, body.clone(), &forwarded).await.1,
+            "x@y.z allow ",
+            "the forwarded IP is the client"
+        );
+    }
+
+    fn app_with_login_action(minter: &Minter) -> Router {
+        let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        app(minter, |c| c.with_trusted_proxies(proxies))
+    }
+
+    #[tokio::test]
+    async fn broken_requests_are_refused_with_a_clear_status() {
+        let minter = Minter::new(43);
+        let served = peer(app(&minter, |c| c), [192, 0, 2, 7]);
+        let response = served
+            .clone()
+            .oneshot(
+                Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(post_form(&served, "nothing=here".into(), &[]).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            post_form(&served, "a".repeat(MAX_FORM_BYTES + 1), &[]).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        // Not served with connect info: a server error that names the fix.
+        let bare = app(&minter, |c| c);
+        let (status, text) = post_form(&bare, "email=a%40b.c".into(), &[]).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.contains("into_make_service_with_connect_info"), "{text}");
+    }
+}
