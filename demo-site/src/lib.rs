@@ -18,6 +18,7 @@ use meridian_verifier::geo::IpIntel;
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::net::TrustedProxies;
 use meridian_verifier::replay::MemoryReplayStore;
+use meridian_verifier::verdict::ReasonCode;
 use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Policy, Verifier, VerifyInput};
 use serde::Deserialize;
 use tower_http::services::ServeDir;
@@ -208,6 +209,14 @@ async fn login(
         expected_action: Some("login"),
         expected_origin: None,
     };
-    let outcome = state.api.verifier().verify(&input, state.api.clock().now()).await;
+    let mut outcome = state.api.verifier().verify(&input, state.api.clock().now()).await;
+    if simulated.is_some() && outcome.success {
+        // The challenge really came from this visitor's address; the change
+        // to the simulated one is the simulation's own doing.
+        outcome.reasons.retain(|r| r.code != ReasonCode::IpChanged);
+        let total = outcome.reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
+        outcome.score = u8::try_from(total.min(100)).unwrap_or(100);
+        outcome.verdict = state.api.verifier().policy().verdict(total);
+    }
     Html(pages::result(&form.email, &outcome, simulated))
 }

@@ -2,9 +2,7 @@
 //! zone and locale, the real collector, the HTTP API with `remote_ip` chosen
 //! per request, and small IP databases over documentation ranges.
 
-use meridian_tests::{
-    BrowserOptions, DemoOptions, start_browser, start_demo_configured, start_demo_with, verify,
-};
+use meridian_tests::{BrowserOptions, DemoOptions, start_browser, start_demo_configured, verify};
 use meridian_verifier::testkit::test_intel;
 use serde_json::{Value, json};
 
@@ -151,44 +149,4 @@ async fn scenarios_through_chromium_and_the_http_api() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_result_page_shows_both_sides_for_a_simulated_origin() {
-    let demo = start_demo_with(test_intel()).await;
-    let browser = start_browser(BrowserOptions {
-        time_zone: Some("Asia/Shanghai".into()),
-        accept_language: Some("zh-CN,zh".into()),
-        locale: Some("zh-CN".into()),
-        ..BrowserOptions::default()
-    })
-    .await;
-    let client = &browser.client;
-    client.goto(&format!("{}/", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
-    let select = client
-        .wait()
-        .for_element(fantoccini::Locator::Id("simulate"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    select.select_by_value("192.0.2.10").await.unwrap_or_else(|e| panic!("{e}"));
-    client
-        .find(fantoccini::Locator::Id("sign-in"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let verdict =
-        client.wait().for_element(fantoccini::Locator::Id("verdict")).await.unwrap_or_else(|e| panic!("{e}"));
-    let page = client.source().await.unwrap_or_default();
-    assert_eq!(verdict.attr("data-verdict").await.ok().flatten().as_deref(), Some("deny"), "{page}");
-    for needle in
-        ["Asia/Shanghai", "SG", "restricted_region_claim", "What the browser says", "What the network says"]
-    {
-        assert!(page.contains(needle), "result page lacks {needle:?}:\n{page}");
-    }
-    let png = client.screenshot().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    let path = meridian_tests::screenshot_dir().join("result-deny-desktop.png");
-    std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
