@@ -16,7 +16,7 @@
 // data-forms (a CSS selector, default "form[data-meridian]"). A form's own
 // data-meridian="<action>" and data-meridian-challenge-url win.
 // Single-page apps call `collect()` themselves.
-import init, { collect as collectToken, keyId } from './meridian_collector.js';
+import init, { sign, keyId } from './meridian_collector.js';
 
 const here = new URL(import.meta.url);
 /** Resolves when the WebAssembly module is loaded and started. */
@@ -35,6 +35,44 @@ const settings = (script && script.dataset) || {};
 /** Default challenge endpoint: the script tag's, or the verifier that serves this script. */
 export const defaultChallengeUrl = settings.challengeUrl || new URL('/v1/challenge', here).href;
 
+// A dedicated Worker reports the zone and languages it sees: spoofing
+// extensions usually patch only the page. Started once when the module
+// loads and reused, since neither changes while a page is open; after 1 s
+// without an answer (or when Workers are forbidden) there is no report.
+const WORKER_SCRIPT =
+  'const o=Intl.DateTimeFormat().resolvedOptions();' +
+  'postMessage({zone:o.timeZone,off:-new Date().getTimezoneOffset(),locale:o.locale,' +
+  'languages:Array.from(self.navigator&&navigator.languages||[])});close();';
+const workerReport = new Promise((resolve) => {
+  try {
+    const url = URL.createObjectURL(new Blob([WORKER_SCRIPT], { type: 'text/javascript' }));
+    const worker = new Worker(url);
+    URL.revokeObjectURL(url);
+    worker.onmessage = (event) => resolve(event.data);
+    worker.onerror = () => resolve(undefined);
+    setTimeout(resolve, 1000);
+  } catch {
+    resolve(undefined);
+  }
+});
+
+/** Fetches a challenge, timing the round trip for the clock-skew check. */
+async function fetchChallenge(url) {
+  const started = performance.now();
+  let response;
+  try {
+    response = await fetch(url, { cache: 'no-store', credentials: 'omit' });
+  } catch (error) {
+    throw new Error(`meridian: challenge request failed (${error})`);
+  }
+  if (!response.ok) throw new Error(`meridian: challenge request answered HTTP ${response.status}`);
+  const body = await response.json().catch(() => ({}));
+  const roundTripMs = performance.now() - started;
+  const receivedAtMs = Date.now();
+  if (typeof body.challenge !== 'string') throw new Error('meridian: challenge response has no challenge');
+  return { challenge: body.challenge, receivedAtMs, roundTripMs };
+}
+
 /**
  * Resolves to a signed token.
  * @param {{challengeUrl?: string, action?: string}} [options]
@@ -42,10 +80,9 @@ export const defaultChallengeUrl = settings.challengeUrl || new URL('/v1/challen
  */
 export async function collect(options = {}) {
   await ready;
-  return collectToken({
-    challengeUrl: options.challengeUrl || defaultChallengeUrl,
-    action: options.action || settings.action || 'login',
-  });
+  const fetched = await fetchChallenge(options.challengeUrl || defaultChallengeUrl);
+  const worker = await workerReport;
+  return sign({ ...fetched, action: options.action || settings.action || 'login', worker });
 }
 
 export { keyId };

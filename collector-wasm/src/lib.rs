@@ -1,75 +1,83 @@
 //! Meridian's browser collector.
 //!
-//! Runs on a login page as WebAssembly: fetches a challenge from the
-//! verifier, reads the browser's clock, time-zone and language signals, and
-//! signs them with the deployment's embedded Ed25519 key into a compact JWS
-//! bound to the challenge, the page's origin and an action.
+//! Runs on a login page as WebAssembly: reads the browser's clock,
+//! time-zone, language and integrity signals, and signs them with the
+//! deployment's embedded Ed25519 key into a compact JWS bound to a
+//! challenge, the page's origin and an action.
 //!
-//! This file is the JavaScript surface only; signals live in [`signals`].
+//! The asynchronous parts — fetching the challenge and hearing from the
+//! Worker — are done by the drop-in (`js/meridian.js`), which then calls
+//! [`sign`] once, synchronously: the module stays free of an async runtime
+//! and its glue. This file is the JavaScript surface only; signals live in
+//! [`signals`].
 
 use ed25519_dalek::SigningKey;
-use js_sys::{Object, Reflect};
-use meridian_protocol::{CLAIMS_VERSION, Claims, jws};
+use js_sys::Object;
+use meridian_protocol::{CLAIMS_VERSION, Claims, ClockSample, jws};
 use wasm_bindgen::prelude::*;
 
 pub mod signals;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
 
 include!(concat!(env!("OUT_DIR"), "/key.rs"));
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPESCRIPT: &str = r#"
-/** Options of {@link collect}. */
-export interface CollectOptions {
-  /** URL of the verifier's `GET /v1/challenge`. */
-  challengeUrl: string;
-  /** What the user is doing, e.g. "login"; the verifier can require it. */
+/** What the drop-in hands to {@link sign}. */
+export interface SignInput {
+  /** The challenge string from the verifier's `GET /v1/challenge`. */
+  challenge: string;
+  /** `Date.now()` when the challenge arrived. */
+  receivedAtMs: number;
+  /** The challenge request's round trip, milliseconds (`performance.now()`). */
+  roundTripMs: number;
+  /** What the user is doing, e.g. "login". */
   action: string;
+  /** What a dedicated Worker reported, if one answered. */
+  worker?: { zone: string; off: number; locale: string; languages: string[] };
 }
-/**
- * Fetches a challenge, collects the browser's signals and resolves to a
- * signed token (compact JWS) for the backend to verify.
- */
-export function collect(options: CollectOptions): Promise<string>;
+/** Collects the page's signals and signs them with the challenge into a token. */
+export function sign(input: SignInput): string;
 /** The key id (RFC 7638 thumbprint) of the embedded signing key, or undefined. */
 export function keyId(): string | undefined;
 "#;
 
-/// Fetches a challenge, collects signals and resolves to a signed token.
+/// Collects the page's signals and signs them, with the challenge and the
+/// Worker's view the drop-in gathered, into a token.
 ///
 /// # Errors
-/// Rejects when the options are incomplete, the challenge cannot be fetched,
-/// or the collector was built without a signing key.
+/// When the input is incomplete or the collector was built without a
+/// signing key.
 #[wasm_bindgen(skip_typescript)]
-pub async fn collect(options: Object) -> Result<String, JsError> {
-    let challenge_url = string_option(&options, "challengeUrl")?;
-    let action = string_option(&options, "action")?;
+pub fn sign(input: Object) -> Result<String, JsError> {
     let Some((seed, kid)) = SIGNING_KEY else {
         return Err(JsError::new("meridian: this collector was built without a signing key"));
     };
-    signals::worker::prime();
-    let fetched = signals::clock::fetch_challenge(&challenge_url).await?;
-    let worker = signals::worker::collect().await;
+    let challenge = string_field(&input, "challenge")?;
+    let action = string_field(&input, "action")?;
+    let received_at = number_field(&input, "receivedAtMs")?;
+    let round_trip = number_field(&input, "roundTripMs")?.max(0.0).ceil();
     let claims = Claims {
         version: CLAIMS_VERSION,
-        challenge: fetched.challenge,
+        challenge,
         origin: signals::page_origin(),
         action,
         time_zone: signals::tz::collect(),
         locale: signals::locale::collect(),
         integrity: Some(signals::integrity::collect()),
-        worker,
-        clock: fetched.sample,
+        worker: signals::worker::from_report(&signals::get(&input, "worker")),
+        clock: ClockSample {
+            received_at_ms: received_at as i64,
+            round_trip_ms: if round_trip < f64::from(u32::MAX) { round_trip as u32 } else { u32::MAX },
+        },
         signed_at_ms: signals::clock::wall_clock_ms(),
     };
     let key = SigningKey::from_bytes(&seed);
     Ok(jws::sign(claims.to_json().as_bytes(), &key, kid))
-}
-
-/// Runs when the module loads: starts the Worker early so its start-up
-/// does not count against the first collection.
-#[wasm_bindgen(start)]
-pub fn start() {
-    signals::worker::prime();
 }
 
 /// The key id of the embedded signing key, if the build has one.
@@ -78,10 +86,16 @@ pub fn key_id() -> Option<String> {
     SIGNING_KEY.map(|(_, kid)| kid.to_owned())
 }
 
-fn string_option(options: &Object, name: &str) -> Result<String, JsError> {
-    Reflect::get(options, &JsValue::from_str(name))
-        .ok()
-        .and_then(|v| v.as_string())
+fn string_field(input: &Object, name: &str) -> Result<String, JsError> {
+    signals::get(input, name)
+        .as_string()
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| JsError::new(&format!("meridian: collect() needs a non-empty string `{name}`")))
+        .ok_or_else(|| JsError::new(&format!("meridian: sign() needs a non-empty string `{name}`")))
+}
+
+fn number_field(input: &Object, name: &str) -> Result<f64, JsError> {
+    signals::get(input, name)
+        .as_f64()
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| JsError::new(&format!("meridian: sign() needs a finite number `{name}`")))
 }

@@ -1,6 +1,8 @@
 -- wrk script: POST /v1/verify with a different pre-minted token per request.
 -- Each wrk thread takes every Nth line of tokens.txt. Optional pacing:
--- WRK_DELAY_MS (per request, per connection) for fixed-rate runs.
+-- WRK_DELAY_MS, the mean pause before each request of a connection, drawn
+-- from an exponential distribution so that connections do not fall into
+-- step and arrive in bursts (a fixed pause keeps them in lock-step).
 local threads = {}
 local counter = 0
 
@@ -23,6 +25,7 @@ function init(args)
   end
   next_token = 1
   delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
+  math.randomseed(7919 * (id + 1))
   secret = os.getenv("SECRET")
 end
 
@@ -38,7 +41,8 @@ function request()
 end
 
 function delay()
-  return delay_ms
+  if delay_ms <= 0 then return 0 end
+  return math.floor(-delay_ms * math.log(1 - math.random()) + 0.5)
 end
 
 function done(summary, latency, requests)

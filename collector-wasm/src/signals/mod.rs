@@ -43,7 +43,7 @@ pub(crate) fn global() -> js_sys::Object {
 }
 
 /// `target[name]`, or `undefined` when it cannot be read.
-pub(crate) fn get(target: &JsValue, name: &str) -> JsValue {
+pub fn get(target: &JsValue, name: &str) -> JsValue {
     if target.is_undefined() || target.is_null() {
         return JsValue::UNDEFINED;
     }

@@ -167,3 +167,18 @@ async fn openapi_lists_every_route_of_the_router() {
     // The document is written out for the external validator in the serve tests.
     std::fs::write(std::env::temp_dir().join("meridian-openapi.json"), super::openapi_json()).unwrap();
 }
+
+#[tokio::test]
+async fn every_response_carries_a_distinct_request_id() {
+    let app = app(&Minter::new(9));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let response =
+            app.clone().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+        let id = response.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+        assert!(id.len() > 17 && id.contains('-'), "{id}");
+        ids.push(id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}
