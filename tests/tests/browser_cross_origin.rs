@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Form, State};
 use axum::response::Html;
 use axum::routing::get;
-use meridian_tests::{BrowserOptions, VERIFY_SECRET, site_listener, start_browser, start_verifier};
+use meridian_tests::{BrowserOptions, site_listener, start_browser, start_verifier, verify};
 
 #[derive(Clone)]
 struct Shop {
@@ -42,21 +42,16 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Form(form): Form<Login>,
 ) -> Html<String> {
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/v1/verify", shop.verifier))
-        .bearer_auth(VERIFY_SECRET)
-        .json(&serde_json::json!({
+    let (_, answer) = verify(
+        &shop.verifier,
+        serde_json::json!({
             "token": form.token,
             "remote_ip": peer.ip().to_string(),
             "expected_action": "shop-login",
             "expected_origin": shop.origin,
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     Html(format!(
         r#"<div id="verdict" data-success="{}">{}</div>"#,
         answer["success"],

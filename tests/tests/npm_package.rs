@@ -13,9 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use meridian_tests::{
-    BrowserOptions, VERIFY_SECRET, meridian_home, site_listener, start_browser, start_verifier,
-};
+use meridian_tests::{BrowserOptions, meridian_home, site_listener, start_browser, start_verifier, verify};
 use serde_json::{Value, json};
 
 fn run(command: &mut Command) -> String {
@@ -97,21 +95,16 @@ async fn api_login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(body): Json<Value>,
 ) -> Json<Value> {
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/v1/verify", spa.verifier))
-        .bearer_auth(VERIFY_SECRET)
-        .json(&json!({
+    let (_, answer) = verify(
+        &spa.verifier,
+        json!({
             "token": body["token"],
             "remote_ip": peer.ip().to_string(),
             "expected_action": "login",
             "expected_origin": spa.origin,
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     Json(answer)
 }
 
