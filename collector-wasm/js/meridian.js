@@ -56,6 +56,25 @@ const workerReport = new Promise((resolve) => {
   }
 });
 
+// `Function.prototype.toString` and `Date.prototype.toString` of a fresh
+// same-origin realm (a hidden iframe), taken once when the module loads,
+// before later scripts run: the collector stringifies the page's time and
+// language functions with them, so a page that patched its own toString
+// cannot hide its other patches. None in a worker or where iframes fail.
+const pristine = (() => {
+  try {
+    const frame = document.createElement('iframe');
+    frame.hidden = true;
+    document.documentElement.append(frame);
+    const realm = frame.contentWindow;
+    const pair = [realm.Function.prototype.toString, realm.Date.prototype.toString];
+    frame.remove();
+    return pair;
+  } catch {
+    return undefined;
+  }
+})();
+
 /** Fetches a challenge, timing the round trip for the clock-skew check. */
 async function fetchChallenge(url) {
   const started = performance.now();
@@ -82,7 +101,7 @@ export async function collect(options = {}) {
   await ready;
   const fetched = await fetchChallenge(options.challengeUrl || defaultChallengeUrl);
   const worker = await workerReport;
-  return sign({ ...fetched, action: options.action || settings.action || 'login', worker });
+  return sign({ ...fetched, action: options.action || settings.action || 'login', worker, pristine });
 }
 
 export { keyId };

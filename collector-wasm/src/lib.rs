@@ -11,12 +11,28 @@
 //! and its glue. This file is the JavaScript surface only; signals live in
 //! [`signals`].
 
+// In the browser the collector is `no_std`: with its own panic handler the
+// standard library's panic and formatting machinery stays out of the wasm.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::{borrow::ToOwned, string::String};
+
 use ed25519_dalek::SigningKey;
 use js_sys::Object;
 use meridian_protocol::{CLAIMS_VERSION, Claims, ClockSample, jws};
 use wasm_bindgen::prelude::*;
 
 pub mod signals;
+
+/// A panic in the browser is a bug: stop the instance (the drop-in then
+/// submits the form with an error marker) without formatting a message.
+#[cfg(all(target_arch = "wasm32", not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
@@ -39,6 +55,10 @@ export interface SignInput {
   action: string;
   /** What a dedicated Worker reported, if one answered. */
   worker?: { zone: string; off: number; locale: string; languages: string[] };
+  /** `Function.prototype.toString` and `Date.prototype.toString` of a fresh
+   *  realm (a hidden iframe), to stringify the page's functions with; the
+   *  page's own are used when absent. */
+  pristine?: [Function, Function];
 }
 /** Collects the page's signals and signs them with the challenge into a token. */
 export function sign(input: SignInput): string;
@@ -60,7 +80,7 @@ pub fn sign(input: Object) -> Result<String, JsError> {
     let challenge = string_field(&input, "challenge")?;
     let action = string_field(&input, "action")?;
     let received_at = number_field(&input, "receivedAtMs")?;
-    let round_trip = number_field(&input, "roundTripMs")?.max(0.0).ceil();
+    let round_trip = libm::ceil(number_field(&input, "roundTripMs")?.max(0.0));
     let claims = Claims {
         version: CLAIMS_VERSION,
         challenge,
@@ -68,7 +88,7 @@ pub fn sign(input: Object) -> Result<String, JsError> {
         action,
         time_zone: signals::tz::collect(),
         locale: signals::locale::collect(),
-        integrity: Some(signals::integrity::collect()),
+        integrity: Some(signals::integrity::collect(&input)),
         worker: signals::worker::from_report(&signals::get(&input, "worker")),
         clock: ClockSample {
             received_at_ms: received_at as i64,
@@ -90,12 +110,22 @@ fn string_field(input: &Object, name: &str) -> Result<String, JsError> {
     signals::get(input, name)
         .as_string()
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| JsError::new(&format!("meridian: sign() needs a non-empty string `{name}`")))
+        .ok_or_else(|| input_error("a non-empty string", name))
 }
 
 fn number_field(input: &Object, name: &str) -> Result<f64, JsError> {
     signals::get(input, name)
         .as_f64()
         .filter(|n| n.is_finite())
-        .ok_or_else(|| JsError::new(&format!("meridian: sign() needs a finite number `{name}`")))
+        .ok_or_else(|| input_error("a finite number", name))
+}
+
+/// `meridian: sign() needs <what> `<name>``, without `format!` (and the
+/// formatting machinery it would bring into the wasm).
+fn input_error(what: &str, name: &str) -> JsError {
+    let mut message = String::from("meridian: sign() needs ");
+    for part in [what, " `", name, "`"] {
+        message.push_str(part);
+    }
+    JsError::new(&message)
 }

@@ -4,6 +4,8 @@
 //! offsets are minutes east of UTC (the negation of JavaScript's
 //! `getTimezoneOffset()`), times are Unix milliseconds.
 
+use alloc::{string::String, vec, vec::Vec};
+
 use crate::json::JsonWriter;
 
 /// The claims layout version this crate writes and accepts.

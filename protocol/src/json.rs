@@ -4,7 +4,7 @@
 //! is always the same small, fixed shape, and leaving serde out of the wasm
 //! saves several kilobytes on every login page.
 
-use std::fmt::Write;
+use alloc::string::String;
 
 /// Appends JSON tokens to a string; the caller keeps the structure valid.
 pub(crate) struct JsonWriter {
@@ -66,8 +66,22 @@ impl JsonWriter {
 
     pub(crate) fn int(&mut self, value: i64) {
         self.separator();
-        // Writing to a String cannot fail.
-        let _ = write!(self.out, "{value}");
+        // Digits by hand: `core::fmt` would bring its whole machinery into the wasm.
+        if value < 0 {
+            self.out.push('-');
+        }
+        let mut magnitude = value.unsigned_abs();
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        digits[start..].iter().for_each(|&d| self.out.push(char::from(d)));
         self.need_comma = true;
     }
 
@@ -98,7 +112,10 @@ impl JsonWriter {
                 '\r' => self.out.push_str("\\r"),
                 '\t' => self.out.push_str("\\t"),
                 c if (c as u32) < 0x20 => {
-                    let _ = write!(self.out, "\\u{:04x}", c as u32);
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    self.out.push_str("\\u00");
+                    self.out.push(char::from(HEX[(c as usize) >> 4]));
+                    self.out.push(char::from(HEX[(c as usize) & 0xf]));
                 }
                 c => self.out.push(c),
             }

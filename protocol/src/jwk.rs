@@ -1,6 +1,8 @@
 //! Ed25519 keys as JWK and JWKS (RFC 7517, RFC 8037), with RFC 7638
 //! thumbprints as key ids.
 
+use alloc::string::String;
+
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 
@@ -9,7 +11,7 @@ use crate::b64;
 /// The RFC 7638 thumbprint of an Ed25519 public key: base64url of the SHA-256
 /// of `{"crv":"Ed25519","kty":"OKP","x":"…"}`. Meridian uses it as `kid`.
 pub fn thumbprint(key: &VerifyingKey) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64::encode(key.as_bytes()));
+    let canonical = [r#"{"crv":"Ed25519","kty":"OKP","x":""#, &b64::encode(key.as_bytes()), r#""}"#].concat();
     b64::encode(&Sha256::digest(canonical.as_bytes()))
 }
 

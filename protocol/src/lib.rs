@@ -26,6 +26,12 @@
 //! [RFC 8037]: https://www.rfc-editor.org/rfc/rfc8037
 //! [RFC 7638]: https://www.rfc-editor.org/rfc/rfc7638
 
+// Without `serde` the crate needs only `alloc`, so the collector can build
+// without `std` and without its panic and formatting machinery.
+#![cfg_attr(not(feature = "serde"), no_std)]
+
+extern crate alloc;
+
 mod b64;
 mod claims;
 mod json;

@@ -1,7 +1,8 @@
 //! Signs that the page's time and language APIs were tampered with.
 //!
 //! Each API is stringified with a pristine `Function.prototype.toString` from
-//! a fresh same-origin iframe (falling back to the page's own): a replaced
+//! a fresh same-origin iframe the drop-in makes when it loads (falling back
+//! to the page's own): a replaced
 //! function shows its source, a Proxy loses its name, and a patched
 //! `toString` cannot hide either because it is not the one asked. Own
 //! properties that shadow the prototype's getters count too. Independent
@@ -9,7 +10,7 @@
 //! the 1880 local-mean-time offset — let the verifier catch a spoof that
 //! only changed one of them.
 
-use std::cell::RefCell;
+use alloc::{borrow::ToOwned, vec::Vec};
 
 use js_sys::{Array, Date, Function, Intl, Object, Reflect};
 use meridian_protocol::IntegrityClaims;
@@ -17,35 +18,57 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use super::{get, global};
 
-thread_local! {
-    /// `Function.prototype.toString` and `Date.prototype.toString` of a fresh realm.
-    static PRISTINE: RefCell<Option<(Function, Function)>> = const { RefCell::new(None) };
-}
+/// Functions whose stringification must be native: the name to report and
+/// the path from the global object (the last step is the native name).
+const FUNCTIONS: [(&str, &[&str]); 5] = [
+    ("Intl.DateTimeFormat", &["Intl", "DateTimeFormat"]),
+    (
+        "Intl.DateTimeFormat.prototype.resolvedOptions",
+        &["Intl", "DateTimeFormat", "prototype", "resolvedOptions"],
+    ),
+    (
+        "Intl.DateTimeFormat.prototype.formatToParts",
+        &["Intl", "DateTimeFormat", "prototype", "formatToParts"],
+    ),
+    ("Date.prototype.getTimezoneOffset", &["Date", "prototype", "getTimezoneOffset"]),
+    ("Date.prototype.toString", &["Date", "prototype", "toString"]),
+];
 
 /// Reads the integrity signals.
-pub fn collect() -> IntegrityClaims {
-    let (to_string, date_to_string) = pristine();
+pub fn collect(input: &JsValue) -> IntegrityClaims {
+    let (to_string, date_to_string) = pristine(input);
+    let g = global();
     let mut non_native = Vec::new();
-    for (name, expected, function) in targets() {
-        let native = function.as_ref().is_some_and(|f| is_native(&to_string, f, expected));
-        if !native {
+    let native_at = |path: &[&str]| {
+        let value = path.iter().fold(g.clone().into(), |at: JsValue, step| get(&at, step));
+        let native_name = path.last().copied().unwrap_or_default();
+        value.dyn_ref::<Function>().is_some_and(|f| is_native(&to_string, f, native_name))
+    };
+    for (name, path) in FUNCTIONS {
+        if !native_at(path) {
             non_native.push(name.to_owned());
         }
     }
-    let page_to_string = get(&get(&get(&global(), "Function"), "prototype"), "toString");
-    if page_to_string.dyn_ref::<Function>().is_none_or(|f| !is_native(&to_string, f, "toString")) {
-        non_native.push("Function.prototype.toString".to_owned());
-    }
-    let navigator = get(&global(), "navigator");
-    for property in ["language", "languages"] {
-        if Object::get_own_property_descriptor(
-            navigator.unchecked_ref::<Object>(),
-            &JsValue::from_str(property),
-        )
-        .is_truthy()
-        {
-            non_native.push(format!("navigator.{property} (own property)"));
+    // The language getters live on Navigator.prototype (WorkerNavigator in a worker).
+    let navigator_class = if get(&g, "Navigator").is_undefined() { "WorkerNavigator" } else { "Navigator" };
+    let navigator_proto = get(&get(&g, navigator_class), "prototype");
+    let navigator = get(&g, "navigator");
+    for (property, native_name, name, own) in [
+        ("language", "get language", "navigator.language", "navigator.language (own property)"),
+        ("languages", "get languages", "navigator.languages", "navigator.languages (own property)"),
+    ] {
+        let key = JsValue::from_str(property);
+        let getter =
+            get(&Object::get_own_property_descriptor(navigator_proto.unchecked_ref::<Object>(), &key), "get");
+        if getter.dyn_ref::<Function>().is_none_or(|f| !is_native(&to_string, f, native_name)) {
+            non_native.push(name.to_owned());
         }
+        if Object::get_own_property_descriptor(navigator.unchecked_ref::<Object>(), &key).is_truthy() {
+            non_native.push(own.to_owned());
+        }
+    }
+    if !native_at(&["Function", "prototype", "toString"]) {
+        non_native.push("Function.prototype.toString".to_owned());
     }
     let now = Date::new_0();
     IntegrityClaims {
@@ -53,7 +76,7 @@ pub fn collect() -> IntegrityClaims {
         non_native,
         historical_offset_s: {
             let minutes = -Date::new_with_year_month_day(1880, 0, 1).get_timezone_offset();
-            if minutes.is_finite() { (minutes * 60.0).round() as i32 } else { 0 }
+            if minutes.is_finite() { libm::round(minutes * 60.0) as i32 } else { 0 }
         },
         intl_offset_min: intl_offset(&now),
         string_offset_min: date_to_string
@@ -64,97 +87,25 @@ pub fn collect() -> IntegrityClaims {
     }
 }
 
-/// The functions to check, with the name a native one reports.
-fn targets() -> Vec<(&'static str, &'static str, Option<Function>)> {
-    let g = global();
-    let dtf = get(&get(&g, "Intl"), "DateTimeFormat");
-    let dtf_proto = get(&dtf, "prototype");
-    let date_proto = get(&get(&g, "Date"), "prototype");
-    let navigator_proto = get(&get(&g, "Navigator"), "prototype");
-    let worker_navigator_proto = get(&get(&g, "WorkerNavigator"), "prototype");
-    let getter = |name: &str| {
-        let proto = if navigator_proto.is_undefined() { &worker_navigator_proto } else { &navigator_proto };
-        let descriptor =
-            Object::get_own_property_descriptor(proto.unchecked_ref::<Object>(), &JsValue::from_str(name));
-        get(&descriptor, "get").dyn_into::<Function>().ok()
-    };
-    vec![
-        ("Intl.DateTimeFormat", "DateTimeFormat", dtf.dyn_into().ok()),
-        (
-            "Intl.DateTimeFormat.prototype.resolvedOptions",
-            "resolvedOptions",
-            get(&dtf_proto, "resolvedOptions").dyn_into().ok(),
-        ),
-        (
-            "Intl.DateTimeFormat.prototype.formatToParts",
-            "formatToParts",
-            get(&dtf_proto, "formatToParts").dyn_into().ok(),
-        ),
-        (
-            "Date.prototype.getTimezoneOffset",
-            "getTimezoneOffset",
-            get(&date_proto, "getTimezoneOffset").dyn_into().ok(),
-        ),
-        ("Date.prototype.toString", "toString", get(&date_proto, "toString").dyn_into().ok()),
-        ("navigator.language", "get language", getter("language")),
-        ("navigator.languages", "get languages", getter("languages")),
-    ]
-}
-
 /// Whether `function` stringifies exactly as a native function named `name`
 /// and has no `prototype` of its own (constructors aside).
 fn is_native(to_string: &Function, function: &Function, name: &str) -> bool {
     let Some(text) = to_string.call0(function).ok().and_then(|t| t.as_string()) else { return false };
-    let expected = format!("function {name}() {{ [native code] }}");
+    let shown = text.strip_prefix("function ").and_then(|t| t.strip_suffix("() { [native code] }"));
     let is_constructor = name == "DateTimeFormat";
-    text == expected && (is_constructor || !Reflect::has(function, &"prototype".into()).unwrap_or(true))
+    shown == Some(name) && (is_constructor || !Reflect::has(function, &"prototype".into()).unwrap_or(true))
 }
 
-/// The pristine `toString`s, made once per page.
-fn pristine() -> (Function, Function) {
-    PRISTINE.with(|cell| {
-        if let Some(pair) = cell.borrow().as_ref() {
-            return pair.clone();
-        }
-        let pair = fresh_realm().unwrap_or_else(|| {
-            let g = global();
-            (
-                get(&get(&get(&g, "Function"), "prototype"), "toString").unchecked_into(),
-                get(&get(&get(&g, "Date"), "prototype"), "toString").unchecked_into(),
-            )
-        });
-        *cell.borrow_mut() = Some(pair.clone());
-        pair
-    })
-}
-
-/// `toString`s from a hidden same-origin iframe; `None` in a worker or when
-/// the page forbids iframes.
-fn fresh_realm() -> Option<(Function, Function)> {
-    let document = get(&global(), "document");
-    if document.is_undefined() {
-        return None;
-    }
-    let iframe = call(&document, "createElement", &["iframe".into()])?;
-    let _ = Reflect::set(&iframe, &"hidden".into(), &JsValue::TRUE);
-    let parent = get(&document, "documentElement");
-    call(&parent, "appendChild", std::slice::from_ref(&iframe))?;
-    let realm = get(&iframe, "contentWindow");
-    let pair = (
-        get(&get(&get(&realm, "Function"), "prototype"), "toString").dyn_into::<Function>().ok(),
-        get(&get(&get(&realm, "Date"), "prototype"), "toString").dyn_into::<Function>().ok(),
-    );
-    let _ = call(&iframe, "remove", &[]);
-    match pair {
-        (Some(a), Some(b)) => Some((a, b)),
-        _ => None,
-    }
-}
-
-fn call(target: &JsValue, method: &str, args: &[JsValue]) -> Option<JsValue> {
-    let function: Function = get(target, method).dyn_into().ok()?;
-    let args: Array = args.iter().collect();
-    Reflect::apply(&function, target, &args).ok()
+/// The `toString`s to stringify with: those of the fresh realm the drop-in
+/// made when it loaded (`input.pristine`), else the page's own.
+fn pristine(input: &JsValue) -> (Function, Function) {
+    let supplied = get(input, "pristine");
+    let pick = |index: &str, class: &str| {
+        get(&supplied, index)
+            .dyn_into::<Function>()
+            .unwrap_or_else(|_| get(&get(&get(&global(), class), "prototype"), "toString").unchecked_into())
+    };
+    (pick("0", "Function"), pick("1", "Date"))
 }
 
 /// Offset now by formatting the instant with Intl (wall clock minus UTC).
@@ -176,8 +127,7 @@ fn intl_offset(now: &Date) -> i32 {
     let mut fields = [0f64; 6];
     for part in parts.iter() {
         let kind = get(&part, "type").as_string().unwrap_or_default();
-        let value =
-            f64::from(get(&part, "value").as_string().and_then(|v| v.parse::<i32>().ok()).unwrap_or(0));
+        let value = f64::from(get(&part, "value").as_string().and_then(|v| digits(&v)).unwrap_or(0));
         let slot = match kind.as_str() {
             "year" => 0,
             "month" => 1,
@@ -191,8 +141,8 @@ fn intl_offset(now: &Date) -> i32 {
     }
     let wall = Date::utc(fields[0], fields[1] - 1.0)
         + ((fields[2] - 1.0) * 86_400.0 + fields[3] * 3_600.0 + fields[4] * 60.0 + fields[5]) * 1000.0;
-    let instant = (now.get_time() / 1000.0).floor() * 1000.0;
-    let minutes = ((wall - instant) / 60_000.0).round();
+    let instant = libm::floor(now.get_time() / 1000.0) * 1000.0;
+    let minutes = libm::round((wall - instant) / 60_000.0);
     if minutes.is_finite() { minutes as i32 } else { 0 }
 }
 
@@ -206,7 +156,16 @@ fn parse_gmt_offset(text: &str) -> Option<i32> {
         b'-' => -1,
         _ => return None,
     };
-    let hours: i32 = rest.get(1..3)?.parse().ok()?;
-    let minutes: i32 = rest.get(3..5)?.parse().ok()?;
+    let hours = digits(rest.get(1..3)?)?;
+    let minutes = digits(rest.get(3..5)?)?;
     Some(sign * (hours * 60 + minutes))
+}
+
+/// An unsigned decimal of at most nine digits (`str::parse` is several
+/// times the size in the wasm and allows signs Intl never writes).
+fn digits(text: &str) -> Option<i32> {
+    if text.is_empty() || text.len() > 9 {
+        return None;
+    }
+    text.bytes().try_fold(0i32, |value, b| b.is_ascii_digit().then(|| value * 10 + i32::from(b - b'0')))
 }

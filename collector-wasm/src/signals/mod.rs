@@ -6,12 +6,14 @@ pub mod locale;
 pub mod tz;
 pub mod worker;
 
+use alloc::{string::String, vec::Vec};
+
 use js_sys::Reflect;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::{JsCast, JsValue, prelude::wasm_bindgen};
 
 /// `location.origin` of the page (or worker) running the collector.
 pub fn page_origin() -> String {
-    let global = js_sys::global();
+    let global = global();
     Reflect::get(&global, &JsValue::from_str("location"))
         .and_then(|location| Reflect::get(&location, &JsValue::from_str("origin")))
         .ok()
@@ -21,7 +23,7 @@ pub fn page_origin() -> String {
 
 /// The global scope's `navigator`, in a window or a worker.
 pub(crate) fn navigator_languages() -> (String, Vec<String>) {
-    let global = js_sys::global();
+    let global = global();
     let Ok(navigator) = Reflect::get(&global, &JsValue::from_str("navigator")) else {
         return (String::new(), Vec::new());
     };
@@ -37,9 +39,23 @@ pub(crate) fn navigator_languages() -> (String, Vec<String>) {
     (language, languages)
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The `globalThis` binding, as a namespace to read from.
+    #[wasm_bindgen(js_name = globalThis)]
+    type GlobalThis;
+
+    /// `globalThis.globalThis`, the global object's reference to itself.
+    /// A plain import: `js_sys::global()` caches its answer in a lazy static
+    /// whose initialiser is an indirect call, which keeps a function table —
+    /// and through it the formatting machinery — in the wasm.
+    #[wasm_bindgen(static_method_of = GlobalThis, js_class = "globalThis", getter = globalThis)]
+    fn global_this() -> js_sys::Object;
+}
+
 /// The global object: `window` on a page, `self` in a worker.
 pub(crate) fn global() -> js_sys::Object {
-    js_sys::global()
+    GlobalThis::global_this()
 }
 
 /// `target[name]`, or `undefined` when it cannot be read.

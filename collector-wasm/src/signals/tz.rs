@@ -1,6 +1,8 @@
 //! Time-zone signals: the IANA zone Intl resolves and the UTC offsets `Date`
 //! reports now and on 1 January / 1 July (the zone's DST pattern).
 
+use alloc::string::String;
+
 use js_sys::{Array, Date, Intl, Object, Reflect};
 use meridian_protocol::TimeZoneClaims;
 use wasm_bindgen::JsValue;
@@ -21,7 +23,7 @@ pub fn collect() -> TimeZoneClaims {
 /// Minutes east of UTC, the negation of `getTimezoneOffset()`.
 fn offset_east(date: &Date) -> i32 {
     let minutes = -date.get_timezone_offset();
-    if minutes.is_finite() { minutes.round() as i32 } else { 0 }
+    if minutes.is_finite() { libm::round(minutes) as i32 } else { 0 }
 }
 
 pub(crate) fn string_property(object: &Object, name: &str) -> String {

@@ -15,7 +15,10 @@ pub fn from_report(report: &JsValue) -> Option<ScopeClaims> {
     let zone = get(report, "zone").as_string()?;
     Some(ScopeClaims {
         zone,
-        offset_now_min: get(report, "off").as_f64().filter(|v| v.is_finite()).map_or(0, |v| v.round() as i32),
+        offset_now_min: get(report, "off")
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .map_or(0, |v| libm::round(v) as i32),
         locale: get(report, "locale").as_string().unwrap_or_default(),
         languages: get(report, "languages")
             .dyn_into::<Array>()
