@@ -27,6 +27,17 @@ pub fn encode_public(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes a token's parts, which are public, with the `base64` crate's
+/// engine: several times faster than the constant-time decoder on the
+/// verifier's hot path, and as strict — no padding, no other alphabet, no
+/// non-canonical trailing bits (a property test checks that the two agree
+/// on any input).
+#[cfg(feature = "serde")]
+pub fn decode_public(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()
+}
+
 /// Decodes unpadded base64url, rejecting padding, other alphabets and
 /// non-canonical trailing bits.
 ///
@@ -44,6 +55,18 @@ mod tests {
         #[test]
         fn public_encoder_matches_the_constant_time_one(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             prop_assert_eq!(super::encode_public(&bytes), super::encode(&bytes));
+        }
+
+        #[test]
+        #[cfg(feature = "serde")]
+        fn public_decoder_agrees_with_the_constant_time_one(text in "[A-Za-z0-9_=+/. -]{0,60}") {
+            prop_assert_eq!(super::decode_public(&text), super::decode(&text));
+        }
+
+        #[test]
+        #[cfg(feature = "serde")]
+        fn public_decoder_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert_eq!(super::decode_public(&super::encode(&bytes)), Some(bytes));
         }
     }
 }

@@ -108,7 +108,7 @@ mod parse {
                 return Err(JwsError::Malformed("expected three dot-separated parts"));
             };
             let header_json =
-                b64::decode(header_b64).ok_or(JwsError::Malformed("header is not base64url"))?;
+                b64::decode_public(header_b64).ok_or(JwsError::Malformed("header is not base64url"))?;
             let header: Header = serde_json::from_slice(&header_json)
                 .map_err(|_| JwsError::Malformed("header is not a JSON object with alg"))?;
             if header.alg != super::ALG {
@@ -117,9 +117,10 @@ mod parse {
             if header.crit.is_some() {
                 return Err(JwsError::Malformed("critical header extensions are not supported"));
             }
-            let payload = b64::decode(payload_b64).ok_or(JwsError::Malformed("payload is not base64url"))?;
+            let payload =
+                b64::decode_public(payload_b64).ok_or(JwsError::Malformed("payload is not base64url"))?;
             let signature_bytes =
-                b64::decode(signature_b64).ok_or(JwsError::Malformed("signature is not base64url"))?;
+                b64::decode_public(signature_b64).ok_or(JwsError::Malformed("signature is not base64url"))?;
             let signature_bytes: [u8; 64] =
                 signature_bytes.try_into().map_err(|_| JwsError::Malformed("signature is not 64 bytes"))?;
             let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];

@@ -210,7 +210,12 @@ impl Verifier {
     pub async fn verify(&self, input: &VerifyInput<'_>, now: Timestamp) -> VerifyOutcome {
         let facts = self.intel.lookup(input.remote_ip);
         match self.accept(input, now).await {
-            Ok(verified) => self.assess(&verified, input, facts, now),
+            Ok(verified) => {
+                // The claims move into the outcome: no copy on the hot path.
+                let mut outcome = self.weigh(&verified, input, facts, now);
+                outcome.claims = Some(verified.into_claims());
+                outcome
+            }
             Err(TokenError::StoreUnavailable(why)) if self.policy.store_failure == StoreFailure::Open => {
                 // Failing open: everything but single use was checked.
                 match self.check(input, now) {
@@ -284,6 +289,19 @@ impl Verifier {
         facts: IpFacts,
         now: Timestamp,
     ) -> VerifyOutcome {
+        let mut outcome = self.weigh(verified, input, facts, now);
+        outcome.claims = Some(verified.claims().clone());
+        outcome
+    }
+
+    /// [`Self::assess`] without the claims in the outcome.
+    fn weigh(
+        &self,
+        verified: &VerifiedClaims,
+        input: &VerifyInput<'_>,
+        facts: IpFacts,
+        now: Timestamp,
+    ) -> VerifyOutcome {
         let claims = verified.claims();
         let challenge = verified.challenge();
         // The instant the claims describe: the browser's signing time, but
@@ -309,7 +327,7 @@ impl Verifier {
             reasons,
             error_codes: Vec::new(),
             network: Some(Network::new(input.remote_ip, facts)),
-            claims: Some(claims.clone()),
+            claims: None,
             clock: Some(verified.skew()),
             message: None,
             error: None,

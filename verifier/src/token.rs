@@ -154,6 +154,11 @@ impl VerifiedClaims {
         &self.claims
     }
 
+    /// What the browser stated, taken out.
+    pub fn into_claims(self) -> Claims {
+        self.claims
+    }
+
     /// The opened challenge: nonce, times and the IP it was issued to.
     pub fn challenge(&self) -> &OpenedChallenge {
         &self.challenge

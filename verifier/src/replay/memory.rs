@@ -1,6 +1,7 @@
 //! A bounded in-memory replay store for a single verifier instance.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 
 use super::{ReplayStore, ReplayStoreError, Spend, SpendFuture};
@@ -52,19 +53,28 @@ impl MemoryReplayStore {
         // Nonces are random, so their first byte spreads them evenly.
         let shard = &self.shards[usize::from(nonce[0]) % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if shard.expiry_by_nonce.get(&nonce).is_some_and(|&expiry| expiry > now_ms) {
-            return Ok(Spend::Replayed);
-        }
         let due = now_ms.saturating_sub(shard.last_sweep_ms) >= self.sweep_interval_ms;
         if due || shard.expiry_by_nonce.len() >= self.capacity_per_shard {
             shard.expiry_by_nonce.retain(|_, expiry| *expiry > now_ms);
             shard.last_sweep_ms = now_ms;
         }
-        if shard.expiry_by_nonce.len() >= self.capacity_per_shard {
-            return Err(ReplayStoreError::Full { capacity: self.capacity_per_shard * SHARDS });
+        let full = shard.expiry_by_nonce.len() >= self.capacity_per_shard;
+        // One hash and probe for both the replay check and the insert.
+        match shard.expiry_by_nonce.entry(nonce) {
+            Entry::Occupied(entry) if *entry.get() > now_ms => Ok(Spend::Replayed),
+            // An expired entry is reused in place: the shard does not grow.
+            Entry::Occupied(mut entry) => {
+                entry.insert(expires_at_ms);
+                Ok(Spend::Fresh)
+            }
+            Entry::Vacant(_) if full => {
+                Err(ReplayStoreError::Full { capacity: self.capacity_per_shard * SHARDS })
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(expires_at_ms);
+                Ok(Spend::Fresh)
+            }
         }
-        shard.expiry_by_nonce.insert(nonce, expires_at_ms);
-        Ok(Spend::Fresh)
     }
 }
 
