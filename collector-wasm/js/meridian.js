@@ -57,23 +57,31 @@ const workerReport = new Promise((resolve) => {
 });
 
 // `Function.prototype.toString` and `Date.prototype.toString` of a fresh
-// same-origin realm (a hidden iframe), taken once when the module loads,
-// before later scripts run: the collector stringifies the page's time and
-// language functions with them, so a page that patched its own toString
-// cannot hide its other patches. None in a worker or where iframes fail.
-const pristine = (() => {
+// same-origin realm (a hidden iframe): the collector stringifies the page's
+// time and language functions with them, so a page that patched its own
+// toString cannot hide its other patches. A new browsing context costs
+// milliseconds, so it is made once, when the browser is idle after the
+// module loads (or by the first collect(), if that comes first). None in a
+// worker or where iframes fail.
+let pristine = null;
+function pristineRealm() {
+  if (pristine !== null) return pristine;
+  pristine = undefined;
   try {
     const frame = document.createElement('iframe');
     frame.hidden = true;
     document.documentElement.append(frame);
     const realm = frame.contentWindow;
-    const pair = [realm.Function.prototype.toString, realm.Date.prototype.toString];
+    pristine = [realm.Function.prototype.toString, realm.Date.prototype.toString];
     frame.remove();
-    return pair;
   } catch {
-    return undefined;
+    // No realm: the collector falls back to the page's own toString.
   }
-})();
+  return pristine;
+}
+if (typeof document !== 'undefined') {
+  (typeof requestIdleCallback === 'function' ? requestIdleCallback : setTimeout)(pristineRealm);
+}
 
 /** Fetches a challenge, timing the round trip for the clock-skew check. */
 async function fetchChallenge(url) {
@@ -101,7 +109,7 @@ export async function collect(options = {}) {
   await ready;
   const fetched = await fetchChallenge(options.challengeUrl || defaultChallengeUrl);
   const worker = await workerReport;
-  return sign({ ...fetched, action: options.action || settings.action || 'login', worker, pristine });
+  return sign({ ...fetched, action: options.action || settings.action || 'login', worker, pristine: pristineRealm() });
 }
 
 export { keyId };

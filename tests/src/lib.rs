@@ -110,7 +110,11 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
     };
     let app = meridian_demo::app(config).unwrap_or_else(|e| panic!("demo: {e}"));
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        let _ = axum::serve(
+            meridian_verifier::http::no_delay(listener),
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
     });
     DemoServer { origin: format!("http://{address}"), clock, task }
 }
@@ -158,7 +162,11 @@ pub async fn start_verifier(page_origins: &[String]) -> VerifierServer {
     .with_collector_dir(home.join("pkg"));
     let app = meridian_verifier::http::router(api);
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        let _ = axum::serve(
+            meridian_verifier::http::no_delay(listener),
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
     });
     VerifierServer { origin: format!("http://{address}"), task }
 }

@@ -46,7 +46,11 @@ async fn python_node_and_curl_examples_get_verdicts_from_a_live_verifier() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router(api).into_make_service_with_connect_info::<SocketAddr>()).await;
+        let _ = axum::serve(
+            meridian_verifier::http::no_delay(listener),
+            router(api).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
     });
 
     let ip: IpAddr = [127, 0, 0, 1].into();

@@ -33,6 +33,11 @@ use meridian_verifier::replay::MemoryReplayStore;
 use meridian_verifier::testkit::Minter;
 use meridian_verifier::{Policy, Verifier, VerifyInput};
 
+/// The allocator `meridian serve` runs with, so the library figures are the
+/// server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn intel() -> (IpIntel, &'static str) {
     let path = std::env::var_os("MERIDIAN_COUNTRY_DB")
         .map(PathBuf::from)

@@ -16,6 +16,12 @@ use meridian_verifier::net::TrustedProxies;
 use meridian_verifier::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, UntrustedToken, Verifier};
 
+/// mimalloc: the server's hot path makes many short-lived small allocations
+/// (the request, the claims, the response), which it serves faster than
+/// glibc's malloc (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "meridian",
@@ -285,10 +291,13 @@ fn serve(file: Option<&Path>) -> Result<(), String> {
                 housekeeping.housekeeping();
             }
         });
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| format!("server error: {e}"))
+        axum::serve(
+            meridian_verifier::http::no_delay(listener),
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
     })
 }
 

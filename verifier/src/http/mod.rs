@@ -190,6 +190,24 @@ async fn limit_headers(
     next.run(request).await
 }
 
+/// `listener` with `TCP_NODELAY` on every connection it accepts; serve
+/// [`router`] from this. A static file's headers and body leave in separate
+/// writes, and with Nagle's algorithm the body then waits for the client's
+/// delayed ACK: about 40 ms per file in Chromium on loopback for the
+/// collector's scripts and wasm (docs/BENCHMARKS.md).
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    listener.tap_io(set_no_delay as fn(&mut tokio::net::TcpStream))
+}
+
+fn set_no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+}
+
 /// The OpenAPI document of [`router`], as JSON.
 pub fn openapi_json() -> String {
     use utoipa::OpenApi as _;
