@@ -46,7 +46,12 @@ impl Redis {
         while started.elapsed() < Duration::from_secs(10) {
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
                 let mut reply = [0u8; 7];
-                if stream.write_all(b"PING\r\n").is_ok() && stream.read(&mut reply).is_ok_and(|n| n >= 5) {
+                // `+PONG`, not just any reply: a probe of a port nobody listens
+                // on yet can connect to itself and read its own PING back.
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read(&mut reply).is_ok_and(|n| n >= 5)
+                    && reply.starts_with(b"+PONG")
+                {
                     return Self { child, port };
                 }
             }
@@ -80,7 +85,6 @@ impl Serve {
         let minter = Minter::new(SEED);
         let dir = scratch(name);
         std::fs::write(dir.join("jwks.json"), minter.jwks_json()).unwrap();
-        let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
         command
             .arg("serve")
@@ -88,7 +92,10 @@ impl Serve {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .env("MERIDIAN_LISTEN", format!("127.0.0.1:{port}"))
+            // Port 0: the server picks a free port and logs it. Probing a port
+            // picked in advance races other tests and can even connect to
+            // itself (TCP simultaneous open) before the server is up.
+            .env("MERIDIAN_LISTEN", "127.0.0.1:0")
             .env("MERIDIAN_JWKS", dir.join("jwks.json"))
             .env("MERIDIAN_VERIFY_SECRET", SECRET)
             .env("MERIDIAN_CHALLENGE_KEY", minter.challenge_key_config(SEED))
@@ -99,10 +106,17 @@ impl Serve {
             command.env(key, value);
         }
         let child = command.spawn().unwrap();
-        let serve = Self { child, origin: format!("http://127.0.0.1:{port}"), dir };
+        let mut serve = Self { child, origin: String::new(), dir };
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(20) {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        while started.elapsed() < Duration::from_secs(20) && serve.alive() {
+            let stderr = serve.stderr();
+            let address = stderr
+                .lines()
+                .filter(|line| line.contains("meridian verifier listening"))
+                .find_map(|line| line.split("address=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next());
+            if let Some(address) = address {
+                serve.origin = format!("http://{address}");
                 return serve;
             }
             std::thread::sleep(Duration::from_millis(25));

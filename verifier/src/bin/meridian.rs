@@ -125,7 +125,9 @@ fn main() -> ExitCode {
         _ => LogFormat::Text,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match log_format {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.init(),
@@ -282,7 +284,9 @@ fn serve(file: Option<&Path>) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("listen: cannot listen on {}: {e}", config.listen))?;
-        tracing::info!(address = %config.listen, "meridian verifier listening");
+        // The bound address: with port 0 in the configuration, the one the system chose.
+        let address = listener.local_addr().map_or(config.listen, |a| a);
+        tracing::info!(%address, "meridian verifier listening");
         let housekeeping = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));
