@@ -1,10 +1,10 @@
 //! Signs that the page's time and language APIs were tampered with.
 //!
 //! Each API is stringified with a pristine `Function.prototype.toString` from
-//! a fresh same-origin iframe the drop-in makes when it loads (falling back
-//! to the page's own): a replaced
-//! function shows its source, a Proxy loses its name, and a patched
-//! `toString` cannot hide either because it is not the one asked. Own
+//! a fresh same-origin iframe, made once by the drop-in and passed in as
+//! `input.pristine` (falling back to the page's own): a replaced function
+//! shows its source, a Proxy loses its name, and a patched `toString`
+//! cannot hide either because it is not the one asked. Own
 //! properties that shadow the prototype's getters count too. Independent
 //! readings of the offset — `Intl` formatting, `Date.prototype.toString` and
 //! the 1880 local-mean-time offset — let the verifier catch a spoof that
