@@ -57,6 +57,16 @@ impl Drop for DemoServer {
 ///
 /// # Panics
 /// When the demo cannot start (set-up not run): tests should fail loudly.
+/// Serves `app` on `listener` as `meridian serve` does (`TCP_NODELAY`,
+/// the peer's address available to handlers) until the task is aborted.
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    let _ = axum::serve(
+        meridian_verifier::http::no_delay(listener),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await;
+}
+
 pub async fn start_demo() -> DemoServer {
     start_demo_with(meridian_verifier::geo::IpIntel::none()).await
 }
@@ -109,13 +119,7 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
         trusted_proxies,
     };
     let app = meridian_demo::app(config).unwrap_or_else(|e| panic!("demo: {e}"));
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(
-            meridian_verifier::http::no_delay(listener),
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    let task = tokio::spawn(serve(listener, app));
     DemoServer { origin: format!("http://{address}"), clock, task }
 }
 
@@ -161,13 +165,7 @@ pub async fn start_verifier(page_origins: &[String]) -> VerifierServer {
     .with_cors_origins(page_origins)
     .with_collector_dir(home.join("pkg"));
     let app = meridian_verifier::http::router(api);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(
-            meridian_verifier::http::no_delay(listener),
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    let task = tokio::spawn(serve(listener, app));
     VerifierServer { origin: format!("http://{address}"), task }
 }
 

@@ -45,13 +45,7 @@ async fn python_node_and_curl_examples_get_verdicts_from_a_live_verifier() {
     let api = ApiState::new(verifier, vec![VerifySecret::new(VERIFY_SECRET).unwrap()], Arc::new(SystemClock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(
-            meridian_verifier::http::no_delay(listener),
-            router(api).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    let server = tokio::spawn(meridian_tests::serve(listener, router(api)));
 
     let ip: IpAddr = [127, 0, 0, 1].into();
     let dir = examples();

@@ -71,13 +71,7 @@ async fn a_page_on_another_origin_uses_the_drop_in_from_the_verifier() {
     let shop = Shop { origin: shop_origin.clone(), verifier: verifier_origin.clone() };
     let shop_app =
         Router::new().route("/", get(page)).route("/login", axum::routing::post(login)).with_state(shop);
-    let shop_task = tokio::spawn(async move {
-        let _ = axum::serve(
-            meridian_verifier::http::no_delay(shop_listener),
-            shop_app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    let shop_task = tokio::spawn(meridian_tests::serve(shop_listener, shop_app));
 
     let browser = start_browser(BrowserOptions::default()).await;
     let client = &browser.client;

@@ -144,13 +144,7 @@ async fn the_package_installs_imports_and_signs_in_a_single_page_app() {
         .route("/api/login", post(api_login))
         .nest_service("/node_modules", tower_http::services::ServeDir::new(scratch.join("node_modules")))
         .with_state(spa);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(
-            meridian_verifier::http::no_delay(listener),
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    let task = tokio::spawn(meridian_tests::serve(listener, app));
 
     let browser = start_browser(BrowserOptions::default()).await;
     let client = &browser.client;

@@ -63,11 +63,17 @@ const IPS: [&str; 8] = [
     "2a00:1450:4001::1",
 ];
 
-fn baseline(c: &mut Criterion) {
+/// The baseline's input: a 700-byte message (a token's signing input is about
+/// that long), its signature and the public key.
+fn signed_message() -> (Vec<u8>, ed25519_dalek::Signature, ed25519_dalek::VerifyingKey) {
     let key = SigningKey::from_bytes(&[7; 32]);
     let message = vec![0x5a; 700];
     let signature = key.sign(&message);
-    let public = key.verifying_key();
+    (message, signature, key.verifying_key())
+}
+
+fn baseline(c: &mut Criterion) {
+    let (message, signature, public) = signed_message();
     c.bench_function("ed25519/verify_strict", |b| {
         b.iter(|| public.verify_strict(black_box(&message), black_box(&signature)).unwrap())
     });
@@ -76,25 +82,30 @@ fn baseline(c: &mut Criterion) {
 /// Times `verifier.verify` on unique tokens minted outside the timed region.
 fn bench_pipeline(c: &mut Criterion, name: &str, minter: &Minter, verifier: &Verifier, salt: u8) {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let ip: IpAddr = "165.21.83.88".parse().unwrap();
+    let ip: IpAddr = IPS[0].parse().unwrap();
     let start = Timestamp::now().as_millisecond();
     let mut counter: u64 = 0;
     c.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let tokens: Vec<String> = (0..iters)
-                .map(|_| {
-                    counter += 1;
-                    let mut nonce = [salt; 16];
-                    nonce[..8].copy_from_slice(&counter.to_le_bytes());
-                    minter.token(ip, start, nonce)
-                })
-                .collect();
+            let tokens = mint(minter, ip, start, salt, &mut counter, iters);
             let now = Timestamp::from_millisecond(start + 1_000).unwrap();
             let began = Instant::now();
             runtime.block_on(verify_all(verifier, &tokens, ip, now));
             began.elapsed()
         })
     });
+}
+
+/// `count` tokens for `ip` with unique nonces: `salt` bytes after a counter.
+fn mint(minter: &Minter, ip: IpAddr, start: i64, salt: u8, counter: &mut u64, count: u64) -> Vec<String> {
+    (0..count)
+        .map(|_| {
+            *counter += 1;
+            let mut nonce = [salt; 16];
+            nonce[..8].copy_from_slice(&counter.to_le_bytes());
+            minter.token(ip, start, nonce)
+        })
+        .collect()
 }
 
 /// Verifies each token in turn inside one runtime entry, as a server's
@@ -114,16 +125,15 @@ async fn verify_all(verifier: &Verifier, tokens: &[String], ip: IpAddr, now: Tim
     }
 }
 
-fn verifier_for(minter: &Minter, keys: meridian_verifier::Keys, store: MemoryReplayStore) -> Verifier {
+fn verifier_for(keys: meridian_verifier::Keys, store: MemoryReplayStore) -> Verifier {
     let (intel, _) = intel();
-    let _ = minter;
     let policy = Policy { restricted_regions: vec!["CN".into()], ..Policy::default() };
     Verifier::new(keys, policy, Arc::new(store)).with_intel(Arc::new(intel))
 }
 
 fn pipeline(c: &mut Criterion) {
     let minter = Minter::new(5);
-    let verifier = verifier_for(&minter, minter.keys.clone(), MemoryReplayStore::new(4_000_000));
+    let verifier = verifier_for(minter.keys.clone(), MemoryReplayStore::new(4_000_000));
     bench_pipeline(c, "pipeline/verify", &minter, &verifier, 0xa5);
 }
 
@@ -142,7 +152,7 @@ fn scale(c: &mut Criterion) {
                 .block_on(meridian_verifier::replay::ReplayStore::spend(&store, nonce, far_future, 0))
                 .unwrap();
         }
-        let verifier = verifier_for(&minter, minter.keys.clone(), store);
+        let verifier = verifier_for(minter.keys.clone(), store);
         bench_pipeline(c, &format!("scale/nonces/{live}"), &minter, &verifier, 0x5b);
     }
     for count in [1usize, 100] {
@@ -157,7 +167,7 @@ fn scale(c: &mut Criterion) {
             collector: meridian_verifier::CollectorKeys::from_jwks(jwks).unwrap(),
             challenge: minter.keys.challenge.clone(),
         };
-        let verifier = verifier_for(&minter, keys, MemoryReplayStore::new(4_000_000));
+        let verifier = verifier_for(keys, MemoryReplayStore::new(4_000_000));
         bench_pipeline(c, &format!("scale/keys/{count}"), &minter, &verifier, 0x6c);
     }
 }
@@ -205,27 +215,17 @@ fn lookup(c: &mut Criterion) {
 /// them seconds apart). Returns the per-round ratios (raw time / pipeline
 /// time, i.e. pipeline throughput over raw) and the per-round microseconds.
 fn paired_rounds(rounds: usize, batch: usize) -> Vec<(f64, f64, f64)> {
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let message = vec![0x5a; 700];
-    let signature = key.sign(&message);
-    let public = key.verifying_key();
+    let (message, signature, public) = signed_message();
     let minter = Minter::new(5);
-    let verifier = verifier_for(&minter, minter.keys.clone(), MemoryReplayStore::new(4_000_000));
+    let verifier = verifier_for(minter.keys.clone(), MemoryReplayStore::new(4_000_000));
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let ip: IpAddr = "165.21.83.88".parse().unwrap();
+    let ip: IpAddr = IPS[0].parse().unwrap();
     let start = Timestamp::now().as_millisecond();
     let now = Timestamp::from_millisecond(start + 1_000).unwrap();
     let mut counter: u64 = 0;
     (0..rounds)
         .map(|_| {
-            let tokens: Vec<String> = (0..batch)
-                .map(|_| {
-                    counter += 1;
-                    let mut nonce = [0x3c; 16];
-                    nonce[..8].copy_from_slice(&counter.to_le_bytes());
-                    minter.token(ip, start, nonce)
-                })
-                .collect();
+            let tokens = mint(&minter, ip, start, 0x3c, &mut counter, batch as u64);
             let began = Instant::now();
             for _ in 0..batch {
                 public.verify_strict(black_box(&message), black_box(&signature)).unwrap();

@@ -285,7 +285,7 @@ fn serve(file: Option<&Path>) -> Result<(), String> {
             .await
             .map_err(|e| format!("listen: cannot listen on {}: {e}", config.listen))?;
         // The bound address: with port 0 in the configuration, the one the system chose.
-        let address = listener.local_addr().map_or(config.listen, |a| a);
+        let address = listener.local_addr().unwrap_or(config.listen);
         tracing::info!(%address, "meridian verifier listening");
         let housekeeping = state.clone();
         tokio::spawn(async move {
