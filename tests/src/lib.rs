@@ -53,10 +53,6 @@ impl Drop for DemoServer {
     }
 }
 
-/// Starts the demo in this process.
-///
-/// # Panics
-/// When the demo cannot start (set-up not run): tests should fail loudly.
 /// Serves `app` on `listener` as `meridian serve` does (`TCP_NODELAY`,
 /// the peer's address available to handlers) until the task is aborted.
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
@@ -67,6 +63,10 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
     .await;
 }
 
+/// Starts the demo in this process.
+///
+/// # Panics
+/// When the demo cannot start (set-up not run): tests should fail loudly.
 pub async fn start_demo() -> DemoServer {
     start_demo_with(meridian_verifier::geo::IpIntel::none()).await
 }
