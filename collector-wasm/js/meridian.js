@@ -16,14 +16,15 @@
 // data-forms (a CSS selector, default "form[data-meridian]"). A form's own
 // data-meridian="<action>" and data-meridian-challenge-url win.
 // Single-page apps call `collect()` themselves.
-import init, { sign, keyId } from './meridian_collector.js';
+import init, { sign, keyId as embeddedKeyId } from './meridian_collector.js';
 
 const here = new URL(import.meta.url);
 /** Resolves when the WebAssembly module is loaded and started. */
 export const ready = init({ module_or_path: new URL('meridian_collector_bg.wasm', here) });
 // Callers see a failure through collect(); an unloaded module is not an
 // unhandled rejection of the page.
-ready.catch(() => {});
+let loaded = false;
+ready.then(() => { loaded = true; }, () => {});
 
 /** The <script> element that loaded this module, if any. */
 const script =
@@ -112,7 +113,14 @@ export async function collect(options = {}) {
   return sign({ ...fetched, action: options.action || settings.action || 'login', worker, pristine: pristineRealm() });
 }
 
-export { keyId };
+/**
+ * The key id of the embedded signing key; undefined until `ready` resolves
+ * (engines differ in how soon a module's top-level `init` finishes).
+ * @returns {string | undefined}
+ */
+export function keyId() {
+  return loaded ? embeddedKeyId() : undefined;
+}
 
 const FIELD = 'meridian-token';
 

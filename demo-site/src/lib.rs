@@ -214,9 +214,7 @@ async fn login(
         // The challenge really came from this visitor's address; the change
         // to the simulated one is the simulation's own doing.
         outcome.reasons.retain(|r| r.code != ReasonCode::IpChanged);
-        let total = outcome.reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
-        outcome.score = u8::try_from(total.min(100)).unwrap_or(100);
-        outcome.verdict = state.api.verifier().policy().verdict(total);
+        (outcome.score, outcome.verdict) = state.api.verifier().policy().score(&outcome.reasons);
     }
     Html(pages::result(&form.email, &outcome, simulated))
 }

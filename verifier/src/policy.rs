@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::geo::Country;
 use crate::token::VerifyRules;
-use crate::verdict::{ReasonCode, Verdict};
+use crate::verdict::{Reason, ReasonCode, Verdict};
 
 /// Points each reason adds to the risk score (which is capped at 100).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +61,15 @@ pub struct Weights {
     pub automation: u32,
     /// Single use could not be checked (store down, failing open). Default 50.
     pub replay_unchecked: u32,
+    /// The zone is withheld by a privacy browser. Default 10: many careful
+    /// people use one; under restricted regions `withheld_zone` decides.
+    pub privacy_browser: u32,
+    /// The IP is a privacy relay's egress (iCloud Private Relay, WARP).
+    /// Default 10: ordinary phones use it, and it keeps the user's region.
+    pub privacy_relay: u32,
+    /// The IP is a Tor exit. Default 50 (review on its own): the network
+    /// then says nothing about where the user is.
+    pub tor_exit: u32,
 }
 
 impl Default for Weights {
@@ -80,6 +89,9 @@ impl Default for Weights {
             ip_changed: 10,
             automation: 40,
             replay_unchecked: 50,
+            privacy_browser: 10,
+            privacy_relay: 10,
+            tor_exit: 50,
         }
     }
 }
@@ -102,6 +114,9 @@ impl Weights {
             ReasonCode::IpChanged => self.ip_changed,
             ReasonCode::Automation => self.automation,
             ReasonCode::ReplayUnchecked => self.replay_unchecked,
+            ReasonCode::PrivacyBrowser => self.privacy_browser,
+            ReasonCode::PrivacyRelay => self.privacy_relay,
+            ReasonCode::TorExit => self.tor_exit,
         }
     }
 }
@@ -144,6 +159,72 @@ pub struct Policy {
     /// reject with `internal-error`. `open` accepts the token with the
     /// reason `replay_unchecked`.
     pub store_failure: StoreFailure,
+    /// The least verdict for a browser that withholds its zone
+    /// (`privacy_browser`) while regions are restricted: such a browser
+    /// cannot show it is outside them. Default `review`; `allow` trusts
+    /// the network alone, `deny` refuses privacy browsers outright. Without
+    /// restricted regions it has no effect.
+    pub withheld_zone: Verdict,
+    /// Networks whose users may be in other countries than the network's
+    /// own, such as a company's egress or a satellite operator: the zone
+    /// and language checks accept the countries listed. Default: none.
+    pub trusted_networks: Vec<TrustedNetwork>,
+}
+
+/// A network the operator knows, and the countries its users may be in.
+///
+/// ```toml
+/// [[trusted_networks]]
+/// name = "Example Corp Singapore egress"
+/// networks = ["198.51.100.0/24", "AS64500"]
+/// countries = ["SG", "MY", "ID"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedNetwork {
+    /// A label, shown in the reason sentences and logs.
+    pub name: String,
+    /// CIDR blocks, single addresses or ASNs (`AS64500`).
+    pub networks: Vec<String>,
+    /// ISO 3166-1 alpha-2 codes of where its users may be.
+    pub countries: Vec<String>,
+}
+
+impl TrustedNetwork {
+    /// Whether `ip` (or its AS) is one of this network's.
+    pub fn contains(&self, ip: std::net::IpAddr, asn: Option<u32>) -> bool {
+        let ip = crate::net::canonical_ip(ip);
+        self.networks.iter().any(|entry| match NetworkEntry::parse(entry) {
+            Some(NetworkEntry::Block(net)) => net.contains(&ip),
+            Some(NetworkEntry::Asn(number)) => asn == Some(number),
+            None => false,
+        })
+    }
+
+    /// The countries, parsed (validation refused any that do not parse).
+    pub fn countries(&self) -> impl Iterator<Item = Country> + '_ {
+        self.countries.iter().filter_map(|c| Country::parse(c))
+    }
+}
+
+/// One entry of [`TrustedNetwork::networks`].
+enum NetworkEntry {
+    Block(ipnet::IpNet),
+    Asn(u32),
+}
+
+impl NetworkEntry {
+    fn parse(entry: &str) -> Option<Self> {
+        let entry = entry.trim();
+        if let Some(number) = entry.strip_prefix("AS").or_else(|| entry.strip_prefix("as")) {
+            return number.parse().ok().map(Self::Asn);
+        }
+        entry
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .ok()
+            .map(Self::Block)
+    }
 }
 
 /// What a verification does when single use cannot be checked.
@@ -167,6 +248,8 @@ impl Default for Policy {
             allowed_origins: Vec::new(),
             allowed_actions: Vec::new(),
             store_failure: StoreFailure::Closed,
+            withheld_zone: Verdict::Review,
+            trusted_networks: Vec::new(),
         }
     }
 }
@@ -181,6 +264,16 @@ pub enum PolicyError {
     /// A restricted region is not a two-letter country code.
     #[error("policy: restricted_regions: {0:?} is not an ISO 3166-1 alpha-2 code")]
     BadRegion(String),
+    /// A trusted network's entry or country does not parse.
+    #[error("policy: trusted_networks {name:?}: {entry:?} is not {expected}")]
+    BadTrustedNetwork {
+        /// The network's name.
+        name: String,
+        /// The entry.
+        entry: String,
+        /// What it should be.
+        expected: &'static str,
+    },
     /// `review` must not exceed `deny`.
     #[error("policy: thresholds.review ({review}) is above thresholds.deny ({deny})")]
     Thresholds {
@@ -210,6 +303,19 @@ impl Policy {
         for region in &self.restricted_regions {
             Country::parse(region).ok_or_else(|| PolicyError::BadRegion(region.clone()))?;
         }
+        for network in &self.trusted_networks {
+            let bad = |entry: &String, expected| PolicyError::BadTrustedNetwork {
+                name: network.name.clone(),
+                entry: entry.clone(),
+                expected,
+            };
+            if let Some(entry) = network.networks.iter().find(|e| NetworkEntry::parse(e).is_none()) {
+                return Err(bad(entry, "a CIDR block, an IP address or an ASN like AS64500"));
+            }
+            if let Some(entry) = network.countries.iter().find(|c| Country::parse(c).is_none()) {
+                return Err(bad(entry, "an ISO 3166-1 alpha-2 code"));
+            }
+        }
         if self.thresholds.review > self.thresholds.deny {
             return Err(PolicyError::Thresholds {
                 review: self.thresholds.review,
@@ -231,6 +337,24 @@ impl Policy {
             allowed_actions: self.allowed_actions.clone(),
             ..VerifyRules::default()
         }
+    }
+
+    /// The trusted network `ip` (with AS `asn`) belongs to, if any.
+    pub fn trusted_network(&self, ip: std::net::IpAddr, asn: Option<u32>) -> Option<&TrustedNetwork> {
+        self.trusted_networks.iter().find(|n| n.contains(ip, asn))
+    }
+
+    /// The risk score (sum of weights, capped at 100) and the verdict: the
+    /// thresholds applied to the uncapped sum, raised to the policy's floor
+    /// for what the reasons show (a withheld zone under restricted regions).
+    pub fn score(&self, reasons: &[Reason]) -> (u8, Verdict) {
+        let total = reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
+        let mut verdict = self.verdict(total);
+        if !self.restricted_regions.is_empty() && reasons.iter().any(|r| r.code == ReasonCode::PrivacyBrowser)
+        {
+            verdict = verdict.max(self.withheld_zone);
+        }
+        (u8::try_from(total.min(100)).unwrap_or(100), verdict)
     }
 
     /// The verdict for a score.

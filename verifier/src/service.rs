@@ -74,6 +74,9 @@ pub struct Network {
     /// Whether the AS is a hosting or VPN network, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosting: Option<bool>,
+    /// The privacy relay or Tor exit the IP belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<crate::geo::RelayKind>,
 }
 
 impl Network {
@@ -85,6 +88,7 @@ impl Network {
             asn: facts.asn,
             org: facts.org,
             hosting: facts.hosting,
+            relay: facts.relay.map(|relay| relay.kind),
         }
     }
 }
@@ -223,12 +227,12 @@ impl Verifier {
                         tracing::warn!(%why, "replay store unavailable; accepting without the single-use check");
                         let mut outcome = self.assess(&verified, input, facts, now);
                         let weight = self.policy.weights.of(ReasonCode::ReplayUnchecked);
-                        outcome.reasons.push(Reason {
-                            code: ReasonCode::ReplayUnchecked,
+                        outcome.reasons.push(Reason::new(
+                            ReasonCode::ReplayUnchecked,
                             weight,
-                            detail: "The replay store could not be reached, so this token may have been used before."
+                            "The replay store could not be reached, so this token may have been used before."
                                 .into(),
-                        });
+                        ));
                         (outcome.score, outcome.verdict) = self.score(&outcome.reasons);
                         outcome
                     }
@@ -274,11 +278,9 @@ impl Verifier {
         Ok(verified)
     }
 
-    /// The risk score (sum of weights, capped at 100) and the verdict the
-    /// policy's thresholds give the uncapped sum.
+    /// The risk score and verdict of these reasons under the policy.
     fn score(&self, reasons: &[Reason]) -> (u8, Verdict) {
-        let total = reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
-        (u8::try_from(total.min(100)).unwrap_or(100), self.policy.verdict(total))
+        self.policy.score(reasons)
     }
 
     /// Weighs verified claims against the network and the policy.

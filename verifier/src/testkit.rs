@@ -87,6 +87,11 @@ impl Minter {
 /// | 203.0.113.0/24 | CH | |
 /// | 2001:db8:1::/48 | DE | |
 /// | 2001:db8:2::/48 | SG | |
+/// | 2001:db8:3::/48 | FR | |
+/// | 2001:db8:4::/48 | IS | |
+/// | 2001:db8:5::/48 | NL | AS13335 Cloudflare, Inc. (WARP) |
+/// | 2001:db8:6::/48 | US, Private Relay egress serving JP | |
+/// | 2001:db8:7::/48 | DE, `2001:db8:7::1` a Tor exit | |
 pub fn test_intel() -> IpIntel {
     use mmdb_writer::{Value, Writer};
     let net = |text: &str| text.parse::<ipnet::IpNet>().unwrap_or_else(|_| unreachable!("literal network"));
@@ -104,6 +109,11 @@ pub fn test_intel() -> IpIntel {
         ("203.0.113.0/24", flat("CH")),
         ("2001:db8:1::/48", flat("DE")),
         ("2001:db8:2::/48", flat("SG")),
+        ("2001:db8:3::/48", flat("FR")),
+        ("2001:db8:4::/48", flat("IS")),
+        ("2001:db8:5::/48", flat("NL")),
+        ("2001:db8:6::/48", flat("US")),
+        ("2001:db8:7::/48", flat("DE")),
     ] {
         let _ = country.insert_value(net(network), value);
     }
@@ -116,5 +126,18 @@ pub fn test_intel() -> IpIntel {
     let mut asn = Writer::new("Meridian-Test-ASN");
     let _ = asn.insert_value(net("198.51.100.64/26"), record(16509, "Amazon.com, Inc."));
     let _ = asn.insert_value(net("192.0.2.192/26"), record(3320, "Deutsche Telekom AG"));
-    IpIntel::from_bytes(country.to_bytes().ok(), asn.to_bytes().ok()).unwrap_or_default()
+    let _ = asn.insert_value(net("2001:db8:5::/48"), record(13335, "Cloudflare, Inc."));
+    IpIntel::from_bytes(country.to_bytes().ok(), asn.to_bytes().ok())
+        .unwrap_or_default()
+        .with_relays(test_relays())
+}
+
+/// Relay lists in the published formats, over documentation ranges:
+/// `2001:db8:6::/48` is a Private Relay egress for JP, `2001:db8:7::1` a
+/// Tor exit.
+pub fn test_relays() -> crate::geo::RelayLists {
+    crate::geo::RelayLists::none()
+        .with_private_relay_csv("2001:db8:6::/48,JP,JP-13,Tokyo,\n")
+        .and_then(|lists| lists.with_tor_exits("ExitAddress 2001:db8:7::1 2026-11-30 11:05:00\n"))
+        .unwrap_or_else(|e| unreachable!("literal lists: {e}"))
 }

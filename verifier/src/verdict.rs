@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 /// What the backend should do with the login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Ordered from mildest to strictest, so a policy's floor is a `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub enum Verdict {
@@ -50,6 +51,60 @@ pub enum ReasonCode {
     /// The replay store could not be asked and the verifier is configured
     /// to fail open: this token may have been used before.
     ReplayUnchecked,
+    /// The browser withholds its time zone the way privacy browsers do
+    /// (Firefox's `resistFingerprinting`, Tor Browser, Mullvad Browser,
+    /// LibreWolf): the zone is not a claim, so zone checks are skipped.
+    PrivacyBrowser,
+    /// The IP is an egress of a privacy relay (iCloud Private Relay,
+    /// Cloudflare WARP) that keeps the user's region, not a VPN exit.
+    PrivacyRelay,
+    /// The IP is a Tor exit: the network says nothing about the user's place.
+    TorExit,
+}
+
+impl ReasonCode {
+    /// The stable snake_case name, as in the answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TzOffsetMismatch => "tz_offset_mismatch",
+            Self::TzCountryMismatch => "tz_country_mismatch",
+            Self::TzInternalInconsistent => "tz_internal_inconsistent",
+            Self::LocaleCountryMismatch => "locale_country_mismatch",
+            Self::AcceptLanguageMismatch => "accept_language_mismatch",
+            Self::TamperedApi => "tampered_api",
+            Self::WorkerScopeMismatch => "worker_scope_mismatch",
+            Self::ClockSkew => "clock_skew",
+            Self::RestrictedRegionIp => "restricted_region_ip",
+            Self::RestrictedRegionClaim => "restricted_region_claim",
+            Self::HostingIp => "hosting_ip",
+            Self::IpChanged => "ip_changed",
+            Self::Automation => "automation",
+            Self::ReplayUnchecked => "replay_unchecked",
+            Self::PrivacyBrowser => "privacy_browser",
+            Self::PrivacyRelay => "privacy_relay",
+            Self::TorExit => "tor_exit",
+        }
+    }
+}
+
+/// How strongly a reason's own evidence, together with the rest of the
+/// answer, supports what it says.
+///
+/// `low`: one soft signal with innocent explanations (a zone mismatch
+/// alone is a traveller as often as a liar). `medium`: a fact, or a soft
+/// signal another reason corroborates. `high`: direct evidence (a replaced
+/// API, a restricted-region IP) or independent signals that agree (a zone
+/// mismatch behind a relay with the restricted region's language).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+pub enum Confidence {
+    /// One soft signal.
+    Low,
+    /// A fact, or a soft signal with support.
+    Medium,
+    /// Direct or independently corroborated evidence.
+    High,
 }
 
 /// One thing that is off, with its weight in the score and a sentence a
@@ -63,4 +118,68 @@ pub struct Reason {
     pub weight: u32,
     /// A sentence that explains it.
     pub detail: String,
+    /// How strongly the evidence supports it.
+    pub confidence: Confidence,
+}
+
+impl Reason {
+    /// A reason with the confidence its evidence alone gives; the checks
+    /// raise it when other reasons corroborate ([`grade`]).
+    pub fn new(code: ReasonCode, weight: u32, detail: String) -> Self {
+        Self { code, weight, detail, confidence: base_confidence(code) }
+    }
+}
+
+/// What a reason's evidence is worth on its own.
+fn base_confidence(code: ReasonCode) -> Confidence {
+    use ReasonCode as C;
+    match code {
+        C::TamperedApi
+        | C::TzInternalInconsistent
+        | C::WorkerScopeMismatch
+        | C::Automation
+        | C::RestrictedRegionIp
+        | C::ReplayUnchecked
+        | C::TorExit
+        | C::PrivacyRelay
+        | C::PrivacyBrowser => Confidence::High,
+        C::RestrictedRegionClaim | C::AcceptLanguageMismatch | C::HostingIp | C::IpChanged => {
+            Confidence::Medium
+        }
+        C::TzOffsetMismatch | C::TzCountryMismatch | C::LocaleCountryMismatch | C::ClockSkew => {
+            Confidence::Low
+        }
+    }
+}
+
+/// Raises the confidence of soft reasons that other reasons corroborate:
+/// a zone or language mismatch is `medium` behind a relay, hosting or
+/// changed network, or with a second soft mismatch, and `high` when a
+/// restricted-region claim (zone plus language) also agrees; a
+/// restricted-region claim behind a relay is `high`.
+pub fn grade(reasons: &mut [Reason]) {
+    use ReasonCode as C;
+    let has = |code: C, reasons: &[Reason]| reasons.iter().any(|r| r.code == code);
+    let relayed =
+        [C::HostingIp, C::PrivacyRelay, C::TorExit, C::IpChanged].into_iter().any(|c| has(c, reasons));
+    let claim = has(C::RestrictedRegionClaim, reasons);
+    let soft =
+        [C::TzOffsetMismatch, C::TzCountryMismatch, C::LocaleCountryMismatch, C::AcceptLanguageMismatch];
+    let soft_count = reasons.iter().filter(|r| soft.contains(&r.code)).count();
+    for reason in reasons.iter_mut() {
+        let raised = match reason.code {
+            code if soft.contains(&code) => {
+                if claim && relayed {
+                    Confidence::High
+                } else if claim || relayed || soft_count >= 2 {
+                    Confidence::Medium
+                } else {
+                    Confidence::Low
+                }
+            }
+            C::RestrictedRegionClaim if relayed => Confidence::High,
+            _ => reason.confidence,
+        };
+        reason.confidence = reason.confidence.max(raised);
+    }
 }

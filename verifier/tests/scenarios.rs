@@ -289,7 +289,107 @@ const SCENARIOS: &[Scenario] = &[
         must: &[ReasonCode::AcceptLanguageMismatch],
         must_not: &[ReasonCode::TzCountryMismatch],
     },
+    Scenario {
+        name: "iPhone in Tokyo behind iCloud Private Relay",
+        zone: "Asia/Tokyo",
+        locale: "ja-JP",
+        languages: &["ja-JP"],
+        ip: "2001:db8:6::9",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("ja-JP"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[ReasonCode::PrivacyRelay],
+        must_not: &[ReasonCode::HostingIp, ReasonCode::TzCountryMismatch, ReasonCode::TzOffsetMismatch],
+    },
+    Scenario {
+        name: "Dutch laptop on Cloudflare WARP",
+        zone: "Europe/Amsterdam",
+        locale: "nl-NL",
+        languages: &["nl-NL", "nl", "en"],
+        ip: "2001:db8:5::9",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("nl-NL,nl;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[ReasonCode::PrivacyRelay],
+        must_not: &[ReasonCode::HostingIp, ReasonCode::TzCountryMismatch],
+    },
+    Scenario {
+        name: "Tor exit",
+        zone: "Europe/Berlin",
+        locale: "de-DE",
+        languages: &["de-DE"],
+        ip: "2001:db8:7::1",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: None,
+        policy: neutral,
+        verdict: Verdict::Review,
+        must: &[ReasonCode::TorExit],
+        must_not: &[ReasonCode::HostingIp],
+    },
+    Scenario {
+        name: "Icelander: Atlantic/Reykjavik is a claim, not a privacy browser",
+        zone: "Atlantic/Reykjavik",
+        locale: "is-IS",
+        languages: &["is-IS", "is", "en"],
+        ip: "2001:db8:4::9",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("is-IS,is;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: &[
+            ReasonCode::PrivacyBrowser,
+            ReasonCode::TzOffsetMismatch,
+            ReasonCode::TzCountryMismatch,
+            ReasonCode::TzInternalInconsistent,
+        ],
+    },
+    Scenario {
+        name: "Tokyo employee behind the company's trusted Singapore egress",
+        zone: "Asia/Tokyo",
+        locale: "ja-JP",
+        languages: &["ja-JP"],
+        ip: "192.0.2.20",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("ja-JP"),
+        policy: corporate_egress,
+        verdict: Verdict::Allow,
+        must: &[],
+        must_not: &[
+            ReasonCode::TzOffsetMismatch,
+            ReasonCode::TzCountryMismatch,
+            ReasonCode::LocaleCountryMismatch,
+        ],
+    },
+    Scenario {
+        name: "Shanghai staff behind the same trusted egress, CN restricted",
+        zone: "Asia/Shanghai",
+        locale: "zh-CN",
+        languages: &["zh-CN", "zh"],
+        ip: "192.0.2.20",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("zh-CN,zh;q=0.9"),
+        policy: corporate_egress,
+        verdict: Verdict::Deny,
+        must: &[ReasonCode::RestrictedRegionClaim, ReasonCode::TzCountryMismatch],
+        must_not: &[ReasonCode::HostingIp],
+    },
 ];
+
+/// CN restricted; 192.0.2.16/28 (in SG) is a company's egress whose staff
+/// work in Singapore and Japan.
+fn corporate_egress() -> Policy {
+    Policy {
+        trusted_networks: vec![meridian_verifier::policy::TrustedNetwork {
+            name: "Example Corp Singapore egress".into(),
+            networks: vec!["192.0.2.16/28".into()],
+            countries: vec!["SG".into(), "JP".into()],
+        }],
+        ..restrict_cn()
+    }
+}
 
 async fn run(scenario: &Scenario, intel: &Arc<IpIntel>) -> VerifyOutcome {
     let minter = Minter::new(9);
@@ -392,4 +492,111 @@ async fn without_databases_countries_are_unknown_and_nothing_breaks() {
     assert_eq!(outcome.network.unwrap().country, None);
     assert!(outcome.reasons.iter().all(|r| r.code != ReasonCode::TzOffsetMismatch));
     assert_eq!(outcome.verdict, Verdict::Allow);
+}
+
+/// What Firefox with `privacy.resistFingerprinting` reports (and Tor,
+/// Mullvad Browser, LibreWolf): `UTC` in the page, `Atlantic/Reykjavik` in
+/// a worker, offset 0 all year, Intl locale `en-US`, while the person's own
+/// languages stay in `navigator.languages`.
+fn privacy_browser_claims(minter: &Minter, ip: IpAddr, at: Timestamp, page_zone: &str) -> Claims {
+    let mut claims = browser(minter, ip, at, "UTC", "en-US", &["fr-FR", "fr", "en-US"]);
+    claims.time_zone.zone = page_zone.into();
+    if let Some(worker) = claims.worker.as_mut() {
+        worker.zone = "Atlantic/Reykjavik".into();
+    }
+    if let Some(integrity) = claims.integrity.as_mut() {
+        // Reykjavik links to Abidjan: local mean time −0:16:08 in 1880.
+        integrity.historical_offset_s = -968;
+    }
+    claims
+}
+
+async fn verify_claims(
+    claims: &Claims,
+    minter: &Minter,
+    ip: IpAddr,
+    at: Timestamp,
+    policy: Policy,
+) -> VerifyOutcome {
+    let verifier = Verifier::new(minter.keys.clone(), policy, Arc::new(MemoryReplayStore::new(10)))
+        .with_intel(Arc::new(test_intel()));
+    let token = minter.sign(claims);
+    let input = VerifyInput {
+        token: &token,
+        remote_ip: ip,
+        accept_language: Some("fr-FR,fr;q=0.9,en-US;q=0.8"),
+        expected_action: None,
+        expected_origin: None,
+    };
+    verifier.verify(&input, Timestamp::from_millisecond(at.as_millisecond() + 1_500).unwrap()).await
+}
+
+#[tokio::test]
+async fn a_privacy_browser_withholds_its_zone_and_the_policy_decides() {
+    let minter = Minter::new(9);
+    let at: Timestamp = "2027-06-15T09:00:00Z".parse().unwrap();
+    let paris: IpAddr = "2001:db8:3::9".parse().unwrap();
+    for page_zone in ["UTC", "Atlantic/Reykjavik"] {
+        let claims = privacy_browser_claims(&minter, paris, at, page_zone);
+        let outcome = verify_claims(&claims, &minter, paris, at, neutral()).await;
+        let codes: Vec<ReasonCode> = outcome.reasons.iter().map(|r| r.code).collect();
+        assert_eq!(codes, [ReasonCode::PrivacyBrowser], "{page_zone}: {:#?}", outcome.reasons);
+        assert_eq!(outcome.verdict, Verdict::Allow);
+
+        // Regions restricted: a withheld zone cannot show it is outside them.
+        let outcome = verify_claims(&claims, &minter, paris, at, restrict_cn()).await;
+        assert_eq!(outcome.verdict, Verdict::Review, "{:#?}", outcome.reasons);
+        let lenient = Policy { withheld_zone: Verdict::Allow, ..restrict_cn() };
+        assert_eq!(verify_claims(&claims, &minter, paris, at, lenient).await.verdict, Verdict::Allow);
+        let strict = Policy { withheld_zone: Verdict::Deny, ..restrict_cn() };
+        assert_eq!(verify_claims(&claims, &minter, paris, at, strict).await.verdict, Verdict::Deny);
+    }
+    // Languages and network still count: the same browser with Chinese
+    // languages behind a Singapore IP.
+    let singapore: IpAddr = "192.0.2.12".parse().unwrap();
+    let mut claims = privacy_browser_claims(&minter, singapore, at, "UTC");
+    claims.locale.languages = vec!["zh-CN".into(), "zh".into()];
+    if let Some(worker) = claims.worker.as_mut() {
+        worker.languages = claims.locale.languages.clone();
+    }
+    let outcome = verify_claims(&claims, &minter, singapore, at, restrict_cn()).await;
+    let codes: Vec<ReasonCode> = outcome.reasons.iter().map(|r| r.code).collect();
+    assert!(codes.contains(&ReasonCode::AcceptLanguageMismatch), "{codes:?}");
+    assert!(!codes.contains(&ReasonCode::TzCountryMismatch), "{codes:?}");
+    assert!(outcome.verdict >= Verdict::Review);
+}
+
+#[tokio::test]
+async fn confidence_grows_with_corroborating_evidence() {
+    use meridian_verifier::verdict::Confidence;
+    let intel = Arc::new(test_intel());
+    let confidence_of = |outcome: &VerifyOutcome, code: ReasonCode| {
+        outcome.reasons.iter().find(|r| r.code == code).map(|r| r.confidence)
+    };
+    // A German traveller's home clock behind a US IP: one soft signal.
+    let berlin = SCENARIOS.iter().find(|s| s.name == "Berlin browser behind a US IP").unwrap();
+    let outcome = run(berlin, &intel).await;
+    assert_eq!(confidence_of(&outcome, ReasonCode::TzCountryMismatch), Some(Confidence::Medium));
+    // Shanghai + zh-CN behind a Singapore IP: the zone and language agree.
+    let shanghai =
+        SCENARIOS.iter().find(|s| s.name == "Shanghai browser behind a Singapore IP, CN restricted").unwrap();
+    let outcome = run(shanghai, &intel).await;
+    assert_eq!(confidence_of(&outcome, ReasonCode::TzCountryMismatch), Some(Confidence::Medium));
+    // ... and behind a hosting network as well: independent evidence agrees.
+    let hosted = Scenario { ip: "198.51.100.70", ..*shanghai };
+    let outcome = run(&hosted, &intel).await;
+    assert_eq!(
+        confidence_of(&outcome, ReasonCode::TzOffsetMismatch),
+        Some(Confidence::High),
+        "{:#?}",
+        outcome.reasons
+    );
+    assert_eq!(confidence_of(&outcome, ReasonCode::RestrictedRegionClaim), Some(Confidence::High));
+    let json = serde_json::to_value(&outcome.reasons).unwrap();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| ["low", "medium", "high"].contains(&r["confidence"].as_str().unwrap()))
+    );
 }

@@ -53,14 +53,14 @@ pub fn collect(input: &JsValue) -> IntegrityClaims {
     let navigator_class = if get(&g, "Navigator").is_undefined() { "WorkerNavigator" } else { "Navigator" };
     let navigator_proto = get(&get(&g, navigator_class), "prototype");
     let navigator = get(&g, "navigator");
-    for (property, native_name, name, own) in [
-        ("language", "get language", "navigator.language", "navigator.language (own property)"),
-        ("languages", "get languages", "navigator.languages", "navigator.languages (own property)"),
+    for (property, name, own) in [
+        ("language", "navigator.language", "navigator.language (own property)"),
+        ("languages", "navigator.languages", "navigator.languages (own property)"),
     ] {
         let key = JsValue::from_str(property);
         let getter =
             get(&Object::get_own_property_descriptor(navigator_proto.unchecked_ref::<Object>(), &key), "get");
-        if getter.dyn_ref::<Function>().is_none_or(|f| !is_native(&to_string, f, native_name)) {
+        if getter.dyn_ref::<Function>().is_none_or(|f| !is_native(&to_string, f, property)) {
             non_native.push(name.to_owned());
         }
         if Object::get_own_property_descriptor(navigator.unchecked_ref::<Object>(), &key).is_truthy() {
@@ -87,13 +87,33 @@ pub fn collect(input: &JsValue) -> IntegrityClaims {
     }
 }
 
-/// Whether `function` stringifies exactly as a native function named `name`
-/// and has no `prototype` of its own (constructors aside).
+/// Whether `function` stringifies as a native function named `name` and
+/// has no `prototype` of its own (constructors aside).
 fn is_native(to_string: &Function, function: &Function, name: &str) -> bool {
     let Some(text) = to_string.call0(function).ok().and_then(|t| t.as_string()) else { return false };
-    let shown = text.strip_prefix("function ").and_then(|t| t.strip_suffix("() { [native code] }"));
     let is_constructor = name == "DateTimeFormat";
-    shown == Some(name) && (is_constructor || !Reflect::has(function, &"prototype".into()).unwrap_or(true))
+    prints_as_native(&text, name)
+        && (is_constructor || !Reflect::has(function, &"prototype".into()).unwrap_or(true))
+}
+
+/// Whether `text` is the source every engine prints for a native function
+/// named `name`, whitespace aside: Chromium writes
+/// `function get language() { [native code] }` on one line, Firefox and
+/// WebKit `function language() {⏎    [native code]⏎}` — the same tokens,
+/// other spacing, and a getter without its `get `. A replaced function
+/// prints its own body, a Proxy or bound function another name.
+pub(crate) fn prints_as_native(text: &str, name: &str) -> bool {
+    // Compared token by token, spaces kept: `{[nativecode]}` is a valid
+    // function body a page could write, `{ [native code] }` is not.
+    let mut tokens = text.split_ascii_whitespace();
+    if tokens.next() != Some("function") {
+        return false;
+    }
+    let mut head = tokens.next();
+    if head == Some("get") {
+        head = tokens.next();
+    }
+    head.and_then(|h| h.strip_prefix(name)) == Some("()") && tokens.eq(["{", "[native", "code]", "}"])
 }
 
 /// The `toString`s to stringify with: those of the fresh realm the drop-in
@@ -168,4 +188,53 @@ fn digits(text: &str) -> Option<i32> {
         return None;
     }
     text.bytes().try_fold(0i32, |value, b| b.is_ascii_digit().then(|| value * 10 + i32::from(b - b'0')))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_source_in_every_engine() {
+        // Chromium, one line; getters keep their `get `.
+        assert!(prints_as_native("function getTimezoneOffset() { [native code] }", "getTimezoneOffset"));
+        assert!(prints_as_native("function get language() { [native code] }", "language"));
+        // Firefox and WebKit: several lines, getters without `get `.
+        assert!(prints_as_native("function resolvedOptions() {\n    [native code]\n}", "resolvedOptions"));
+        assert!(prints_as_native("function languages() {\n    [native code]\n}", "languages"));
+        assert!(prints_as_native("function DateTimeFormat() {\n    [native code]\n}", "DateTimeFormat"));
+    }
+
+    #[test]
+    fn replaced_functions_are_not_native() {
+        for text in [
+            // Page functions print their source; these are valid JavaScript.
+            "function resolvedOptions() {[nativecode]}",
+            "function resolvedOptions() { [native/**/code] }",
+            "resolvedOptions() { return o; }",
+            "() => 0",
+            // A Proxy or bound function loses or changes the name.
+            "function () { [native code] }",
+            "function bound resolvedOptions() {\n    [native code]\n}",
+            // Another function's name.
+            "function formatToParts() { [native code] }",
+            "function resolvedOptionsX() { [native code] }",
+            "function resolvedOptions() { [native code] } x",
+            "",
+        ] {
+            assert!(!prints_as_native(text, "resolvedOptions"), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn offsets_printed_by_date() {
+        assert_eq!(parse_gmt_offset("Tue Dec 01 2026 09:00:00 GMT+0800 (China Standard Time)"), Some(480));
+        assert_eq!(parse_gmt_offset("Tue Dec 01 2026 09:00:00 GMT-0330 (Newfoundland)"), Some(-210));
+        assert_eq!(parse_gmt_offset("Tue Dec 01 2026 09:00:00 GMT+01"), None);
+        assert_eq!(parse_gmt_offset("no offset"), None);
+        assert_eq!(digits("0480"), Some(480));
+        assert_eq!(digits("+1"), None);
+        assert_eq!(digits(""), None);
+    }
 }

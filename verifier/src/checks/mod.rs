@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 use meridian_protocol::Claims;
 
-use crate::geo::{Country, IpFacts};
+use crate::geo::{Country, IpFacts, RelayKind};
 use crate::net::canonical_ip;
 use crate::policy::Policy;
 use crate::tables;
@@ -40,16 +40,74 @@ pub struct Evidence<'a> {
     pub accept_language: Option<&'a str>,
 }
 
+/// Zones a browser reports when it withholds its own: privacy browsers
+/// (Firefox's `resistFingerprinting`, Tor Browser, Mullvad Browser,
+/// LibreWolf) say `UTC` or, since Firefox 128, `Atlantic/Reykjavik`, with
+/// offset 0 all year. `UTC` names no place at all, whoever reports it.
+const WITHHELD_ZONES: [&str; 16] = [
+    "UTC",
+    "Etc/UTC",
+    "Etc/UCT",
+    "UCT",
+    "Etc/Universal",
+    "Universal",
+    "Etc/Zulu",
+    "Zulu",
+    "GMT",
+    "Etc/GMT",
+    "Etc/GMT0",
+    "Etc/GMT+0",
+    "Etc/GMT-0",
+    "GMT0",
+    "Etc/Greenwich",
+    "Atlantic/Reykjavik",
+];
+
+/// Whether the browser withholds its zone rather than claiming one: a
+/// [`WITHHELD_ZONES`] name, offset 0 now and on 1 January and 1 July, and
+/// for `Atlantic/Reykjavik` the English Intl locale privacy browsers force
+/// without any Icelandic sign (network, locale region or language) — an
+/// Icelander's browser names its own zone.
+pub fn withholds_zone(claims: &Claims, ip_country: Option<Country>) -> bool {
+    let tz = &claims.time_zone;
+    if !WITHHELD_ZONES.contains(&tz.zone.as_str())
+        || tz.offset_now_min != 0
+        || tz.offset_jan_min != 0
+        || tz.offset_jul_min != 0
+    {
+        return false;
+    }
+    if tz.zone != "Atlantic/Reykjavik" {
+        return true;
+    }
+    let iceland = Country::parse("IS");
+    let icelandic = ip_country == iceland
+        || locale_region(&claims.locale.locale).and_then(Country::parse) == iceland
+        || language::browser_languages(claims).iter().any(|l| l == "is");
+    !icelandic && primary_language(&claims.locale.locale).as_deref() == Some("en")
+}
+
 /// Runs every check and returns the reasons found, strongest first.
 pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> Vec<Reason> {
     let mut reasons = Vec::new();
     let mut add = |code: ReasonCode, detail: String| {
-        reasons.push(Reason { code, weight: policy.weights.of(code), detail });
+        reasons.push(Reason::new(code, policy.weights.of(code), detail));
     };
     let claims = evidence.claims;
     let zone_name = claims.time_zone.zone.as_str();
     let zone = tz::zone(zone_name);
     let country = evidence.network.country;
+    let withheld = withholds_zone(claims, country);
+    // Where the user may be: the IP's country, and for a network the
+    // operator trusts, the countries its users are in.
+    let trusted = policy.trusted_network(evidence.remote_ip, evidence.network.asn);
+    let mut places: Vec<Country> = country.into_iter().collect();
+    for place in trusted.into_iter().flat_map(|network| network.countries()) {
+        if !places.contains(&place) {
+            places.push(place);
+        }
+    }
+    let place_names = places.iter().map(Country::as_str).collect::<Vec<_>>().join("/");
 
     // The zone name against the offsets the browser reported.
     match &zone {
@@ -64,16 +122,25 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
         }
     }
 
-    if let Some(country) = country {
-        let code = country.as_str();
-        // The claimed offset against every offset in use in the IP country.
-        let offsets = tz::country_offsets(code, evidence.at);
+    if withheld {
+        add(
+            ReasonCode::PrivacyBrowser,
+            format!(
+                "The browser withholds its time zone (it reports {zone_name} at UTC+00:00 all year, as privacy browsers do), so only its languages and the network can be compared."
+            ),
+        );
+    } else if !places.is_empty() {
+        // The claimed offset against every offset in use where the user may be.
+        let mut offsets: Vec<i32> =
+            places.iter().flat_map(|place| tz::country_offsets(place.as_str(), evidence.at)).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
         let claimed = claims.time_zone.offset_now_min;
         if !offsets.is_empty() && !offsets.contains(&claimed) {
             add(
                 ReasonCode::TzOffsetMismatch,
                 format!(
-                    "The browser's clock is at UTC{}, an offset not in use in {code} right now (there: {}).",
+                    "The browser's clock is at UTC{}, an offset not in use in {place_names} right now (there: {}).",
                     tz::format_offset(claimed),
                     offsets
                         .iter()
@@ -85,7 +152,7 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
         }
         // The zone's countries against the IP country.
         let zone_countries = tables::zone_countries(zone_name);
-        if zone.is_some() && !zone_countries.contains(&code) {
+        if zone.is_some() && !places.iter().any(|place| zone_countries.contains(&place.as_str())) {
             let whose = if zone_countries.is_empty() {
                 "a zone of no country".to_owned()
             } else {
@@ -93,20 +160,24 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
             };
             add(
                 ReasonCode::TzCountryMismatch,
-                format!("The browser's time zone {zone_name} is {whose}, but its IP is in {code}."),
+                format!("The browser's time zone {zone_name} is {whose}, but its IP is in {place_names}."),
             );
         }
-        // The browser's languages against the IP country's.
-        let spoken = tables::country_languages(code);
+    }
+    if !places.is_empty() {
+        // The browser's languages against the languages where the user may be.
+        let spoken: Vec<&str> = places
+            .iter()
+            .flat_map(|place| tables::country_languages(place.as_str()).iter().map(|l| l.code))
+            .collect();
         let mine = language::browser_languages(claims);
-        if !spoken.is_empty() && !mine.is_empty() && !mine.iter().any(|l| spoken.iter().any(|s| s.code == *l))
-        {
+        if !spoken.is_empty() && !mine.is_empty() && !mine.iter().any(|l| spoken.contains(&l.as_str())) {
             add(
                 ReasonCode::LocaleCountryMismatch,
                 format!(
-                    "The browser's language ({}) is not among the languages of {code} ({}).",
+                    "The browser's language ({}) is not among the languages of {place_names} ({}).",
                     mine.join(", "),
-                    spoken.iter().take(4).map(|l| l.code).collect::<Vec<_>>().join(", ")
+                    spoken.iter().take(4).copied().collect::<Vec<_>>().join(", ")
                 ),
             );
         }
@@ -163,13 +234,34 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
         add(ReasonCode::WorkerScopeMismatch, detail);
     }
 
-    if evidence.network.hosting == Some(true) {
-        let org = evidence.network.org.as_deref().unwrap_or("unknown organisation");
-        let asn = evidence.network.asn.unwrap_or_default();
-        add(
-            ReasonCode::HostingIp,
-            format!("The IP belongs to AS{asn} ({org}), a hosting, cloud or VPN network."),
-        );
+    match (evidence.network.relay, trusted) {
+        (Some(relay), _) if relay.kind == RelayKind::Tor => add(
+            ReasonCode::TorExit,
+            "The IP is a Tor exit relay: the network says nothing about where the user is.".into(),
+        ),
+        (Some(relay), _) => add(
+            ReasonCode::PrivacyRelay,
+            match relay.country {
+                Some(region) => format!(
+                    "The IP is an egress of {}, which serves users in {region}; it is not a VPN exit.",
+                    relay.kind.label()
+                ),
+                None => {
+                    format!("The IP is an egress of {}, a privacy relay, not a VPN exit.", relay.kind.label())
+                }
+            },
+        ),
+        // The operator's own networks may well run in a cloud.
+        (None, Some(_)) => {}
+        (None, None) if evidence.network.hosting == Some(true) => {
+            let org = evidence.network.org.as_deref().unwrap_or("unknown organisation");
+            let asn = evidence.network.asn.unwrap_or_default();
+            add(
+                ReasonCode::HostingIp,
+                format!("The IP belongs to AS{asn} ({org}), a hosting, cloud or VPN network."),
+            );
+        }
+        (None, None) => {}
     }
 
     let challenge_ip = canonical_ip(evidence.challenge_ip);
@@ -181,6 +273,7 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
         );
     }
 
+    crate::verdict::grade(&mut reasons);
     reasons.sort_by_key(|r| std::cmp::Reverse(r.weight));
     reasons
 }
@@ -263,7 +356,13 @@ fn internal_inconsistency(
 /// localizing its workers.)
 fn worker_mismatch(claims: &Claims, worker: &meridian_protocol::ScopeClaims) -> Option<String> {
     let mut differences = Vec::new();
-    if worker.zone != claims.time_zone.zone {
+    // A privacy browser may withhold the zone differently in each scope
+    // (Firefox: `UTC` in the page, `Atlantic/Reykjavik` in a worker).
+    let both_withheld = [worker.zone.as_str(), claims.time_zone.zone.as_str()]
+        .iter()
+        .all(|zone| WITHHELD_ZONES.contains(zone))
+        && worker.offset_now_min == 0;
+    if worker.zone != claims.time_zone.zone && !both_withheld {
         differences
             .push(format!("zone {} in the worker, {} in the page", worker.zone, claims.time_zone.zone));
     }

@@ -61,6 +61,7 @@ proptest! {
             asn: Some(64_500),
             org: None,
             hosting,
+            relay: None,
         };
         let evidence = Evidence {
             claims: &claims,

@@ -10,6 +10,7 @@
 //! unknown, and the checks that need it stay silent.
 
 mod hosting;
+mod relays;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -18,6 +19,7 @@ use maxminddb::Reader;
 use serde::Deserialize;
 
 pub use hosting::{HostingAsns, HostingError};
+pub use relays::{Relay, RelayKind, RelayListError, RelayLists, WARP_ASN};
 
 use crate::net::canonical_ip;
 
@@ -66,6 +68,8 @@ pub struct IpFacts {
     pub org: Option<String>,
     /// Whether the AS is on the hosting/VPN list (unknown without an ASN).
     pub hosting: Option<bool>,
+    /// The privacy relay or Tor exit the IP belongs to, if any.
+    pub relay: Option<Relay>,
 }
 
 /// Why a database cannot be used.
@@ -111,6 +115,7 @@ pub struct IpIntel {
     country: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
     hosting: HostingAsns,
+    relays: RelayLists,
 }
 
 impl std::fmt::Debug for IpIntel {
@@ -119,6 +124,8 @@ impl std::fmt::Debug for IpIntel {
             .field("country_db", &self.country.as_ref().map(|r| r.metadata().database_type.clone()))
             .field("asn_db", &self.asn.as_ref().map(|r| r.metadata().database_type.clone()))
             .field("hosting_asns", &self.hosting.len())
+            .field("private_relay_ranges", &self.relays.private_relay_len())
+            .field("tor_exits", &self.relays.tor_exits_len())
             .finish()
     }
 }
@@ -133,7 +140,7 @@ impl IpIntel {
     /// No databases: every country and ASN is unknown. The built-in hosting
     /// list is still there, for when an ASN is known.
     pub fn none() -> Self {
-        Self { country: None, asn: None, hosting: HostingAsns::builtin() }
+        Self { country: None, asn: None, hosting: HostingAsns::builtin(), relays: RelayLists::none() }
     }
 
     /// Opens a country database and, optionally, an ASN database.
@@ -145,6 +152,7 @@ impl IpIntel {
             country: country.map(open_reader).transpose()?,
             asn: asn.map(open_reader).transpose()?,
             hosting: HostingAsns::builtin(),
+            relays: RelayLists::none(),
         })
     }
 
@@ -161,6 +169,7 @@ impl IpIntel {
             country: country.map(read).transpose()?,
             asn: asn.map(read).transpose()?,
             hosting: HostingAsns::builtin(),
+            relays: RelayLists::none(),
         })
     }
 
@@ -168,6 +177,17 @@ impl IpIntel {
     pub fn with_hosting(mut self, hosting: HostingAsns) -> Self {
         self.hosting = hosting;
         self
+    }
+
+    /// Uses these relay lists (Private Relay, Tor).
+    pub fn with_relays(mut self, relays: RelayLists) -> Self {
+        self.relays = relays;
+        self
+    }
+
+    /// The relay lists.
+    pub fn relays(&self) -> &RelayLists {
+        &self.relays
     }
 
     /// Whether a country database is loaded.
@@ -209,6 +229,12 @@ impl IpIntel {
             }
         }
         facts.hosting = facts.asn.map(|asn| self.hosting.contains(asn));
+        facts.relay = self.relays.lookup(ip, facts.asn);
+        // Private Relay publishes the region each egress serves: that, not
+        // where the egress server stands, is where the user is.
+        if let Some(country) = facts.relay.and_then(|relay| relay.country) {
+            facts.country = Some(country);
+        }
         facts
     }
 }
