@@ -34,6 +34,7 @@ select { font: inherit; padding: .5rem; border-radius: .4rem; }
 @media (max-width: 40rem) { .sides { grid-template-columns: 1fr; } }
 ul.reasons { padding-left: 1.1rem; } ul.reasons li { margin: .5rem 0; }
 .weight { font-variant-numeric: tabular-nums; color: var(--muted); }
+.confidence { color: var(--muted); font-size: .85em; }
 .note { color: var(--muted); font-size: .9rem; }
 figure { margin: 1.5rem 0; } figure svg { width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: .95rem; margin-top: .4rem; }
@@ -149,15 +150,12 @@ pub fn result(email: &str, outcome: &VerifyOutcome, simulated: Option<&Simulated
         } else {
             body.push_str("<ul class=\"reasons\" id=\"reasons\">");
             for reason in &outcome.reasons {
-                let code = serde_json::to_value(reason.code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
                 let _ = write!(
                     body,
-                    "<li data-code=\"{code}\"><strong>{title}</strong> <span class=\"weight\">+{weight}</span><br>{detail} <code>{code}</code></li>",
-                    code = escape(&code),
-                    title = escape(reason_title(&code)),
+                    "<li data-code=\"{code}\"><strong>{title}</strong> <span class=\"weight\">+{weight}</span> <span class=\"confidence\">{confidence} confidence</span><br>{detail} <code>{code}</code></li>",
+                    code = reason.code.as_str(),
+                    title = escape(reason.code.title()),
+                    confidence = reason.confidence.as_str(),
                     weight = reason.weight,
                     detail = escape(&reason.detail),
                 );
@@ -357,26 +355,6 @@ xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui, sans-serif\" font-
         escape(&description),
         escape(&verdict)
     )
-}
-
-fn reason_title(code: &str) -> &'static str {
-    match code {
-        "tz_offset_mismatch" => "The clock's UTC offset is not used in the IP's country",
-        "tz_country_mismatch" => "The time zone belongs to another country",
-        "tz_internal_inconsistent" => "The time zone and the clock disagree",
-        "locale_country_mismatch" => "The language is not one of the IP country's",
-        "accept_language_mismatch" => "The page and the network stack report different languages",
-        "tampered_api" => "Time or language functions were replaced in the page",
-        "worker_scope_mismatch" => "A worker sees a different zone or language",
-        "clock_skew" => "The clock is far off",
-        "restricted_region_ip" => "The connection comes from a restricted region",
-        "restricted_region_claim" => "The browser points to a restricted region",
-        "hosting_ip" => "The connection comes from a hosting or VPN network",
-        "ip_changed" => "The connection's IP changed during sign-in",
-        "automation" => "The browser is automated",
-        "replay_unchecked" => "Single use could not be checked",
-        _ => "Something looks off",
-    }
 }
 
 fn verdict_name(verdict: Verdict) -> &'static str {

@@ -85,6 +85,29 @@ impl ReasonCode {
             Self::TorExit => "tor_exit",
         }
     }
+
+    /// A short title for people (the demo's result page, consoles).
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::TzOffsetMismatch => "The clock's UTC offset is not used in the IP's country",
+            Self::TzCountryMismatch => "The time zone belongs to another country",
+            Self::TzInternalInconsistent => "The time zone and the clock disagree",
+            Self::LocaleCountryMismatch => "The language is not one of the IP country's",
+            Self::AcceptLanguageMismatch => "The page and the network stack report different languages",
+            Self::TamperedApi => "Time or language functions were replaced in the page",
+            Self::WorkerScopeMismatch => "A worker sees a different zone or language",
+            Self::ClockSkew => "The clock is far off",
+            Self::RestrictedRegionIp => "The connection comes from a restricted region",
+            Self::RestrictedRegionClaim => "The browser points to a restricted region",
+            Self::HostingIp => "The connection comes from a hosting or VPN network",
+            Self::IpChanged => "The connection's IP changed during sign-in",
+            Self::Automation => "The browser is automated",
+            Self::ReplayUnchecked => "Single use could not be checked",
+            Self::PrivacyBrowser => "The browser withholds its time zone",
+            Self::PrivacyRelay => "The connection comes through a privacy relay",
+            Self::TorExit => "The connection comes from Tor",
+        }
+    }
 }
 
 /// How strongly a reason's own evidence, together with the rest of the
@@ -148,6 +171,17 @@ fn base_confidence(code: ReasonCode) -> Confidence {
         }
         C::TzOffsetMismatch | C::TzCountryMismatch | C::LocaleCountryMismatch | C::ClockSkew => {
             Confidence::Low
+        }
+    }
+}
+
+impl Confidence {
+    /// `low`, `medium` or `high`, as in the answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
         }
     }
 }

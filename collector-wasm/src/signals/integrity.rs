@@ -92,7 +92,12 @@ pub fn collect(input: &JsValue) -> IntegrityClaims {
 fn is_native(to_string: &Function, function: &Function, name: &str) -> bool {
     let Some(text) = to_string.call0(function).ok().and_then(|t| t.as_string()) else { return false };
     let is_constructor = name == "DateTimeFormat";
-    prints_as_native(&text, name)
+    // WebKit prints a bound function with its target's name; its `name`
+    // still says `bound …`.
+    let own_name = get(function, "name").as_string().unwrap_or_default();
+    let named = own_name == name || own_name.strip_prefix("get ") == Some(name);
+    named
+        && prints_as_native(&text, name)
         && (is_constructor || !Reflect::has(function, &"prototype".into()).unwrap_or(true))
 }
 
