@@ -104,15 +104,14 @@ impl DemoConfig {
             _ => ChallengeKey::random(1).map_err(|e| format!("no secure randomness: {e}"))?,
         };
         let data = home.join("data");
-        let existing = |name: &str| Some(data.join(name)).filter(|p| p.exists());
-        let (country_db, asn_db) = (existing("country.mmdb"), existing("asn.mmdb"));
-        if country_db.is_none() {
+        let files = meridian_verifier::geo::DataFiles::in_dir(&data);
+        if files.country_db.is_none() {
             tracing::warn!(
                 "no country database in {}: countries are unknown (run scripts/setup)",
                 data.display()
             );
         }
-        let intel = IpIntel::open(country_db.as_deref(), asn_db.as_deref()).map_err(|e| e.to_string())?;
+        let intel = files.open().map_err(|e| e.to_string())?;
         let proxies = std::env::var("MERIDIAN_TRUSTED_PROXIES").unwrap_or_default();
         let trusted_proxies =
             TrustedProxies::parse(proxies.split(',').map(str::trim).filter(|p| !p.is_empty()))

@@ -74,6 +74,11 @@ pub struct ServeConfig {
     pub country_db: Option<PathBuf>,
     /// ASN database (.mmdb). Default `.meridian/data/asn.mmdb` when present.
     pub asn_db: Option<PathBuf>,
+    /// iCloud Private Relay egress list (Apple's CSV). Default
+    /// `.meridian/data/private-relay.csv` when present.
+    pub private_relay_list: Option<PathBuf>,
+    /// Tor exit list. Default `.meridian/data/tor-exits.txt` when present.
+    pub tor_exit_list: Option<PathBuf>,
     /// Policy file (TOML, see `policy.rs`); `[policy]` in this file is the
     /// alternative. Default: the neutral policy.
     pub policy_file: Option<PathBuf>,
@@ -118,6 +123,8 @@ impl Default for ServeConfig {
             trusted_proxies: Vec::new(),
             country_db: None,
             asn_db: None,
+            private_relay_list: None,
+            tor_exit_list: None,
             policy_file: None,
             policy: None,
             allowed_origins: Vec::new(),
@@ -158,6 +165,8 @@ const STRING_KEYS: &[&str] = &[
     "challenge_key_file",
     "country_db",
     "asn_db",
+    "private_relay_list",
+    "tor_exit_list",
     "policy_file",
     "redis_url",
     "store_failure",

@@ -36,6 +36,8 @@ pub mod replay;
 mod service;
 pub mod tables;
 mod token;
+#[cfg(feature = "cli")]
+pub mod update;
 pub mod verdict;
 
 #[cfg(any(test, feature = "testkit"))]

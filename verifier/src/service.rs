@@ -25,7 +25,8 @@ pub struct Verifier {
     rules: VerifyRules,
     policy: Policy,
     restricted: Vec<Country>,
-    intel: Arc<IpIntel>,
+    /// Swapped whole when the data files are reloaded (SIGHUP).
+    intel: arc_swap::ArcSwap<IpIntel>,
     store: Arc<dyn ReplayStore>,
 }
 
@@ -168,15 +169,21 @@ impl Verifier {
             rules: policy.verify_rules(),
             restricted: policy.restricted(),
             policy,
-            intel: Arc::new(IpIntel::none()),
+            intel: arc_swap::ArcSwap::from_pointee(IpIntel::none()),
             store,
         }
     }
 
     /// Uses these IP databases.
-    pub fn with_intel(mut self, intel: Arc<IpIntel>) -> Self {
-        self.intel = intel;
+    pub fn with_intel(self, intel: Arc<IpIntel>) -> Self {
+        self.intel.store(intel);
         self
+    }
+
+    /// Replaces the IP databases of a running verifier: verifications in
+    /// flight finish with the old ones, the next use the new.
+    pub fn replace_intel(&self, intel: Arc<IpIntel>) {
+        self.intel.store(intel);
     }
 
     /// Replaces the token rules (origins, actions, leeway, size).
@@ -190,9 +197,9 @@ impl Verifier {
         &self.policy
     }
 
-    /// The IP databases.
-    pub fn intel(&self) -> &IpIntel {
-        &self.intel
+    /// The IP databases in force now.
+    pub fn intel(&self) -> Arc<IpIntel> {
+        self.intel.load_full()
     }
 
     /// The trusted keys (the challenge issuer needs them too).
@@ -212,7 +219,7 @@ impl Verifier {
 
     /// Verifies one request at `now` and explains the result.
     pub async fn verify(&self, input: &VerifyInput<'_>, now: Timestamp) -> VerifyOutcome {
-        let facts = self.intel.lookup(input.remote_ip);
+        let facts = self.intel.load().lookup(input.remote_ip);
         match self.accept(input, now).await {
             Ok(verified) => {
                 // The claims move into the outcome: no copy on the hot path.

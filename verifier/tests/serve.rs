@@ -469,3 +469,116 @@ async fn sigterm_shuts_down_gracefully() {
     assert!(exit.success(), "exit status {exit:?}\n{}", serve.stderr());
     assert!(serve.stderr().contains("shutting down"), "{}", serve.stderr());
 }
+
+/// A loopback HTTP server with fixed files, standing in for Apple's and the
+/// Tor Project's servers (the tests never leave the machine).
+async fn data_server(
+    files: &'static [(&'static str, &'static str)],
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut app = axum::Router::new();
+    for (path, body) in files {
+        app = app.route(path, axum::routing::get(move || async move { *body }));
+    }
+    (origin, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+}
+
+fn update_data(dir: &std::path::Path, relay_url: &str, tor_url: &str) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["update-data", "--data-dir"])
+        .arg(dir)
+        .args(["--private-relay-url", relay_url, "--tor-exits-url", tor_url])
+        .output()
+        .unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_data_replaces_lists_atomically_and_serve_reloads_them_on_sighup() {
+    const RELAY_JP: &str = "2001:db8:6::/48,JP,JP-13,Tokyo,\n";
+    const RELAY_OTHER: &str = "2001:db8:99::/48,FR,FR-IDF,Paris,\n";
+    const TOR: &str = "ExitAddress 2001:db8:7::1 2026-11-30 11:05:00\n";
+    let (origin, server) = data_server(&[
+        ("/relay.csv", RELAY_JP),
+        ("/relay-other.csv", RELAY_OTHER),
+        ("/tor.txt", TOR),
+        ("/broken.csv", "<html>rate limited</html>\n"),
+    ])
+    .await;
+    let dir = scratch("update-data");
+    let data = dir.join("data");
+    let url = |path: &str| format!("{origin}{path}");
+    let (ok, stderr) =
+        tokio::task::block_in_place(|| update_data(&data, &url("/relay.csv"), &url("/tor.txt")));
+    assert!(ok, "{stderr}");
+    assert_eq!(std::fs::read_to_string(data.join("private-relay.csv")).unwrap(), RELAY_JP);
+    assert_eq!(std::fs::read_to_string(data.join("tor-exits.txt")).unwrap(), TOR);
+
+    // A broken download and an unreachable server leave the previous files.
+    let (ok, stderr) =
+        tokio::task::block_in_place(|| update_data(&data, &url("/broken.csv"), &url("/missing")));
+    assert!(!ok);
+    assert!(
+        stderr.contains("not a valid Private Relay list") && stderr.contains("previous file is kept"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("HTTP 404"), "{stderr}");
+    let closed = format!("http://127.0.0.1:{}/x", free_port());
+    let (ok, stderr) = tokio::task::block_in_place(|| update_data(&data, &closed, &closed));
+    assert!(!ok);
+    assert!(stderr.contains("cannot download") && stderr.contains("offline?"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(data.join("private-relay.csv")).unwrap(), RELAY_JP);
+    assert!(!data.join("private-relay.csv.part").exists());
+
+    // The server reads the lists, and reloads them on SIGHUP.
+    let relay_list = data.join("private-relay.csv");
+    let tor_list = data.join("tor-exits.txt");
+    let mut serve = Serve::start(
+        "relays",
+        &[
+            ("MERIDIAN_PRIVATE_RELAY_LIST", relay_list.to_str().unwrap()),
+            ("MERIDIAN_TOR_EXIT_LIST", tor_list.to_str().unwrap()),
+        ],
+    );
+    let reasons = |body: &Value| -> Vec<String> {
+        body["reasons"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, body) =
+        verify(&serve.origin, &json!({ "token": token(70_000), "remote_ip": "2001:db8:6::9" })).await;
+    assert_eq!(body["network"]["relay"], "icloud-private-relay", "{body}");
+    assert!(reasons(&body).contains(&"privacy_relay".to_owned()), "{body}");
+    let (_, body) =
+        verify(&serve.origin, &json!({ "token": token(70_001), "remote_ip": "2001:db8:7::1" })).await;
+    assert!(reasons(&body).contains(&"tor_exit".to_owned()), "{body}");
+
+    let (ok, stderr) =
+        tokio::task::block_in_place(|| update_data(&data, &url("/relay-other.csv"), &url("/tor.txt")));
+    assert!(ok, "{stderr}");
+    let pid = serve.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    while !serve.stderr().contains("reloaded") && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(serve.stderr().contains("reloaded"), "{}", serve.stderr());
+    let (_, body) =
+        verify(&serve.origin, &json!({ "token": token(70_002), "remote_ip": "2001:db8:6::9" })).await;
+    assert!(body["network"].get("relay").is_none(), "{body}");
+    assert!(!reasons(&body).contains(&"privacy_relay".to_owned()), "{body}");
+
+    // A reload that fails keeps what is in force.
+    std::fs::write(&relay_list, "garbage\n").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    while !serve.stderr().contains("reload failed") && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(serve.stderr().contains("keeping the data in force"), "{}", serve.stderr());
+    assert!(serve.alive());
+    let (_, body) =
+        verify(&serve.origin, &json!({ "token": token(70_003), "remote_ip": "2001:db8:7::1" })).await;
+    assert!(reasons(&body).contains(&"tor_exit".to_owned()), "{body}");
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}

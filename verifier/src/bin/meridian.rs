@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use meridian_protocol::jwk::{Jwk, Jwks};
 use meridian_verifier::clock::{Clock, SystemClock};
 use meridian_verifier::config::{LogFormat, ServeConfig};
-use meridian_verifier::geo::IpIntel;
+use meridian_verifier::geo::{DataFiles, IpIntel};
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::net::TrustedProxies;
 use meridian_verifier::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
@@ -71,6 +71,27 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Fetch fresher relay lists (iCloud Private Relay, Tor exits) and,
+    /// with --country-db, the country database; each is checked and
+    /// replaced atomically, and a failed one keeps its previous file. A
+    /// running `meridian serve` loads them on SIGHUP.
+    UpdateData {
+        /// The data folder (`private-relay.csv`, `tor-exits.txt`, `country.mmdb`).
+        #[arg(long, default_value = ".meridian/data")]
+        data_dir: PathBuf,
+        /// Also refresh the country database.
+        #[arg(long)]
+        country_db: bool,
+        /// Where Apple publishes the Private Relay egress ranges.
+        #[arg(long, default_value = meridian_verifier::update::PRIVATE_RELAY_URL)]
+        private_relay_url: String,
+        /// Where the Tor Project publishes its exit list.
+        #[arg(long, default_value = meridian_verifier::update::TOR_EXITS_URL)]
+        tor_exits_url: String,
+        /// Where the country database is published.
+        #[arg(long, default_value = meridian_verifier::update::COUNTRY_DB_URL)]
+        country_db_url: String,
+    },
     /// Build an ASN database (.mmdb, GeoLite2-ASN field names) from
     /// ip-location-db CSV files (`start,end,asn,organisation`).
     BuildAsnDb {
@@ -94,25 +115,38 @@ struct DataArgs {
     /// .meridian/data/asn.mmdb when present.
     #[arg(long, env = "MERIDIAN_ASN_DB")]
     asn_db: Option<PathBuf>,
+    /// iCloud Private Relay egress list (Apple's CSV). Default:
+    /// .meridian/data/private-relay.csv when present.
+    #[arg(long, env = "MERIDIAN_PRIVATE_RELAY_LIST")]
+    private_relay_list: Option<PathBuf>,
+    /// Tor exit list. Default: .meridian/data/tor-exits.txt when present.
+    #[arg(long, env = "MERIDIAN_TOR_EXIT_LIST")]
+    tor_exit_list: Option<PathBuf>,
 }
 
 impl DataArgs {
-    /// Opens the databases. A path that was given must work; a default
+    /// The files to read. A path that was given must work; a default
     /// path that is absent only means "unknown".
+    fn files(&self) -> DataFiles {
+        let defaults = DataFiles::in_dir(Path::new(".meridian/data"));
+        DataFiles {
+            country_db: self.country_db.clone().or(defaults.country_db),
+            asn_db: self.asn_db.clone().or(defaults.asn_db),
+            private_relay_list: self.private_relay_list.clone().or(defaults.private_relay_list),
+            tor_exit_list: self.tor_exit_list.clone().or(defaults.tor_exit_list),
+        }
+    }
+
+    /// Opens the databases and lists.
     fn open(&self) -> Result<IpIntel, String> {
-        let pick = |given: &Option<PathBuf>, default: &str| match given {
-            Some(path) => Some(path.clone()),
-            None => Some(PathBuf::from(default)).filter(|p| p.exists()),
-        };
-        let country = pick(&self.country_db, ".meridian/data/country.mmdb");
-        let asn = pick(&self.asn_db, ".meridian/data/asn.mmdb");
-        if country.is_none() {
+        let files = self.files();
+        if files.country_db.is_none() {
             tracing::warn!("no country database: countries are unknown and the country checks stay silent");
         }
-        if asn.is_none() {
+        if files.asn_db.is_none() {
             tracing::warn!("no ASN database: hosting networks cannot be recognised");
         }
-        IpIntel::open(country.as_deref(), asn.as_deref()).map_err(|e| e.to_string())
+        files.open().map_err(|e| e.to_string())
     }
 }
 
@@ -139,6 +173,9 @@ fn main() -> ExitCode {
         Command::Inspect { token, jwks } => inspect(&token, jwks.as_deref()),
         Command::Lookup { ip, data } => lookup(&ip, &data),
         Command::BuildAsnDb { csv, out } => build_asn_db(&csv, &out),
+        Command::UpdateData { data_dir, country_db, private_relay_url, tor_exits_url, country_db_url } => {
+            update_data(&data_dir, country_db, [private_relay_url, tor_exits_url, country_db_url])
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,6 +191,8 @@ struct Service {
     config: ServeConfig,
     state: ApiState,
     notes: Vec<String>,
+    /// The data files, reloaded on SIGHUP.
+    data: DataFiles,
 }
 
 fn build(config: ServeConfig) -> Result<Service, String> {
@@ -195,14 +234,14 @@ fn build(config: ServeConfig) -> Result<Service, String> {
     ));
     let proxies =
         TrustedProxies::parse(&config.trusted_proxies).map_err(|e| format!("trusted_proxies: {e}"))?;
-    let data = DataArgs { country_db: config.country_db.clone(), asn_db: config.asn_db.clone() };
+    let data = DataArgs {
+        country_db: config.country_db.clone(),
+        asn_db: config.asn_db.clone(),
+        private_relay_list: config.private_relay_list.clone(),
+        tor_exit_list: config.tor_exit_list.clone(),
+    };
     let intel = data.open()?;
-    notes.push(format!(
-        "databases: country {}, ASN {}, {} hosting ASNs",
-        if intel.has_country_db() { "loaded" } else { "none (countries unknown)" },
-        if intel.has_asn_db() { "loaded" } else { "none" },
-        intel.hosting().len()
-    ));
+    notes.push(describe_data(&intel));
     let store: Arc<dyn ReplayStore> = match &config.redis_url {
         Some(url) => {
             notes.push("replay store: redis (shared by every instance using it)".into());
@@ -245,7 +284,79 @@ fn build(config: ServeConfig) -> Result<Service, String> {
     if let Some(dir) = collector_dir {
         state = state.with_collector_dir(dir);
     }
-    Ok(Service { config, state, notes })
+    Ok(Service { config, state, notes, data: data.files() })
+}
+
+/// One line on the data in force.
+fn describe_data(intel: &IpIntel) -> String {
+    format!(
+        "databases: country {}, ASN {}, {} hosting ASNs, {} Private Relay ranges, {} Tor exits",
+        if intel.has_country_db() { "loaded" } else { "none (countries unknown)" },
+        if intel.has_asn_db() { "loaded" } else { "none" },
+        intel.hosting().len(),
+        intel.relays().private_relay_len(),
+        intel.relays().tor_exits_len()
+    )
+}
+
+/// Reloads the data files on every SIGHUP; a file that fails to load
+/// leaves everything as it was.
+#[cfg(unix)]
+async fn reload_on_hangup(state: ApiState, files: DataFiles) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: data files are not reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let files = files.clone();
+        match tokio::task::spawn_blocking(move || files.open()).await {
+            Ok(Ok(intel)) => {
+                tracing::info!("reloaded: {}", describe_data(&intel));
+                state.verifier().replace_intel(Arc::new(intel));
+            }
+            Ok(Err(e)) => tracing::error!("reload failed, keeping the data in force: {e}"),
+            Err(e) => tracing::error!("reload failed, keeping the data in force: {e}"),
+        }
+    }
+}
+
+/// `meridian update-data`.
+fn update_data(dir: &Path, with_country_db: bool, urls: [String; 3]) -> Result<(), String> {
+    use meridian_verifier::update;
+    let [private_relay_url, tor_exits_url, country_db_url] = urls;
+    let mut sources = update::default_sources(dir, with_country_db);
+    for source in &mut sources {
+        source.url = match source.format {
+            update::Format::PrivateRelayCsv => private_relay_url.clone(),
+            update::Format::TorExitList => tor_exits_url.clone(),
+            update::Format::Mmdb => country_db_url.clone(),
+        };
+    }
+    let runtime = runtime()?;
+    let client = update::client()?;
+    let mut failed = Vec::new();
+    for source in &sources {
+        eprintln!("{}: fetching {}", source.name, source.url);
+        let mut progress = |line: &str| eprintln!("{line}");
+        match runtime.block_on(update::update(&client, source, &mut progress)) {
+            Ok(bytes) => eprintln!(
+                "{}: {} bytes checked and written to {}",
+                source.name,
+                bytes,
+                source.target.display()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                failed.push(source.name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("done; a running `meridian serve` loads the new files on SIGHUP (kill -HUP <pid>)");
+        Ok(())
+    } else {
+        Err(format!("not updated: {} (their previous files are kept)", failed.join(", ")))
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -274,7 +385,7 @@ fn serve(file: Option<&Path>) -> Result<(), String> {
     let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
     let runtime = runtime()?;
     let entered = runtime.enter();
-    let Service { config, state, notes } = build(config)?;
+    let Service { config, state, notes, data } = build(config)?;
     drop(entered);
     for note in &notes {
         tracing::info!("{note}");
@@ -287,6 +398,10 @@ fn serve(file: Option<&Path>) -> Result<(), String> {
         // The bound address: with port 0 in the configuration, the one the system chose.
         let address = listener.local_addr().unwrap_or(config.listen);
         tracing::info!(%address, "meridian verifier listening");
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(state.clone(), data));
+        #[cfg(not(unix))]
+        drop(data);
         let housekeeping = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -440,6 +555,9 @@ fn lookup(ip: &str, data: &DataArgs) -> Result<(), String> {
         }
         Some(false) => println!("hosting:  no"),
         None => println!("hosting:  unknown"),
+    }
+    if let Some(relay) = facts.relay {
+        println!("relay:    {}", relay.kind.label());
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ mod hosting;
 mod relays;
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use maxminddb::Reader;
 use serde::Deserialize;
@@ -242,4 +242,65 @@ impl IpIntel {
 fn open_reader(path: &Path) -> Result<Reader<Vec<u8>>, GeoError> {
     Reader::open_readfile(path)
         .map_err(|e| GeoError::Open { path: path.display().to_string(), reason: e.to_string() })
+}
+
+/// The data files a verifier reads, by path. A path that is `None` is not
+/// used; [`DataFiles::in_dir`] names the files `meridian update-data` and
+/// the set-up write, where they exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataFiles {
+    /// Country database (.mmdb).
+    pub country_db: Option<PathBuf>,
+    /// ASN database (.mmdb).
+    pub asn_db: Option<PathBuf>,
+    /// Apple's iCloud Private Relay egress list (CSV).
+    pub private_relay_list: Option<PathBuf>,
+    /// The Tor Project's exit list.
+    pub tor_exit_list: Option<PathBuf>,
+}
+
+/// The file names in a data directory.
+pub const COUNTRY_DB_FILE: &str = "country.mmdb";
+/// See [`COUNTRY_DB_FILE`].
+pub const ASN_DB_FILE: &str = "asn.mmdb";
+/// See [`COUNTRY_DB_FILE`].
+pub const PRIVATE_RELAY_FILE: &str = "private-relay.csv";
+/// See [`COUNTRY_DB_FILE`].
+pub const TOR_EXITS_FILE: &str = "tor-exits.txt";
+
+impl DataFiles {
+    /// The files of `dir` that exist.
+    pub fn in_dir(dir: &Path) -> Self {
+        let existing = |name: &str| Some(dir.join(name)).filter(|p| p.exists());
+        Self {
+            country_db: existing(COUNTRY_DB_FILE),
+            asn_db: existing(ASN_DB_FILE),
+            private_relay_list: existing(PRIVATE_RELAY_FILE),
+            tor_exit_list: existing(TOR_EXITS_FILE),
+        }
+    }
+
+    /// Opens every named file.
+    ///
+    /// # Errors
+    /// When a named file cannot be read or is not of its format: nothing is
+    /// half-loaded, so a running server keeps what it had.
+    pub fn open(&self) -> Result<IpIntel, GeoError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| GeoError::Open { path: path.display().to_string(), reason: e.to_string() })
+        };
+        let mut relays = RelayLists::none();
+        if let Some(path) = &self.private_relay_list {
+            relays = relays
+                .with_private_relay_csv(&read(path)?)
+                .map_err(|e| GeoError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        }
+        if let Some(path) = &self.tor_exit_list {
+            relays = relays
+                .with_tor_exits(&read(path)?)
+                .map_err(|e| GeoError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        }
+        Ok(IpIntel::open(self.country_db.as_deref(), self.asn_db.as_deref())?.with_relays(relays))
+    }
 }
