@@ -65,9 +65,10 @@ const WITHHELD_ZONES: [&str; 16] = [
 
 /// Whether the browser withholds its zone rather than claiming one: a
 /// [`WITHHELD_ZONES`] name, offset 0 now and on 1 January and 1 July, and
-/// for `Atlantic/Reykjavik` the English Intl locale privacy browsers force
-/// without any Icelandic sign (network, locale region or language) — an
-/// Icelander's browser names its own zone.
+/// for `Atlantic/Reykjavik` no Icelandic sign (network, locale region or
+/// language) — an Icelander's browser names its own zone. (Firefox's
+/// `resistFingerprinting` forces the Intl locale to `en-US` unless the user
+/// lets it follow the OS, and keeps the person's `navigator.languages`.)
 pub fn withholds_zone(claims: &Claims, ip_country: Option<Country>) -> bool {
     let tz = &claims.time_zone;
     if !WITHHELD_ZONES.contains(&tz.zone.as_str())
@@ -84,7 +85,7 @@ pub fn withholds_zone(claims: &Claims, ip_country: Option<Country>) -> bool {
     let icelandic = ip_country == iceland
         || locale_region(&claims.locale.locale).and_then(Country::parse) == iceland
         || language::browser_languages(claims).iter().any(|l| l == "is");
-    !icelandic && primary_language(&claims.locale.locale).as_deref() == Some("en")
+    !icelandic
 }
 
 /// Runs every check and returns the reasons found, strongest first.
