@@ -116,6 +116,17 @@ impl DemoConfig {
         let trusted_proxies =
             TrustedProxies::parse(proxies.split(',').map(str::trim).filter(|p| !p.is_empty()))
                 .map_err(|e| format!("MERIDIAN_TRUSTED_PROXIES: {e}"))?;
+        let trusted_proxies = match std::env::var("MERIDIAN_CLIENT_IP_HEADER") {
+            Ok(name) if !name.trim().is_empty() => {
+                trusted_proxies
+                    .with_header(meridian_verifier::net::ClientIpHeader::parse(&name).ok_or_else(|| {
+                    format!(
+                        "MERIDIAN_CLIENT_IP_HEADER: {name:?} is not x-forwarded-for, forwarded or x-real-ip"
+                    )
+                })?)
+            }
+            _ => trusted_proxies,
+        };
         Ok(Self {
             home,
             origins: local_origins(listen),
@@ -203,7 +214,7 @@ async fn login(
     let simulated = state.simulated.iter().find(|o| o.ip.to_string() == form.simulate);
     let input = VerifyInput {
         token: &form.token,
-        remote_ip: simulated.map_or_else(|| state.api.client_ip(peer.ip(), &headers), |o| o.ip),
+        remote_ip: simulated.map_or_else(|| state.api.client_ip(peer.ip(), &headers).0, |o| o.ip),
         accept_language,
         expected_action: Some("login"),
         expected_origin: None,

@@ -130,7 +130,7 @@ pub fn result(email: &str, outcome: &VerifyOutcome, simulated: Option<&Simulated
 <div class=\"verdict {class}\" id=\"verdict\" data-success=\"{}\" data-verdict=\"{}\"><strong>{headline}</strong> — risk score {}/100</div>",
         escape(email),
         outcome.success,
-        verdict_name(outcome.verdict),
+        outcome.verdict.as_str(),
         outcome.score,
     );
     if !outcome.error_codes.is_empty() {
@@ -355,14 +355,6 @@ xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui, sans-serif\" font-
         escape(&description),
         escape(&verdict)
     )
-}
-
-fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Allow => "allow",
-        Verdict::Review => "review",
-        Verdict::Deny => "deny",
-    }
 }
 
 fn explain_error(code: &str) -> &'static str {

@@ -68,8 +68,15 @@ pub struct ServeConfig {
     pub challenge_rate_limit: u32,
     /// Origins whose pages may fetch challenges cross-origin (CORS). Default: none.
     pub cors_origins: Vec<String>,
-    /// Proxies whose `Forwarded`/`X-Forwarded-For` are believed (CIDRs). Default: none.
+    /// Proxies whose forwarding header is believed (CIDRs). Default: none.
     pub trusted_proxies: Vec<String>,
+    /// The one header those proxies write the client address into:
+    /// `x-forwarded-for` (the default), `forwarded` or `x-real-ip`. Only
+    /// this header is read; a client's copy of another is ignored.
+    pub client_ip_header: crate::net::ClientIpHeader,
+    /// IPv6 clients are rate-limited per network of this prefix length.
+    /// Default 64.
+    pub ipv6_rate_limit_prefix: u8,
     /// Country database (.mmdb). Default `.meridian/data/country.mmdb` when present.
     pub country_db: Option<PathBuf>,
     /// ASN database (.mmdb). Default `.meridian/data/asn.mmdb` when present.
@@ -121,6 +128,8 @@ impl Default for ServeConfig {
             challenge_rate_limit: 60,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            client_ip_header: crate::net::ClientIpHeader::default(),
+            ipv6_rate_limit_prefix: 64,
             country_db: None,
             asn_db: None,
             private_relay_list: None,
@@ -156,6 +165,7 @@ const NUMBER_KEYS: &[&str] = &[
     "store_timeout_ms",
     "replay_capacity",
     "request_timeout_ms",
+    "ipv6_rate_limit_prefix",
 ];
 /// Every scalar key a variable may set (`policy` is a table: use `policy_file`).
 const STRING_KEYS: &[&str] = &[
@@ -170,6 +180,7 @@ const STRING_KEYS: &[&str] = &[
     "policy_file",
     "redis_url",
     "store_failure",
+    "client_ip_header",
     "log_format",
     "collector_dir",
 ];

@@ -1,13 +1,50 @@
 //! The observed origin of a request: which IP the client really has.
 //!
 //! The socket's peer is the client unless the peer is one of the operator's
-//! own proxies. Only then are `Forwarded` (RFC 7239) or `X-Forwarded-For`
-//! believed, read from the right — the hops nearest to us — skipping trusted
-//! proxies, so a client cannot plant an address by sending the header itself.
+//! own proxies. Only then is ONE forwarding header believed — the one the
+//! operator's proxy writes ([`ClientIpHeader`], `X-Forwarded-For` by
+//! default), never another the client could have planted beside it — and
+//! read from the right, the hops nearest to us, skipping trusted proxies.
+//! Each hop is read on its own, from raw bytes: garbage or non-ASCII hops
+//! to the left of the first untrusted hop are never looked at, so a client
+//! cannot blank the header by prefixing junk.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+/// Which header the operator's proxies write the client address into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For`, appended to by nginx, HAProxy, AWS ALB, most
+    /// ingress controllers. The default.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), for proxies that append to it. Choose it only
+    /// when yours does: most pass a client's `Forwarded` through untouched.
+    Forwarded,
+    /// `X-Real-IP`, one address set (not appended) by the proxy.
+    XRealIp,
+}
+
+impl ClientIpHeader {
+    /// The header's name, lower case.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+            Self::XRealIp => "x-real-ip",
+        }
+    }
+
+    /// Parses `x-forwarded-for`, `forwarded` or `x-real-ip` (any case).
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::XForwardedFor, Self::Forwarded, Self::XRealIp]
+            .into_iter()
+            .find(|header| header.name().eq_ignore_ascii_case(text.trim()))
+    }
+}
 
 /// Canonical form of an IP: IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes the
 /// IPv4 address, so lookups, comparisons and logs see one spelling.
@@ -18,10 +55,11 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The operator's proxies, as CIDR blocks.
+/// The operator's proxies, as CIDR blocks, and the header they write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies {
     networks: Vec<IpNet>,
+    header: ClientIpHeader,
 }
 
 /// A trusted-proxy entry that is not a CIDR block or an address.
@@ -52,7 +90,18 @@ impl TrustedProxies {
                 .map_err(|_| BadCidr(entry.to_owned()))?;
             networks.push(network);
         }
-        Ok(Self { networks })
+        Ok(Self { networks, header: ClientIpHeader::default() })
+    }
+
+    /// Reads the client address from `header` instead of `X-Forwarded-For`.
+    pub fn with_header(mut self, header: ClientIpHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The header believed from the proxies.
+    pub fn header(&self) -> ClientIpHeader {
+        self.header
     }
 
     /// Whether `ip` is one of the proxies.
@@ -66,29 +115,37 @@ impl TrustedProxies {
         self.networks.is_empty()
     }
 
-    /// The client IP of a request that arrived from `peer` with these
-    /// forwarding headers (all lines of each, joined with commas).
-    /// `Forwarded` wins over `X-Forwarded-For` when both are present.
-    pub fn client_ip(&self, peer: IpAddr, forwarded: Option<&str>, x_forwarded_for: Option<&str>) -> IpAddr {
+    /// The client IP of a request that arrived from `peer`, whose
+    /// [`Self::header`] lines are `values` (raw bytes, in order).
+    ///
+    /// Walks the hops from the right: the first hop that is not a trusted
+    /// proxy is the client. A hop that cannot be read stops the walk at the
+    /// nearest trusted proxy (we cannot see past it). When every hop is a
+    /// trusted proxy, the leftmost is the best we know.
+    pub fn client_ip<'a, I>(&self, peer: IpAddr, values: I) -> IpAddr
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: DoubleEndedIterator,
+    {
         let mut client = canonical_ip(peer);
         if !self.contains(client) {
             return client;
         }
-        let hops: Vec<Option<IpAddr>> = match (forwarded, x_forwarded_for) {
-            (Some(header), _) if !header.trim().is_empty() => forwarded_for(header),
-            (_, Some(header)) => header.split(',').map(|hop| parse_node(hop.trim())).collect(),
-            _ => return client,
-        };
-        for hop in hops.into_iter().rev() {
-            match hop {
-                // An unknown or obfuscated hop: we cannot see past it, so
-                // the last proxy we trust is the best we know.
-                None => return client,
-                Some(ip) => {
-                    client = canonical_ip(ip);
-                    if !self.contains(client) {
-                        return client;
-                    }
+        let mut lines = values.into_iter().rev();
+        if self.header == ClientIpHeader::XRealIp {
+            // Set, not appended: only the last line is the proxy's.
+            return lines.next().and_then(|line| parse_node(line)).map_or(client, canonical_ip);
+        }
+        for line in lines {
+            for hop in line.rsplit(|b| *b == b',') {
+                let parsed = match self.header {
+                    ClientIpHeader::Forwarded => forwarded_for(hop),
+                    _ => parse_node(hop),
+                };
+                let Some(ip) = parsed else { return client };
+                client = canonical_ip(ip);
+                if !self.contains(client) {
+                    return client;
                 }
             }
         }
@@ -96,23 +153,27 @@ impl TrustedProxies {
     }
 }
 
-/// The `for=` node of every element of a `Forwarded` header, in order.
-fn forwarded_for(header: &str) -> Vec<Option<IpAddr>> {
-    header
-        .split(',')
-        .map(|element| {
-            element
-                .split(';')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
-                .and_then(|(_, value)| parse_node(value.trim().trim_matches('"')))
-        })
-        .collect()
+/// The `for=` node of one `Forwarded` element (`for=192.0.2.1;proto=https`).
+fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
+    element.split(|b| *b == b';').find_map(|pair| {
+        let at = pair.iter().position(|b| *b == b'=')?;
+        let (name, value) = (pair.get(..at)?, pair.get(at + 1..)?);
+        name.trim_ascii().eq_ignore_ascii_case(b"for").then(|| {
+            let value = value.trim_ascii();
+            let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
+            parse_node(value)
+        })?
+    })
 }
 
 /// A node: `192.0.2.1`, `192.0.2.1:8080`, `[2001:db8::1]`, `[2001:db8::1]:443`
-/// or a bare IPv6 address.
-fn parse_node(node: &str) -> Option<IpAddr> {
+/// or a bare IPv6 address, surrounded by optional whitespace. Anything not
+/// ASCII is not a node.
+fn parse_node(node: &[u8]) -> Option<IpAddr> {
+    let node = std::str::from_utf8(node.trim_ascii()).ok()?;
+    if node.len() > 64 {
+        return None;
+    }
     if let Some(rest) = node.strip_prefix('[') {
         return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
     }
@@ -122,6 +183,20 @@ fn parse_node(node: &str) -> Option<IpAddr> {
     let (host, port) = node.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
     host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// The key a per-client limit counts under: the address for IPv4, its
+/// `/ipv6_prefix` network for IPv6 (one subscriber usually holds a whole
+/// /64, so per-address limits there count nothing).
+pub fn rate_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let prefix = u32::from(ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        v4 => v4,
+    }
 }
 
 #[cfg(test)]
@@ -139,35 +214,85 @@ mod tests {
         assert_eq!(canonical_ip(ip("2001:db8::1")), ip("2001:db8::1"));
     }
 
+    fn xff(proxies: &TrustedProxies, peer: &str, lines: &[&[u8]]) -> IpAddr {
+        proxies.client_ip(ip(peer), lines.iter().copied())
+    }
+
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_claims() {
         let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
-        assert_eq!(proxies.client_ip(ip("198.51.100.7"), None, Some("203.0.113.9")), ip("198.51.100.7"));
-        let none = TrustedProxies::none();
-        assert_eq!(none.client_ip(ip("::ffff:198.51.100.7"), Some("for=1.2.3.4"), None), ip("198.51.100.7"));
+        assert_eq!(xff(&proxies, "198.51.100.7", &[b"203.0.113.9"]), ip("198.51.100.7"));
+        let none = TrustedProxies::none().with_header(ClientIpHeader::Forwarded);
+        assert_eq!(xff(&none, "::ffff:198.51.100.7", &[b"for=1.2.3.4"]), ip("198.51.100.7"));
     }
 
     #[test]
     fn reads_from_the_right_skipping_trusted_hops() {
         let proxies = TrustedProxies::parse(["10.0.0.0/8", "2001:db8:ffff::/48"]).unwrap();
         // The client planted 1.1.1.1; the first untrusted hop from the right is the truth.
-        let xff = "1.1.1.1, 203.0.113.9, 10.0.0.2";
-        assert_eq!(proxies.client_ip(ip("10.0.0.1"), None, Some(xff)), ip("203.0.113.9"));
-        let forwarded = r#"for=1.1.1.1, for="[2001:db8:1::7]:4711";proto=https, for=10.1.2.3"#;
-        assert_eq!(proxies.client_ip(ip("10.0.0.1"), Some(forwarded), Some(xff)), ip("2001:db8:1::7"));
-        assert_eq!(
-            proxies.client_ip(ip("10.0.0.1"), Some("for=\"192.0.2.60:8080\""), None),
-            ip("192.0.2.60")
-        );
-        // Obfuscated hop: stop at the nearest trusted proxy.
-        assert_eq!(
-            proxies.client_ip(ip("10.0.0.1"), Some("for=_hidden, for=10.0.0.3"), None),
-            ip("10.0.0.3")
-        );
-        // Every hop trusted: the leftmost one.
-        assert_eq!(proxies.client_ip(ip("10.0.0.1"), None, Some("10.0.0.5,10.0.0.4")), ip("10.0.0.5"));
-        // No header.
-        assert_eq!(proxies.client_ip(ip("::ffff:10.0.0.1"), None, None), ip("10.0.0.1"));
+        assert_eq!(xff(&proxies, "10.0.0.1", &[b"1.1.1.1, 203.0.113.9, 10.0.0.2"]), ip("203.0.113.9"));
+        // Several header lines are one list.
+        assert_eq!(xff(&proxies, "10.0.0.1", &[b"1.1.1.1", b"203.0.113.9, 10.0.0.2"]), ip("203.0.113.9"));
+        // Every hop trusted: the leftmost one. No header: the peer.
+        assert_eq!(xff(&proxies, "10.0.0.1", &[b"10.0.0.5,10.0.0.4"]), ip("10.0.0.5"));
+        assert_eq!(xff(&proxies, "::ffff:10.0.0.1", &[]), ip("10.0.0.1"));
+        // Ports and brackets.
+        assert_eq!(xff(&proxies, "10.0.0.1", &[b"[2001:db8:1::7]:4711"]), ip("2001:db8:1::7"));
+        assert_eq!(xff(&proxies, "10.0.0.1", &[b"192.0.2.60:8080"]), ip("192.0.2.60"));
+    }
+
+    #[test]
+    fn junk_left_of_the_client_does_not_matter() {
+        let proxies = TrustedProxies::parse(["127.0.0.1/32"]).unwrap();
+        // Non-ASCII bytes the client put in front of the hop the proxy appended.
+        assert_eq!(xff(&proxies, "127.0.0.1", &[b"\xff\xfe, 203.0.113.9"]), ip("203.0.113.9"));
+        assert_eq!(xff(&proxies, "127.0.0.1", &[b"\xff\xfe", b"203.0.113.9"]), ip("203.0.113.9"));
+        // An unreadable hop right of every address: stop at our proxy.
+        assert_eq!(xff(&proxies, "127.0.0.1", &[b"203.0.113.9, _hidden"]), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn one_header_only_and_forwarded_when_chosen() {
+        let proxies = TrustedProxies::parse(["127.0.0.1/32"]).unwrap();
+        assert_eq!(proxies.header(), ClientIpHeader::XForwardedFor);
+        let forwarded = proxies.clone().with_header(ClientIpHeader::Forwarded);
+        let header = br#"for=1.1.1.1, for="[2001:db8:1::7]:4711";proto=https"#;
+        assert_eq!(xff(&forwarded, "127.0.0.1", &[header]), ip("2001:db8:1::7"));
+        assert_eq!(xff(&forwarded, "127.0.0.1", &[b"for=\"192.0.2.60:8080\""]), ip("192.0.2.60"));
+        assert_eq!(xff(&forwarded, "127.0.0.1", &[b"for=_hidden, for=127.0.0.1"]), ip("127.0.0.1"));
+        let real = proxies.with_header(ClientIpHeader::XRealIp);
+        assert_eq!(xff(&real, "127.0.0.1", &[b"1.1.1.1", b"198.51.100.4"]), ip("198.51.100.4"));
+        assert_eq!(xff(&real, "127.0.0.1", &[b"1.1.1.1, 198.51.100.4"]), ip("127.0.0.1"));
+        assert_eq!(ClientIpHeader::parse("Forwarded"), Some(ClientIpHeader::Forwarded));
+        assert_eq!(ClientIpHeader::parse("x-client-ip"), None);
+    }
+
+    #[test]
+    fn ipv6_limits_count_per_prefix() {
+        assert_eq!(rate_key(ip("2001:db8:1:2:aaaa::1"), 64), ip("2001:db8:1:2::"));
+        assert_eq!(rate_key(ip("2001:db8:1:2:bbbb::9"), 64), ip("2001:db8:1:2::"));
+        assert_eq!(rate_key(ip("2001:db8:1:2:bbbb::9"), 48), ip("2001:db8:1::"));
+        assert_eq!(rate_key(ip("2001:db8::9"), 128), ip("2001:db8::9"));
+        assert_eq!(rate_key(ip("2001:db8::9"), 0), ip("::"));
+        assert_eq!(rate_key(ip("::ffff:192.0.2.1"), 64), ip("192.0.2.1"));
+    }
+
+    proptest::proptest! {
+        /// Any header bytes: never a panic, and when the hop our proxy
+        /// appended is a readable untrusted address, that is the client.
+        #[test]
+        fn any_header_bytes(junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), last in proptest::prelude::any::<u32>()) {
+            let proxies = TrustedProxies::parse(["127.0.0.0/8", "10.0.0.0/8"]).unwrap();
+            let appended = std::net::Ipv4Addr::from(last);
+            let mut line = junk.clone();
+            line.extend_from_slice(format!(", {appended}").as_bytes());
+            let client = proxies.client_ip(ip("127.0.0.1"), [line.as_slice()]);
+            if !proxies.contains(IpAddr::V4(appended)) {
+                proptest::prop_assert_eq!(client, IpAddr::V4(appended));
+            }
+            let _ = proxies.clone().with_header(ClientIpHeader::Forwarded).client_ip(ip("127.0.0.1"), [junk.as_slice()]);
+            let _ = proxies.clone().with_header(ClientIpHeader::XRealIp).client_ip(ip("127.0.0.1"), [junk.as_slice()]);
+        }
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub struct Weights {
     /// The IP is a Tor exit. Default 50 (review on its own): the network
     /// then says nothing about where the user is.
     pub tor_exit: u32,
+    /// The IP's country is unknown (private, reserved or unlocated). Default
+    /// 15: a misconfigured proxy or a fresh range is not an attack, but no
+    /// network check can speak for the login; with restricted-region
+    /// claims it is at least `review` whatever the weights.
+    pub ip_country_unknown: u32,
 }
 
 impl Default for Weights {
@@ -92,6 +97,7 @@ impl Default for Weights {
             privacy_browser: 10,
             privacy_relay: 10,
             tor_exit: 50,
+            ip_country_unknown: 15,
         }
     }
 }
@@ -117,6 +123,7 @@ impl Weights {
             ReasonCode::PrivacyBrowser => self.privacy_browser,
             ReasonCode::PrivacyRelay => self.privacy_relay,
             ReasonCode::TorExit => self.tor_exit,
+            ReasonCode::IpCountryUnknown => self.ip_country_unknown,
         }
     }
 }
@@ -165,6 +172,11 @@ pub struct Policy {
     /// the network alone, `deny` refuses privacy browsers outright. Without
     /// restricted regions it has no effect.
     pub withheld_zone: Verdict,
+    /// The verdict for the drop-in's `meridian-error:<kind>` marker (the
+    /// collector could not run). Anyone can submit the marker, so it is
+    /// never a free pass: default `review`. `allow` lets users whose
+    /// browsers block WebAssembly in without a step-up; `deny` refuses them.
+    pub collector_error: Verdict,
     /// Networks whose users may be in other countries than the network's
     /// own, such as a company's egress or a satellite operator: the zone
     /// and language checks accept the countries listed. Default: none.
@@ -249,6 +261,7 @@ impl Default for Policy {
             allowed_actions: Vec::new(),
             store_failure: StoreFailure::Closed,
             withheld_zone: Verdict::Review,
+            collector_error: Verdict::Review,
             trusted_networks: Vec::new(),
         }
     }
@@ -346,13 +359,21 @@ impl Policy {
 
     /// The risk score (sum of weights, capped at 100) and the verdict: the
     /// thresholds applied to the uncapped sum, raised to the policy's floor
-    /// for what the reasons show (a withheld zone under restricted regions).
+    /// for what the reasons show under restricted regions (a withheld zone;
+    /// a restricted-region claim from an IP of unknown country).
     pub fn score(&self, reasons: &[Reason]) -> (u8, Verdict) {
         let total = reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
         let mut verdict = self.verdict(total);
-        if !self.restricted_regions.is_empty() && reasons.iter().any(|r| r.code == ReasonCode::PrivacyBrowser)
-        {
-            verdict = verdict.max(self.withheld_zone);
+        let has = |code: ReasonCode| reasons.iter().any(|r| r.code == code);
+        if !self.restricted_regions.is_empty() {
+            if has(ReasonCode::PrivacyBrowser) {
+                verdict = verdict.max(self.withheld_zone);
+            }
+            // Unknown is not innocent: a device pointing into a restricted
+            // region from an address no database places.
+            if has(ReasonCode::IpCountryUnknown) && has(ReasonCode::RestrictedRegionClaim) {
+                verdict = verdict.max(Verdict::Review);
+            }
         }
         (u8::try_from(total.min(100)).unwrap_or(100), verdict)
     }

@@ -246,6 +246,22 @@ impl Verifier {
                     Err(error) => VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts)),
                 }
             }
+            Err(error @ TokenError::CollectorFailed { .. }) => {
+                // Anyone can type the marker: the policy decides what it means.
+                let verdict = self.policy.collector_error;
+                let mut outcome = VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts));
+                outcome.verdict = verdict;
+                outcome.score = match verdict {
+                    Verdict::Allow => 0,
+                    Verdict::Review => u8::try_from(self.policy.thresholds.review.min(100)).unwrap_or(100),
+                    Verdict::Deny => 100,
+                };
+                outcome.message = Some(format!(
+                    "The page's collector could not run and sent its error marker instead of a token; the policy's collector_error makes that `{}`.",
+                    verdict.as_str()
+                ));
+                outcome
+            }
             Err(error) => VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts)),
         }
     }

@@ -16,6 +16,17 @@ pub enum Verdict {
     Deny,
 }
 
+impl Verdict {
+    /// `allow`, `review` or `deny`, as in the answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Review => "review",
+            Self::Deny => "deny",
+        }
+    }
+}
+
 /// Stable reason codes (`reasons[].code`). Never renamed; new ones may come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,6 +71,9 @@ pub enum ReasonCode {
     PrivacyRelay,
     /// The IP is a Tor exit: the network says nothing about the user's place.
     TorExit,
+    /// The IP's country is unknown: a private or reserved address, or one
+    /// the country database does not locate. Unknown is not innocent.
+    IpCountryUnknown,
 }
 
 impl ReasonCode {
@@ -83,6 +97,7 @@ impl ReasonCode {
             Self::PrivacyBrowser => "privacy_browser",
             Self::PrivacyRelay => "privacy_relay",
             Self::TorExit => "tor_exit",
+            Self::IpCountryUnknown => "ip_country_unknown",
         }
     }
 
@@ -106,6 +121,7 @@ impl ReasonCode {
             Self::PrivacyBrowser => "The browser withholds its time zone",
             Self::PrivacyRelay => "The connection comes through a privacy relay",
             Self::TorExit => "The connection comes from Tor",
+            Self::IpCountryUnknown => "The connection's country is unknown",
         }
     }
 }
@@ -166,9 +182,11 @@ fn base_confidence(code: ReasonCode) -> Confidence {
         | C::TorExit
         | C::PrivacyRelay
         | C::PrivacyBrowser => Confidence::High,
-        C::RestrictedRegionClaim | C::AcceptLanguageMismatch | C::HostingIp | C::IpChanged => {
-            Confidence::Medium
-        }
+        C::RestrictedRegionClaim
+        | C::AcceptLanguageMismatch
+        | C::HostingIp
+        | C::IpChanged
+        | C::IpCountryUnknown => Confidence::Medium,
         C::TzOffsetMismatch | C::TzCountryMismatch | C::LocaleCountryMismatch | C::ClockSkew => {
             Confidence::Low
         }

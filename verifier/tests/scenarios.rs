@@ -376,6 +376,32 @@ const SCENARIOS: &[Scenario] = &[
         must: &[ReasonCode::RestrictedRegionClaim, ReasonCode::TzCountryMismatch],
         must_not: &[ReasonCode::HostingIp],
     },
+    Scenario {
+        name: "Shanghai browser from an address no database places, CN restricted",
+        zone: "Asia/Shanghai",
+        locale: "zh-CN",
+        languages: &["zh-CN", "zh"],
+        ip: "10.1.2.3",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("zh-CN,zh;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Deny,
+        must: &[ReasonCode::IpCountryUnknown, ReasonCode::RestrictedRegionClaim],
+        must_not: &[],
+    },
+    Scenario {
+        name: "Berlin browser from a private address",
+        zone: "Europe/Berlin",
+        locale: "de-DE",
+        languages: &["de-DE", "de"],
+        ip: "10.1.2.3",
+        at: "2027-06-15T09:00:00Z",
+        accept_language: Some("de-DE,de;q=0.9"),
+        policy: restrict_cn,
+        verdict: Verdict::Allow,
+        must: &[ReasonCode::IpCountryUnknown],
+        must_not: &[ReasonCode::RestrictedRegionClaim],
+    },
 ];
 
 /// CN restricted; 192.0.2.16/28 (in SG) is a company's egress whose staff
@@ -599,4 +625,25 @@ async fn confidence_grows_with_corroborating_evidence() {
             .iter()
             .all(|r| ["low", "medium", "high"].contains(&r["confidence"].as_str().unwrap()))
     );
+}
+
+#[tokio::test]
+async fn an_unknown_country_with_restricted_claims_is_at_least_review_whatever_the_weights() {
+    let intel = Arc::new(test_intel());
+    let shanghai = SCENARIOS
+        .iter()
+        .find(|s| s.name == "Shanghai browser from an address no database places, CN restricted")
+        .unwrap();
+    fn light() -> Policy {
+        let mut policy = restrict_cn();
+        policy.weights.restricted_region_claim = 1;
+        policy.weights.ip_country_unknown = 1;
+        policy.weights.locale_country_mismatch = 0;
+        policy
+    }
+    let outcome = run(&Scenario { policy: light, ..*shanghai }, &intel).await;
+    assert!(outcome.score < 50, "{:#?}", outcome.reasons);
+    assert_eq!(outcome.verdict, Verdict::Review, "{:#?}", outcome.reasons);
+    let unknown = outcome.reasons.iter().find(|r| r.code == ReasonCode::IpCountryUnknown).unwrap();
+    assert!(unknown.detail.contains("private or reserved"), "{}", unknown.detail);
 }

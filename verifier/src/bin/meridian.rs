@@ -232,8 +232,18 @@ fn build(config: ServeConfig) -> Result<Service, String> {
         policy.restricted_regions.join(", "),
         policy.store_failure
     ));
-    let proxies =
-        TrustedProxies::parse(&config.trusted_proxies).map_err(|e| format!("trusted_proxies: {e}"))?;
+    let proxies = TrustedProxies::parse(&config.trusted_proxies)
+        .map_err(|e| format!("trusted_proxies: {e}"))?
+        .with_header(config.client_ip_header);
+    if !proxies.is_empty() {
+        notes.push(format!(
+            "client IP: the first untrusted hop from the right of {} when the peer is a trusted proxy",
+            config.client_ip_header.name()
+        ));
+    }
+    if config.ipv6_rate_limit_prefix > 128 {
+        return Err("ipv6_rate_limit_prefix: at most 128".into());
+    }
     let data = DataArgs {
         country_db: config.country_db.clone(),
         asn_db: config.asn_db.clone(),
@@ -280,6 +290,7 @@ fn build(config: ServeConfig) -> Result<Service, String> {
         .with_trusted_proxies(proxies)
         .with_cors_origins(&config.cors_origins)
         .with_challenge_rate_limit(config.challenge_rate_limit)
+        .with_ipv6_rate_limit_prefix(config.ipv6_rate_limit_prefix)
         .with_timeout(Duration::from_millis(config.request_timeout_ms));
     if let Some(dir) = collector_dir {
         state = state.with_collector_dir(dir);

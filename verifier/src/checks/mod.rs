@@ -206,12 +206,18 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
         );
     }
 
-    if let Some(country) = country {
-        if restricted.contains(&country) {
+    match country {
+        Some(country) if restricted.contains(&country) => {
             add(ReasonCode::RestrictedRegionIp, format!("The IP is in {country}, a restricted region."));
-        } else if let Some(detail) = restricted_claim(claims, zone_name, country, restricted) {
-            add(ReasonCode::RestrictedRegionClaim, detail);
         }
+        _ => {
+            if let Some(detail) = restricted_claim(claims, zone_name, country, restricted) {
+                add(ReasonCode::RestrictedRegionClaim, detail);
+            }
+        }
+    }
+    if country.is_none() {
+        add(ReasonCode::IpCountryUnknown, unknown_country(evidence.remote_ip));
     }
 
     if let Some(integrity) = &claims.integrity {
@@ -391,7 +397,7 @@ fn worker_mismatch(claims: &Claims, worker: &meridian_protocol::ScopeClaims) -> 
 fn restricted_claim(
     claims: &Claims,
     zone_name: &str,
-    ip_country: Country,
+    ip_country: Option<Country>,
     restricted: &[Country],
 ) -> Option<String> {
     let region = tables::zone_countries(zone_name)
@@ -408,9 +414,44 @@ fn restricted_claim(
         (false, Some(language)) => format!("its language ({language})"),
         (false, None) => return None,
     };
+    let elsewhere = match ip_country {
+        Some(country) => format!("its IP is in {country}"),
+        None => "its IP's country is unknown".to_owned(),
+    };
     Some(format!(
-        "The browser's time zone {zone_name} and {support} point to {region}, a restricted region, while its IP is in {ip_country}."
+        "The browser's time zone {zone_name} and {support} point to {region}, a restricted region, while {elsewhere}."
     ))
+}
+
+/// Why nobody can say where `ip` is.
+fn unknown_country(ip: IpAddr) -> String {
+    let ip = canonical_ip(ip);
+    let special = match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64
+                || v4.octets()[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.segments()[0] & 0xfe00 == 0xfc00
+                || v6.segments()[0] & 0xffc0 == 0xfe80
+                || v6.segments()[0] == 0x2001 && v6.segments()[1] == 0x0db8
+        }
+    };
+    if special {
+        format!(
+            "The IP {ip} is a private or reserved address, so no country can be known: a proxy in front of the service may not be passing the client address on."
+        )
+    } else {
+        format!("No country database places the IP {ip}, so the network cannot speak for this login.")
+    }
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl LoginCheck {
         self
     }
 
-    /// Believes `Forwarded`/`X-Forwarded-For` from these proxies.
+    /// Believes these proxies' forwarding header (see [`super::ClientIp`]).
     pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.proxies = Arc::new(proxies);
         self
@@ -115,10 +115,12 @@ pub struct Checked<T> {
 
 impl<T> Checked<T> {
     /// The verdict; a token that failed verification (missing, replayed,
-    /// the drop-in's `collector-error` marker, …) counts as `deny`, and its
-    /// codes are in `outcome.error_codes`.
+    /// …) counts as `deny`, the drop-in's `collector-error` marker as the
+    /// policy's `collector_error` says (default `review`); the codes are in
+    /// `outcome.error_codes`.
     pub fn verdict(&self) -> Verdict {
-        if self.outcome.success { self.outcome.verdict } else { Verdict::Deny }
+        let marker = self.outcome.error_codes == [crate::ErrorCode::CollectorError];
+        if self.outcome.success || marker { self.outcome.verdict } else { Verdict::Deny }
     }
 }
 
@@ -179,20 +181,11 @@ where
         let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, state)
             .await
             .map_err(|_| CheckRejection::NoClientAddress)?;
-        let peer = peer.ip();
+        let remote_ip = super::ClientIp::resolve(&check.proxies, peer.ip(), &parts.headers).0;
         let header_text = |name: header::HeaderName| {
             let values: Vec<&str> =
                 parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
             (!values.is_empty()).then(|| values.join(","))
-        };
-        let remote_ip = if check.proxies.is_empty() {
-            crate::net::canonical_ip(peer)
-        } else {
-            check.proxies.client_ip(
-                peer,
-                header_text(header::FORWARDED).as_deref(),
-                header_text(header::HeaderName::from_static("x-forwarded-for")).as_deref(),
-            )
         };
         let accept_language = header_text(header::ACCEPT_LANGUAGE);
         let bytes =
@@ -286,7 +279,7 @@ mod tests {
         let body = format!("email=ada%40example.com&meridian-token={token}");
         assert_eq!(
             post_form(&app, body.clone(), &[]).await,
-            (StatusCode::OK, "ada@example.com allow ".into())
+            (StatusCode::OK, "ada@example.com allow ip_country_unknown".into())
         );
         assert_eq!(
             post_form(&app, body, &[]).await,
@@ -301,7 +294,7 @@ mod tests {
             &[],
         )
         .await;
-        assert_eq!(text, "a@b.c deny collector-error");
+        assert_eq!(text, "a@b.c review collector-error", "the policy decides what the marker means");
     }
 
     #[tokio::test]
@@ -322,7 +315,7 @@ mod tests {
         let body = format!("email=x%40y.z&meridian-token={token}");
         assert_eq!(
             post_form(&app, body.clone(), &forwarded).await.1,
-            "x@y.z allow ",
+            "x@y.z allow ip_country_unknown",
             "the forwarded IP is the client"
         );
     }

@@ -6,6 +6,7 @@
 //! A backend that embeds the verifier takes [`Checked`] in its login
 //! handler instead: its own form plus the verdict.
 
+mod client_ip;
 mod extract;
 mod metrics;
 mod routes;
@@ -31,6 +32,7 @@ use crate::Verifier;
 use crate::clock::Clock;
 use crate::net::TrustedProxies;
 
+pub use client_ip::{ClientIp, NoClientAddress};
 pub use extract::{CheckRejection, Checked, LoginCheck, MAX_FORM_BYTES, TOKEN_FIELD};
 pub use metrics::Metrics;
 
@@ -49,6 +51,7 @@ pub struct ApiState {
     inner: Arc<Inner>,
     proxies: Arc<TrustedProxies>,
     limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    ipv6_prefix: u8,
     cors_origins: Arc<Vec<HeaderValue>>,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -81,6 +84,7 @@ impl ApiState {
             inner: Arc::new(Inner { verifier, secrets, clock, jwks_json }),
             proxies: Arc::new(TrustedProxies::none()),
             limiter: None,
+            ipv6_prefix: 64,
             cors_origins: Arc::new(Vec::new()),
             timeout: Duration::from_secs(10),
             metrics: Arc::new(Metrics::default()),
@@ -140,9 +144,17 @@ impl ApiState {
         }
     }
 
+    /// Counts IPv6 clients per `/prefix` network for the challenge limit
+    /// (default 64: one subscriber usually holds a whole /64).
+    pub fn with_ipv6_rate_limit_prefix(mut self, prefix: u8) -> Self {
+        self.ipv6_prefix = prefix.min(128);
+        self
+    }
+
     /// Whether `ip` may have another challenge now.
-    fn allow_challenge(&self, ip: IpAddr) -> bool {
-        self.limiter.as_ref().is_none_or(|limiter| limiter.check_key(&ip).is_ok())
+    fn allow_challenge(&self, ip: ClientIp) -> bool {
+        let key = crate::net::rate_key(ip.0, self.ipv6_prefix);
+        self.limiter.as_ref().is_none_or(|limiter| limiter.check_key(&key).is_ok())
     }
 
     /// Believes `Forwarded`/`X-Forwarded-For` from these proxies when
@@ -152,18 +164,10 @@ impl ApiState {
         self
     }
 
-    /// The client IP of a request from `peer` with `headers`.
-    pub fn client_ip(&self, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
-        let joined = |name: axum::http::HeaderName| {
-            let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-            (!values.is_empty()).then(|| values.join(","))
-        };
-        if self.proxies.is_empty() {
-            return crate::net::canonical_ip(peer);
-        }
-        let forwarded = joined(axum::http::header::FORWARDED);
-        let x_forwarded_for = joined(axum::http::HeaderName::from_static("x-forwarded-for"));
-        self.proxies.client_ip(peer, forwarded.as_deref(), x_forwarded_for.as_deref())
+    /// The client IP of a request from `peer` with `headers` (what the
+    /// [`ClientIp`] extractor gives handlers).
+    pub fn client_ip(&self, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> ClientIp {
+        ClientIp::resolve(&self.proxies, peer, headers)
     }
 
     /// The verifier.

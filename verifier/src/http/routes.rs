@@ -1,11 +1,11 @@
 //! Handlers and the one mapping from outcomes to HTTP responses.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -77,13 +77,9 @@ pub(crate) async fn openapi() -> Response {
     (status = 200, description = "A fresh challenge", body = ChallengeResponse),
     (status = 429, description = "Too many challenges from this address (`rate-limited`)", body = crate::VerifyOutcome),
 ))]
-pub(crate) async fn challenge(
-    State(state): State<ApiState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let ip = state.client_ip(peer.ip(), &headers);
-    if !state.allow_challenge(ip) {
+pub(crate) async fn challenge(State(state): State<ApiState>, client: super::ClientIp) -> Response {
+    let ip = client.0;
+    if !state.allow_challenge(client) {
         state.metrics.challenges_limited.inc();
         return outcome_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -267,10 +263,7 @@ fn labels(outcome: &VerifyOutcome) -> OutcomeLabels {
     OutcomeLabels {
         outcome: if outcome.success { "success" } else { "rejected" }.to_owned(),
         code: outcome.error_codes.first().map(|c| c.as_str()).unwrap_or("").to_owned(),
-        verdict: serde_json::to_value(outcome.verdict)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        verdict: outcome.verdict.as_str().to_owned(),
     }
 }
 
