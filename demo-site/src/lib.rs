@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::Html;
 use axum::routing::get;
 use meridian_verifier::clock::{Clock, SystemClock};
@@ -22,6 +22,7 @@ use meridian_verifier::verdict::ReasonCode;
 use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Policy, Verifier, VerifyInput};
 use serde::Deserialize;
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Everything the demo needs to run.
 pub struct DemoConfig {
@@ -181,13 +182,31 @@ pub fn app(config: DemoConfig) -> Result<Router, String> {
             .with_intel(config.intel);
     let api = ApiState::new(verifier, vec![config.verify_secret], config.clock)
         .with_trusted_proxies(config.trusted_proxies);
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value))
+    };
+    let collector_files = tower::ServiceBuilder::new()
+        .layer(header("content-security-policy", "default-src 'none'; frame-ancestors 'none'"))
+        .layer(header("x-content-type-options", "nosniff"))
+        .service(ServeDir::new(pkg));
     let pages = Router::new()
         .route("/", get(login_page))
         .route("/login", get(login_page).post(login))
-        .nest_service("/pkg", ServeDir::new(pkg))
+        .layer(header("content-security-policy", PAGE_POLICY))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("referrer-policy", "same-origin"))
+        .nest_service("/pkg", collector_files)
         .with_state(DemoState { api: api.clone(), simulated: Arc::new(config.simulated_origins) });
     Ok(pages.merge(router(api)))
 }
+
+/// The pages' Content-Security-Policy: scripts only from this origin (the
+/// drop-in), WebAssembly compiled from them, the collector's Worker from a
+/// `blob:` URL, the inline style sheet, and no framing by anyone.
+pub const PAGE_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self' 'unsafe-inline'; worker-src blob:; img-src 'self' data:; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 async fn login_page(State(state): State<DemoState>) -> Html<String> {
     Html(pages::login(&state.simulated))

@@ -46,13 +46,13 @@ async fn main() -> ExitCode {
         }
     };
     println!("Meridian demo: open {origin}/");
-    let served = axum::serve(
-        meridian_verifier::http::no_delay(listener),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+    // SIGTERM or Ctrl-C: the same limits and graceful shutdown as `meridian serve`.
+    let served = meridian_verifier::http::serve(
+        listener,
+        app,
+        meridian_verifier::http::ServeLimits::default(),
+        meridian_verifier::http::shutdown_signal(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
     .await;
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -48,6 +48,20 @@ pub enum LogFormat {
 pub struct ServeConfig {
     /// Address to listen on. Default `127.0.0.1:8686`.
     pub listen: SocketAddr,
+    /// A second address for the backend's side — `/v1/verify`, `/metrics`,
+    /// `/readyz` — which then leave the public listener. Default: none
+    /// (everything on `listen`).
+    pub internal_listen: Option<SocketAddr>,
+    /// Open connections per listener at most. Default 4096.
+    pub max_connections: usize,
+    /// Time a client has to send a request head, and the longest a
+    /// kept-alive connection may sit idle, ms. Default 10 000.
+    pub header_read_timeout_ms: u64,
+    /// Challenges issued per challenge lifetime at most, whoever asks, so
+    /// a flood of valid tokens cannot fill the replay store. Default: the
+    /// in-memory store's `replay_capacity`; none with Redis (bound its
+    /// memory there with `maxmemory`).
+    pub challenge_budget: Option<usize>,
     /// JWKS file with the collector public keys. Default `.meridian/keys/jwks.json`.
     pub jwks: PathBuf,
     /// Bearer secrets for `/v1/verify` (several, to rotate). Required, here or in `verify_secret_file`.
@@ -119,6 +133,10 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
+            internal_listen: None,
+            max_connections: 4096,
+            header_read_timeout_ms: 10_000,
+            challenge_budget: None,
             jwks: PathBuf::from(".meridian/keys/jwks.json"),
             verify_secret: Vec::new(),
             verify_secret_file: None,
@@ -166,10 +184,14 @@ const NUMBER_KEYS: &[&str] = &[
     "replay_capacity",
     "request_timeout_ms",
     "ipv6_rate_limit_prefix",
+    "max_connections",
+    "header_read_timeout_ms",
+    "challenge_budget",
 ];
 /// Every scalar key a variable may set (`policy` is a table: use `policy_file`).
 const STRING_KEYS: &[&str] = &[
     "listen",
+    "internal_listen",
     "jwks",
     "verify_secret_file",
     "challenge_key_file",

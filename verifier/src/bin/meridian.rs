@@ -11,7 +11,7 @@ use meridian_protocol::jwk::{Jwk, Jwks};
 use meridian_verifier::clock::{Clock, SystemClock};
 use meridian_verifier::config::{LogFormat, ServeConfig};
 use meridian_verifier::geo::{DataFiles, IpIntel};
-use meridian_verifier::http::{ApiState, VerifySecret, router};
+use meridian_verifier::http::{self, ApiState, ServeLimits, VerifySecret, router, routers, shutdown_signal};
 use meridian_verifier::net::TrustedProxies;
 use meridian_verifier::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, UntrustedToken, Verifier};
@@ -252,6 +252,14 @@ fn build(config: ServeConfig) -> Result<Service, String> {
     };
     let intel = data.open()?;
     notes.push(describe_data(&intel));
+    let budget = config.challenge_budget.or(config.redis_url.is_none().then_some(config.replay_capacity));
+    match budget {
+        Some(budget) => notes.push(format!(
+            "challenge budget: {budget} per {} s lifetime (the replay store can hold them all)",
+            challenge.lifetime_s()
+        )),
+        None => notes.push("challenge budget: none (bound the Redis store with maxmemory)".into()),
+    }
     let store: Arc<dyn ReplayStore> = match &config.redis_url {
         Some(url) => {
             notes.push("replay store: redis (shared by every instance using it)".into());
@@ -294,6 +302,10 @@ fn build(config: ServeConfig) -> Result<Service, String> {
         .with_timeout(Duration::from_millis(config.request_timeout_ms));
     if let Some(dir) = collector_dir {
         state = state.with_collector_dir(dir);
+    }
+    if let Some(budget) = budget {
+        let lifetime = Duration::from_secs(u64::from(state.verifier().keys().challenge.lifetime_s()));
+        state = state.with_challenge_budget(budget, lifetime);
     }
     Ok(Service { config, state, notes, data: data.files() })
 }
@@ -401,11 +413,22 @@ fn serve(file: Option<&Path>) -> Result<(), String> {
     for note in &notes {
         tracing::info!("{note}");
     }
-    let app = router(state.clone());
+    let limits = ServeLimits {
+        max_connections: config.max_connections,
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
+        ..ServeLimits::default()
+    };
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| format!("listen: cannot listen on {}: {e}", config.listen))?;
+        let bind = |address: SocketAddr, key: &'static str| async move {
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("{key}: cannot listen on {address}: {e}"))
+        };
+        let listener = bind(config.listen, "listen").await?;
+        let internal = match config.internal_listen {
+            Some(address) => Some(bind(address, "internal_listen").await?),
+            None => None,
+        };
         // The bound address: with port 0 in the configuration, the one the system chose.
         let address = listener.local_addr().unwrap_or(config.listen);
         tracing::info!(%address, "meridian verifier listening");
@@ -421,37 +444,30 @@ fn serve(file: Option<&Path>) -> Result<(), String> {
                 housekeeping.housekeeping();
             }
         });
-        axum::serve(
-            meridian_verifier::http::no_delay(listener),
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))
-    })
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+        // One signal ends every listener.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.changed().await;
+        };
+        let served = match internal {
+            None => http::serve(listener, router(state), limits, until_stopped(stopped)).await,
+            Some(internal) => {
+                let address = internal.local_addr().ok();
+                tracing::info!(address = ?address, "internal listener: /v1/verify, /metrics, /readyz");
+                let (public, private) = routers(state);
+                let (a, b) = tokio::join!(
+                    http::serve(listener, public, limits, until_stopped(stopped.clone())),
+                    http::serve(internal, private, limits, until_stopped(stopped)),
+                );
+                a.and(b)
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
+        };
+        served.map_err(|e| format!("server error: {e}"))
+    })
 }
 
 fn keygen(out: &Path, force: bool) -> Result<(), String> {

@@ -11,6 +11,7 @@ mod extract;
 mod metrics;
 mod routes;
 mod secret;
+mod serve;
 
 use std::sync::Arc;
 
@@ -20,11 +21,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -37,6 +39,7 @@ pub use extract::{CheckRejection, Checked, LoginCheck, MAX_FORM_BYTES, TOKEN_FIE
 pub use metrics::Metrics;
 
 pub use secret::VerifySecret;
+pub use serve::{ServeLimits, serve, shutdown_signal};
 
 /// The most header bytes (names and values) a request may carry.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -52,6 +55,7 @@ pub struct ApiState {
     proxies: Arc<TrustedProxies>,
     limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     ipv6_prefix: u8,
+    budget: Option<Arc<governor::DefaultDirectRateLimiter>>,
     cors_origins: Arc<Vec<HeaderValue>>,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -85,6 +89,7 @@ impl ApiState {
             proxies: Arc::new(TrustedProxies::none()),
             limiter: None,
             ipv6_prefix: 64,
+            budget: None,
             cors_origins: Arc::new(Vec::new()),
             timeout: Duration::from_secs(10),
             metrics: Arc::new(Metrics::default()),
@@ -151,10 +156,31 @@ impl ApiState {
         self
     }
 
+    /// Issues at most `capacity` challenges in any `lifetime`, whoever asks:
+    /// every issued challenge may come back as a token whose nonce the
+    /// replay store must hold for `lifetime`, so a flood of valid tokens
+    /// can never fill the store and make it refuse everyone (fail closed).
+    /// Half the budget may go at once, the rest refills evenly.
+    pub fn with_challenge_budget(mut self, capacity: usize, lifetime: Duration) -> Self {
+        let half = u32::try_from(capacity / 2).unwrap_or(u32::MAX);
+        self.budget = NonZeroU32::new(half).and_then(|burst| {
+            let period = lifetime.checked_div(half)?;
+            let quota = Quota::with_period(period.max(Duration::from_nanos(1)))?.allow_burst(burst);
+            Some(Arc::new(governor::RateLimiter::direct(quota)))
+        });
+        self
+    }
+
     /// Whether `ip` may have another challenge now.
-    fn allow_challenge(&self, ip: ClientIp) -> bool {
+    fn allow_challenge(&self, ip: ClientIp) -> Result<(), &'static str> {
         let key = crate::net::rate_key(ip.0, self.ipv6_prefix);
-        self.limiter.as_ref().is_none_or(|limiter| limiter.check_key(&key).is_ok())
+        if self.limiter.as_ref().is_some_and(|limiter| limiter.check_key(&key).is_err()) {
+            return Err("too many challenges from this address; retry later");
+        }
+        if self.budget.as_ref().is_some_and(|budget| budget.check().is_err()) {
+            return Err("the verifier is issuing all the challenges it can keep track of; retry later");
+        }
+        Ok(())
     }
 
     /// Believes `Forwarded`/`X-Forwarded-For` from these proxies when
@@ -207,6 +233,10 @@ pub fn no_delay(
 }
 
 fn set_no_delay(tcp: &mut tokio::net::TcpStream) {
+    set_no_delay_on(tcp);
+}
+
+fn set_no_delay_on(tcp: &tokio::net::TcpStream) {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!("cannot set TCP_NODELAY: {e}");
     }
@@ -223,33 +253,83 @@ pub fn openapi_json() -> String {
 /// `/v1/challenge` (and `/pkg/`, when the collector is served) for the
 /// configured origins only.
 pub fn router(state: ApiState) -> Router {
+    let (public, internal) = routers(state);
+    public.merge(internal)
+}
+
+/// [`router`] in two halves, for a deployment that keeps the backend's side
+/// off the public listener (`internal_listen`): the public half has
+/// `/v1/challenge`, `/pkg/`, the JWKS, `/healthz` and `/openapi.json`; the
+/// internal half `/v1/verify`, `/metrics` and `/readyz`.
+pub fn routers(state: ApiState) -> (Router, Router) {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(state.cors_origins.iter().cloned()))
         .allow_methods([Method::GET]);
     let mut challenge = Router::new().route("/v1/challenge", get(routes::challenge));
     if let Some(dir) = &state.collector_dir {
-        challenge = challenge.nest_service("/pkg", tower_http::services::ServeDir::new(dir.as_ref()));
+        let files = tower::ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .service(tower_http::services::ServeDir::new(dir.as_ref()));
+        challenge = challenge.nest_service("/pkg", files);
     }
-    let challenge = challenge.layer(cors);
-    let timeout = state.timeout;
-    Router::new()
-        .route("/v1/verify", post(routes::verify))
+    let public = Router::new()
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi))
-        .merge(challenge)
+        .merge(challenge.layer(cors));
+    let internal = Router::new()
+        .route("/v1/verify", post(routes::verify))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics));
+    (with_limits(public, state.clone()), with_limits(internal, state))
+}
+
+/// Body size, header size, request timeout, request ids (`x-request-id`:
+/// a client's own only when short and printable, else one made here,
+/// echoed back), `nosniff`, and tracing.
+fn with_limits(routes: Router<ApiState>, state: ApiState) -> Router {
+    let timeout = state.timeout;
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(limit_headers))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::info_span!("request", method = %request.method(), path = request.uri().path(), request_id = id)
         }))
         .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()))
+        .layer(axum::middleware::from_fn(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// The longest client `x-request-id` kept; ids go into every log line.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Removes a client's `x-request-id` unless it is short and printable
+/// ASCII, so logs never carry a client's control characters or megabytes;
+/// a fresh id is then made for the request.
+async fn drop_unsafe_request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let name = axum::http::HeaderName::from_static("x-request-id");
+    let acceptable = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID && bytes.iter().all(|b| b.is_ascii_graphic())
+    };
+    let values: Vec<&HeaderValue> = request.headers().get_all(&name).iter().collect();
+    if values.len() > 1 || values.first().is_some_and(|v| !acceptable(v)) {
+        request.headers_mut().remove(&name);
+    }
+    next.run(request).await
 }
 
 /// Request ids without a system call per request: a random per-process

@@ -79,14 +79,11 @@ pub(crate) async fn openapi() -> Response {
 ))]
 pub(crate) async fn challenge(State(state): State<ApiState>, client: super::ClientIp) -> Response {
     let ip = client.0;
-    if !state.allow_challenge(client) {
+    if let Err(why) = state.allow_challenge(client) {
         state.metrics.challenges_limited.inc();
         return outcome_response(
             StatusCode::TOO_MANY_REQUESTS,
-            VerifyOutcome::invalid_request(
-                ErrorCode::RateLimited,
-                "too many challenges from this address; retry later",
-            ),
+            VerifyOutcome::invalid_request(ErrorCode::RateLimited, why),
         );
     }
     let now_ms = state.clock().now().as_millisecond();
@@ -290,7 +287,10 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
     }
     let store = state.verifier().store();
     if let Err(e) = store.check().await {
-        problems.push(format!("replay store ({}): {e}", store.kind()));
+        // The error text (hosts, ports, driver messages) goes to the log,
+        // not to whoever asks.
+        tracing::warn!(store = store.kind(), "readiness: replay store unavailable: {e}");
+        problems.push(format!("replay store ({}) unavailable", store.kind()));
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
