@@ -17,9 +17,10 @@ use meridian_tests::{BrowserOptions, DemoOptions, spoof, start_browser, start_de
 use meridian_verifier::net::TrustedProxies;
 use serde_json::{Value, json};
 
-use crate::corpus::{Case, Spoof};
+use crate::corpus::{Case, Engine, Spoof};
 use crate::evaluate::{self, Deployment};
 use crate::simulate;
+use crate::world::{NetworkKind, Origin};
 
 /// One case run both ways.
 #[derive(Debug, Clone)]
@@ -45,12 +46,25 @@ impl BrowserResult {
     }
 }
 
+/// Whether the demo's IP databases place `origin` the way the library's do
+/// (relay lists and trusted networks are the library's alone).
+fn plain(origin: &Origin) -> bool {
+    matches!(origin.network, NetworkKind::Residential | NetworkKind::Hosting)
+}
+
 /// Draws `count` cases, round-robin over families and spoof kinds, from
-/// the cases the machine's real clock can play.
+/// the cases the machine's real clock can play in Chromium (the only
+/// engine the sample drives: Firefox and WebKit cases run in the library only).
 pub fn draw(cases: &[Case], count: usize) -> Vec<(usize, &Case)> {
     let mut by_family: BTreeMap<String, Vec<(usize, &Case)>> = BTreeMap::new();
     for (index, case) in cases.iter().enumerate() {
-        if case.skew_s == 0 && case.family != "dst-transition" && case.policy == "restrict-cn" {
+        if case.skew_s == 0
+            && case.family != "dst-transition"
+            && case.policy == "restrict-cn"
+            && case.engine == Engine::Chromium
+            && plain(&case.login_from)
+            && case.challenge_from.as_ref().is_none_or(plain)
+        {
             let spoof = case.spoof.as_ref().map(|s| format!("{:?}", std::mem::discriminant(s)));
             let key = format!("{}/{}", case.family, spoof.unwrap_or_default());
             by_family.entry(key).or_default().push((index, case));

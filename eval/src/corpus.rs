@@ -60,6 +60,30 @@ pub enum Spoof {
     },
 }
 
+/// The browser engine, whose own outputs the simulation models.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// Chrome, Edge, Opera, Brave…: legacy zone names (`Asia/Calcutta`),
+    /// the 1880 offset in fractional minutes.
+    #[default]
+    Chromium,
+    /// Firefox (and Tor Browser, Mullvad Browser, LibreWolf): modern zone
+    /// names (`Asia/Kolkata`), the 1880 offset in fractional minutes.
+    Firefox,
+    /// Safari and every iOS browser: the 1880 offset in whole minutes, one
+    /// entry in `navigator.languages` (the locale) and one `Accept-Language` tag.
+    Webkit,
+}
+
+impl Engine {
+    /// Whether this is the default (kept out of the JSON, so cases written
+    /// before engines existed stay byte-identical).
+    pub fn is_chromium(&self) -> bool {
+        *self == Self::Chromium
+    }
+}
+
 /// One labelled case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
@@ -69,6 +93,9 @@ pub struct Case {
     pub family: String,
     /// The label.
     pub class: Class,
+    /// The browser engine (`chromium` when absent).
+    #[serde(default, skip_serializing_if = "Engine::is_chromium")]
+    pub engine: Engine,
     /// Who this is, in words.
     pub story: String,
     /// When the login happens (UTC).
@@ -92,7 +119,7 @@ pub struct Case {
     /// How far the browser's clock is ahead of the server's, seconds.
     #[serde(default)]
     pub skew_s: i32,
-    /// The policy: `restrict-cn` or `neutral`.
+    /// The policy: `restrict-cn`, `neutral` or `restrict-cn-corporate`.
     pub policy: String,
 }
 
@@ -142,6 +169,7 @@ const ODD_ZONES: &[(&str, &str)] = &[
 struct Draw {
     rng: ChaCha8Rng,
     family: &'static str,
+    engine: Engine,
     cases: Vec<Case>,
 }
 
@@ -167,7 +195,12 @@ struct Person {
 impl Draw {
     fn new(family: &'static str) -> Self {
         let salt = family.bytes().fold(0u64, |h, b| h.rotate_left(7) ^ u64::from(b));
-        Self { rng: ChaCha8Rng::seed_from_u64(SEED ^ salt), family, cases: Vec::new() }
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(SEED ^ salt),
+            family,
+            engine: Engine::Chromium,
+            cases: Vec::new(),
+        }
     }
 
     /// A minute in 2027, uniformly.
@@ -228,10 +261,16 @@ impl Draw {
         policy: &str,
     ) {
         let id = format!("{}-{:03}", self.family, self.cases.len() + 1);
+        let mut person = person;
+        if self.engine == Engine::Webkit {
+            // WebKit's navigator.languages is the locale alone.
+            person.languages = vec![person.locale.clone()];
+        }
         self.cases.push(Case {
             id,
             family: self.family.to_owned(),
             class,
+            engine: self.engine,
             story,
             at,
             accept_language: accept_language(&person.languages),
@@ -542,6 +581,276 @@ fn engine_spoofs() -> Vec<Case> {
     d.cases
 }
 
+/// Countries whose zone Chromium and WebKit name by its legacy name.
+const LEGACY_NAMED: &[&str] = &["IN", "UA", "VN", "NP", "MM", "AR"];
+/// Satellite users: where they are, and the country of the operator's
+/// gateway their IP geolocates to.
+const SATELLITE: &[(&str, &str)] = &[
+    ("MX", "US"),
+    ("CA", "US"),
+    ("AT", "DE"),
+    ("BE", "FR"),
+    ("PT", "ES"),
+    ("NZ", "AU"),
+    ("CO", "BR"),
+    ("CL", "AR"),
+    ("IE", "GB"),
+    ("NO", "SE"),
+    ("PH", "JP"),
+    ("KE", "ZA"),
+    ("NG", "ZA"),
+    ("MY", "SG"),
+    ("PL", "DE"),
+    ("FI", "SE"),
+];
+
+fn via(country: &str, network: NetworkKind) -> Origin {
+    Origin { country: country.to_owned(), network }
+}
+
+impl Draw {
+    /// An engine, as common as on the web: Chromium 65 %, WebKit 20 %, Firefox 15 %.
+    fn any_engine(&mut self) -> Engine {
+        match self.rng.random_range(0..100) {
+            0..65 => Engine::Chromium,
+            65..85 => Engine::Webkit,
+            _ => Engine::Firefox,
+        }
+    }
+
+    /// `person` in a privacy browser that withholds the zone (Firefox's
+    /// `resistFingerprinting`, Tor Browser, Mullvad Browser): `Atlantic/Reykjavik`
+    /// (Firefox 128 and later) or `UTC`, Intl locale `en-US`, the person's own
+    /// languages. Returns the person as the browser shows them and their real zone.
+    fn withholding(&mut self, person: Person) -> (Person, String) {
+        let zone = if self.rng.random_bool(0.7) { "Atlantic/Reykjavik" } else { "UTC" };
+        (Person { zone: zone.into(), locale: "en-US".into(), languages: person.languages }, person.zone)
+    }
+}
+
+fn engine_residents(family: &'static str, engine: Engine) -> Vec<Case> {
+    let mut d = Draw::new(family);
+    d.engine = engine;
+    for index in 0..20 {
+        let code = if index % 4 == 0 { *pick(&mut d.rng, LEGACY_NAMED) } else { d.other_country(&[]) };
+        let person = d.resident_of(code);
+        let (at, skew) = (d.instant(), d.skew());
+        let story =
+            format!("A {engine:?} user, resident of {code} at home ({}, {})", person.zone, person.locale);
+        d.push(Class::Honest, story, at, person, None, residential(code), None, skew, "restrict-cn");
+    }
+    d.cases
+}
+
+fn webkit_travellers() -> Vec<Case> {
+    let mut d = Draw::new("webkit-traveller");
+    d.engine = Engine::Webkit;
+    for _ in 0..20 {
+        let home = d.other_country(&[]);
+        let away = d.other_country(&[home]);
+        let mut person = d.resident_of(home);
+        person.zone = (*pick(&mut d.rng, world::country(away).zones)).to_owned();
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "An iPhone/Safari user from {home} travelling in {away}, zone switched to {} ({})",
+            person.zone, person.locale
+        );
+        d.push(Class::Honest, story, at, person, None, residential(away), None, skew, "restrict-cn");
+    }
+    d.cases
+}
+
+fn icelanders() -> Vec<Case> {
+    let mut d = Draw::new("resident-iceland");
+    for index in 0..6 {
+        d.engine = [Engine::Chromium, Engine::Firefox, Engine::Webkit][index % 3];
+        let english = d.rng.random_bool(0.5);
+        let person = Person {
+            zone: "Atlantic/Reykjavik".into(),
+            locale: "is-IS".into(),
+            languages: languages_for("is-IS", english),
+        };
+        let (at, skew) = (d.instant(), d.skew());
+        let policy = if index < 4 { "restrict-cn" } else { "neutral" };
+        let story = format!(
+            "An Icelander at home in a {:?} browser (Atlantic/Reykjavik, is-IS): the zone privacy browsers report, but with Icelandic signs",
+            d.engine
+        );
+        d.push(Class::Honest, story, at, person, None, residential("IS"), None, skew, policy);
+    }
+    d.cases
+}
+
+fn privacy_honest() -> Vec<Case> {
+    let mut d = Draw::new("privacy-browser-honest");
+    d.engine = Engine::Firefox;
+    for index in 0..20 {
+        let code = d.other_country(&[]);
+        let home = d.resident_of(code);
+        let (person, real) = d.withholding(home);
+        let (at, skew) = (d.instant(), d.skew());
+        let policy = if index % 2 == 0 { "neutral" } else { "restrict-cn" };
+        let story = format!(
+            "A resident of {code} (really {real}) in a privacy browser reporting {} and Intl en-US, languages {}",
+            person.zone,
+            person.languages.join(", ")
+        );
+        d.push(Class::Honest, story, at, person, None, residential(code), None, skew, policy);
+    }
+    d.cases
+}
+
+fn privacy_hiding() -> Vec<Case> {
+    let mut d = Draw::new("privacy-browser-hiding");
+    d.engine = Engine::Firefox;
+    for _ in 0..20 {
+        let exit = *pick(&mut d.rng, NEIGHBOURS);
+        let user = d.restricted_user();
+        let (person, real) = d.withholding(user);
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "A user in CN ({real}) in a privacy browser reporting {}, languages {}, behind a residential exit in {exit}",
+            person.zone,
+            person.languages.join(", ")
+        );
+        d.push(Class::Evasion, story, at, person, None, residential(exit), None, skew, "restrict-cn");
+    }
+    d.cases
+}
+
+fn private_relay() -> Vec<Case> {
+    let mut d = Draw::new("private-relay");
+    d.engine = Engine::Webkit;
+    for _ in 0..20 {
+        let code = d.other_country(&[]);
+        let person = d.resident_of(code);
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "An iPhone/Safari user at home in {code} ({}, {}) with iCloud Private Relay, egress listed for {code}",
+            person.zone, person.locale
+        );
+        d.push(
+            Class::Honest,
+            story,
+            at,
+            person,
+            None,
+            via(code, NetworkKind::PrivateRelay),
+            None,
+            skew,
+            "restrict-cn",
+        );
+    }
+    d.cases
+}
+
+fn warp() -> Vec<Case> {
+    let mut d = Draw::new("warp");
+    for _ in 0..20 {
+        d.engine = d.any_engine();
+        let code = d.other_country(&[]);
+        let person = d.resident_of(code);
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "A {:?} user at home in {code} ({}, {}) with Cloudflare WARP on",
+            d.engine, person.zone, person.locale
+        );
+        d.push(
+            Class::Honest,
+            story,
+            at,
+            person,
+            None,
+            via(code, NetworkKind::Warp),
+            None,
+            skew,
+            "restrict-cn",
+        );
+    }
+    d.cases
+}
+
+fn tor() -> Vec<Case> {
+    let mut d = Draw::new("tor");
+    for index in 0..20 {
+        let exit = *pick(&mut d.rng, world::TOR_EXIT_COUNTRIES);
+        let user = d.restricted_user();
+        let (person, how) = if index % 2 == 0 {
+            // Tor Browser: the zone withheld, the Intl locale and the
+            // languages forced to US English.
+            d.engine = Engine::Firefox;
+            let (mut person, real) = d.withholding(user);
+            person.languages = vec!["en-US".into(), "en".into()];
+            (person, format!("Tor Browser (really {real}, zh-CN)"))
+        } else {
+            d.engine = Engine::Chromium;
+            let how = format!("an ordinary browser over Tor ({}, zh-CN)", user.zone);
+            (user, how)
+        };
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!("A user in CN in {how}, through a Tor exit in {exit}");
+        d.push(
+            Class::Evasion,
+            story,
+            at,
+            person,
+            None,
+            via(exit, NetworkKind::Tor),
+            None,
+            skew,
+            "restrict-cn",
+        );
+    }
+    d.cases
+}
+
+fn corporate(restricted: bool) -> Vec<Case> {
+    let mut d = Draw::new(if restricted { "corporate-egress-restricted" } else { "corporate-egress-honest" });
+    for _ in 0..20 {
+        d.engine = d.any_engine();
+        let (person, code) = if restricted {
+            (d.restricted_user(), "CN")
+        } else {
+            let code = *pick(&mut d.rng, world::CORPORATE_COUNTRIES);
+            (d.resident_of(code), code)
+        };
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "Staff in {code} ({}, {}) logging in through the company's Singapore egress",
+            person.zone, person.locale
+        );
+        let class = if restricted { Class::Evasion } else { Class::Honest };
+        d.push(
+            class,
+            story,
+            at,
+            person,
+            None,
+            via("SG", NetworkKind::CorporateEgress),
+            None,
+            skew,
+            "restrict-cn-corporate",
+        );
+    }
+    d.cases
+}
+
+fn satellite() -> Vec<Case> {
+    let mut d = Draw::new("satellite");
+    for _ in 0..20 {
+        d.engine = d.any_engine();
+        let (home, gateway) = *pick(&mut d.rng, SATELLITE);
+        let person = d.resident_of(home);
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "A satellite-internet user at home in {home} ({}, {}) whose IP geolocates to the gateway in {gateway}",
+            person.zone, person.locale
+        );
+        d.push(Class::Honest, story, at, person, None, residential(gateway), None, skew, "restrict-cn");
+    }
+    d.cases
+}
+
 /// The whole corpus, in a fixed order.
 pub fn generate() -> Vec<Case> {
     [
@@ -565,6 +874,18 @@ pub fn generate() -> Vec<Case> {
         spoofed_zones(),
         relays(),
         engine_spoofs(),
+        engine_residents("firefox-resident", Engine::Firefox),
+        engine_residents("webkit-resident", Engine::Webkit),
+        webkit_travellers(),
+        icelanders(),
+        privacy_honest(),
+        privacy_hiding(),
+        private_relay(),
+        warp(),
+        tor(),
+        corporate(false),
+        corporate(true),
+        satellite(),
     ]
     .concat()
 }
@@ -584,4 +905,32 @@ pub fn from_jsonl(text: &str) -> Result<Vec<Case>, String> {
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1)))
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_are_written_only_when_not_chromium_and_webkit_has_one_language() {
+        let cases = generate();
+        for case in &cases {
+            let line = serde_json::to_string(case).unwrap();
+            assert_eq!(line.contains("\"engine\""), case.engine != Engine::Chromium, "{}", case.id);
+            if case.engine == Engine::Webkit {
+                assert_eq!(case.languages, std::slice::from_ref(&case.locale), "{}", case.id);
+                assert_eq!(case.accept_language, case.locale, "{}", case.id);
+            }
+        }
+        for engine in [Engine::Chromium, Engine::Firefox, Engine::Webkit] {
+            assert!(cases.iter().filter(|c| c.engine == engine && c.class == Class::Honest).count() >= 20);
+        }
+        // Families draw from their own streams: every family's cases are
+        // the same whether or not the others exist.
+        assert_eq!(
+            private_relay(),
+            generate().into_iter().filter(|c| c.family == "private-relay").collect::<Vec<_>>()
+        );
+    }
 }

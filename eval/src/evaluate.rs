@@ -10,7 +10,7 @@ use meridian_verifier::testkit::Minter;
 use meridian_verifier::verdict::Verdict;
 use meridian_verifier::{Policy, Verifier, VerifyInput};
 
-use crate::corpus::{Case, Class};
+use crate::corpus::{Case, Class, Engine};
 use crate::simulate;
 
 /// The minter seed of the evaluation deployment.
@@ -25,6 +25,8 @@ pub struct Outcome {
     pub family: String,
     /// Its label.
     pub class: Class,
+    /// Its browser engine.
+    pub engine: Engine,
     /// Who it is.
     pub story: String,
     /// The verdict (`None` when the token was rejected, which no case expects).
@@ -47,6 +49,9 @@ impl Outcome {
     }
 }
 
+/// Every policy cases may name.
+pub const POLICIES: [&str; 3] = ["restrict-cn", "neutral", "restrict-cn-corporate"];
+
 /// The policies cases name.
 ///
 /// # Errors
@@ -55,6 +60,11 @@ pub fn policy(name: &str) -> Result<Policy, String> {
     match name {
         "restrict-cn" => Ok(Policy { restricted_regions: vec!["CN".into()], ..Policy::default() }),
         "neutral" => Ok(Policy::default()),
+        "restrict-cn-corporate" => Ok(Policy {
+            restricted_regions: vec!["CN".into()],
+            trusted_networks: vec![crate::world::corporate_network()],
+            ..Policy::default()
+        }),
         other => Err(format!("unknown policy {other:?}")),
     }
 }
@@ -70,7 +80,7 @@ impl Deployment {
     pub fn new() -> Self {
         let minter = Minter::new(MINTER_SEED);
         let intel = Arc::new(crate::world::intel());
-        let verifiers = ["restrict-cn", "neutral"]
+        let verifiers = POLICIES
             .into_iter()
             .filter_map(|name| {
                 let store = Arc::new(MemoryReplayStore::new(100_000));
@@ -109,6 +119,7 @@ impl Deployment {
             id: case.id.clone(),
             family: case.family.clone(),
             class: case.class,
+            engine: case.engine,
             story: case.story.clone(),
             verdict: outcome.success.then_some(outcome.verdict),
             score: outcome.score,
@@ -180,6 +191,8 @@ pub struct Summary {
     pub evasion: Tally,
     /// Per family: label and verdicts.
     pub families: BTreeMap<String, (Class, Tally)>,
+    /// Per engine: honest and evasion verdicts.
+    pub engines: BTreeMap<Engine, [Tally; 2]>,
 }
 
 fn percent(part: usize, whole: usize) -> f64 {
@@ -189,8 +202,12 @@ fn percent(part: usize, whole: usize) -> f64 {
 impl Summary {
     /// Tallies outcomes.
     pub fn of(outcomes: &[Outcome]) -> Self {
-        let mut summary =
-            Self { honest: Tally::default(), evasion: Tally::default(), families: BTreeMap::new() };
+        let mut summary = Self {
+            honest: Tally::default(),
+            evasion: Tally::default(),
+            families: BTreeMap::new(),
+            engines: BTreeMap::new(),
+        };
         for outcome in outcomes {
             match outcome.class {
                 Class::Honest => summary.honest.add(outcome.verdict),
@@ -201,6 +218,8 @@ impl Summary {
                 .entry(outcome.family.clone())
                 .or_insert((outcome.class, Tally::default()))
                 .1
+                .add(outcome.verdict);
+            summary.engines.entry(outcome.engine).or_default()[usize::from(outcome.class == Class::Evasion)]
                 .add(outcome.verdict);
         }
         summary
@@ -219,6 +238,14 @@ impl Summary {
     /// Honest users sent to review, percent.
     pub fn honest_reviewed(&self) -> f64 {
         percent(self.honest.review, self.honest.total())
+    }
+}
+
+fn engine_name(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Chromium => "chromium",
+        Engine::Firefox => "firefox",
+        Engine::Webkit => "webkit",
     }
 }
 
@@ -305,6 +332,16 @@ pub fn library_report(cases: &[Case], outcomes: &[Outcome]) -> String {
             found.map_or(0, |o| o.score),
             yes(verdict == expected)
         );
+    }
+
+    let _ = writeln!(out, "\n### By engine\n");
+    let _ = writeln!(out, "| engine | class | allow | review | deny | cases |\n|---|---|---|---|---|---|");
+    for (engine, tallies) in &summary.engines {
+        for (class, tally) in ["honest", "evasion"].iter().zip(tallies) {
+            if tally.total() > 0 {
+                let _ = writeln!(out, "| {} | {class} {}", engine_name(*engine), row(tally));
+            }
+        }
     }
 
     let _ = writeln!(out, "\n### By family\n");

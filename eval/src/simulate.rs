@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 use meridian_protocol::{Claims, IntegrityClaims, ScopeClaims};
 use meridian_verifier::testkit::Minter;
 
-use crate::corpus::{Case, Spoof};
+use crate::corpus::{Case, Engine, Spoof};
 use crate::world;
 
 /// One login as the verifier receives it.
@@ -46,6 +46,53 @@ fn local_midnight(tz: &TimeZone, year: i16, month: i8) -> Option<Timestamp> {
     date(year, month, 1).to_zoned_datetime(tz.clone()).ok().map(|z| z.timestamp())
 }
 
+/// ICU's canonical (legacy) names of zones the tz database has renamed:
+/// what Chromium and WebKit report. Firefox reports the modern name.
+const LEGACY_NAMES: &[(&str, &str)] = &[
+    ("Asia/Kolkata", "Asia/Calcutta"),
+    ("Asia/Kathmandu", "Asia/Katmandu"),
+    ("Asia/Yangon", "Asia/Rangoon"),
+    ("Asia/Ho_Chi_Minh", "Asia/Saigon"),
+    ("Europe/Kyiv", "Europe/Kiev"),
+    ("America/Argentina/Buenos_Aires", "America/Buenos_Aires"),
+    ("Atlantic/Faroe", "Atlantic/Faeroe"),
+    ("America/Nuuk", "America/Godthab"),
+    ("Pacific/Chuuk", "Pacific/Truk"),
+    ("Pacific/Pohnpei", "Pacific/Ponape"),
+    ("Pacific/Kanton", "Pacific/Enderbury"),
+];
+
+/// The name `engine` reports for the zone it runs in.
+pub fn reported_zone(engine: Engine, zone: &str) -> String {
+    let legacy = match engine {
+        Engine::Chromium | Engine::Webkit => {
+            LEGACY_NAMES.iter().find(|(modern, _)| *modern == zone).map(|(_, legacy)| *legacy)
+        }
+        Engine::Firefox => None,
+    };
+    legacy.unwrap_or(zone).to_owned()
+}
+
+/// The collector's `historical_offset_s` for a zone whose local mean time
+/// in 1880 was `offset_s` east of UTC: `-getTimezoneOffset() * 60`, which
+/// Chromium and Firefox return in fractional minutes (Paris −9.35, so
+/// +561 s) and WebKit truncates to whole minutes (−9, so +540 s).
+pub fn historical_offset_s(engine: Engine, offset_s: i32) -> i32 {
+    match engine {
+        Engine::Chromium | Engine::Firefox => offset_s,
+        Engine::Webkit => offset_s / 60 * 60,
+    }
+}
+
+/// `navigator.languages` as the engine reports it: WebKit's holds the
+/// locale alone.
+pub fn reported_languages(case: &Case) -> Vec<String> {
+    match case.engine {
+        Engine::Chromium | Engine::Firefox => case.languages.clone(),
+        Engine::Webkit => vec![case.locale.clone()],
+    }
+}
+
 /// The claims of the case's browser, bound to a challenge issued at `at`.
 ///
 /// # Errors
@@ -71,27 +118,25 @@ pub fn claims(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Resu
     let jul = local_midnight(&real, year, 7).ok_or("no 1 July")?;
     let old = date(1880, 1, 1).to_zoned_datetime(real.clone()).map_err(|e| e.to_string())?;
 
-    claims.time_zone.zone = case.zone.clone();
+    let zone_name = reported_zone(case.engine, &case.zone);
+    let languages = reported_languages(case);
+    claims.time_zone.zone = zone_name.clone();
     claims.time_zone.offset_now_min = offset_min(&real, browser_now);
     claims.time_zone.offset_jan_min = offset_min(&real, jan);
     claims.time_zone.offset_jul_min = offset_min(&real, jul);
     claims.locale.locale = case.locale.clone();
-    claims.locale.language = case.languages.first().cloned().unwrap_or_else(|| case.locale.clone());
-    claims.locale.languages = case.languages.clone();
+    claims.locale.language = languages.first().cloned().unwrap_or_else(|| case.locale.clone());
+    claims.locale.languages = languages.clone();
     let real_offset = claims.time_zone.offset_now_min;
     let mut integrity = IntegrityClaims {
         webdriver: false,
         non_native: Vec::new(),
-        historical_offset_s: old.offset().seconds(),
+        historical_offset_s: historical_offset_s(case.engine, old.offset().seconds()),
         intl_offset_min: real_offset,
         string_offset_min: Some(real_offset),
     };
-    let worker = ScopeClaims {
-        zone: case.zone.clone(),
-        offset_now_min: real_offset,
-        locale: case.locale.clone(),
-        languages: case.languages.clone(),
-    };
+    let worker =
+        ScopeClaims { zone: zone_name, offset_now_min: real_offset, locale: case.locale.clone(), languages };
 
     // A spoof changes what the page's own functions report; the pristine
     // realm, the Intl formatter and the worker still see the real browser.
@@ -152,4 +197,24 @@ pub fn login(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Resul
         accept_language: case.accept_language.clone(),
         now: at + jiff::SignedDuration::from_millis(500),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_report_their_own_names_offsets_and_languages() {
+        assert_eq!(reported_zone(Engine::Chromium, "Asia/Kolkata"), "Asia/Calcutta");
+        assert_eq!(reported_zone(Engine::Webkit, "Europe/Kyiv"), "Europe/Kiev");
+        assert_eq!(reported_zone(Engine::Firefox, "Europe/Kyiv"), "Europe/Kyiv");
+        assert_eq!(reported_zone(Engine::Chromium, "Europe/Paris"), "Europe/Paris");
+        // Paris, 1880: UTC+0:09:21, getTimezoneOffset −9.35 (Chromium,
+        // Firefox) or −9 (WebKit).
+        assert_eq!(historical_offset_s(Engine::Firefox, 561), 561);
+        assert_eq!(historical_offset_s(Engine::Webkit, 561), 540);
+        // Atlantic/Reykjavik (Africa/Abidjan's LMT), getTimezoneOffset +16.13.
+        assert_eq!(historical_offset_s(Engine::Firefox, -968), -968);
+        assert_eq!(historical_offset_s(Engine::Webkit, -968), -960);
+    }
 }

@@ -5,9 +5,10 @@
 //! derived from the verifier's own tables, so the evaluation does not grade
 //! the tables against themselves.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use meridian_verifier::geo::IpIntel;
+use meridian_verifier::geo::{IpIntel, RelayListError, RelayLists, WARP_ASN};
+use meridian_verifier::policy::TrustedNetwork;
 use serde::{Deserialize, Serialize};
 
 /// A country as its residents' browsers present it.
@@ -92,13 +93,25 @@ countries! {
     "PF": ["Pacific/Tahiti", "Pacific/Marquesas"] ["fr-PF"];
 }
 
+/// Countries added after the corpus was first committed. They are kept out
+/// of [`COUNTRIES`] (which older families draw from by index, so growing it
+/// would change committed cases) and only named by the families that need
+/// them; the IP databases cover them all the same.
+pub const EXTRA_COUNTRIES: &[Country] =
+    &[Country { code: "IS", zones: &["Atlantic/Reykjavik"], locales: &["is-IS"] }];
+
+/// Every country the IP databases cover: [`COUNTRIES`], then [`EXTRA_COUNTRIES`].
+pub fn all_countries() -> impl Iterator<Item = &'static Country> {
+    COUNTRIES.iter().chain(EXTRA_COUNTRIES)
+}
+
 /// A country of the world by code.
 ///
 /// # Panics
-/// On a code not in [`COUNTRIES`]: the corpus generator only names listed ones.
+/// On a code not in [`COUNTRIES`] or [`EXTRA_COUNTRIES`]: the corpus
+/// generator only names listed ones.
 pub fn country(code: &str) -> &'static Country {
-    COUNTRIES
-        .iter()
+    all_countries()
         .find(|c| c.code == code)
         .unwrap_or_else(|| unreachable!("country {code} is not in the evaluation's world"))
 }
@@ -111,6 +124,17 @@ pub enum NetworkKind {
     Residential,
     /// A cloud, hosting or VPN network on Meridian's hosting list.
     Hosting,
+    /// An iCloud Private Relay egress, listed in the Private Relay egress
+    /// list with the user's own country (the origin's country).
+    PrivateRelay,
+    /// A Cloudflare WARP egress (AS13335) in the user's own country.
+    Warp,
+    /// A Tor exit relay, on the Tor exit list, in the origin's country.
+    Tor,
+    /// The Singapore egress of a company's network ([`CORPORATE_EGRESS`]),
+    /// a trusted network of the `restrict-cn-corporate` policy; the
+    /// origin's country is always SG.
+    CorporateEgress,
 }
 
 /// Where a request comes from: a country and a kind of network.
@@ -118,7 +142,7 @@ pub enum NetworkKind {
 pub struct Origin {
     /// ISO 3166-1 alpha-2.
     pub country: String,
-    /// Residential or hosting.
+    /// Residential, hosting, a relay or a corporate egress.
     pub network: NetworkKind,
 }
 
@@ -142,20 +166,95 @@ fn network_of(code: &str) -> [u8; 2] {
     [bytes.first().copied().unwrap_or(b'X'), bytes.get(1).copied().unwrap_or(b'X')]
 }
 
+/// Where Tor exits stand: each country gets a `/27` of 198.51.100.0/24
+/// (TEST-NET-2), in this order.
+pub const TOR_EXIT_COUNTRIES: &[&str] = &["DE", "NL", "US", "FR", "SE", "CH", "LU", "GB"];
+
+/// The company's Singapore egress: 203.0.113.0/24 (TEST-NET-3), in a cloud.
+pub const CORPORATE_EGRESS: &str = "203.0.113.0/24";
+/// Where the company's staff work (and may log in from through the egress).
+pub const CORPORATE_COUNTRIES: &[&str] = &["SG", "MY", "ID", "TH", "VN", "PH", "IN", "JP", "AU"];
+
+/// The `restrict-cn-corporate` policy's trusted network.
+pub fn corporate_network() -> TrustedNetwork {
+    TrustedNetwork {
+        name: "Example Corp Singapore egress".into(),
+        networks: vec![CORPORATE_EGRESS.into()],
+        countries: CORPORATE_COUNTRIES.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+/// The 16 bits of a country's relay `/64` (`2001:db8:1:XXXX::/64` Private
+/// Relay, `2001:db8:2:XXXX::/64` WARP, in the documentation prefix).
+fn relay_group(code: &str) -> u16 {
+    let [a, b] = network_of(code);
+    (u16::from(a) << 8) | u16::from(b)
+}
+
+fn tor_slot(code: &str) -> u8 {
+    let slot = TOR_EXIT_COUNTRIES.iter().position(|c| *c == code).unwrap_or(0);
+    u8::try_from(slot).unwrap_or(0)
+}
+
 /// An address in `origin`'s test network; `n` spreads cases over it.
 pub fn ip(origin: &Origin, n: usize) -> IpAddr {
     let [a, b] = network_of(&origin.country);
+    let spread = u16::try_from(n % 120).unwrap_or(0);
     let host = u8::try_from(n % 120).unwrap_or(0);
-    let host = match origin.network {
-        NetworkKind::Residential => 1 + host,
-        NetworkKind::Hosting => 129 + host,
-    };
-    IpAddr::V4(Ipv4Addr::new(10, a, b, host))
+    match origin.network {
+        NetworkKind::Residential => IpAddr::V4(Ipv4Addr::new(10, a, b, 1 + host)),
+        NetworkKind::Hosting => IpAddr::V4(Ipv4Addr::new(10, a, b, 129 + host)),
+        NetworkKind::PrivateRelay => {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, relay_group(&origin.country), 0, 0, 0, 1 + spread))
+        }
+        NetworkKind::Warp => {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, relay_group(&origin.country), 0, 0, 0, 1 + spread))
+        }
+        NetworkKind::Tor => {
+            let host = u8::try_from(n % 30).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, tor_slot(&origin.country) * 32 + 1 + host))
+        }
+        NetworkKind::CorporateEgress => IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1 + host)),
+    }
+}
+
+/// Apple's Private Relay egress list (`prefix,country,region,city,`) for
+/// every country of the world: one `/64` each.
+pub fn private_relay_csv() -> String {
+    all_countries().map(|c| format!("2001:db8:1:{:x}::/64,{},,,\n", relay_group(c.code), c.code)).collect()
+}
+
+/// The Tor Project's `exit-addresses` document listing every address
+/// [`ip`] hands out for [`NetworkKind::Tor`].
+pub fn tor_exit_addresses() -> String {
+    let mut out = String::new();
+    for (slot, code) in TOR_EXIT_COUNTRIES.iter().enumerate() {
+        for host in 0..30 {
+            let origin = Origin { country: (*code).to_owned(), network: NetworkKind::Tor };
+            let address = ip(&origin, host);
+            let fingerprint = slot * 32 + host;
+            out.push_str(&format!(
+                "ExitNode {fingerprint:040X}\nPublished 2027-01-01 00:00:00\nLastStatus 2027-01-01 01:00:00\n\
+                 ExitAddress {address} 2027-01-01 01:05:00\n"
+            ));
+        }
+    }
+    out
+}
+
+/// The relay lists of the evaluation's world.
+///
+/// # Errors
+/// When a list is not in its published format (a defect in the evaluation).
+pub fn relay_lists() -> Result<RelayLists, RelayListError> {
+    RelayLists::none().with_private_relay_csv(&private_relay_csv())?.with_tor_exits(&tor_exit_addresses())
 }
 
 /// Country and ASN databases, written in memory, covering every country of
-/// [`COUNTRIES`]: residential ranges carry a private-use ASN, hosting ranges
-/// a network from the built-in hosting list.
+/// [`COUNTRIES`] and [`EXTRA_COUNTRIES`]: residential ranges carry a
+/// private-use ASN, hosting ranges a network from the built-in hosting
+/// list; with the relays of [`relay_lists`] (WARP by its AS, AS13335), the
+/// Tor exits' own ranges and the corporate egress (SG, in a cloud).
 pub fn intel() -> IpIntel {
     use mmdb_writer::{Value, Writer};
     let mut country_db = Writer::new("Meridian-Eval-Country");
@@ -166,11 +265,12 @@ pub fn intel() -> IpIntel {
             ("autonomous_system_organization", Value::from(org)),
         ])
     };
-    for (index, country) in COUNTRIES.iter().enumerate() {
+    let located = |code: &str| Value::map([("country_code", Value::from(code))]);
+    let net = |text: String| text.parse::<ipnet::IpNet>().ok();
+    for (index, country) in all_countries().enumerate() {
         let [a, b] = network_of(country.code);
-        let net = |text: String| text.parse::<ipnet::IpNet>().ok();
         if let Some(block) = net(format!("10.{a}.{b}.0/24")) {
-            let _ = country_db.insert_value(block, Value::map([("country_code", Value::from(country.code))]));
+            let _ = country_db.insert_value(block, located(country.code));
         }
         let residential_asn = 64_512 + u32::try_from(index).unwrap_or(0);
         if let Some(block) = net(format!("10.{a}.{b}.0/25")) {
@@ -181,8 +281,31 @@ pub fn intel() -> IpIntel {
         if let Some(block) = net(format!("10.{a}.{b}.128/25")) {
             let _ = asn_db.insert_value(block, record(asn, org));
         }
+        // Private Relay: Apple's list names the country; the egress
+        // servers' own AS is a CDN's, and no country database entry.
+        if let Some(block) = net(format!("2001:db8:1:{:x}::/64", relay_group(country.code))) {
+            let _ = asn_db.insert_value(block, record(36_183, "Akamai Technologies, Inc."));
+        }
+        // WARP: Cloudflare's AS, geolocated to the user's country.
+        if let Some(block) = net(format!("2001:db8:2:{:x}::/64", relay_group(country.code))) {
+            let _ = country_db.insert_value(block, located(country.code));
+            let _ = asn_db.insert_value(block, record(WARP_ASN, "Cloudflare, Inc."));
+        }
     }
-    IpIntel::from_bytes(country_db.to_bytes().ok(), asn_db.to_bytes().ok()).unwrap_or_default()
+    for (slot, code) in TOR_EXIT_COUNTRIES.iter().enumerate() {
+        if let Some(block) = net(format!("198.51.100.{}/27", slot * 32)) {
+            let _ = country_db.insert_value(block, located(code));
+            let _ = asn_db.insert_value(block, record(64_496, "Tor exit operator"));
+        }
+    }
+    if let Some(block) = net(CORPORATE_EGRESS.to_owned()) {
+        let _ = country_db.insert_value(block, located("SG"));
+        let _ = asn_db.insert_value(block, record(16_509, "Amazon.com, Inc."));
+    }
+    let relays = relay_lists().unwrap_or_default();
+    IpIntel::from_bytes(country_db.to_bytes().ok(), asn_db.to_bytes().ok())
+        .unwrap_or_default()
+        .with_relays(relays)
 }
 
 /// `navigator.languages` for a locale: the locale, its bare language, and
@@ -206,4 +329,40 @@ pub fn accept_language(languages: &[String]) -> String {
         .map(|(i, l)| if i == 0 { l.clone() } else { format!("{l};q=0.{}", 10 - i.min(9)) })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+    use meridian_verifier::geo::RelayKind;
+
+    #[test]
+    fn the_relay_lists_parse_and_every_network_kind_resolves() {
+        let lists = relay_lists().unwrap();
+        assert_eq!(lists.private_relay_len(), COUNTRIES.len() + EXTRA_COUNTRIES.len());
+        assert_eq!(lists.tor_exits_len(), TOR_EXIT_COUNTRIES.len() * 30);
+        let intel = intel();
+        let facts = |code: &str, network: NetworkKind, n: usize| {
+            intel.lookup(ip(&Origin { country: code.into(), network }, n))
+        };
+        let relay = facts("JP", NetworkKind::PrivateRelay, 7);
+        assert_eq!(relay.relay.map(|r| r.kind), Some(RelayKind::IcloudPrivateRelay));
+        assert_eq!(relay.country.map(|c| c.as_str().to_owned()), Some("JP".into()));
+        let warp = facts("BR", NetworkKind::Warp, 3);
+        assert_eq!(warp.relay.map(|r| r.kind), Some(RelayKind::CloudflareWarp));
+        assert_eq!(warp.country.map(|c| c.as_str().to_owned()), Some("BR".into()));
+        let tor = facts("SE", NetworkKind::Tor, 119);
+        assert_eq!(tor.relay.map(|r| r.kind), Some(RelayKind::Tor));
+        assert_eq!(tor.country.map(|c| c.as_str().to_owned()), Some("SE".into()));
+        let egress = facts("SG", NetworkKind::CorporateEgress, 5);
+        assert_eq!(egress.country.map(|c| c.as_str().to_owned()), Some("SG".into()));
+        assert!(corporate_network().contains(
+            ip(&Origin { country: "SG".into(), network: NetworkKind::CorporateEgress }, 5),
+            egress.asn
+        ));
+        let iceland = facts("IS", NetworkKind::Residential, 1);
+        assert_eq!(iceland.country.map(|c| c.as_str().to_owned()), Some("IS".into()));
+        assert_eq!(iceland.relay, None);
+    }
 }
