@@ -142,6 +142,20 @@ pub enum TokenError {
     /// The replay store could not answer, so single use cannot be enforced.
     #[error("replay store unavailable: {0}")]
     StoreUnavailable(String),
+    /// The clock sample cannot come from a collector that answered within
+    /// the challenge's lifetime: a round trip longer than the lifetime, or
+    /// the challenge "received" after the token was signed or long before.
+    #[error(
+        "implausible clock sample: round trip {round_trip_ms} ms, signed {signed_after_receipt_ms} ms after receipt, lifetime {lifetime_ms} ms"
+    )]
+    ImplausibleClock {
+        /// The claimed round trip.
+        round_trip_ms: u32,
+        /// Signing time minus receipt time, by the browser's clock.
+        signed_after_receipt_ms: i64,
+        /// The challenge's lifetime.
+        lifetime_ms: i64,
+    },
 }
 
 impl TokenError {
@@ -149,7 +163,9 @@ impl TokenError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Missing => ErrorCode::MissingInputToken,
-            Self::TooLarge { .. } | Self::Malformed(_) => ErrorCode::MalformedToken,
+            Self::TooLarge { .. } | Self::Malformed(_) | Self::ImplausibleClock { .. } => {
+                ErrorCode::MalformedToken
+            }
             Self::UnsupportedAlgorithm { .. } => ErrorCode::UnsupportedAlgorithm,
             Self::UnknownKey { .. } => ErrorCode::UnknownKey,
             Self::BadSignature => ErrorCode::BadSignature,

@@ -134,7 +134,7 @@ impl TrustedProxies {
         let mut lines = values.into_iter().rev();
         if self.header == ClientIpHeader::XRealIp {
             // Set, not appended: only the last line is the proxy's.
-            return lines.next().and_then(|line| parse_node(line)).map_or(client, canonical_ip);
+            return lines.next().and_then(parse_node).map_or(client, canonical_ip);
         }
         for line in lines {
             for hop in line.rsplit(|b| *b == b',') {

@@ -123,6 +123,21 @@ impl<'a> UntrustedToken<'a> {
         if now_ms >= challenge.expires_at_ms {
             return Err(TokenError::Expired { now_ms, expires_at_ms: challenge.expires_at_ms });
         }
+        // The collector measures the round trip and both instants itself;
+        // none of them can span more than the challenge's life (a second of
+        // slack for rounding between the two clocks the browser reads).
+        let lifetime_ms = challenge.expires_at_ms.saturating_sub(challenge.issued_at_ms);
+        let signed_after_receipt_ms = claims.signed_at_ms.saturating_sub(claims.clock.received_at_ms);
+        if i64::from(claims.clock.round_trip_ms) > lifetime_ms
+            || signed_after_receipt_ms < -1_000
+            || signed_after_receipt_ms > lifetime_ms
+        {
+            return Err(TokenError::ImplausibleClock {
+                round_trip_ms: claims.clock.round_trip_ms,
+                signed_after_receipt_ms,
+                lifetime_ms,
+            });
+        }
         if !rules.allowed_origins.is_empty() && !rules.allowed_origins.contains(&claims.origin) {
             return Err(TokenError::OriginMismatch { found: claims.origin });
         }

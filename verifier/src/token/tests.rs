@@ -67,6 +67,34 @@ fn missing_and_oversized() {
 }
 
 #[test]
+fn implausible_clock_samples_are_refused() {
+    let minter = Minter::new(1);
+    let mut claims = minter.claims(ip(), T0, [7; 16]);
+    // An hour-long round trip cannot fit in a two-minute challenge.
+    claims.clock.round_trip_ms = 3_600_000;
+    let error = verify(&minter, &minter.sign(&claims), T0 + 100).unwrap_err();
+    assert!(matches!(error, TokenError::ImplausibleClock { round_trip_ms: 3_600_000, .. }), "{error:?}");
+    assert_eq!(error.code(), ErrorCode::MalformedToken);
+    // Received after it was signed, or signed long after receipt.
+    let mut claims = minter.claims(ip(), T0, [8; 16]);
+    claims.clock.received_at_ms = claims.signed_at_ms + 5_000;
+    assert!(matches!(
+        verify(&minter, &minter.sign(&claims), T0 + 100),
+        Err(TokenError::ImplausibleClock { .. })
+    ));
+    let mut claims = minter.claims(ip(), T0, [9; 16]);
+    claims.signed_at_ms = claims.clock.received_at_ms + 3_600_000;
+    assert!(matches!(
+        verify(&minter, &minter.sign(&claims), T0 + 100),
+        Err(TokenError::ImplausibleClock { .. })
+    ));
+    // A slow but possible sample is fine.
+    let mut claims = minter.claims(ip(), T0, [10; 16]);
+    claims.clock.round_trip_ms = 30_000;
+    assert!(verify(&minter, &minter.sign(&claims), T0 + 100).is_ok());
+}
+
+#[test]
 fn collector_failure_markers() {
     let minter = Minter::new(1);
     assert_eq!(
@@ -258,13 +286,27 @@ fn skew_is_an_interval_bounded_by_the_round_trip() {
     // Browser 5 s ahead: it received the answer 5 s + 40 ms after issue, rtt 80 ms.
     claims.clock.received_at_ms = T0 + 5_040;
     claims.clock.round_trip_ms = 80;
+    claims.signed_at_ms = T0 + 5_060;
     let verified = verify(&minter, &minter.sign(&claims), T0 + 100).unwrap();
     assert_eq!(verified.skew(), ClockSkew { skew_ms: 5_000, uncertainty_ms: 40 });
     assert_eq!(verified.skew().min_abs_ms(), 4_960);
-    // Hostile extremes saturate instead of overflowing.
+    // Hostile extremes are refused, without overflowing on the way.
     claims.clock.received_at_ms = i64::MIN;
     claims.clock.round_trip_ms = u32::MAX;
-    assert!(verify(&minter, &minter.sign(&claims), T0 + 100).is_ok());
+    assert!(matches!(
+        verify(&minter, &minter.sign(&claims), T0 + 100),
+        Err(TokenError::ImplausibleClock { .. })
+    ));
+    assert_eq!(
+        ClockSkew::from_sample(
+            &claims,
+            verify(&minter, &minter.token(ip(), T0, [2; 16]), T0 + 100).unwrap().challenge()
+        ),
+        ClockSkew::from_sample(
+            &claims,
+            verify(&minter, &minter.token(ip(), T0, [3; 16]), T0 + 100).unwrap().challenge()
+        ),
+    );
 }
 
 mod properties {
