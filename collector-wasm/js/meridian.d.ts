@@ -37,5 +37,5 @@ export declare function collect(options?: CollectOptions): Promise<string>;
  */
 export declare function attach(form: HTMLFormElement, options?: CollectOptions): void;
 
-/** The key id (RFC 7638 thumbprint) of the collector's signing key, if it has one. */
+/** The key id (RFC 7638 thumbprint) of the collector's signing key; undefined before `ready` resolves or without a key. */
 export declare function keyId(): string | undefined;

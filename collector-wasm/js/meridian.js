@@ -16,7 +16,7 @@
 // data-forms (a CSS selector, default "form[data-meridian]"). A form's own
 // data-meridian="<action>" and data-meridian-challenge-url win.
 // Single-page apps call `collect()` themselves.
-import init, { sign, keyId as embeddedKeyId } from './meridian_collector.js';
+import init, { Session, keyId as embeddedKeyId } from './meridian_collector.js';
 
 const here = new URL(import.meta.url);
 /** Resolves when the WebAssembly module is loaded and started. */
@@ -36,69 +36,41 @@ const settings = (script && script.dataset) || {};
 /** Default challenge endpoint: the script tag's, or the verifier that serves this script. */
 export const defaultChallengeUrl = settings.challengeUrl || new URL('/v1/challenge', here).href;
 
-// A dedicated Worker reports the zone and languages it sees: spoofing
-// extensions usually patch only the page. Started once when the module
-// loads and reused, since neither changes while a page is open; after 1 s
-// without an answer (or when Workers are forbidden) there is no report.
-const WORKER_SCRIPT =
-  'const o=Intl.DateTimeFormat().resolvedOptions();' +
-  'postMessage({zone:o.timeZone,off:-new Date().getTimezoneOffset(),locale:o.locale,' +
-  'languages:Array.from(self.navigator&&navigator.languages||[])});close();';
-const workerReport = new Promise((resolve) => {
-  try {
-    const url = URL.createObjectURL(new Blob([WORKER_SCRIPT], { type: 'text/javascript' }));
-    const worker = new Worker(url);
-    URL.revokeObjectURL(url);
-    worker.onmessage = (event) => resolve(event.data);
-    worker.onerror = () => resolve(undefined);
-    setTimeout(resolve, 1000);
-  } catch {
-    resolve(undefined);
-  }
-});
-
-// `Function.prototype.toString` and `Date.prototype.toString` of a fresh
-// same-origin realm (a hidden iframe): the collector stringifies the page's
-// time and language functions with them, so a page that patched its own
-// toString cannot hide its other patches. A new browsing context costs
-// milliseconds, so it is made once, when the browser is idle after the
-// module loads (or by the first collect(), if that comes first). None in a
-// worker or where iframes fail.
-let pristine = null;
-function pristineRealm() {
-  if (pristine !== null) return pristine;
-  pristine = undefined;
-  try {
-    const frame = document.createElement('iframe');
-    frame.hidden = true;
-    document.documentElement.append(frame);
-    const realm = frame.contentWindow;
-    pristine = [realm.Function.prototype.toString, realm.Date.prototype.toString];
-    frame.remove();
-  } catch {
-    // No realm: the collector falls back to the page's own toString.
-  }
-  return pristine;
+// The collector's own session: a fresh realm (a hidden frame) and a Worker,
+// made once when the browser is idle after load (or by the first
+// collect()), so the first collection does not pay for them. The session
+// measures the challenge round trip, the clock, the Worker's view and the
+// integrity of the page's functions itself; this script only fetches.
+let session = null;
+function currentSession() {
+  if (session === null) session = new Session();
+  return session;
 }
 if (typeof document !== 'undefined') {
-  (typeof requestIdleCallback === 'function' ? requestIdleCallback : setTimeout)(pristineRealm);
+  ready.then(() => (typeof requestIdleCallback === 'function' ? requestIdleCallback : setTimeout)(currentSession), () => {});
 }
 
-/** Fetches a challenge, timing the round trip for the clock-skew check. */
-async function fetchChallenge(url) {
-  const started = performance.now();
+/** Waits up to `ms` for the session's Worker to report. */
+async function workerAnswer(current, ms) {
+  const until = performance.now() + ms;
+  while (!current.workerAnswered() && performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Fetches a challenge; the session notes when the request leaves. */
+async function fetchChallenge(url, current) {
   let response;
   try {
+    current.challengeSent();
     response = await fetch(url, { cache: 'no-store', credentials: 'omit' });
   } catch (error) {
     throw new Error(`meridian: challenge request failed (${error})`);
   }
   if (!response.ok) throw new Error(`meridian: challenge request answered HTTP ${response.status}`);
   const body = await response.json().catch(() => ({}));
-  const roundTripMs = performance.now() - started;
-  const receivedAtMs = Date.now();
   if (typeof body.challenge !== 'string') throw new Error('meridian: challenge response has no challenge');
-  return { challenge: body.challenge, receivedAtMs, roundTripMs };
+  return body.challenge;
 }
 
 /**
@@ -108,9 +80,12 @@ async function fetchChallenge(url) {
  */
 export async function collect(options = {}) {
   await ready;
-  const fetched = await fetchChallenge(options.challengeUrl || defaultChallengeUrl);
-  const worker = await workerReport;
-  return sign({ ...fetched, action: options.action || settings.action || 'login', worker, pristine: pristineRealm() });
+  const current = currentSession();
+  // A Worker answers within milliseconds of starting; a token signed
+  // without its view would only lack that cross-check.
+  await workerAnswer(current, 1000);
+  const challenge = await fetchChallenge(options.challengeUrl || defaultChallengeUrl, current);
+  return current.sign(challenge, options.action || settings.action || 'login');
 }
 
 /**
@@ -143,28 +118,76 @@ function failureKind(error) {
   return 'collector-failed';
 }
 
-/** Attaches to one form: fills the token field before the form submits. */
+/** Forms this script fills, with their options. */
+const attached = new WeakMap();
+
+/**
+ * Attaches to one form: fills the token field before the form submits.
+ * Submissions another handler cancels (`preventDefault`) are left alone;
+ * the form is then submitted again with `requestSubmit(submitter)`, so the
+ * button that was pressed and the page's own validation still count.
+ */
 export function attach(form, options = {}) {
-  if (form.dataset.meridianAttached) return;
+  if (attached.has(form)) return;
+  attached.set(form, options);
   form.dataset.meridianAttached = 'true';
-  form.addEventListener('submit', async (event) => {
-    if (form.dataset.meridianFilled === 'true') return;
-    event.preventDefault();
-    const field = tokenField(form);
-    try {
-      field.value = await collect({
-        challengeUrl: options.challengeUrl || form.dataset.meridianChallengeUrl,
-        action: options.action || form.dataset.meridian || undefined,
-      });
-    } catch (error) {
-      // Never block the user: submit with a marker instead of a token; the
-      // verifier reports it as the stable error code `collector-error`.
-      field.value = `meridian-error:${failureKind(error)}`;
-      console.warn('meridian:', error);
+}
+
+// One listener on the window, in the bubbling phase: it runs after the
+// form's and the page's own submit handlers, so it sees whether they
+// cancelled the submission.
+async function onSubmit(event) {
+  const form = event.target;
+  const options = attached.get(form);
+  if (!options) return;
+  if (form.dataset.meridianFilled === 'true') {
+    // Our own resubmission, with the token in place.
+    delete form.dataset.meridianFilled;
+    return;
+  }
+  if (event.defaultPrevented) return;
+  event.preventDefault();
+  const submitter = event.submitter && event.submitter.form === form ? event.submitter : undefined;
+  const field = tokenField(form);
+  try {
+    field.value = await collect({
+      challengeUrl: options.challengeUrl || form.dataset.meridianChallengeUrl,
+      action: options.action || form.dataset.meridian || undefined,
+    });
+  } catch (error) {
+    // Never block the user: submit with a marker instead of a token; the
+    // verifier reports it as `collector-error` and the policy decides.
+    field.value = `meridian-error:${failureKind(error)}`;
+    console.warn('meridian:', error);
+  }
+  form.dataset.meridianFilled = 'true';
+  // In a later task: when collection fails at once, this event may still be
+  // dispatching, and requestSubmit() does nothing during its own form's
+  // submit event.
+  setTimeout(() => {
+    if (typeof form.requestSubmit === 'function') {
+      form.requestSubmit(submitter);
+    } else {
+      delete form.dataset.meridianFilled;
+      form.submit();
     }
-    form.dataset.meridianFilled = 'true';
-    form.submit();
-  });
+  }, 0);
+}
+
+// Back/forward cache: a page restored after its form was sent still holds
+// the spent token; forget it so the next submission collects a fresh one.
+function onPageShow(event) {
+  if (!event.persisted) return;
+  for (const form of document.querySelectorAll('form[data-meridian-attached]')) {
+    delete form.dataset.meridianFilled;
+    const field = form.querySelector(`input[name="${FIELD}"]`);
+    if (field) field.value = '';
+  }
+}
+
+if (typeof window !== 'undefined' && typeof document !== 'undefined') {
+  window.addEventListener('submit', onSubmit);
+  window.addEventListener('pageshow', onPageShow);
 }
 
 function attachAll() {

@@ -5,11 +5,14 @@
 //! deployment's embedded Ed25519 key into a compact JWS bound to a
 //! challenge, the page's origin and an action.
 //!
-//! The asynchronous parts — fetching the challenge and hearing from the
-//! Worker — are done by the drop-in (`js/meridian.js`), which then calls
-//! [`sign`] once, synchronously: the module stays free of an async runtime
-//! and its glue. This file is the JavaScript surface only; signals live in
-//! [`signals`].
+//! A [`Session`] measures everything the token says itself, through a
+//! fresh realm it makes ([`signals::realm`]): the challenge round trip and
+//! the instants on both ends, the Worker's view, the pristine `toString`s.
+//! The page hands it only the challenge and the action, so no call with
+//! made-up arguments can sign a clean integrity report, a clean Worker view
+//! or a convenient clock. Fetching the challenge stays in the drop-in
+//! (`js/meridian.js`), which keeps the module free of an async runtime.
+//! This file is the JavaScript surface only; signals live in [`signals`].
 
 // In the browser the collector is `no_std`: with its own panic handler the
 // standard library's panic and formatting machinery stays out of the wasm.
@@ -43,89 +46,106 @@ include!(concat!(env!("OUT_DIR"), "/key.rs"));
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPESCRIPT: &str = r#"
-/** What the drop-in hands to {@link sign}. */
-export interface SignInput {
-  /** The challenge string from the verifier's `GET /v1/challenge`. */
-  challenge: string;
-  /** `Date.now()` when the challenge arrived. */
-  receivedAtMs: number;
-  /** The challenge request's round trip, milliseconds (`performance.now()`). */
-  roundTripMs: number;
-  /** What the user is doing, e.g. "login". */
-  action: string;
-  /** What a dedicated Worker reported, if one answered. */
-  worker?: { zone: string; off: number; locale: string; languages: string[] };
-  /** `Function.prototype.toString` and `Date.prototype.toString` of a fresh
-   *  realm (a hidden iframe), to stringify the page's functions with; the
-   *  page's own are used when absent. */
-  pristine?: [Function, Function];
+/** One collection: make it when the page loads (it starts a Worker and a
+ *  hidden frame), call {@link Session.challengeSent} right before fetching
+ *  the challenge and {@link Session.sign} as soon as it arrives. */
+export class Session {
+  free(): void;
+  constructor();
+  /** Notes the moment the challenge request leaves. */
+  challengeSent(): void;
+  /** Whether the collector's Worker has reported (it usually has within
+   *  milliseconds; a token signed before that carries no Worker view). */
+  workerAnswered(): boolean;
+  /** Signs the page's signals with `challenge` (from `GET /v1/challenge`)
+   *  for `action` (e.g. "login"). */
+  sign(challenge: string, action: string): string;
 }
-/** Collects the page's signals and signs them with the challenge into a token. */
-export function sign(input: SignInput): string;
 /** The key id (RFC 7638 thumbprint) of the embedded signing key, or undefined. */
 export function keyId(): string | undefined;
 "#;
 
-/// Collects the page's signals and signs them, with the challenge and the
-/// Worker's view the drop-in gathered, into a token.
-///
-/// # Errors
-/// When the input is incomplete or the collector was built without a
-/// signing key.
+/// One collection on one page: the fresh realm, the Worker's inbox and the
+/// moment the challenge request left, all held in the module's memory
+/// where page scripts cannot write.
 #[wasm_bindgen(skip_typescript)]
-pub fn sign(input: Object) -> Result<String, JsError> {
-    let Some((seed, kid)) = SIGNING_KEY else {
-        return Err(JsError::new("meridian: this collector was built without a signing key"));
-    };
-    let challenge = string_field(&input, "challenge")?;
-    let action = string_field(&input, "action")?;
-    let received_at = number_field(&input, "receivedAtMs")?;
-    let round_trip = libm::ceil(number_field(&input, "roundTripMs")?.max(0.0));
-    let claims = Claims {
-        version: CLAIMS_VERSION,
-        challenge,
-        origin: signals::page_origin(),
-        action,
-        time_zone: signals::tz::collect(),
-        locale: signals::locale::collect(),
-        integrity: Some(signals::integrity::collect(&input)),
-        worker: signals::worker::from_report(&signals::get(&input, "worker")),
-        clock: ClockSample {
-            received_at_ms: received_at as i64,
-            round_trip_ms: if round_trip < f64::from(u32::MAX) { round_trip as u32 } else { u32::MAX },
-        },
-        signed_at_ms: signals::clock::wall_clock_ms(),
-    };
-    let key = SigningKey::from_bytes(&seed);
-    Ok(jws::sign(claims.to_json().as_bytes(), &key, kid))
+pub struct Session {
+    realm: signals::realm::Realm,
+    worker_inbox: Option<Object>,
+    sent_at: Option<f64>,
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Makes the fresh realm and starts the Worker.
+    #[wasm_bindgen(constructor)]
+    #[allow(clippy::new_without_default, reason = "a JavaScript constructor, not a Rust value")]
+    pub fn new() -> Session {
+        let realm = signals::realm::Realm::fresh();
+        let worker_inbox = realm.start_worker();
+        Session { realm, worker_inbox, sent_at: None }
+    }
+
+    /// Notes, on the realm's monotonic clock, when the challenge request leaves.
+    #[wasm_bindgen(js_name = challengeSent)]
+    pub fn challenge_sent(&mut self) {
+        self.sent_at = Some(self.realm.monotonic_ms());
+    }
+
+    /// Whether the Worker has reported.
+    #[wasm_bindgen(js_name = workerAnswered)]
+    pub fn worker_answered(&self) -> bool {
+        self.worker_inbox.as_ref().is_some_and(|inbox| !signals::realm::worker_report(inbox).is_undefined())
+    }
+
+    /// Collects the page's signals and signs them with the challenge that
+    /// just arrived.
+    ///
+    /// # Errors
+    /// When the challenge or action is empty, [`Self::challenge_sent`] was
+    /// not called first, or the collector was built without a signing key.
+    pub fn sign(&mut self, challenge: String, action: String) -> Result<String, JsError> {
+        let Some((seed, kid)) = signing_key() else {
+            return Err(JsError::new("meridian: this collector was built without a signing key"));
+        };
+        if challenge.is_empty() || action.is_empty() {
+            return Err(JsError::new("meridian: sign() needs a challenge and an action"));
+        }
+        let Some(sent_at) = self.sent_at.take() else {
+            return Err(JsError::new("meridian: call challengeSent() before fetching the challenge"));
+        };
+        let round_trip = libm::ceil((self.realm.monotonic_ms() - sent_at).max(0.0));
+        let received_at = self.realm.wall_clock_ms();
+        let (to_string, date_to_string) = self.realm.to_strings();
+        let worker =
+            self.worker_inbox.as_ref().map(signals::realm::worker_report).unwrap_or(JsValue::UNDEFINED);
+        let claims = Claims {
+            version: CLAIMS_VERSION,
+            challenge,
+            origin: signals::page_origin(),
+            action,
+            time_zone: signals::tz::collect(),
+            locale: signals::locale::collect(),
+            integrity: Some(signals::integrity::collect(&to_string, &date_to_string)),
+            worker: signals::worker::from_report(&worker),
+            clock: ClockSample {
+                received_at_ms: whole_ms(received_at),
+                round_trip_ms: if round_trip < f64::from(u32::MAX) { round_trip as u32 } else { u32::MAX },
+            },
+            signed_at_ms: whole_ms(self.realm.wall_clock_ms()),
+        };
+        let key = SigningKey::from_bytes(&seed);
+        Ok(jws::sign(claims.to_json().as_bytes(), &key, kid))
+    }
+}
+
+/// Milliseconds as a whole number (0 for a clock that is not a number).
+fn whole_ms(ms: f64) -> i64 {
+    if ms.is_finite() { ms as i64 } else { 0 }
 }
 
 /// The key id of the embedded signing key, if the build has one.
 #[wasm_bindgen(js_name = keyId, skip_typescript)]
 pub fn key_id() -> Option<String> {
-    SIGNING_KEY.map(|(_, kid)| kid.to_owned())
-}
-
-fn string_field(input: &Object, name: &str) -> Result<String, JsError> {
-    signals::get(input, name)
-        .as_string()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| input_error("a non-empty string", name))
-}
-
-fn number_field(input: &Object, name: &str) -> Result<f64, JsError> {
-    signals::get(input, name)
-        .as_f64()
-        .filter(|n| n.is_finite())
-        .ok_or_else(|| input_error("a finite number", name))
-}
-
-/// `meridian: sign() needs <what> `<name>``, without `format!` (and the
-/// formatting machinery it would bring into the wasm).
-fn input_error(what: &str, name: &str) -> JsError {
-    let mut message = String::from("meridian: sign() needs ");
-    for part in [what, " `", name, "`"] {
-        message.push_str(part);
-    }
-    JsError::new(&message)
+    signing_key().map(|(_, kid)| kid.to_owned())
 }

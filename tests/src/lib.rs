@@ -1,9 +1,13 @@
 //! Harness for Meridian's end-to-end tests: the demo on a loopback port,
-//! headless Chromium through chromedriver, and small helpers.
+//! headless browsers through WebDriver (Chromium through chromedriver,
+//! Firefox ESR through geckodriver, WebKitGTK through WebKitWebDriver under
+//! xvfb-run: see [`Engine`]), and small helpers.
 //!
-//! Needs what `scripts/test` installs: Debian's `chromium` and
-//! `chromium-driver`, a built collector in `.meridian/pkg`, and for the
-//! interop test a Python with PyJWT (`MERIDIAN_PYTHON`).
+//! Needs what `scripts/test` installs: Debian's `chromium`,
+//! `chromium-driver`, `firefox-esr`, `webkit2gtk-driver`, `xvfb`, `xauth` and
+//! `locales`, geckodriver (`cargo install`), a built collector in
+//! `.meridian/pkg`, and for the interop test a Python with PyJWT
+//! (`MERIDIAN_PYTHON`).
 
 #![allow(clippy::panic, reason = "a test harness reports failure by panicking")]
 
@@ -179,23 +183,77 @@ pub async fn site_listener() -> (tokio::net::TcpListener, String) {
     (listener, origin)
 }
 
-/// A headless Chromium driven through its own chromedriver.
+/// A browser engine the end-to-end tests can drive, each through its own
+/// WebDriver server (all Debian packages but geckodriver, which
+/// `scripts/test` installs with `cargo install`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Engine {
+    /// Debian's `chromium` through `chromedriver`, headless. The only
+    /// engine with the Chrome DevTools Protocol ([`Browser::cdp`]).
+    #[default]
+    Chromium,
+    /// Debian's `firefox-esr` through `geckodriver`, headless.
+    Firefox,
+    /// Debian's WebKitGTK `MiniBrowser` through `WebKitWebDriver`, on a
+    /// virtual X server (`xvfb-run`).
+    WebKit,
+}
+
+impl Engine {
+    /// Every engine.
+    pub const ALL: [Self; 3] = [Self::Chromium, Self::Firefox, Self::WebKit];
+
+    /// A short name for messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Chromium => "Chromium",
+            Self::Firefox => "Firefox",
+            Self::WebKit => "WebKit",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A headless browser driven through its own WebDriver server.
 pub struct Browser {
     /// The WebDriver client.
     pub client: Client,
+    engine: Engine,
     driver: Child,
     profile: PathBuf,
     driver_url: String,
+    port: u16,
 }
 
 impl Drop for Browser {
-    /// Ends chromedriver and every Chromium process of this session: killing
-    /// chromedriver alone leaves the browser running. Chromium's processes
-    /// are found by their unique profile folder, and the whole process group
-    /// chromedriver leads is ended too.
+    /// Ends the WebDriver server and every browser process of this session:
+    /// killing the driver alone leaves the browser running. The driver leads
+    /// its own process group (for WebKit, `xvfb-run` leads it, with `Xvfb`,
+    /// `WebKitWebDriver`, `MiniBrowser` and WebKit's helper processes), which
+    /// is ended whole; stragglers are found by the session's unique profile
+    /// folder (Chromium's `--user-data-dir`, Firefox's `-profile`, Xvfb's
+    /// `-auth` file) or driver port.
     fn drop(&mut self) {
         let group = format!("-{}", self.driver.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+        if self.engine == Engine::WebKit {
+            // SIGTERM first, so that Xvfb removes its display lock and socket
+            // (`/tmp/.X*-lock`) instead of leaving them behind.
+            signal_group("-TERM", &group);
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < deadline {
+                let _ = self.driver.try_wait();
+                if !signal_group("-0", &group) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        signal_group("-KILL", &group);
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = Command::new("pkill")
@@ -203,29 +261,62 @@ impl Drop for Browser {
             .arg(self.profile.as_os_str())
             .stderr(Stdio::null())
             .status();
+        if self.engine != Engine::Chromium {
+            let driver = match self.engine {
+                Engine::Firefox => format!("geckodriver --port {}( |$)", self.port),
+                _ => format!("WebKitWebDriver --port={}( |$)", self.port),
+            };
+            let _ = Command::new("pkill").args(["-KILL", "-f", &driver]).stderr(Stdio::null()).status();
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`, `-0`) to the process group `group`
+/// (`-PGID`); true when some process received it.
+fn signal_group(signal: &str, group: &str) -> bool {
+    Command::new("kill")
+        .args([signal, "--", group])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// How to start the browser.
 #[derive(Debug, Clone, Default)]
 pub struct BrowserOptions {
+    /// Which browser; Chromium by default.
+    pub engine: Engine,
     /// IANA zone for the browser process (`TZ`), e.g. `Asia/Shanghai`.
     pub time_zone: Option<String>,
-    /// `--accept-lang` value, e.g. `zh-CN,zh`: `navigator.languages` and
-    /// the `Accept-Language` header.
+    /// `navigator.languages` and the `Accept-Language` header, e.g.
+    /// `zh-CN,zh`. Chromium: `--accept-lang`. Firefox: pref
+    /// `intl.accept_languages`. WebKit follows `LANG` alone and so reports
+    /// only the first language (see [`BrowserOptions::locale`]).
     pub accept_language: Option<String>,
-    /// Intl locale, set through CDP `Emulation.setLocaleOverride`.
+    /// Intl locale, e.g. `zh-CN`. Chromium: CDP `Emulation.setLocaleOverride`.
+    /// Firefox: prefs `intl.locale.requested` and
+    /// `intl.regional_prefs.use_os_locales` with `LANG` (e.g. `zh_CN.UTF-8`).
+    /// WebKit: `LANG` with the glibc locale built for it (see
+    /// [`glibc_locale_path`]); it also sets WebKit's only language, so it
+    /// must agree with the first of `accept_language`.
     pub locale: Option<String>,
     /// A script run before any page script, in the page's main world
     /// (CDP `Page.addScriptToEvaluateOnNewDocument`): how spoofing
-    /// extensions inject their overrides.
+    /// extensions inject their overrides. Chromium only.
     pub init_script: Option<String>,
     /// Leave `navigator.webdriver` true, as WebDriver sets it. By default
-    /// the browser is started like one a person uses
+    /// Chromium is started like one a person uses
     /// (`--disable-blink-features=AutomationControlled`), so that tests of
-    /// other signals are not confounded by the `automation` reason.
+    /// other signals are not confounded by the `automation` reason. Firefox
+    /// and WebKit have no such switch (Firefox 153 ignores the old pref
+    /// `dom.webdriver.enabled`): there `navigator.webdriver` is always true
+    /// and tokens carry `automation`.
     pub reveal_automation: bool,
+    /// Firefox's `privacy.resistFingerprinting` (Tor Browser's and
+    /// LibreWolf's defence): pages, iframes and workers then report
+    /// `Atlantic/Reykjavik` at UTC+0 whatever `TZ` says. Firefox only.
+    pub resist_fingerprinting: bool,
 }
 
 fn free_port() -> u16 {
@@ -235,24 +326,137 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
-/// Starts chromedriver and a headless Chromium session.
+/// Starts a WebDriver server and a headless browser session of
+/// `options.engine`.
 ///
 /// # Panics
-/// When chromedriver or Chromium is missing: install them with `scripts/test`.
+/// When the engine or its driver is missing (install them with
+/// `scripts/test`), or when `options` asks for what the engine cannot do
+/// (`init_script` outside Chromium, `resist_fingerprinting` outside Firefox).
 pub async fn start_browser(options: BrowserOptions) -> Browser {
+    let engine = options.engine;
+    if engine != Engine::Chromium {
+        assert!(
+            options.init_script.is_none(),
+            "BrowserOptions::init_script needs the Chrome DevTools Protocol: Chromium only, not {engine}"
+        );
+    }
+    if engine != Engine::Firefox {
+        assert!(
+            !options.resist_fingerprinting,
+            "BrowserOptions::resist_fingerprinting is a Firefox pref: Firefox only, not {engine}"
+        );
+    }
+    match engine {
+        Engine::Chromium => start_chromium(options).await,
+        Engine::Firefox => start_firefox(options).await,
+        Engine::WebKit => start_webkit(options).await,
+    }
+}
+
+/// Starts `command` (a WebDriver server) in its own process group, output
+/// discarded, with `TZ` and `LANG` when given (then without `LC_ALL` and
+/// `LANGUAGE`, which would override it).
+fn spawn_driver(mut command: Command, engine: Engine, time_zone: Option<&str>, lang: Option<&str>) -> Child {
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    // Its own process group, so that dropping the browser can end it whole.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    if let Some(zone) = time_zone {
+        command.env("TZ", zone);
+    }
+    if let Some(lang) = lang {
+        command.env("LANG", lang).env_remove("LC_ALL").env_remove("LANGUAGE");
+    }
+    let program = command.get_program().to_string_lossy().into_owned();
+    command.spawn().unwrap_or_else(|e| {
+        panic!("cannot start {program} for {engine}: {e} (run scripts/test, which installs the browsers and drivers)")
+    })
+}
+
+/// Fails the test at once, naming the fix, when `path` does not exist.
+fn require(engine: Engine, path: &str) {
+    assert!(
+        std::path::Path::new(path).exists(),
+        "{engine} is not installed: {path} is missing (run scripts/test, which installs the browsers and drivers)"
+    );
+}
+
+/// Opens the WebDriver session, retrying while the driver starts.
+async fn connect(
+    engine: Engine,
+    url: &str,
+    capabilities: &serde_json::Map<String, serde_json::Value>,
+) -> Client {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut last_error = String::new();
+    while std::time::Instant::now() < deadline {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.clone())
+            .connect(url)
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) => {
+                last_error = e.to_string();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!(
+        "cannot start a {engine} session through {url}: {last_error} (run scripts/test, which installs the browsers and drivers)"
+    );
+}
+
+/// `fr-FR` → `fr_FR`: the glibc name of a BCP 47 tag with a region.
+fn glibc_name(tag: &str) -> Option<String> {
+    let mut parts = tag.split(['-', '_']);
+    let language = parts.next().filter(|l| (2..=3).contains(&l.len()))?;
+    let region = parts.find(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_alphabetic()))?;
+    Some(format!("{}_{}", language.to_ascii_lowercase(), region.to_ascii_uppercase()))
+}
+
+/// A folder for `LOCPATH` holding the glibc locale `name.UTF-8` (e.g.
+/// `fr_FR`), built once with `localedef` into `target/glibc-locales`:
+/// WebKitGTK ignores `LANG` unless its locale exists, and Debian generates
+/// none but `C.UTF-8` by default. Nothing outside `target/` is touched.
+///
+/// # Panics
+/// When `localedef` (Debian `locales`) is missing or knows no such locale.
+pub fn glibc_locale_path(name: &str) -> PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/glibc-locales");
+    let locale = dir.join(format!("{name}.UTF-8"));
+    let _guard = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if locale.join("LC_CTYPE").exists() {
+        return dir;
+    }
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let partial = dir.join(format!("{name}.UTF-8.part-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let status = Command::new("localedef")
+        .args(["-i", name, "-f", "UTF-8"])
+        .arg(&partial)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("localedef: {e} (install Debian's locales; scripts/test does)"));
+    assert!(
+        status.success() || partial.join("LC_CTYPE").exists(),
+        "localedef -i {name} -f UTF-8 failed: {status}"
+    );
+    if std::fs::rename(&partial, &locale).is_err() {
+        // Another test process built it meanwhile.
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    dir
+}
+
+async fn start_chromium(options: BrowserOptions) -> Browser {
     let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let port = free_port();
     let mut command = Command::new(&chromedriver);
-    command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
-    // Its own process group, so that dropping the browser can end it whole.
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    if let Some(zone) = &options.time_zone {
-        command.env("TZ", zone);
-    }
-    let driver = command.spawn().unwrap_or_else(|e| {
-        panic!("cannot start {chromedriver}: {e} (install chromium-driver; scripts/test does)")
-    });
+    command.arg(format!("--port={port}"));
+    let driver = spawn_driver(command, Engine::Chromium, options.time_zone.as_deref(), None);
     let profile = std::env::temp_dir().join(format!("meridian-chromium-{port}-{}", std::process::id()));
     let mut args = vec![
         "--headless=new".to_owned(),
@@ -277,40 +481,133 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium, "args": args }));
     let url = format!("http://127.0.0.1:{port}");
-    let mut last_error = String::new();
-    for _ in 0..100 {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities.clone())
-            .connect(&url)
-            .await
-        {
-            Ok(client) => {
-                let browser = Browser { client, driver, profile, driver_url: url };
-                if let Some(locale) = &options.locale {
-                    browser.cdp("Emulation.setLocaleOverride", serde_json::json!({ "locale": locale })).await;
-                }
-                if let Some(script) = &options.init_script {
-                    browser
-                        .cdp("Page.addScriptToEvaluateOnNewDocument", serde_json::json!({ "source": script }))
-                        .await;
-                }
-                return browser;
-            }
-            Err(e) => {
-                last_error = e.to_string();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    let client = connect(Engine::Chromium, &url, &capabilities).await;
+    let browser = Browser { client, engine: Engine::Chromium, driver, profile, driver_url: url, port };
+    if let Some(locale) = &options.locale {
+        browser.cdp("Emulation.setLocaleOverride", serde_json::json!({ "locale": locale })).await;
     }
-    panic!("cannot start a Chromium session through {chromedriver}: {last_error}");
+    if let Some(script) = &options.init_script {
+        browser.cdp("Page.addScriptToEvaluateOnNewDocument", serde_json::json!({ "source": script })).await;
+    }
+    browser
+}
+
+async fn start_firefox(options: BrowserOptions) -> Browser {
+    let geckodriver = std::env::var("GECKODRIVER").unwrap_or_else(|_| {
+        let home = std::env::var("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+        home.join("bin/geckodriver").to_string_lossy().into_owned()
+    });
+    let firefox = std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
+    require(Engine::Firefox, &geckodriver);
+    require(Engine::Firefox, &firefox);
+    let port = free_port();
+    let profile = std::env::temp_dir().join(format!("meridian-firefox-{port}-{}", std::process::id()));
+    std::fs::create_dir_all(&profile).unwrap_or_else(|e| panic!("{}: {e}", profile.display()));
+    let mut prefs = serde_json::Map::new();
+    if let Some(languages) = &options.accept_language {
+        prefs.insert("intl.accept_languages".into(), languages.as_str().into());
+    }
+    let lang = options.locale.as_deref().map(|locale| {
+        prefs.insert("intl.locale.requested".into(), locale.into());
+        // Firefox's Intl locale follows the app locale (English only without
+        // a language pack) unless it may take the OS's regional locale,
+        // read from LANG (no glibc locale needed).
+        prefs.insert("intl.regional_prefs.use_os_locales".into(), true.into());
+        let name = glibc_name(locale)
+            .unwrap_or_else(|| panic!("Firefox needs a locale with a region, like fr-FR, not {locale}"));
+        format!("{name}.UTF-8")
+    });
+    if options.resist_fingerprinting {
+        prefs.insert("privacy.resistFingerprinting".into(), true.into());
+    }
+    let mut command = Command::new(&geckodriver);
+    command.args(["--port", &port.to_string()]);
+    let driver = spawn_driver(command, Engine::Firefox, options.time_zone.as_deref(), lang.as_deref());
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), "firefox".into());
+    capabilities.insert(
+        "moz:firefoxOptions".into(),
+        serde_json::json!({
+            "binary": firefox,
+            "args": ["-headless", "-profile", profile],
+            "prefs": prefs,
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let client = connect(Engine::Firefox, &url, &capabilities).await;
+    Browser { client, engine: Engine::Firefox, driver, profile, driver_url: url, port }
+}
+
+async fn start_webkit(options: BrowserOptions) -> Browser {
+    // `xvfb-run -a` picks the first free display: two sessions starting at
+    // once could pick the same one, so this process starts them in turn.
+    static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let webdriver = std::env::var("WEBKIT_WEBDRIVER").unwrap_or_else(|_| "/usr/bin/WebKitWebDriver".into());
+    let minibrowser = std::env::var("WEBKIT_MINIBROWSER")
+        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser".into());
+    require(Engine::WebKit, &webdriver);
+    require(Engine::WebKit, &minibrowser);
+    require(Engine::WebKit, "/usr/bin/xvfb-run");
+    let first_language = options.accept_language.as_deref().and_then(|l| l.split(',').next()).map(str::trim);
+    let language = match (options.locale.as_deref(), first_language) {
+        (Some(locale), Some(first)) => {
+            assert!(
+                glibc_name(locale) == glibc_name(first),
+                "WebKit takes its Intl locale and its only language from LANG: locale {locale} and first \
+                 language {first} must agree"
+            );
+            Some(locale)
+        }
+        (locale, first) => locale.or(first),
+    };
+    let name = language.map(|tag| {
+        glibc_name(tag)
+            .unwrap_or_else(|| panic!("WebKit needs a language with a region, like fr-FR, not {tag}"))
+    });
+    let port = free_port();
+    let profile = std::env::temp_dir().join(format!("meridian-webkit-{port}-{}", std::process::id()));
+    std::fs::create_dir_all(&profile).unwrap_or_else(|e| panic!("{}: {e}", profile.display()));
+    let mut command = Command::new("xvfb-run");
+    // The X authority file in the profile (not a temporary folder of
+    // xvfb-run's, which a killed xvfb-run leaves behind) also marks this
+    // session's Xvfb for Drop.
+    command.arg("-a").arg("-f").arg(profile.join("Xauthority")).arg(&webdriver).arg(format!("--port={port}"));
+    if let Some(name) = &name {
+        command.env("LOCPATH", glibc_locale_path(name));
+    }
+    let lang = name.map(|name| format!("{name}.UTF-8"));
+    let _starting = STARTING.lock().await;
+    let driver = spawn_driver(command, Engine::WebKit, options.time_zone.as_deref(), lang.as_deref());
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), "MiniBrowser".into());
+    capabilities.insert(
+        "webkitgtk:browserOptions".into(),
+        serde_json::json!({ "binary": minibrowser, "args": ["--automation"] }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let client = connect(Engine::WebKit, &url, &capabilities).await;
+    Browser { client, engine: Engine::WebKit, driver, profile, driver_url: url, port }
 }
 
 impl Browser {
+    /// The engine of this browser.
+    pub const fn engine(&self) -> Engine {
+        self.engine
+    }
+
     /// Runs a Chrome DevTools Protocol command through chromedriver.
     ///
     /// # Panics
-    /// When chromedriver refuses the command.
+    /// When chromedriver refuses the command, and on engines other than
+    /// Chromium, which have no CDP.
     pub async fn cdp(&self, command: &str, params: serde_json::Value) -> serde_json::Value {
+        assert!(
+            self.engine == Engine::Chromium,
+            "Browser::cdp({command}) needs the Chrome DevTools Protocol: Chromium only, not {}",
+            self.engine
+        );
         let session =
             self.client.session_id().await.ok().flatten().unwrap_or_else(|| panic!("no WebDriver session"));
         let response = reqwest::Client::new()
@@ -325,27 +622,62 @@ impl Browser {
         body
     }
 
-    /// Loads the demo's login page and collects a token in it through the
-    /// drop-in's `collect()`.
+    /// Loads the demo's login page and collects a token in it, in the page's
+    /// own realm: Chromium and WebKit run WebDriver scripts in the page's
+    /// main world, where the drop-in's `collect()` is imported and called.
+    /// Firefox runs them in a sandbox with its own `Intl` and `Date` (see
+    /// [`Browser::eval`]), and a module imported from there would read those,
+    /// while the page's CSP forbids injecting a page script: there the form
+    /// is submitted, the drop-in attached to it collects and submits it again
+    /// with the token, and that submission is caught and cancelled, so
+    /// nothing is posted.
     ///
     /// # Panics
     /// When the page or the collector fails.
     pub async fn collect_token(&self, origin: &str, action: &str) -> String {
         self.client.goto(&format!("{origin}/")).await.unwrap_or_else(|e| panic!("goto: {e}"));
-        let value = self
-            .client
-            .execute_async(
+        let script = match self.engine {
+            Engine::Chromium | Engine::WebKit => {
                 "const [action, done] = arguments;
                  import('/pkg/meridian.js')
                    .then(m => m.collect({ action }))
-                   .then(token => done({ token }), error => done({ error: String(error) }));",
-                vec![serde_json::json!(action)],
-            )
+                   .then(token => done({ token }), error => done({ error: String(error) }));"
+            }
+            Engine::Firefox => {
+                "const [action, done] = arguments;
+                 const form = document.querySelector('form[data-meridian]');
+                 if (!form) return done({ error: 'no form[data-meridian] on the page' });
+                 form.dataset.meridian = action;
+                 let finished = false;
+                 const finish = () => {
+                   if (finished) return;
+                   finished = true;
+                   const value = form.querySelector('input[name=\"meridian-token\"]')?.value || '';
+                   done(value && !value.startsWith('meridian-error:') ? { token: value } : { error: value || 'no token' });
+                 };
+                 // The drop-in cancels the first submission, collects, fills the
+                 // token field, marks the form filled and submits it again: that
+                 // second submission is caught here, first of all, and cancelled.
+                 window.addEventListener('submit', event => {
+                   if (event.target === form && form.dataset.meridianFilled === 'true') {
+                     event.preventDefault();
+                     event.stopImmediatePropagation();
+                     finish();
+                   }
+                 }, true);
+                 form.submit = finish;
+                 const start = () => form.dataset.meridianAttached === 'true' ? form.requestSubmit() : setTimeout(start, 20);
+                 start();"
+            }
+        };
+        let value = self
+            .client
+            .execute_async(script, vec![serde_json::json!(action)])
             .await
-            .unwrap_or_else(|e| panic!("collect: {e}"));
+            .unwrap_or_else(|e| panic!("collect in {}: {e}", self.engine));
         match value.get("token").and_then(|t| t.as_str()) {
             Some(token) => token.to_owned(),
-            None => panic!("collector failed: {value}"),
+            None => panic!("collector failed in {}: {value}", self.engine),
         }
     }
 
@@ -353,7 +685,8 @@ impl Browser {
     /// demo trusting loopback as its proxy sees the browser as `ip`.
     ///
     /// # Panics
-    /// When chromedriver refuses the CDP commands.
+    /// When chromedriver refuses the CDP commands; on engines other than
+    /// Chromium (CDP only).
     pub async fn forward_for(&self, ip: std::net::IpAddr) {
         self.cdp("Network.enable", serde_json::json!({})).await;
         self.cdp(
@@ -364,6 +697,12 @@ impl Browser {
     }
 
     /// Evaluates a JavaScript expression in the page.
+    ///
+    /// In Firefox, WebDriver scripts run in a sandbox with its own `Date`,
+    /// `Intl` and `Function` over the page's window: the DOM is the page's,
+    /// but `Intl`/`Date` answers are not what page scripts see (with
+    /// `resist_fingerprinting` the page says `Atlantic/Reykjavik`, the
+    /// sandbox the real zone). Read those through page scripts instead.
     ///
     /// # Panics
     /// When the script throws.

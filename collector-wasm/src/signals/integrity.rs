@@ -1,8 +1,8 @@
 //! Signs that the page's time and language APIs were tampered with.
 //!
 //! Each API is stringified with a pristine `Function.prototype.toString` from
-//! a fresh same-origin iframe, made once by the drop-in and passed in as
-//! `input.pristine` (falling back to the page's own): a replaced function
+//! the collector's own fresh realm ([`super::realm`]; the page's own where
+//! no frame can be made): a replaced function
 //! shows its source, a Proxy loses its name, and a patched `toString`
 //! cannot hide either because it is not the one asked. Own
 //! properties that shadow the prototype's getters count too. Independent
@@ -34,15 +34,15 @@ const FUNCTIONS: [(&str, &[&str]); 5] = [
     ("Date.prototype.toString", &["Date", "prototype", "toString"]),
 ];
 
-/// Reads the integrity signals.
-pub fn collect(input: &JsValue) -> IntegrityClaims {
-    let (to_string, date_to_string) = pristine(input);
+/// Reads the integrity signals, stringifying with the pristine realm's
+/// `Function.prototype.toString` and `Date.prototype.toString`.
+pub fn collect(to_string: &Function, date_to_string: &Function) -> IntegrityClaims {
     let g = global();
     let mut non_native = Vec::new();
     let native_at = |path: &[&str]| {
         let value = path.iter().fold(g.clone().into(), |at: JsValue, step| get(&at, step));
         let native_name = path.last().copied().unwrap_or_default();
-        value.dyn_ref::<Function>().is_some_and(|f| is_native(&to_string, f, native_name))
+        value.dyn_ref::<Function>().is_some_and(|f| is_native(to_string, f, native_name))
     };
     for (name, path) in FUNCTIONS {
         if !native_at(path) {
@@ -60,7 +60,7 @@ pub fn collect(input: &JsValue) -> IntegrityClaims {
         let key = JsValue::from_str(property);
         let getter =
             get(&Object::get_own_property_descriptor(navigator_proto.unchecked_ref::<Object>(), &key), "get");
-        if getter.dyn_ref::<Function>().is_none_or(|f| !is_native(&to_string, f, property)) {
+        if getter.dyn_ref::<Function>().is_none_or(|f| !is_native(to_string, f, property)) {
             non_native.push(name.to_owned());
         }
         if Object::get_own_property_descriptor(navigator.unchecked_ref::<Object>(), &key).is_truthy() {
@@ -119,18 +119,6 @@ pub(crate) fn prints_as_native(text: &str, name: &str) -> bool {
         head = tokens.next();
     }
     head.and_then(|h| h.strip_prefix(name)) == Some("()") && tokens.eq(["{", "[native", "code]", "}"])
-}
-
-/// The `toString`s to stringify with: those of the fresh realm the drop-in
-/// made when it loaded (`input.pristine`), else the page's own.
-fn pristine(input: &JsValue) -> (Function, Function) {
-    let supplied = get(input, "pristine");
-    let pick = |index: &str, class: &str| {
-        get(&supplied, index)
-            .dyn_into::<Function>()
-            .unwrap_or_else(|_| get(&get(&get(&global(), class), "prototype"), "toString").unchecked_into())
-    };
-    (pick("0", "Function"), pick("1", "Date"))
 }
 
 /// Offset now by formatting the instant with Intl (wall clock minus UTC).

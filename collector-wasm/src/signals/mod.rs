@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod integrity;
 pub mod locale;
+pub mod realm;
 pub mod tz;
 pub mod worker;
 

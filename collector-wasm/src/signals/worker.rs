@@ -1,7 +1,7 @@
 //! The zone and languages as a dedicated Worker sees them. Spoofing
 //! extensions usually patch only the page's main world, so a Worker the
-//! drop-in starts when it loads reports the browser's real values; this
-//! module reads its report.
+//! collector starts from its own realm ([`super::realm`]) reports the
+//! browser's real values; this module reads its report.
 
 use js_sys::Array;
 use meridian_protocol::ScopeClaims;
