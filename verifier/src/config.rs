@@ -112,6 +112,9 @@ pub struct ServeConfig {
     /// Redis URL for a replay store shared by several instances. Default:
     /// none (in-memory store, not shared).
     pub redis_url: Option<Secret>,
+    /// PEM file of the certificate authority that issued a `rediss://`
+    /// server's certificate, when it is not one the system trusts.
+    pub redis_ca_file: Option<PathBuf>,
     /// What to do when the replay store cannot answer: `closed` (reject
     /// with `internal-error`, the default) or `open` (accept with the
     /// reason `replay_unchecked`). Overrides the policy's setting when set.
@@ -157,6 +160,7 @@ impl Default for ServeConfig {
             allowed_origins: Vec::new(),
             allowed_actions: Vec::new(),
             redis_url: None,
+            redis_ca_file: None,
             store_failure: None,
             store_timeout_ms: 250,
             replay_capacity: 1_000_000,
@@ -201,11 +205,41 @@ const STRING_KEYS: &[&str] = &[
     "tor_exit_list",
     "policy_file",
     "redis_url",
+    "redis_ca_file",
     "store_failure",
     "client_ip_header",
     "log_format",
     "collector_dir",
 ];
+
+/// Keys whose values are secrets.
+const SECRET_KEYS: &[&str] = &["verify_secret", "challenge_key", "redis_url"];
+
+/// The values under [`SECRET_KEYS`], as text, longest first.
+fn secret_values(table: &toml::Table) -> Vec<String> {
+    fn collect(value: &toml::Value, out: &mut Vec<String>) {
+        match value {
+            toml::Value::Array(items) => items.iter().for_each(|item| collect(item, out)),
+            toml::Value::Table(table) => table.values().for_each(|item| collect(item, out)),
+            toml::Value::String(text) => out.push(text.clone()),
+            other => out.push(other.to_string()),
+        }
+    }
+    let mut values = Vec::new();
+    for key in SECRET_KEYS {
+        if let Some(value) = table.get(*key) {
+            collect(value, &mut values);
+        }
+    }
+    values.retain(|v| v.len() >= 4);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+}
+
+/// `message` with every secret value replaced.
+fn redact(message: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(message.to_owned(), |text, secret| text.replace(secret.as_str(), "<secret>"))
+}
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -226,7 +260,13 @@ impl ServeConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+                // The message and position only: toml's own text quotes the
+                // offending line, which may hold a secret.
+                text.parse::<toml::Table>().map_err(|e| {
+                    let line =
+                        e.span().map_or(0, |span| text[..span.start.min(text.len())].lines().count().max(1));
+                    ConfigError(format!("{}, line {line}: {}", path.display(), e.message().trim()))
+                })?
             }
             None => toml::Table::new(),
         };
@@ -256,8 +296,10 @@ impl ServeConfig {
             table.insert(key, value);
         }
         let source = file.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
-        let mut config: ServeConfig =
-            table.try_into().map_err(|e: toml::de::Error| ConfigError(format!("{source}: {e}")))?;
+        let secrets = secret_values(&table);
+        let mut config: ServeConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(redact(&format!("{source}: {e}"), &secrets)))?;
         config.read_secret_files()?;
         Ok(config)
     }
@@ -396,6 +438,32 @@ mod tests {
         assert!(error.0.contains("store_failure"), "{error}");
         let config = ServeConfig::load(None, env(&[("MERIDIAN_CHALLENGE_KEY", "7:AAAA")])).unwrap();
         assert!(config.challenge_keys().unwrap_err().0.contains("challenge_key 1"));
+    }
+
+    #[test]
+    fn errors_never_show_secret_values() {
+        let dir = std::env::temp_dir().join(format!("meridian-config-s-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("meridian.toml");
+        // A broken line holding a secret: the error names the line, not its text.
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\nverify_secret = \"hunter2-very-secret-value\n")
+            .unwrap();
+        let error = ServeConfig::load(Some(&file), env(&[])).unwrap_err().0;
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.contains("line 2"), "{error}");
+        // A secret of the wrong type.
+        std::fs::write(&file, "verify_secret = 918273645546372819\n").unwrap();
+        let error = ServeConfig::load(Some(&file), env(&[])).unwrap_err().0;
+        assert!(!error.contains("918273645546372819"), "{error}");
+        assert!(error.contains("verify_secret"), "{error}");
+        let error = ServeConfig::load(
+            None,
+            env(&[("MERIDIAN_REDIS_URL", "redis://:pw-1234@h/0"), ("MERIDIAN_LISTEN", "x")]),
+        )
+        .unwrap_err()
+        .0;
+        assert!(!error.contains("pw-1234"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -582,3 +582,113 @@ async fn update_data_replaces_lists_atomically_and_serve_reloads_them_on_sighup(
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e} (Debian's openssl package)"));
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_private_ca_shares_single_use() {
+    // A CA and a server certificate for 127.0.0.1, made here.
+    let dir = scratch("rediss");
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=Meridian test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &dir,
+        &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]]
+            .concat(),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let port = free_port();
+    let redis = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let mut child = Command::new(&redis)
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--tls-cert-file",
+            "server.pem",
+            "--tls-key-file",
+            "server.key",
+            "--tls-ca-cert-file",
+            "ca.pem",
+        ])
+        .args(["--tls-auth-clients", "no"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {redis}: {e}"));
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let ca = dir.join("ca.pem");
+    let a = Serve::start(
+        "rediss-a",
+        &[("MERIDIAN_REDIS_URL", &url), ("MERIDIAN_REDIS_CA_FILE", ca.to_str().unwrap())],
+    );
+    let b = Serve::start(
+        "rediss-b",
+        &[("MERIDIAN_REDIS_URL", &url), ("MERIDIAN_REDIS_CA_FILE", ca.to_str().unwrap())],
+    );
+    for n in 0..5 {
+        let body = json!({ "token": token(80_000 + n), "remote_ip": "127.0.0.1" });
+        let (status, first) = verify(&a.origin, &body).await;
+        assert_eq!((status, first["success"].clone()), (200, json!(true)), "over TLS on A: {first}");
+        let (_, second) = verify(&b.origin, &body).await;
+        assert_eq!(codes(&second), ["replayed"], "over TLS on B: {second}");
+    }
+    // Without the CA the server's certificate is not trusted: fail closed, clearly.
+    let c = Serve::start("rediss-c", &[("MERIDIAN_REDIS_URL", &url)]);
+    let (status, body) =
+        verify(&c.origin, &json!({ "token": token(80_100), "remote_ip": "127.0.0.1" })).await;
+    assert_eq!((status, codes(&body)), (503, vec!["internal-error".to_owned()]), "{body}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

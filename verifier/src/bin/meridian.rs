@@ -262,10 +262,24 @@ fn build(config: ServeConfig) -> Result<Service, String> {
     }
     let store: Arc<dyn ReplayStore> = match &config.redis_url {
         Some(url) => {
-            notes.push("replay store: redis (shared by every instance using it)".into());
+            notes.push(format!(
+                "replay store: redis{} (shared by every instance using it)",
+                if url.expose().starts_with("rediss://") { " over TLS" } else { "" }
+            ));
             Arc::new(
-                RedisReplayStore::new(url.expose(), Duration::from_millis(config.store_timeout_ms))
-                    .map_err(|e| format!("redis_url: {e}"))?,
+                RedisReplayStore::with_tls_root(
+                    url.expose(),
+                    Duration::from_millis(config.store_timeout_ms),
+                    config
+                        .redis_ca_file
+                        .as_ref()
+                        .map(|path| {
+                            std::fs::read(path)
+                                .map_err(|e| format!("redis_ca_file: cannot read {}: {e}", path.display()))
+                        })
+                        .transpose()?,
+                )
+                .map_err(|e| format!("redis_url: {e}"))?,
             )
         }
         None => {
@@ -506,6 +520,14 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    // `mode` applies only when the file is created: an existing key file
+    // (replaced with --force) keeps its old mode unless it is set here.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
+    }
     file.write_all(text.as_bytes())
         .and_then(|()| file.write_all(b"\n"))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -513,7 +535,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 
 fn inspect(token: &str, jwks: Option<&Path>) -> Result<(), String> {
     let parsed = UntrustedToken::parse(token).map_err(|e| format!("{} ({})", e, e.code()))?;
-    println!("kid: {}", parsed.kid().unwrap_or("(none)"));
+    println!("kid: {}", printable(parsed.kid().unwrap_or("(none)")));
     let signature = match jwks {
         None => "not checked (pass --jwks)".to_owned(),
         Some(path) => {
@@ -536,8 +558,24 @@ fn inspect(token: &str, jwks: Option<&Path>) -> Result<(), String> {
     println!("signature: {signature}");
     let claims = parsed.unverified_claims().map_err(|e| format!("{e} ({})", e.code()))?;
     println!("claims (as stated by the browser; freshness and single use not checked):");
-    println!("{}", serde_json::to_string_pretty(&claims).map_err(|e| e.to_string())?);
+    println!("{}", printable(&serde_json::to_string_pretty(&claims).map_err(|e| e.to_string())?));
     Ok(())
+}
+
+/// `text` with every control character but the newline written as a
+/// `\u{…}` escape: a token's claims are the browser's words, and a terminal
+/// must not run the escape sequences a forger put in them (JSON escapes only
+/// the C0 controls; DEL and the C1 controls such as U+009B CSI pass through).
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn lookup(ip: &str, data: &DataArgs) -> Result<(), String> {

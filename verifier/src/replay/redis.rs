@@ -27,6 +27,11 @@ impl std::fmt::Debug for RedisReplayStore {
     }
 }
 
+/// How long a spent nonce outlives its challenge in Redis: more than any
+/// clock difference between instances that still lets them agree on the
+/// challenge's expiry (their own leeway is seconds).
+pub const NONCE_TTL_LEEWAY_MS: i64 = 60_000;
+
 impl RedisReplayStore {
     /// A store for `url` (`redis://host:port/db`, `rediss://…`). Does not
     /// connect yet: a Redis that is down at start-up is reported by
@@ -35,8 +40,38 @@ impl RedisReplayStore {
     /// # Errors
     /// When the URL is not a Redis URL.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, ReplayStoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| ReplayStoreError::Unavailable(format!("invalid Redis URL: {}", e.kind_str())))?;
+        Self::with_tls_root(url, timeout, None)
+    }
+
+    /// [`Self::new`], trusting `root_cert` (PEM) for a `rediss://` server
+    /// instead of the system's certificate authorities — for a Redis whose
+    /// certificate a private CA issued.
+    ///
+    /// # Errors
+    /// When the URL is not a Redis URL, or the certificate is not PEM.
+    pub fn with_tls_root(
+        url: &str,
+        timeout: Duration,
+        root_cert: Option<Vec<u8>>,
+    ) -> Result<Self, ReplayStoreError> {
+        // rustls needs one process-wide crypto provider; ring is the one
+        // built in. Installing it twice is harmless (the second is refused).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let invalid = |e: redis::RedisError| {
+            ReplayStoreError::Unavailable(format!("invalid Redis URL: {}", e.kind_str()))
+        };
+        let client = match root_cert {
+            None => redis::Client::open(url).map_err(invalid)?,
+            Some(pem) => {
+                if !url.starts_with("rediss://") {
+                    return Err(ReplayStoreError::Unavailable(
+                        "a Redis CA certificate is only used with a rediss:// URL".into(),
+                    ));
+                }
+                let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                redis::Client::build_with_tls(url, certificates).map_err(invalid)?
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -73,8 +108,10 @@ impl KindStr for redis::RedisError {
 impl ReplayStore for RedisReplayStore {
     fn spend(&self, nonce: [u8; 16], expires_at_ms: i64, now_ms: i64) -> SpendFuture<'_> {
         let key = format!("{}{}", self.prefix, meridian_protocol::base64url_encode(&nonce));
-        // At least 1 ms: Redis refuses PX 0.
-        let ttl_ms = expires_at_ms.saturating_sub(now_ms).max(1);
+        // Kept past the challenge's expiry by a margin: another instance
+        // whose clock runs behind this one's still accepts the challenge for
+        // that long, and must still find the nonce spent.
+        let ttl_ms = expires_at_ms.saturating_sub(now_ms).saturating_add(NONCE_TTL_LEEWAY_MS).max(1);
         Box::pin(async move {
             let mut command = redis::cmd("SET");
             command.arg(key).arg(1).arg("NX").arg("PX").arg(ttl_ms);
