@@ -12,10 +12,15 @@
 //!
 //! async fn login(login: Checked<Login>) -> Html<String> {
 //!     match login.verdict() {
-//!         Verdict::Allow => Html(format!("welcome, {}", login.form.email)),
+//!         // The e-mail is the visitor's input: escape it before it goes into HTML.
+//!         Verdict::Allow => Html(format!("welcome, {}", escape(&login.form.email))),
 //!         Verdict::Review => Html("we sent you an e-mail to confirm it is you".into()),
 //!         Verdict::Deny => Html("sign-in refused".into()),
 //!     }
+//! }
+//!
+//! fn escape(text: &str) -> String {
+//!     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 //! }
 //!
 //! # fn app(verifier: meridian_verifier::Verifier) -> Router {
