@@ -174,3 +174,30 @@ async fn init_scripts_are_chromium_only() {
 async fn resisting_fingerprinting_is_firefox_only() {
     let _ = start_browser(BrowserOptions { resist_fingerprinting: true, ..BrowserOptions::default() }).await;
 }
+
+/// `keyId()` answers `undefined` until the module is ready, then the key id,
+/// in every engine (Firefox used to throw before `ready` resolved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_id_is_undefined_until_ready_in_every_engine() {
+    let demo = start_demo_with(test_intel()).await;
+    for engine in Engine::ALL {
+        let browser = start_browser(BrowserOptions { engine, ..BrowserOptions::default() }).await;
+        browser.client.goto(&format!("{}/", demo.origin)).await.unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let answer = browser
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 import('/pkg/meridian.js').then((m) => {
+                   let early;
+                   try { early = m.keyId() === undefined ? 'undefined' : 'a key id'; }
+                   catch (e) { early = 'threw: ' + e; }
+                   m.ready.then(() => done({ early, late: typeof m.keyId() }), (e) => done({ early, late: 'ready failed: ' + e }));
+                 }, (e) => done({ early: 'import failed: ' + e }));",
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        assert!(answer["early"] == "undefined" || answer["early"] == "a key id", "{engine}: {answer}");
+        assert_eq!(answer["late"], "string", "{engine}: {answer}");
+    }
+}

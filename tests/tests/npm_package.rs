@@ -1,7 +1,7 @@
 //! The npm package the set-up builds (`.meridian/npm/meridian-collector`):
 //! packed and installed with `npm` into a scratch project, imported by Node,
-//! and used by a single-page app in Chromium through a bare import, whose
-//! backend verifies the token over HTTP.
+//! and used by a single-page app in Chromium, Firefox and WebKit through a
+//! bare import, whose backend verifies the token over HTTP.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 
@@ -13,7 +13,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use meridian_tests::{BrowserOptions, meridian_home, site_listener, start_browser, start_verifier, verify};
+use meridian_tests::{
+    BrowserOptions, Engine, meridian_home, site_listener, start_browser, start_verifier, verify,
+};
 use serde_json::{Value, json};
 
 fn run(command: &mut Command) -> String {
@@ -146,18 +148,30 @@ async fn the_package_installs_imports_and_signs_in_a_single_page_app() {
         .with_state(spa);
     let task = tokio::spawn(meridian_tests::serve(listener, app));
 
-    let browser = start_browser(BrowserOptions::default()).await;
-    let client = &browser.client;
-    client.goto(&format!("{origin}/")).await.unwrap();
-    client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
-    let result = client.wait().for_element(fantoccini::Locator::Css("#result[data-success]")).await.unwrap();
-    let text = result.text().await.unwrap();
-    assert_eq!(result.attr("data-success").await.ok().flatten().as_deref(), Some("true"), "{text}");
-    let answer: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(answer["claims"]["origin"], json!(origin));
-    assert_eq!(answer["claims"]["action"], json!("login"));
+    // The same app in every engine the suite drives.
+    for engine in Engine::ALL {
+        let browser = start_browser(BrowserOptions { engine, ..BrowserOptions::default() }).await;
+        let client = &browser.client;
+        client.goto(&format!("{origin}/")).await.unwrap();
+        client.wait().for_element(fantoccini::Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+        let result =
+            client.wait().for_element(fantoccini::Locator::Css("#result[data-success]")).await.unwrap();
+        let text = result.text().await.unwrap();
+        assert_eq!(
+            result.attr("data-success").await.ok().flatten().as_deref(),
+            Some("true"),
+            "{engine}: {text}"
+        );
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(answer["claims"]["origin"], json!(origin));
+        assert_eq!(answer["claims"]["action"], json!("login"));
+        let reasons: Vec<&str> =
+            answer["reasons"].as_array().unwrap().iter().filter_map(|r| r["code"].as_str()).collect();
+        for lie in ["tampered_api", "worker_scope_mismatch", "tz_internal_inconsistent"] {
+            assert!(!reasons.contains(&lie), "{engine}: an honest browser raised {lie}: {text}");
+        }
+    }
 
     task.abort();
-    drop(browser);
     let _ = std::fs::remove_dir_all(&scratch);
 }

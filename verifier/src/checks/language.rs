@@ -2,11 +2,16 @@
 
 use meridian_protocol::Claims;
 
-/// The primary language subtag, lower case: `zh-Hans-CN` → `zh`.
+/// The primary language subtag, lower case: `zh-Hans-CN` → `zh`. The
+/// POSIX locale (`C`, `POSIX`, which WebKit reports without a `LANG`) is no
+/// language.
 pub fn primary_language(tag: &str) -> Option<String> {
-    let primary = tag.trim().split(['-', '_']).next()?;
-    (primary.len() >= 2 && primary.len() <= 8 && primary.bytes().all(|b| b.is_ascii_alphabetic()))
-        .then(|| primary.to_ascii_lowercase())
+    let primary = tag.trim().split(['-', '_', '.']).next()?;
+    (primary.len() >= 2
+        && primary.len() <= 8
+        && primary.bytes().all(|b| b.is_ascii_alphabetic())
+        && !primary.eq_ignore_ascii_case("posix"))
+    .then(|| primary.to_ascii_lowercase())
 }
 
 /// The region subtag if it is a two-letter country: `zh-Hans-CN` → `CN`.
@@ -70,6 +75,13 @@ mod tests {
         assert_eq!(locale_region("zh-Hans-CN"), Some("CN"));
         assert_eq!(locale_region("de"), None);
         assert_eq!(preferred_in_header("en;q=0.5, zh-CN;q=0.9, de;q=0").as_deref(), Some("zh"));
+        // WebKit without a LANG: the POSIX locale is no language at all, and
+        // its Intl locale carries a `-u-va-posix` extension.
+        assert_eq!(primary_language("C"), None);
+        assert_eq!(primary_language("POSIX"), None);
+        assert_eq!(primary_language("en-US-u-va-posix").as_deref(), Some("en"));
+        assert_eq!(locale_region("en-US-u-va-posix"), Some("US"));
+        assert!(accept_language_mismatch("en-US", &["C".into()]).is_none());
         assert_eq!(preferred_in_header("zh-CN,zh;q=0.9,en;q=0.8").as_deref(), Some("zh"));
         assert!(accept_language_mismatch("zh-CN,zh;q=0.9", &["en-US".into()]).is_some());
         assert!(accept_language_mismatch("en-US,en;q=0.9", &["en-GB".into()]).is_none());
