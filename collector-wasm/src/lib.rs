@@ -72,7 +72,10 @@ export function keyId(): string | undefined;
 pub struct Session {
     realm: signals::realm::Realm,
     worker_inbox: Option<Object>,
-    sent_at: Option<f64>,
+    /// A `Cell`, so the JavaScript methods borrow the session shared: a
+    /// `&mut self` method makes wasm-bindgen check for aliasing at run time,
+    /// which costs kilobytes of glue.
+    sent_at: core::cell::Cell<Option<f64>>,
 }
 
 #[wasm_bindgen]
@@ -83,13 +86,13 @@ impl Session {
     pub fn new() -> Session {
         let realm = signals::realm::Realm::fresh();
         let worker_inbox = realm.start_worker();
-        Session { realm, worker_inbox, sent_at: None }
+        Session { realm, worker_inbox, sent_at: core::cell::Cell::new(None) }
     }
 
     /// Notes, on the realm's monotonic clock, when the challenge request leaves.
     #[wasm_bindgen(js_name = challengeSent)]
-    pub fn challenge_sent(&mut self) {
-        self.sent_at = Some(self.realm.monotonic_ms());
+    pub fn challenge_sent(&self) {
+        self.sent_at.set(Some(self.realm.monotonic_ms()));
     }
 
     /// Whether the Worker has reported.
@@ -104,7 +107,7 @@ impl Session {
     /// # Errors
     /// When the challenge or action is empty, [`Self::challenge_sent`] was
     /// not called first, or the collector was built without a signing key.
-    pub fn sign(&mut self, challenge: String, action: String) -> Result<String, JsError> {
+    pub fn sign(&self, challenge: String, action: String) -> Result<String, JsError> {
         let Some((seed, kid)) = signing_key() else {
             return Err(JsError::new("meridian: this collector was built without a signing key"));
         };
