@@ -692,3 +692,189 @@ async fn rediss_with_a_private_ca_shares_single_use() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Where a challenge from `serve` was sealed to, read with the test key.
+fn sealed_to(challenge: &str) -> IpAddr {
+    let minter = Minter::new(SEED);
+    let now = jiff::Timestamp::now().as_millisecond();
+    minter.keys.challenge.open(challenge, now, 5_000).unwrap().ip
+}
+
+async fn challenge_with(origin: &str, headers: &[(&str, &[u8])]) -> (u16, Value) {
+    let mut request = client().get(format!("{origin}/v1/challenge"));
+    for (name, value) in headers {
+        request = request.header(*name, reqwest::header::HeaderValue::from_bytes(value).unwrap());
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_ip_is_what_the_trusted_proxy_wrote_not_what_the_client_chose() {
+    let mut serve = Serve::start(
+        "client-ip",
+        &[("MERIDIAN_TRUSTED_PROXIES", "127.0.0.1/32"), ("MERIDIAN_CHALLENGE_RATE_LIMIT", "5")],
+    );
+    // The hop the proxy appended, plus a Forwarded header the client planted.
+    let (_, body) = challenge_with(
+        &serve.origin,
+        &[("x-forwarded-for", b"203.0.113.9"), ("forwarded", b"for=198.51.100.77")],
+    )
+    .await;
+    assert_eq!(sealed_to(body["challenge"].as_str().unwrap()), "203.0.113.9".parse::<IpAddr>().unwrap());
+    // Junk bytes left of the proxy's hop no longer void the header.
+    let (_, body) = challenge_with(&serve.origin, &[("x-forwarded-for", b"\xff\xfe, 203.0.113.10")]).await;
+    assert_eq!(sealed_to(body["challenge"].as_str().unwrap()), "203.0.113.10".parse::<IpAddr>().unwrap());
+
+    // Thirty addresses of one IPv6 /64 share one budget of five.
+    let mut statuses = Vec::new();
+    for n in 0..30u16 {
+        let ip = format!("2001:db8:1:2:{n:x}::1");
+        statuses.push(challenge_with(&serve.origin, &[("x-forwarded-for", ip.as_bytes())]).await.0);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let (status, _) = challenge_with(&serve.origin, &[("x-forwarded-for", b"2001:db8:1:3::1")]).await;
+    assert_eq!(status, 200, "another /64 is another client");
+
+    // An operator whose proxy appends to Forwarded chooses it; then only it counts.
+    let forwarded = Serve::start(
+        "client-ip-forwarded",
+        &[("MERIDIAN_TRUSTED_PROXIES", "127.0.0.1/32"), ("MERIDIAN_CLIENT_IP_HEADER", "forwarded")],
+    );
+    let (_, body) = challenge_with(
+        &forwarded.origin,
+        &[
+            ("x-forwarded-for", b"203.0.113.9"),
+            ("forwarded", b"for=198.51.100.1, for=\"198.51.100.77:4711\""),
+        ],
+    )
+    .await;
+    assert_eq!(sealed_to(body["challenge"].as_str().unwrap()), "198.51.100.77".parse::<IpAddr>().unwrap());
+    assert!(serve.alive() && !serve.stderr().contains("panicked"));
+}
+
+/// Claims of an honest-looking browser in Shanghai with zh-CN.
+fn shanghai_token(n: u64, ip: IpAddr) -> String {
+    let minter = Minter::new(SEED);
+    let mut nonce = [9u8; 16];
+    nonce[..8].copy_from_slice(&n.to_le_bytes());
+    let mut claims = minter.claims(ip, jiff::Timestamp::now().as_millisecond(), nonce);
+    claims.time_zone.zone = "Asia/Shanghai".into();
+    (claims.time_zone.offset_now_min, claims.time_zone.offset_jan_min, claims.time_zone.offset_jul_min) =
+        (480, 480, 480);
+    claims.locale.locale = "zh-CN".into();
+    claims.locale.language = "zh-CN".into();
+    claims.locale.languages = vec!["zh-CN".into(), "zh".into()];
+    if let Some(integrity) = claims.integrity.as_mut() {
+        (integrity.intl_offset_min, integrity.string_offset_min, integrity.historical_offset_s) =
+            (480, Some(480), 29_143);
+    }
+    if let Some(worker) = claims.worker.as_mut() {
+        (worker.zone, worker.offset_now_min, worker.languages) =
+            ("Asia/Shanghai".into(), 480, claims.locale.languages.clone());
+    }
+    minter.sign(&claims)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_countries_and_collector_markers_are_not_free_passes() {
+    let dir = scratch("unknown-policy");
+    std::fs::write(dir.join("policy.toml"), "restricted_regions = [\"CN\"]\n").unwrap();
+    let policy = dir.join("policy.toml");
+    let serve = Serve::start("unknown", &[("MERIDIAN_POLICY_FILE", policy.to_str().unwrap())]);
+    let private: IpAddr = "10.1.2.3".parse().unwrap();
+    let (_, body) =
+        verify(&serve.origin, &json!({ "token": shanghai_token(1, private), "remote_ip": "10.1.2.3" })).await;
+    assert_eq!(body["success"], json!(true), "{body}");
+    assert_ne!(body["verdict"], "allow", "{body}");
+    let codes: Vec<&str> =
+        body["reasons"].as_array().unwrap().iter().filter_map(|r| r["code"].as_str()).collect();
+    assert!(codes.contains(&"ip_country_unknown") && codes.contains(&"restricted_region_claim"), "{body}");
+
+    // Anyone can send the drop-in's error marker: the policy decides.
+    let (status, body) = verify(
+        &serve.origin,
+        &json!({ "token": "meridian-error:wasm-unavailable", "remote_ip": "192.0.2.1" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!((body["success"].clone(), body["verdict"].clone()), (json!(false), json!("review")), "{body}");
+    assert_eq!(codes(&body), ["collector-error"]);
+    assert!(body["message"].as_str().unwrap_or("").contains("collector_error"), "{body}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_floods_and_the_internal_listener() {
+    let internal_port = free_port();
+    let internal_address = format!("127.0.0.1:{internal_port}");
+    let serve = Serve::start(
+        "floods",
+        &[
+            ("MERIDIAN_HEADER_READ_TIMEOUT_MS", "400"),
+            ("MERIDIAN_MAX_CONNECTIONS", "4"),
+            ("MERIDIAN_CHALLENGE_RATE_LIMIT", "0"),
+            ("MERIDIAN_CHALLENGE_BUDGET", "6"),
+            ("MERIDIAN_INTERNAL_LISTEN", &internal_address),
+            ("MERIDIAN_REDIS_URL", &format!("redis://127.0.0.1:{}/", free_port())),
+            ("MERIDIAN_STORE_TIMEOUT_MS", "200"),
+        ],
+    );
+    let address = serve.origin.trim_start_matches("http://").to_owned();
+    // A client that never finishes its request head is cut off.
+    let mut slow = TcpStream::connect(&address).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let started = Instant::now();
+    let mut buffer = [0u8; 256];
+    let read = slow.read(&mut buffer).unwrap_or(0);
+    assert!(started.elapsed() < Duration::from_millis(2_500), "the slow client held its socket");
+    assert!(read == 0 || String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 408"));
+    drop(slow);
+
+    // Past the connection cap, new connections are closed at once.
+    let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&address).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut extra = TcpStream::connect(&address).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(extra.read(&mut buffer).unwrap_or(0), 0, "a fifth connection was served");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // The challenge budget: half of 6 at once, then it refills slowly.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(challenge_with(&serve.origin, &[]).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429], "{statuses:?}");
+
+    // The backend's side is on the internal listener only; readiness names
+    // the store without its error text.
+    let http = client();
+    let public = http.post(format!("{}/v1/verify", serve.origin)).send().await.unwrap();
+    assert_eq!(public.status().as_u16(), 404);
+    assert_eq!(http.get(format!("{}/metrics", serve.origin)).send().await.unwrap().status().as_u16(), 404);
+    let internal = format!("http://{internal_address}");
+    let (status, body) =
+        verify(&internal, &json!({ "token": token(90_000), "remote_ip": "127.0.0.1" })).await;
+    assert_eq!((status, codes(&body)), (503, vec!["internal-error".to_owned()]), "store down: {body}");
+    let ready = http.get(format!("{internal}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let text = ready.text().await.unwrap();
+    assert_eq!(text, "not ready: replay store (redis) unavailable\n");
+
+    // Client request ids: kept when short and printable, replaced otherwise.
+    let long = "x".repeat(200);
+    for (given, kept) in [("abc-123", true), (long.as_str(), false), ("a b", false)] {
+        let response =
+            http.get(format!("{}/healthz", serve.origin)).header("x-request-id", given).send().await.unwrap();
+        let echoed =
+            response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert_eq!(echoed == given, kept, "{given:?} -> {echoed:?}");
+        assert!(!echoed.is_empty());
+    }
+    assert!(serve.stderr().contains("too many open connections"));
+    assert!(!serve.stderr().contains("panicked"));
+}
