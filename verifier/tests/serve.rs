@@ -788,9 +788,9 @@ async fn unknown_countries_and_collector_markers_are_not_free_passes() {
         verify(&serve.origin, &json!({ "token": shanghai_token(1, private), "remote_ip": "10.1.2.3" })).await;
     assert_eq!(body["success"], json!(true), "{body}");
     assert_ne!(body["verdict"], "allow", "{body}");
-    let codes: Vec<&str> =
+    let found: Vec<&str> =
         body["reasons"].as_array().unwrap().iter().filter_map(|r| r["code"].as_str()).collect();
-    assert!(codes.contains(&"ip_country_unknown") && codes.contains(&"restricted_region_claim"), "{body}");
+    assert!(found.contains(&"ip_country_unknown") && found.contains(&"restricted_region_claim"), "{body}");
 
     // Anyone can send the drop-in's error marker: the policy decides.
     let (status, body) = verify(
