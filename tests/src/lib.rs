@@ -11,7 +11,6 @@
 
 #![allow(clippy::panic, reason = "a test harness reports failure by panicking")]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -57,14 +56,12 @@ impl Drop for DemoServer {
     }
 }
 
-/// Serves `app` on `listener` as `meridian serve` does (`TCP_NODELAY`,
-/// the peer's address available to handlers) until the task is aborted.
+/// Serves `app` on `listener` through the accept loop `meridian serve` and
+/// the demo use (connection cap, header timeout, `TCP_NODELAY`, the peer's
+/// address for handlers) until the task is aborted.
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
-    let _ = axum::serve(
-        meridian_verifier::http::no_delay(listener),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await;
+    let limits = meridian_verifier::http::ServeLimits::default();
+    let _ = meridian_verifier::http::serve(listener, app, limits, std::future::pending()).await;
 }
 
 /// Starts the demo in this process.
