@@ -82,5 +82,14 @@ async fn a_page_on_another_origin_uses_the_drop_in_from_the_verifier() {
     assert_eq!(verdict.attr("data-success").await.ok().flatten().as_deref(), Some("true"), "{text}");
     assert!(text.contains(&shop_origin), "the claims name the shop's origin: {text}");
 
+    // The collector files go out as scripts only: not sniffed, not framed.
+    let script = reqwest::get(format!("{verifier_origin}/pkg/meridian.js")).await.unwrap();
+    let header = |name: &str| script.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(
+        header("content-security-policy").as_deref(),
+        Some("default-src 'none'; frame-ancestors 'none'")
+    );
+
     shop_task.abort();
 }

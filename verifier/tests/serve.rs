@@ -65,6 +65,34 @@ impl Redis {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+
+    /// Sends one command in RESP and returns the reply's lines, bulk
+    /// headers (`*`, `$`) left out.
+    fn command(&self, args: &[&str]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut reply = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buffer[..n]);
+            if reply.ends_with(b"\r\n") && reply.len() > 2 {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .filter(|l| !l.starts_with(['*', '$']))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 impl Drop for Redis {
@@ -188,6 +216,13 @@ async fn instances_sharing_redis_accept_each_token_once() {
         assert_eq!(codes(&second), ["replayed"], "token {n} on B: {second}");
     }
     assert!(metric(&a.origin, "meridian_verifications_total{outcome=\"success\"").await >= 100.0);
+    // Spent nonces outlive their challenge (120 s) by a margin for clock
+    // differences between instances.
+    let keys = redis.command(&["KEYS", "meridian:nonce:*"]);
+    let key =
+        keys.lines().find(|l| l.starts_with("meridian:nonce:")).expect("a spent nonce in Redis").to_owned();
+    let ttl: i64 = redis.command(&["PTTL", &key]).trim_start_matches(':').trim().parse().unwrap();
+    assert!(ttl > 120_000 && ttl <= 180_000, "PTTL {ttl} ms");
     assert!(
         metric(&b.origin, "meridian_verifications_total{outcome=\"rejected\",code=\"replayed\"").await
             >= 100.0

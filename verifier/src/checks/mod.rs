@@ -108,7 +108,8 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
             places.push(place);
         }
     }
-    let place_names = places.iter().map(Country::as_str).collect::<Vec<_>>().join("/");
+    // Made only for a sentence: most verifications have none to write.
+    let place_names = || places.iter().map(Country::as_str).collect::<Vec<_>>().join("/");
 
     // The zone name against the offsets the browser reported.
     match &zone {
@@ -132,17 +133,26 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
         );
     } else if !places.is_empty() {
         // The claimed offset against every offset in use where the user may be.
-        let mut offsets: Vec<i32> =
-            places.iter().flat_map(|place| tz::country_offsets(place.as_str(), evidence.at)).collect();
-        offsets.sort_unstable();
-        offsets.dedup();
+        let offsets = match places.as_slice() {
+            [one] => tz::country_offsets(one.as_str(), evidence.at),
+            several => {
+                let mut offsets: Vec<i32> = several
+                    .iter()
+                    .flat_map(|place| tz::country_offsets(place.as_str(), evidence.at))
+                    .collect();
+                offsets.sort_unstable();
+                offsets.dedup();
+                offsets
+            }
+        };
         let claimed = claims.time_zone.offset_now_min;
         if !offsets.is_empty() && !offsets.contains(&claimed) {
             add(
                 ReasonCode::TzOffsetMismatch,
                 format!(
-                    "The browser's clock is at UTC{}, an offset not in use in {place_names} right now (there: {}).",
+                    "The browser's clock is at UTC{}, an offset not in use in {} right now (there: {}).",
                     tz::format_offset(claimed),
+                    place_names(),
                     offsets
                         .iter()
                         .map(|o| format!("UTC{}", tz::format_offset(*o)))
@@ -161,24 +171,27 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
             };
             add(
                 ReasonCode::TzCountryMismatch,
-                format!("The browser's time zone {zone_name} is {whose}, but its IP is in {place_names}."),
+                format!(
+                    "The browser's time zone {zone_name} is {whose}, but its IP is in {}.",
+                    place_names()
+                ),
             );
         }
     }
     if !places.is_empty() {
         // The browser's languages against the languages where the user may be.
-        let spoken: Vec<&str> = places
-            .iter()
-            .flat_map(|place| tables::country_languages(place.as_str()).iter().map(|l| l.code))
-            .collect();
+        let spoken = || {
+            places.iter().flat_map(|place| tables::country_languages(place.as_str()).iter().map(|l| l.code))
+        };
         let mine = language::browser_languages(claims);
-        if !spoken.is_empty() && !mine.is_empty() && !mine.iter().any(|l| spoken.contains(&l.as_str())) {
+        if spoken().next().is_some() && !mine.is_empty() && !mine.iter().any(|l| spoken().any(|s| s == l)) {
             add(
                 ReasonCode::LocaleCountryMismatch,
                 format!(
-                    "The browser's language ({}) is not among the languages of {place_names} ({}).",
+                    "The browser's language ({}) is not among the languages of {} ({}).",
                     mine.join(", "),
-                    spoken.iter().take(4).copied().collect::<Vec<_>>().join(", ")
+                    place_names(),
+                    spoken().take(4).collect::<Vec<_>>().join(", ")
                 ),
             );
         }

@@ -272,6 +272,12 @@ pub fn routers(state: ApiState) -> (Router, Router) {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ))
+            // Scripts and wasm, never documents: nothing here may be framed
+            // or load anything if opened as a page.
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+            ))
             .service(tower_http::services::ServeDir::new(dir.as_ref()));
         challenge = challenge.nest_service("/pkg", files);
     }
