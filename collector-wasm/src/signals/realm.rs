@@ -78,8 +78,11 @@ impl Realm {
         }
         let worker = worker?;
         let inbox = construct("Map", &Array::new())?;
-        let set = get(&inbox, "set").dyn_into::<Function>().ok()?;
-        let handler = set.bind1(&inbox, &"report".into());
+        let set = get(&inbox, "set");
+        // `set.bind(inbox, "report")`, called through `call2`: js-sys's typed
+        // `bind1` brings closure glue (and with it `core::fmt`) into the wasm.
+        let handler =
+            get(&set, "bind").dyn_into::<Function>().ok()?.call2(&set, &inbox, &"report".into()).ok()?;
         Reflect::set(&worker, &"onmessage".into(), &handler).ok()?;
         // Objects of another realm fail `instanceof Object` here: check the type, not the class.
         inbox.is_object().then(|| inbox.unchecked_into())
