@@ -25,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
     // What the proxy appended: the last hop of the last line.
     if header == ClientIpHeader::XForwardedFor
         && let Some(last) = lines.last().and_then(|line| line.rsplit(|b| *b == b',').next())
-        && let Some(appended) = std::str::from_utf8(last).ok().and_then(|t| t.trim().parse::<IpAddr>().ok())
+        // Readable as the rule reads it: ASCII whitespace around it (HTTP's
+        // spaces and tabs, and CR, LF, FF), not Unicode's (a vertical tab).
+        && let Some(appended) = std::str::from_utf8(last.trim_ascii()).ok().and_then(|t| t.parse::<IpAddr>().ok())
     {
         let appended = meridian_verifier::net::canonical_ip(appended);
         if !proxies.contains(appended) {

@@ -249,6 +249,10 @@ mod tests {
         assert_eq!(xff(&proxies, "127.0.0.1", &[b"\xff\xfe", b"203.0.113.9"]), ip("203.0.113.9"));
         // An unreadable hop right of every address: stop at our proxy.
         assert_eq!(xff(&proxies, "127.0.0.1", &[b"203.0.113.9, _hidden"]), ip("127.0.0.1"));
+        // Spaces and tabs around a hop are fine; other bytes make it unreadable
+        // (found by fuzzing: a vertical tab is Unicode whitespace, not HTTP's).
+        assert_eq!(xff(&proxies, "127.0.0.1", &[b"\xff, \t203.0.113.9 "]), ip("203.0.113.9"));
+        assert_eq!(xff(&proxies, "127.0.0.1", &[b"203.0.113.9\x0b"]), ip("127.0.0.1"));
     }
 
     #[test]
