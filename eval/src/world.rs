@@ -179,7 +179,7 @@ pub const CORPORATE_COUNTRIES: &[&str] = &["SG", "MY", "ID", "TH", "VN", "PH", "
 pub fn corporate_network() -> TrustedNetwork {
     TrustedNetwork {
         name: "Example Corp Singapore egress".into(),
-        networks: vec![CORPORATE_EGRESS.into()],
+        networks: vec![CORPORATE_EGRESS.parse().unwrap_or_else(|e| unreachable!("literal network: {e}"))],
         countries: CORPORATE_COUNTRIES.iter().map(|c| (*c).to_owned()).collect(),
     }
 }

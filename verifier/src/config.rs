@@ -263,8 +263,10 @@ impl ServeConfig {
                 // The message and position only: toml's own text quotes the
                 // offending line, which may hold a secret.
                 text.parse::<toml::Table>().map_err(|e| {
-                    let line =
-                        e.span().map_or(0, |span| text[..span.start.min(text.len())].lines().count().max(1));
+                    let line = e.span().map_or(0, |span| {
+                        let before = text.as_bytes().get(..span.start).unwrap_or(text.as_bytes());
+                        before.iter().filter(|b| **b == b'\n').count() + 1
+                    });
                     ConfigError(format!("{}, line {line}: {}", path.display(), e.message().trim()))
                 })?
             }

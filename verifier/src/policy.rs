@@ -196,8 +196,9 @@ pub struct Policy {
 pub struct TrustedNetwork {
     /// A label, shown in the reason sentences and logs.
     pub name: String,
-    /// CIDR blocks, single addresses or ASNs (`AS64500`).
-    pub networks: Vec<String>,
+    /// CIDR blocks, single addresses or ASNs (`AS64500`), parsed when the
+    /// policy is read.
+    pub networks: Vec<NetworkEntry>,
     /// ISO 3166-1 alpha-2 codes of where its users may be.
     pub countries: Vec<String>,
 }
@@ -206,10 +207,9 @@ impl TrustedNetwork {
     /// Whether `ip` (or its AS) is one of this network's.
     pub fn contains(&self, ip: std::net::IpAddr, asn: Option<u32>) -> bool {
         let ip = crate::net::canonical_ip(ip);
-        self.networks.iter().any(|entry| match NetworkEntry::parse(entry) {
-            Some(NetworkEntry::Block(net)) => net.contains(&ip),
-            Some(NetworkEntry::Asn(number)) => asn == Some(number),
-            None => false,
+        self.networks.iter().any(|entry| match entry {
+            NetworkEntry::Block(net) => net.contains(&ip),
+            NetworkEntry::Asn(number) => asn == Some(*number),
         })
     }
 
@@ -219,23 +219,48 @@ impl TrustedNetwork {
     }
 }
 
-/// One entry of [`TrustedNetwork::networks`].
-enum NetworkEntry {
+/// One entry of [`TrustedNetwork::networks`]: written `198.51.100.0/24`,
+/// `198.51.100.7` or `AS64500`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum NetworkEntry {
+    /// A CIDR block (a single address is a /32 or /128).
     Block(ipnet::IpNet),
+    /// An autonomous system.
     Asn(u32),
 }
 
-impl NetworkEntry {
-    fn parse(entry: &str) -> Option<Self> {
+impl std::str::FromStr for NetworkEntry {
+    type Err = String;
+
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
         let entry = entry.trim();
-        if let Some(number) = entry.strip_prefix("AS").or_else(|| entry.strip_prefix("as")) {
-            return number.parse().ok().map(Self::Asn);
+        let parsed = match entry.strip_prefix("AS").or_else(|| entry.strip_prefix("as")) {
+            Some(number) => number.parse().ok().map(Self::Asn),
+            None => entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .ok()
+                .map(Self::Block),
+        };
+        parsed.ok_or_else(|| format!("{entry:?} is not a CIDR block, an IP address or an ASN like AS64500"))
+    }
+}
+
+impl TryFrom<String> for NetworkEntry {
+    type Error = String;
+
+    fn try_from(entry: String) -> Result<Self, Self::Error> {
+        entry.parse()
+    }
+}
+
+impl From<NetworkEntry> for String {
+    fn from(entry: NetworkEntry) -> Self {
+        match entry {
+            NetworkEntry::Block(net) => net.to_string(),
+            NetworkEntry::Asn(number) => format!("AS{number}"),
         }
-        entry
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            .ok()
-            .map(Self::Block)
     }
 }
 
@@ -277,7 +302,8 @@ pub enum PolicyError {
     /// A restricted region is not a two-letter country code.
     #[error("policy: restricted_regions: {0:?} is not an ISO 3166-1 alpha-2 code")]
     BadRegion(String),
-    /// A trusted network's entry or country does not parse.
+    /// A trusted network's country does not parse (its network entries are
+    /// checked as the policy is read).
     #[error("policy: trusted_networks {name:?}: {entry:?} is not {expected}")]
     BadTrustedNetwork {
         /// The network's name.
@@ -317,16 +343,12 @@ impl Policy {
             Country::parse(region).ok_or_else(|| PolicyError::BadRegion(region.clone()))?;
         }
         for network in &self.trusted_networks {
-            let bad = |entry: &String, expected| PolicyError::BadTrustedNetwork {
-                name: network.name.clone(),
-                entry: entry.clone(),
-                expected,
-            };
-            if let Some(entry) = network.networks.iter().find(|e| NetworkEntry::parse(e).is_none()) {
-                return Err(bad(entry, "a CIDR block, an IP address or an ASN like AS64500"));
-            }
             if let Some(entry) = network.countries.iter().find(|c| Country::parse(c).is_none()) {
-                return Err(bad(entry, "an ISO 3166-1 alpha-2 code"));
+                return Err(PolicyError::BadTrustedNetwork {
+                    name: network.name.clone(),
+                    entry: entry.clone(),
+                    expected: "an ISO 3166-1 alpha-2 code",
+                });
             }
         }
         if self.thresholds.review > self.thresholds.deny {
@@ -417,6 +439,21 @@ mod tests {
             Policy::from_toml("[thresholds]\nreview = 90\ndeny = 80"),
             Err(PolicyError::Thresholds { review: 90, deny: 80 })
         );
+    }
+
+    #[test]
+    fn trusted_networks_are_parsed_when_read() {
+        let text = "[[trusted_networks]]\nname = \"egress\"\nnetworks = [\"198.51.100.0/24\", \"AS64500\", \"192.0.2.7\"]\ncountries = [\"SG\"]\n";
+        let policy = Policy::from_toml(text).unwrap();
+        let network = &policy.trusted_networks[0];
+        assert!(network.contains("198.51.100.9".parse().unwrap(), None));
+        assert!(network.contains("203.0.113.1".parse().unwrap(), Some(64_500)));
+        assert!(network.contains("::ffff:192.0.2.7".parse().unwrap(), None));
+        assert!(!network.contains("192.0.2.8".parse().unwrap(), Some(64_501)));
+        let error = Policy::from_toml(&text.replace("AS64500", "AS-nine")).unwrap_err().to_string();
+        assert!(error.contains("AS-nine"), "{error}");
+        let error = Policy::from_toml(&text.replace("\"SG\"", "\"Singapore\"")).unwrap_err();
+        assert!(matches!(error, PolicyError::BadTrustedNetwork { .. }), "{error}");
     }
 
     #[test]

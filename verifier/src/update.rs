@@ -47,6 +47,10 @@ pub const PRIVATE_RELAY_URL: &str = "https://mask-api.icloud.com/egress-ip-range
 /// The Tor Project's bulk exit list.
 pub const TOR_EXITS_URL: &str = "https://check.torproject.org/torbulkexitlist";
 
+/// The largest file accepted: the country databases are tens of MB; a
+/// server streaming without end must not fill the memory.
+pub const MAX_DOWNLOAD_BYTES: usize = 512 << 20;
+
 /// Why one source did not update.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -145,6 +149,9 @@ pub async fn update(
     let mut body = Vec::with_capacity(usize::try_from(total.unwrap_or(0)).unwrap_or(0).min(256 << 20));
     let mut reported = 0usize;
     while let Some(chunk) = response.chunk().await.map_err(|e| download(error_chain(&e)))? {
+        if body.len() + chunk.len() > MAX_DOWNLOAD_BYTES {
+            return Err(download(format!("larger than {} MB", MAX_DOWNLOAD_BYTES >> 20)));
+        }
         body.extend_from_slice(&chunk);
         if body.len() - reported >= 4 << 20 {
             reported = body.len();

@@ -410,7 +410,7 @@ fn corporate_egress() -> Policy {
     Policy {
         trusted_networks: vec![meridian_verifier::policy::TrustedNetwork {
             name: "Example Corp Singapore egress".into(),
-            networks: vec!["192.0.2.16/28".into()],
+            networks: vec!["192.0.2.16/28".parse().unwrap()],
             countries: vec!["SG".into(), "JP".into()],
         }],
         ..restrict_cn()
