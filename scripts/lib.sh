@@ -32,3 +32,34 @@ apt_install() {
 tool_version() { # COMMAND FIELD
   { "$1" --version 2>/dev/null || true; } | awk -v field="$2" 'NR == 1 { print $field }'
 }
+
+# Prints `cargo metadata` (format 1) for Cargo.lock as it is, offline when the crates are already here; arguments go to cargo metadata.
+cargo_metadata() {
+  cargo metadata --format-version 1 --locked --offline --quiet "$@" 2>/dev/null \
+    || cargo metadata --format-version 1 --locked --quiet "$@" \
+    || { warn "cargo metadata failed (does Cargo.lock need updating?)"; return 1; }
+}
+
+# Runs a Node.js script (scripts/setup installs Node.js before anything reads cargo metadata).
+_node() {
+  command -v node >/dev/null 2>&1 || { warn "node is needed to read cargo metadata (run scripts/setup)"; return 1; }
+  node -e "$@"
+}
+
+# Prints the one version of crate NAME in the dependency graph Cargo.lock pins; more arguments go to cargo metadata (--no-deps, --filter-platform TARGET).
+crate_version() { # NAME [CARGO-METADATA-ARG...]
+  local name=$1 metadata
+  shift
+  metadata=$(cargo_metadata "$@") || return 1
+  # shellcheck disable=SC2016 # JavaScript, with its own template strings
+  _node '
+    const name = process.argv[1];
+    const { packages } = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    const versions = [...new Set(packages.filter(p => p.name === name).map(p => p.version))];
+    if (versions.length !== 1) {
+      console.error(`${name}: cargo metadata lists ${versions.length ? "versions " + versions.join(", ") : "no such crate"}, not exactly one`);
+      process.exit(1);
+    }
+    console.log(versions[0]);
+  ' "$name" <<<"$metadata"
+}
