@@ -63,3 +63,10 @@ crate_version() { # NAME [CARGO-METADATA-ARG...]
     console.log(versions[0]);
   ' "$name" <<<"$metadata"
 }
+
+# Prints the directory cargo builds into (CARGO_TARGET_DIR, build.target-dir, or target/ in the workspace).
+cargo_target_dir() {
+  local metadata
+  metadata=$(cargo_metadata --no-deps) || return 1
+  _node 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).target_directory)' <<<"$metadata"
+}
