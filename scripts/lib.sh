@@ -70,3 +70,23 @@ cargo_target_dir() {
   metadata=$(cargo_metadata --no-deps) || return 1
   _node 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).target_directory)' <<<"$metadata"
 }
+
+# Retries COMMAND until it succeeds; after SECONDS, or as soon as process PID (unless empty) exits, dies naming SERVICE and showing the end of its LOG.
+wait_for() { # SERVICE LOG SECONDS PID COMMAND...
+  local service=$1 log=$2 timeout=$3 pid=$4 problem=
+  shift 4
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      problem="exited before it was ready"
+    elif [ "$SECONDS" -ge "$deadline" ]; then
+      problem="was not ready after ${timeout}s"
+    fi
+    if [ -n "$problem" ]; then
+      warn "$service $problem (waited for: $*); its log is $log"
+      [ -s "$log" ] && tail -n 20 "$log" | sed 's/^/    /' >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
