@@ -7,41 +7,12 @@ use meridian_verifier::verdict::Verdict;
 
 use crate::SimulatedOrigin;
 
-const STYLE: &str = r#"
-:root { color-scheme: light dark; --accent: #2457d6; --ok: #1f7a3d; --warn: #9a6200; --bad: #b3261e; --muted: #667; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; background: Canvas; color: CanvasText; }
-main { max-width: 46rem; margin: 0 auto; padding: 2rem 1.25rem 4rem; }
-h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
-p.lead { color: var(--muted); margin-top: 0; }
-form.login { display: grid; gap: .9rem; max-width: 24rem; margin: 2rem 0; }
-label { display: grid; gap: .25rem; font-weight: 600; }
-input[type=email], input[type=password] { font: inherit; padding: .6rem .7rem; border: 1px solid #99a; border-radius: .4rem; }
-button { font: inherit; font-weight: 600; padding: .7rem; border: 0; border-radius: .4rem; background: var(--accent); color: white; cursor: pointer; }
-button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid #ffbf47; outline-offset: 2px; }
-.verdict { padding: 1rem 1.25rem; border-radius: .5rem; color: white; margin: 1.5rem 0; }
-.verdict.allow { background: var(--ok); } .verdict.review { background: var(--warn); } .verdict.deny { background: var(--bad); }
-.verdict strong { font-size: 1.3rem; }
-table { border-collapse: collapse; width: 100%; margin: .5rem 0 1.5rem; }
-th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid #ccd; vertical-align: top; }
-th { width: 40%; font-weight: 600; }
-code { font-size: .9em; overflow-wrap: anywhere; }
-ul.errors li { margin: .3rem 0; }
-footer { margin-top: 3rem; color: var(--muted); font-size: .9rem; }
-select { font: inherit; padding: .5rem; border-radius: .4rem; }
-.sides { display: grid; grid-template-columns: 1fr 1fr; gap: 1.25rem; }
-.sides section { border: 1px solid #ccd; border-radius: .5rem; padding: .25rem 1rem .5rem; }
-@media (max-width: 40rem) { .sides { grid-template-columns: 1fr; } }
-ul.reasons { padding-left: 1.1rem; } ul.reasons li { margin: .5rem 0; }
-.weight { font-variant-numeric: tabular-nums; color: var(--muted); }
-.confidence { color: var(--muted); font-size: .85em; }
-.note { color: var(--muted); font-size: .9rem; }
-figure { margin: 1.5rem 0; } figure svg { width: 100%; height: auto; display: block; }
-figcaption { color: var(--muted); font-size: .95rem; margin-top: .4rem; }
-@media (max-width: 40rem) { #offset-strip text { font-size: 20px; } }
-section.about { margin-top: 2.5rem; border-top: 1px solid #ccd; padding-top: 1rem; }
-section.about h2 { font-size: 1.2rem; } section.about li { margin: .3rem 0; }
-"#;
+/// Where the pages link their style sheet.
+pub const STYLESHEET_PATH: &str = "/static/demo.css";
+
+/// The style sheet, built into the binary so the demo looks the same
+/// wherever it is started from.
+pub const STYLESHEET: &str = include_str!("../static/demo.css");
 
 /// What the demo checks and what it does not, on both pages.
 const ABOUT: &str = r#"<section class="about" id="about" aria-labelledby="about-title">
@@ -72,7 +43,7 @@ fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{title}</title><style>{STYLE}</style></head><body><main>{body}\
+<title>{title}</title><link rel=\"stylesheet\" href=\"{STYLESHEET_PATH}\"></head><body><main>{body}\
 <footer>Meridian checks whether a browser's own clock, time zone and language agree with where its traffic comes from. \
 Nothing leaves this server. IP data: country by the NRO (CC BY 4.0), ASN by RouteViews and \
 <a href=\"https://db-ip.com\">IP Geolocation by DB-IP</a> (CC BY 4.0).</footer></main></body></html>\n",
