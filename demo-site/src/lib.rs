@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use axum::response::Html;
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use meridian_verifier::clock::{Clock, SystemClock};
 use meridian_verifier::geo::IpIntel;
@@ -192,6 +192,7 @@ pub fn app(config: DemoConfig) -> Result<Router, String> {
     let pages = Router::new()
         .route("/", get(login_page))
         .route("/login", get(login_page).post(login))
+        .route(pages::STYLESHEET_PATH, get(stylesheet))
         .layer(header("content-security-policy", PAGE_POLICY))
         .layer(header("x-frame-options", "DENY"))
         .layer(header("x-content-type-options", "nosniff"))
@@ -203,10 +204,24 @@ pub fn app(config: DemoConfig) -> Result<Router, String> {
 
 /// The pages' Content-Security-Policy: scripts only from this origin (the
 /// drop-in), WebAssembly compiled from them, the collector's Worker from a
-/// `blob:` URL, the inline style sheet, and no framing by anyone.
+/// `blob:` URL, the style sheet from this origin (no inline styles), and no
+/// framing by anyone.
 pub const PAGE_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-    style-src 'self' 'unsafe-inline'; worker-src blob:; img-src 'self' data:; object-src 'none'; \
+    style-src 'self'; worker-src blob:; img-src 'self' data:; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The pages' style sheet, from the copy built into the binary. It carries
+/// its own headers, so it is served the same wherever it is mounted.
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        pages::STYLESHEET,
+    )
+}
 
 async fn login_page(State(state): State<DemoState>) -> Html<String> {
     Html(pages::login(&state.simulated))
