@@ -27,102 +27,241 @@ impl Verdict {
     }
 }
 
-/// Stable reason codes (`reasons[].code`). Never renamed; new ones may come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
-pub enum ReasonCode {
-    /// The claimed UTC offset is none of the IP country's offsets.
-    TzOffsetMismatch,
+/// Declares [`ReasonCode`] and its one table of facts: every reason is one
+/// entry, and everything else (the wire name, the title on pages, the
+/// sentence in the docs, the policy's default weight, the confidence its
+/// evidence alone gives) is read from here.
+macro_rules! reason_codes {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident = $code:literal {
+            title: $title:literal,
+            fires_when: $fires_when:literal,
+            weight: $weight:literal,
+            confidence: $confidence:ident $(,)?
+        }
+    ),* $(,)?) => {
+        /// Stable reason codes (`reasons[].code`). Never renamed; new ones may come.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        #[non_exhaustive]
+        #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+        pub enum ReasonCode {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl ReasonCode {
+            /// Every reason code, in the order of the table.
+            pub const ALL: &'static [ReasonCode] = &[$(Self::$variant),*];
+
+            /// What is known about this reason.
+            pub const fn spec(self) -> &'static ReasonSpec {
+                match self {
+                    $(Self::$variant => &ReasonSpec {
+                        code: $code,
+                        title: $title,
+                        fires_when: $fires_when,
+                        default_weight: $weight,
+                        confidence: Confidence::$confidence,
+                    },)*
+                }
+            }
+        }
+    };
+}
+
+/// The facts of one [`ReasonCode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReasonSpec {
+    /// The stable snake_case name, as in the answer and the policy's `[weights]`.
+    pub code: &'static str,
+    /// A short title for people (the demo's result page, consoles).
+    pub title: &'static str,
+    /// When it fires, in a sentence (the README's table).
+    pub fires_when: &'static str,
+    /// Its weight unless the policy says otherwise.
+    pub default_weight: u32,
+    /// What its evidence is worth on its own ([`grade`] raises it).
+    pub confidence: Confidence,
+}
+
+reason_codes! {
+    /// The claimed UTC offset is none of the IP country's offsets. Default
+    /// weight 20: travellers with a home clock trip it, together with the
+    /// zone and language mismatches they also trip (20 + 10 + 10), so the
+    /// three together still allow (docs/EVALUATION.md).
+    TzOffsetMismatch = "tz_offset_mismatch" {
+        title: "The clock's UTC offset is not used in the IP's country",
+        fires_when: "the browser's UTC offset at signing is none of the offsets in use in the IP's country at that instant (far-away exits)",
+        weight: 20,
+        confidence: Low,
+    },
     /// The claimed zone is not a zone of the IP country.
-    TzCountryMismatch,
+    TzCountryMismatch = "tz_country_mismatch" {
+        title: "The time zone belongs to another country",
+        fires_when: "the browser's zone (links resolved: `Asia/Calcutta`, `Europe/Kiev`) is not a zone of the IP's country — catches near exits with the same offset",
+        weight: 10,
+        confidence: Low,
+    },
     /// The zone name disagrees with the offsets the browser reported.
-    TzInternalInconsistent,
+    /// Default weight 50: an honest browser cannot produce it.
+    TzInternalInconsistent = "tz_internal_inconsistent" {
+        title: "The time zone and the clock disagree",
+        fires_when: "the zone name disagrees with the offsets the browser reported now and on 1 Jan / 1 Jul (naive spoofing)",
+        weight: 50,
+        confidence: High,
+    },
     /// The locale's region and languages do not fit the IP country.
-    LocaleCountryMismatch,
+    LocaleCountryMismatch = "locale_country_mismatch" {
+        title: "The language is not one of the IP country's",
+        fires_when: "neither the Intl locale's language nor the first preferred language is spoken in the IP's country (CLDR)",
+        weight: 10,
+        confidence: Low,
+    },
     /// The `Accept-Language` header disagrees with `navigator.languages`.
-    AcceptLanguageMismatch,
+    AcceptLanguageMismatch = "accept_language_mismatch" {
+        title: "The page and the network stack report different languages",
+        fires_when: "the `Accept-Language` header prefers another language than `navigator.languages`",
+        weight: 25,
+        confidence: Medium,
+    },
     /// A time or language API was replaced in the page.
-    TamperedApi,
+    TamperedApi = "tampered_api" {
+        title: "Time or language functions were replaced in the page",
+        fires_when: "a time or language API in the page is not the browser's own (replaced, Proxy-wrapped, or hidden behind a patched `toString`)",
+        weight: 60,
+        confidence: High,
+    },
     /// A worker sees another zone or language than the page.
-    WorkerScopeMismatch,
+    WorkerScopeMismatch = "worker_scope_mismatch" {
+        title: "A worker sees a different zone or language",
+        fires_when: "a dedicated Worker sees another zone, offset or language than the page",
+        weight: 50,
+        confidence: High,
+    },
     /// The browser clock is off by more than the tolerance.
-    ClockSkew,
-    /// The IP is in a restricted region.
-    RestrictedRegionIp,
-    /// The browser's zone and languages point into a restricted region.
-    RestrictedRegionClaim,
+    ClockSkew = "clock_skew" {
+        title: "The clock is far off",
+        fires_when: "the skew interval lies entirely outside the tolerance (300 s)",
+        weight: 10,
+        confidence: Low,
+    },
+    /// The IP is in a restricted region. Default weight 100: deny on its own.
+    RestrictedRegionIp = "restricted_region_ip" {
+        title: "The connection comes from a restricted region",
+        fires_when: "the IP is in a restricted region",
+        weight: 100,
+        confidence: High,
+    },
+    /// The browser's zone and languages point into a restricted region
+    /// while the IP is elsewhere. Default weight 75: deny together with the
+    /// zone mismatch that always comes with it.
+    RestrictedRegionClaim = "restricted_region_claim" {
+        title: "The browser points to a restricted region",
+        fires_when: "the zone points into a restricted region and the locale's region or main language agrees, while the IP is elsewhere",
+        weight: 75,
+        confidence: Medium,
+    },
     /// The IP belongs to a hosting or VPN network.
-    HostingIp,
+    HostingIp = "hosting_ip" {
+        title: "The connection comes from a hosting or VPN network",
+        fires_when: "the IP's AS is on the hosting/VPN list (`verifier/data/hosting_asns.csv`)",
+        weight: 25,
+        confidence: Medium,
+    },
     /// The IP changed between challenge and verification.
-    IpChanged,
+    IpChanged = "ip_changed" {
+        title: "The connection's IP changed during sign-in",
+        fires_when: "the IP at challenge time differs from the IP at login",
+        weight: 10,
+        confidence: Medium,
+    },
     /// The browser is driven by automation.
-    Automation,
+    Automation = "automation" {
+        title: "The browser is automated",
+        fires_when: "`navigator.webdriver` is true",
+        weight: 40,
+        confidence: High,
+    },
     /// The replay store could not be asked and the verifier is configured
     /// to fail open: this token may have been used before.
-    ReplayUnchecked,
+    ReplayUnchecked = "replay_unchecked" {
+        title: "Single use could not be checked",
+        fires_when: "the replay store could not answer and the verifier is configured to fail open",
+        weight: 50,
+        confidence: High,
+    },
     /// The browser withholds its time zone the way privacy browsers do
     /// (Firefox's `resistFingerprinting`, Tor Browser, Mullvad Browser,
     /// LibreWolf): the zone is not a claim, so zone checks are skipped.
-    PrivacyBrowser,
+    /// Default weight 10: many careful people use one; under restricted
+    /// regions the policy's `withheld_zone` decides.
+    PrivacyBrowser = "privacy_browser" {
+        title: "The browser withholds its time zone",
+        fires_when: "the browser withholds its zone (`UTC`, or `Atlantic/Reykjavik` without an Icelandic sign, offset 0 all year — Firefox's resistFingerprinting, Tor and Mullvad Browser): zone checks are skipped; under restricted regions the policy's `withheld_zone` (default `review`) is the least verdict",
+        weight: 10,
+        confidence: High,
+    },
     /// The IP is an egress of a privacy relay (iCloud Private Relay,
     /// Cloudflare WARP) that keeps the user's region, not a VPN exit.
-    PrivacyRelay,
-    /// The IP is a Tor exit: the network says nothing about the user's place.
-    TorExit,
+    /// Default weight 10: ordinary phones use it.
+    PrivacyRelay = "privacy_relay" {
+        title: "The connection comes through a privacy relay",
+        fires_when: "the IP is an iCloud Private Relay egress (country from Apple's list) or Cloudflare WARP, not a VPN exit",
+        weight: 10,
+        confidence: High,
+    },
+    /// The IP is a Tor exit: the network says nothing about the user's
+    /// place. Default weight 50 (review on its own).
+    TorExit = "tor_exit" {
+        title: "The connection comes from Tor",
+        fires_when: "the IP is a Tor exit",
+        weight: 50,
+        confidence: High,
+    },
     /// The IP's country is unknown: a private or reserved address, or one
     /// the country database does not locate. Unknown is not innocent.
-    IpCountryUnknown,
+    /// Default weight 15: a misconfigured proxy or a fresh range is not an
+    /// attack, but no network check can speak for the login.
+    IpCountryUnknown = "ip_country_unknown" {
+        title: "The connection's country is unknown",
+        fires_when: "no country is known for the IP (private, reserved or unlocated); with restricted-region claims the verdict is at least `review`",
+        weight: 15,
+        confidence: Medium,
+    },
 }
 
 impl ReasonCode {
     /// The stable snake_case name, as in the answer.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TzOffsetMismatch => "tz_offset_mismatch",
-            Self::TzCountryMismatch => "tz_country_mismatch",
-            Self::TzInternalInconsistent => "tz_internal_inconsistent",
-            Self::LocaleCountryMismatch => "locale_country_mismatch",
-            Self::AcceptLanguageMismatch => "accept_language_mismatch",
-            Self::TamperedApi => "tampered_api",
-            Self::WorkerScopeMismatch => "worker_scope_mismatch",
-            Self::ClockSkew => "clock_skew",
-            Self::RestrictedRegionIp => "restricted_region_ip",
-            Self::RestrictedRegionClaim => "restricted_region_claim",
-            Self::HostingIp => "hosting_ip",
-            Self::IpChanged => "ip_changed",
-            Self::Automation => "automation",
-            Self::ReplayUnchecked => "replay_unchecked",
-            Self::PrivacyBrowser => "privacy_browser",
-            Self::PrivacyRelay => "privacy_relay",
-            Self::TorExit => "tor_exit",
-            Self::IpCountryUnknown => "ip_country_unknown",
-        }
+    pub const fn as_str(self) -> &'static str {
+        self.spec().code
     }
 
     /// A short title for people (the demo's result page, consoles).
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::TzOffsetMismatch => "The clock's UTC offset is not used in the IP's country",
-            Self::TzCountryMismatch => "The time zone belongs to another country",
-            Self::TzInternalInconsistent => "The time zone and the clock disagree",
-            Self::LocaleCountryMismatch => "The language is not one of the IP country's",
-            Self::AcceptLanguageMismatch => "The page and the network stack report different languages",
-            Self::TamperedApi => "Time or language functions were replaced in the page",
-            Self::WorkerScopeMismatch => "A worker sees a different zone or language",
-            Self::ClockSkew => "The clock is far off",
-            Self::RestrictedRegionIp => "The connection comes from a restricted region",
-            Self::RestrictedRegionClaim => "The browser points to a restricted region",
-            Self::HostingIp => "The connection comes from a hosting or VPN network",
-            Self::IpChanged => "The connection's IP changed during sign-in",
-            Self::Automation => "The browser is automated",
-            Self::ReplayUnchecked => "Single use could not be checked",
-            Self::PrivacyBrowser => "The browser withholds its time zone",
-            Self::PrivacyRelay => "The connection comes through a privacy relay",
-            Self::TorExit => "The connection comes from Tor",
-            Self::IpCountryUnknown => "The connection's country is unknown",
+    pub const fn title(self) -> &'static str {
+        self.spec().title
+    }
+
+    /// The code named `name` (its snake_case wire name).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|code| code.as_str() == name)
+    }
+
+    /// The README's table of reasons, generated from [`ReasonCode::ALL`]
+    /// (a test keeps README.md equal to it).
+    pub fn markdown_table() -> String {
+        let mut table = String::from("| reason | default weight | fires when |\n|---|---|---|\n");
+        for code in Self::ALL {
+            let spec = code.spec();
+            table.push_str(&format!("| `{}` | {} | {} |\n", spec.code, spec.default_weight, spec.fires_when));
         }
+        table
+    }
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -165,31 +304,7 @@ impl Reason {
     /// A reason with the confidence its evidence alone gives; the checks
     /// raise it when other reasons corroborate ([`grade`]).
     pub fn new(code: ReasonCode, weight: u32, detail: String) -> Self {
-        Self { code, weight, detail, confidence: base_confidence(code) }
-    }
-}
-
-/// What a reason's evidence is worth on its own.
-fn base_confidence(code: ReasonCode) -> Confidence {
-    use ReasonCode as C;
-    match code {
-        C::TamperedApi
-        | C::TzInternalInconsistent
-        | C::WorkerScopeMismatch
-        | C::Automation
-        | C::RestrictedRegionIp
-        | C::ReplayUnchecked
-        | C::TorExit
-        | C::PrivacyRelay
-        | C::PrivacyBrowser => Confidence::High,
-        C::RestrictedRegionClaim
-        | C::AcceptLanguageMismatch
-        | C::HostingIp
-        | C::IpChanged
-        | C::IpCountryUnknown => Confidence::Medium,
-        C::TzOffsetMismatch | C::TzCountryMismatch | C::LocaleCountryMismatch | C::ClockSkew => {
-            Confidence::Low
-        }
+        Self { code, weight, detail, confidence: code.spec().confidence }
     }
 }
 
@@ -233,5 +348,35 @@ pub fn grade(reasons: &mut [Reason]) {
             _ => reason.confidence,
         };
         reason.confidence = reason.confidence.max(raised);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_the_wire_names() {
+        for code in ReasonCode::ALL {
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json.as_str(), Some(code.as_str()), "serde and the table agree");
+            assert_eq!(ReasonCode::from_name(code.as_str()), Some(*code));
+            assert!(code.title().len() > 8 && code.spec().fires_when.len() > 8, "{code}");
+        }
+        let mut names: Vec<&str> = ReasonCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ReasonCode::ALL.len(), "every name is unique");
+    }
+
+    #[test]
+    fn the_readme_table_is_generated_from_the_table() {
+        let readme = include_str!("../../README.md");
+        let table = ReasonCode::markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's reason table differs from verdict.rs; replace it with:\n\n{table}"
+        );
     }
 }
