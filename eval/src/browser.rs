@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 use meridian_tests::{BrowserOptions, DemoOptions, spoof, start_browser, start_demo_configured, verify};
-use meridian_verifier::net::TrustedProxies;
 use serde_json::{Value, json};
 
 use crate::corpus::{Case, Engine, Spoof};
@@ -113,7 +112,7 @@ pub async fn sample(cases: &[Case], count: usize) -> Result<Vec<BrowserResult>, 
     let demo = start_demo_configured(DemoOptions {
         intel: crate::world::intel(),
         policy: Some(evaluate::policy("restrict-cn")?),
-        trusted_proxies: TrustedProxies::parse(["127.0.0.1/32"]).map_err(|e| e.to_string())?,
+        trusted_proxies: vec!["127.0.0.1/32".into()],
     })
     .await;
     let deployment = Deployment::new();

@@ -58,10 +58,13 @@ pub const POLICIES: [&str; 3] = ["restrict-cn", "neutral", "restrict-cn-corporat
 /// On a policy name the evaluation does not know.
 pub fn policy(name: &str) -> Result<Policy, String> {
     match name {
-        "restrict-cn" => Ok(Policy { restricted_regions: vec!["CN".into()], ..Policy::default() }),
+        "restrict-cn" => Ok(Policy {
+            restricted_regions: meridian_verifier::geo::Country::parse("CN").into_iter().collect(),
+            ..Policy::default()
+        }),
         "neutral" => Ok(Policy::default()),
         "restrict-cn-corporate" => Ok(Policy {
-            restricted_regions: vec!["CN".into()],
+            restricted_regions: meridian_verifier::geo::Country::parse("CN").into_iter().collect(),
             trusted_networks: vec![crate::world::corporate_network()],
             ..Policy::default()
         }),

@@ -180,7 +180,10 @@ pub fn corporate_network() -> TrustedNetwork {
     TrustedNetwork {
         name: "Example Corp Singapore egress".into(),
         networks: vec![CORPORATE_EGRESS.parse().unwrap_or_else(|e| unreachable!("literal network: {e}"))],
-        countries: CORPORATE_COUNTRIES.iter().map(|c| (*c).to_owned()).collect(),
+        countries: CORPORATE_COUNTRIES
+            .iter()
+            .filter_map(|c| meridian_verifier::geo::Country::parse(c))
+            .collect(),
     }
 }
 

@@ -28,7 +28,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group};
 use ed25519_dalek::{Signer, SigningKey};
 use jiff::Timestamp;
-use meridian_verifier::geo::IpIntel;
+use meridian_verifier::geo::{Country, IpIntel};
 use meridian_verifier::replay::MemoryReplayStore;
 use meridian_verifier::testkit::Minter;
 use meridian_verifier::{Policy, Verifier, VerifyInput};
@@ -127,7 +127,8 @@ async fn verify_all(verifier: &Verifier, tokens: &[String], ip: IpAddr, now: Tim
 
 fn verifier_for(keys: meridian_verifier::Keys, store: MemoryReplayStore) -> Verifier {
     let (intel, _) = intel();
-    let policy = Policy { restricted_regions: vec!["CN".into()], ..Policy::default() };
+    let policy =
+        Policy { restricted_regions: Country::parse("CN").into_iter().collect(), ..Policy::default() };
     Verifier::new(keys, policy, Arc::new(store)).with_intel(Arc::new(intel))
 }
 

@@ -10,21 +10,19 @@ use serde::Serialize;
 
 use crate::checks::{self, Evidence};
 use crate::error::{ErrorCode, TokenError};
-use crate::geo::{Country, IpFacts, IpIntel};
+use crate::geo::{IpFacts, IpIntel};
 use crate::keys::Keys;
 use crate::net::canonical_ip;
 use crate::policy::{Policy, StoreFailure};
 use crate::replay::{ReplayStore, Spend};
-use crate::token::{ClockSkew, UntrustedToken, VerifiedClaims, VerifyRules};
+use crate::token::{Binding, ClockSkew, UntrustedToken, VerifiedClaims};
 use crate::verdict::{Reason, ReasonCode, Verdict};
 
 /// Verifies tokens, spends their challenges and weighs the claims against
 /// the network; share one per process.
 pub struct Verifier {
     keys: Keys,
-    rules: VerifyRules,
     policy: Policy,
-    restricted: Vec<Country>,
     /// Swapped whole when the data files are reloaded (SIGHUP).
     intel: arc_swap::ArcSwap<IpIntel>,
     store: Arc<dyn ReplayStore>,
@@ -34,8 +32,7 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("collector_keys", &self.keys.collector.len())
-            .field("rules", &self.rules)
-            .field("restricted", &self.restricted)
+            .field("restricted", &self.policy.restricted_regions)
             .field("intel", &self.intel)
             .field("store", &self.store.kind())
             .finish()
@@ -159,19 +156,29 @@ impl VerifyOutcome {
     }
 }
 
+/// A token that passed every check of its own and whose nonce is spent (or,
+/// failing open, could not be): what the claims checks consume.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    verified: VerifiedClaims,
+    single_use: SingleUse,
+}
+
+/// Whether single use was enforced.
+#[derive(Debug)]
+enum SingleUse {
+    /// The nonce was fresh and is now spent.
+    Enforced,
+    /// The store could not answer and the policy fails open.
+    Unchecked(String),
+}
+
 impl Verifier {
     /// A verifier trusting `keys`, applying `policy`, spending nonces in
     /// `store`. Without [`Self::with_intel`] no IP database is consulted.
     pub fn new(keys: Keys, policy: Policy, store: Arc<dyn ReplayStore>) -> Self {
         checks::tz::preload();
-        Self {
-            keys,
-            rules: policy.verify_rules(),
-            restricted: policy.restricted(),
-            policy,
-            intel: arc_swap::ArcSwap::from_pointee(IpIntel::none()),
-            store,
-        }
+        Self { keys, policy, intel: arc_swap::ArcSwap::from_pointee(IpIntel::none()), store }
     }
 
     /// Uses these IP databases.
@@ -184,12 +191,6 @@ impl Verifier {
     /// flight finish with the old ones, the next use the new.
     pub fn replace_intel(&self, intel: Arc<IpIntel>) {
         self.intel.store(intel);
-    }
-
-    /// Replaces the token rules (origins, actions, leeway, size).
-    pub fn with_rules(mut self, rules: VerifyRules) -> Self {
-        self.rules = rules;
-        self
     }
 
     /// The policy in force.
@@ -207,126 +208,63 @@ impl Verifier {
         &self.keys
     }
 
-    /// The rules in force.
-    pub fn rules(&self) -> &VerifyRules {
-        &self.rules
-    }
-
     /// The replay store.
     pub fn store(&self) -> &dyn ReplayStore {
         self.store.as_ref()
     }
 
-    /// Verifies one request at `now` and explains the result.
+    /// Verifies one request at `now` and explains the result, in one pass:
+    /// parse → signature → challenge → binding → spend → checks → score.
     pub async fn verify(&self, input: &VerifyInput<'_>, now: Timestamp) -> VerifyOutcome {
         let facts = self.intel.load().lookup(input.remote_ip);
         match self.accept(input, now).await {
-            Ok(verified) => {
-                // The claims move into the outcome: no copy on the hot path.
-                let mut outcome = self.weigh(&verified, input, facts, now);
-                outcome.claims = Some(verified.into_claims());
-                outcome
-            }
-            Err(TokenError::StoreUnavailable(why)) if self.policy.store_failure == StoreFailure::Open => {
-                // Failing open: everything but single use was checked.
-                match self.check(input, now) {
-                    Ok(verified) => {
-                        tracing::warn!(%why, "replay store unavailable; accepting without the single-use check");
-                        let mut outcome = self.assess(&verified, input, facts, now);
-                        let weight = self.policy.weights.of(ReasonCode::ReplayUnchecked);
-                        outcome.reasons.push(Reason::new(
-                            ReasonCode::ReplayUnchecked,
-                            weight,
-                            "The replay store could not be reached, so this token may have been used before."
-                                .into(),
-                        ));
-                        (outcome.score, outcome.verdict) = self.score(&outcome.reasons);
-                        outcome
-                    }
-                    Err(error) => VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts)),
-                }
-            }
-            Err(error @ TokenError::CollectorFailed { .. }) => {
-                // Anyone can type the marker: the policy decides what it means.
-                let verdict = self.policy.collector_error;
-                let mut outcome = VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts));
-                outcome.verdict = verdict;
-                outcome.score = match verdict {
-                    Verdict::Allow => 0,
-                    Verdict::Review => u8::try_from(self.policy.thresholds.review.min(100)).unwrap_or(100),
-                    Verdict::Deny => 100,
-                };
-                outcome.message = Some(format!(
-                    "The page's collector could not run and sent its error marker instead of a token; the policy's collector_error makes that `{}`.",
-                    verdict.as_str()
-                ));
-                outcome
-            }
-            Err(error) => VerifyOutcome::rejected(error, Network::new(input.remote_ip, facts)),
+            Ok(accepted) => self.judge(accepted, input, facts, now),
+            Err(error) => self.refuse(error, Network::new(input.remote_ip, facts)),
         }
     }
 
-    /// Checks the token, its binding to this request, and spends its nonce.
+    /// Checks the token and its binding to this request, and spends its
+    /// nonce.
     ///
     /// # Errors
     /// The first [`TokenError`] found.
-    pub async fn accept(
+    pub(crate) async fn accept(
         &self,
         input: &VerifyInput<'_>,
         now: Timestamp,
-    ) -> Result<VerifiedClaims, TokenError> {
-        let verified = self.check(input, now)?;
+    ) -> Result<Accepted, TokenError> {
+        let verified = UntrustedToken::parse(input.token)?
+            .check_signature(&self.keys.collector, now)?
+            .open_challenge(&self.keys.challenge, now)?;
+        Binding {
+            allowed_origins: &self.policy.allowed_origins,
+            allowed_actions: &self.policy.allowed_actions,
+            expected_origin: input.expected_origin,
+            expected_action: input.expected_action,
+        }
+        .check(verified.claims())?;
         let challenge = verified.challenge();
-        match self.store.spend(challenge.nonce, challenge.expires_at_ms, now.as_millisecond()).await {
-            Ok(Spend::Fresh) => Ok(verified),
-            Ok(Spend::Replayed) => Err(TokenError::Replayed),
-            Err(e) => Err(TokenError::StoreUnavailable(e.to_string())),
-        }
+        let single_use =
+            match self.store.spend(challenge.nonce, challenge.expires_at_ms, now.as_millisecond()).await {
+                Ok(Spend::Fresh) => SingleUse::Enforced,
+                Ok(Spend::Replayed) => return Err(TokenError::Replayed),
+                Err(e) if self.policy.store_failure == StoreFailure::Open => {
+                    SingleUse::Unchecked(e.to_string())
+                }
+                Err(e) => return Err(TokenError::StoreUnavailable(e.to_string())),
+            };
+        Ok(Accepted { verified, single_use })
     }
 
-    /// Everything [`Self::accept`] checks except single use.
-    fn check(&self, input: &VerifyInput<'_>, now: Timestamp) -> Result<VerifiedClaims, TokenError> {
-        let token = input.token.trim();
-        if token.len() > self.rules.max_token_bytes {
-            return Err(TokenError::TooLarge { len: token.len(), max: self.rules.max_token_bytes });
-        }
-        let verified = UntrustedToken::parse(token)?.verify(&self.keys, &self.rules, now)?;
-        let claims = verified.claims();
-        if input.expected_origin.is_some_and(|origin| origin != claims.origin) {
-            return Err(TokenError::OriginMismatch { found: claims.origin.clone() });
-        }
-        if input.expected_action.is_some_and(|action| action != claims.action) {
-            return Err(TokenError::ActionMismatch { found: claims.action.clone() });
-        }
-        Ok(verified)
-    }
-
-    /// The risk score and verdict of these reasons under the policy.
-    fn score(&self, reasons: &[Reason]) -> (u8, Verdict) {
-        self.policy.score(reasons)
-    }
-
-    /// Weighs verified claims against the network and the policy.
-    pub fn assess(
+    /// Weighs accepted claims against the network and the policy.
+    fn judge(
         &self,
-        verified: &VerifiedClaims,
+        accepted: Accepted,
         input: &VerifyInput<'_>,
         facts: IpFacts,
         now: Timestamp,
     ) -> VerifyOutcome {
-        let mut outcome = self.weigh(verified, input, facts, now);
-        outcome.claims = Some(verified.claims().clone());
-        outcome
-    }
-
-    /// [`Self::assess`] without the claims in the outcome.
-    fn weigh(
-        &self,
-        verified: &VerifiedClaims,
-        input: &VerifyInput<'_>,
-        facts: IpFacts,
-        now: Timestamp,
-    ) -> VerifyOutcome {
+        let Accepted { verified, single_use } = accepted;
         let claims = verified.claims();
         let challenge = verified.challenge();
         // The instant the claims describe: the browser's signing time, but
@@ -343,8 +281,18 @@ impl Verifier {
             network: &facts,
             accept_language: input.accept_language.filter(|h| !h.trim().is_empty()),
         };
-        let reasons = checks::run(&evidence, &self.policy, &self.restricted);
-        let (score, verdict) = self.score(&reasons);
+        let mut reasons = checks::run(&evidence, &self.policy);
+        if let SingleUse::Unchecked(why) = single_use {
+            tracing::warn!(%why, "replay store unavailable; accepting without the single-use check");
+            let code = ReasonCode::ReplayUnchecked;
+            reasons.push(Reason::new(
+                code,
+                self.policy.weights.of(code),
+                "The replay store could not be reached, so this token may have been used before.".into(),
+            ));
+        }
+        let (score, verdict) = self.policy.score(&reasons);
+        let clock = verified.skew();
         VerifyOutcome {
             success: true,
             verdict,
@@ -352,10 +300,32 @@ impl Verifier {
             reasons,
             error_codes: Vec::new(),
             network: Some(Network::new(input.remote_ip, facts)),
-            claims: None,
-            clock: Some(verified.skew()),
+            // The claims move into the outcome: no copy on the hot path.
+            claims: Some(verified.into_claims()),
+            clock: Some(clock),
             message: None,
             error: None,
         }
+    }
+
+    /// The outcome for a token that is not acceptable.
+    fn refuse(&self, error: TokenError, network: Network) -> VerifyOutcome {
+        let TokenError::CollectorFailed { .. } = error else {
+            return VerifyOutcome::rejected(error, network);
+        };
+        // Anyone can type the marker: the policy decides what it means.
+        let verdict = self.policy.collector_error;
+        let mut outcome = VerifyOutcome::rejected(error, network);
+        outcome.verdict = verdict;
+        outcome.score = match verdict {
+            Verdict::Allow => 0,
+            Verdict::Review => u8::try_from(self.policy.thresholds.review.min(100)).unwrap_or(100),
+            Verdict::Deny => 100,
+        };
+        outcome.message = Some(format!(
+            "The page's collector could not run and sent its error marker instead of a token; the policy's collector_error makes that `{}`.",
+            verdict.as_str()
+        ));
+        outcome
     }
 }

@@ -5,9 +5,9 @@ use meridian_protocol::jws::{CompactJws, JwsError};
 use meridian_protocol::{Claims, ClaimsError};
 use serde::Serialize;
 
-use crate::challenge::OpenedChallenge;
+use crate::challenge::{ChallengeKeys, OpenedChallenge};
 use crate::error::TokenError;
-use crate::keys::Keys;
+use crate::keys::{CollectorKeys, Keys};
 
 /// What the drop-in puts into the token field when the collector cannot
 /// run, followed by the kind of failure.
@@ -16,9 +16,15 @@ pub const COLLECTOR_ERROR_PREFIX: &str = "meridian-error:";
 /// The largest token accepted, in bytes. A genuine token is about 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
-/// What makes a token acceptable beyond its signature. Every field documents
-/// its default; the defaults are the safe choice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How far a challenge's issue time may lie ahead of `now`: verifier
+/// instances' clocks disagree slightly.
+pub const LEEWAY_MS: i64 = 5_000;
+
+/// What makes a token acceptable beyond its signature, for
+/// [`UntrustedToken::verify`] used on its own ([`crate::Verifier`] reads
+/// the same lists from its [`crate::Policy`]). The defaults are the safe
+/// choice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyRules {
     /// Page origins a token may come from (`https://shop.example`). Empty
     /// means any origin — only sensible when each verify request names its
@@ -26,21 +32,32 @@ pub struct VerifyRules {
     pub allowed_origins: Vec<String>,
     /// Actions a token may be collected for. Empty means any. Default: empty.
     pub allowed_actions: Vec<String>,
-    /// How far a challenge's issue time may lie ahead of `now` (verifier
-    /// instances' clocks disagree slightly). Default: 5 000 ms.
-    pub leeway_ms: i64,
-    /// Largest token in bytes. Default: [`MAX_TOKEN_BYTES`].
-    pub max_token_bytes: usize,
 }
 
-impl Default for VerifyRules {
-    fn default() -> Self {
-        Self {
-            allowed_origins: Vec::new(),
-            allowed_actions: Vec::new(),
-            leeway_ms: 5_000,
-            max_token_bytes: MAX_TOKEN_BYTES,
+/// What one verification requires of the claims' origin and action: the
+/// configured lists (empty: any) and the request's own expectations.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Binding<'a> {
+    pub(crate) allowed_origins: &'a [String],
+    pub(crate) allowed_actions: &'a [String],
+    pub(crate) expected_origin: Option<&'a str>,
+    pub(crate) expected_action: Option<&'a str>,
+}
+
+impl Binding<'_> {
+    /// Checks the claims' origin, then their action.
+    pub(crate) fn check(&self, claims: &Claims) -> Result<(), TokenError> {
+        let origin_ok = (self.allowed_origins.is_empty() || self.allowed_origins.contains(&claims.origin))
+            && self.expected_origin.is_none_or(|origin| origin == claims.origin);
+        if !origin_ok {
+            return Err(TokenError::OriginMismatch { found: claims.origin.clone() });
         }
+        let action_ok = (self.allowed_actions.is_empty() || self.allowed_actions.contains(&claims.action))
+            && self.expected_action.is_none_or(|action| action == claims.action);
+        if !action_ok {
+            return Err(TokenError::ActionMismatch { found: claims.action.clone() });
+        }
+        Ok(())
     }
 }
 
@@ -59,16 +76,12 @@ impl<'a> UntrustedToken<'a> {
     /// [`TokenError::Missing`], [`TokenError::TooLarge`],
     /// [`TokenError::Malformed`] or [`TokenError::UnsupportedAlgorithm`].
     pub fn parse(token: &'a str) -> Result<Self, TokenError> {
-        Self::parse_with_limit(token, MAX_TOKEN_BYTES)
-    }
-
-    fn parse_with_limit(token: &'a str, max: usize) -> Result<Self, TokenError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
-        if token.len() > max {
-            return Err(TokenError::TooLarge { len: token.len(), max });
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge { len: token.len(), max: MAX_TOKEN_BYTES });
         }
         if let Some(kind) = token.strip_prefix(COLLECTOR_ERROR_PREFIX) {
             let kind: String =
@@ -108,18 +121,54 @@ impl<'a> UntrustedToken<'a> {
         rules: &VerifyRules,
         now: Timestamp,
     ) -> Result<VerifiedClaims, TokenError> {
-        let now_ms = now.as_millisecond();
+        let verified = self.check_signature(&keys.collector, now)?.open_challenge(&keys.challenge, now)?;
+        Binding {
+            allowed_origins: &rules.allowed_origins,
+            allowed_actions: &rules.allowed_actions,
+            expected_origin: None,
+            expected_action: None,
+        }
+        .check(verified.claims())?;
+        Ok(verified)
+    }
+
+    /// The first step of verification: the key the token names is a valid
+    /// collector key at `now`, its signature verifies, and the payload is
+    /// claims.
+    ///
+    /// # Errors
+    /// [`TokenError::UnknownKey`], [`TokenError::BadSignature`] or
+    /// [`TokenError::Malformed`].
+    pub fn check_signature(&self, keys: &CollectorKeys, now: Timestamp) -> Result<SignedClaims, TokenError> {
         let kid = self.kid().ok_or(TokenError::UnknownKey { kid: None })?;
         let key = keys
-            .collector
-            .get(kid, now_ms)
+            .get(kid, now.as_millisecond())
             .ok_or_else(|| TokenError::UnknownKey { kid: Some(kid.to_owned()) })?;
         self.jws.verify(key).map_err(|_| TokenError::BadSignature)?;
         let claims = Claims::from_json(self.jws.payload()).map_err(claims_error)?;
-        let challenge = keys
-            .challenge
-            .open(&claims.challenge, now_ms, rules.leeway_ms)
-            .map_err(TokenError::BadChallenge)?;
+        Ok(SignedClaims { claims, kid: kid.to_owned() })
+    }
+}
+
+/// Claims a collector key signed, whose challenge is not checked yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedClaims {
+    claims: Claims,
+    kid: String,
+}
+
+impl SignedClaims {
+    /// The second step: the challenge is one this verifier issued (MAC),
+    /// still alive at `now`, and the browser's clock sample fits inside
+    /// its life.
+    ///
+    /// # Errors
+    /// [`TokenError::BadChallenge`], [`TokenError::Expired`] or
+    /// [`TokenError::ImplausibleClock`].
+    pub fn open_challenge(self, keys: &ChallengeKeys, now: Timestamp) -> Result<VerifiedClaims, TokenError> {
+        let Self { claims, kid } = self;
+        let now_ms = now.as_millisecond();
+        let challenge = keys.open(&claims.challenge, now_ms, LEEWAY_MS).map_err(TokenError::BadChallenge)?;
         if now_ms >= challenge.expires_at_ms {
             return Err(TokenError::Expired { now_ms, expires_at_ms: challenge.expires_at_ms });
         }
@@ -138,14 +187,8 @@ impl<'a> UntrustedToken<'a> {
                 lifetime_ms,
             });
         }
-        if !rules.allowed_origins.is_empty() && !rules.allowed_origins.contains(&claims.origin) {
-            return Err(TokenError::OriginMismatch { found: claims.origin });
-        }
-        if !rules.allowed_actions.is_empty() && !rules.allowed_actions.contains(&claims.action) {
-            return Err(TokenError::ActionMismatch { found: claims.action });
-        }
         let skew = ClockSkew::from_sample(&claims, &challenge);
-        Ok(VerifiedClaims { claims, challenge, kid: kid.to_owned(), skew })
+        Ok(VerifiedClaims { claims, challenge, kid, skew })
     }
 }
 

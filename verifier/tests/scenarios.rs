@@ -89,7 +89,10 @@ fn neutral() -> Policy {
 }
 
 fn restrict_cn() -> Policy {
-    Policy { restricted_regions: vec!["CN".into()], ..Policy::default() }
+    Policy {
+        restricted_regions: meridian_verifier::geo::Country::parse("CN").into_iter().collect(),
+        ..Policy::default()
+    }
 }
 
 const ALL_TZ: &[ReasonCode] =
@@ -411,7 +414,10 @@ fn corporate_egress() -> Policy {
         trusted_networks: vec![meridian_verifier::policy::TrustedNetwork {
             name: "Example Corp Singapore egress".into(),
             networks: vec!["192.0.2.16/28".parse().unwrap()],
-            countries: vec!["SG".into(), "JP".into()],
+            countries: ["SG", "JP"]
+                .iter()
+                .filter_map(|c| meridian_verifier::geo::Country::parse(c))
+                .collect(),
         }],
         ..restrict_cn()
     }
@@ -636,9 +642,9 @@ async fn an_unknown_country_with_restricted_claims_is_at_least_review_whatever_t
         .unwrap();
     fn light() -> Policy {
         let mut policy = restrict_cn();
-        policy.weights.restricted_region_claim = 1;
-        policy.weights.ip_country_unknown = 1;
-        policy.weights.locale_country_mismatch = 0;
+        policy.weights.set(ReasonCode::RestrictedRegionClaim, 1);
+        policy.weights.set(ReasonCode::IpCountryUnknown, 1);
+        policy.weights.set(ReasonCode::LocaleCountryMismatch, 0);
         policy
     }
     let outcome = run(&Scenario { policy: light, ..*shanghai }, &intel).await;

@@ -89,7 +89,8 @@ pub fn withholds_zone(claims: &Claims, ip_country: Option<Country>) -> bool {
 }
 
 /// Runs every check and returns the reasons found, strongest first.
-pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> Vec<Reason> {
+pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
+    let restricted = policy.restricted_regions.as_slice();
     let mut reasons = Vec::new();
     let mut add = |code: ReasonCode, detail: String| {
         reasons.push(Reason::new(code, policy.weights.of(code), detail));
@@ -103,7 +104,7 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy, restricted: &[Country]) -> 
     // operator trusts, the countries its users are in.
     let trusted = policy.trusted_network(evidence.remote_ip, evidence.network.asn);
     let mut places: Vec<Country> = country.into_iter().collect();
-    for place in trusted.into_iter().flat_map(|network| network.countries()) {
+    for place in trusted.into_iter().flat_map(|network| network.countries.iter().copied()) {
         if !places.contains(&place) {
             places.push(place);
         }

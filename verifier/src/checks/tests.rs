@@ -72,8 +72,8 @@ proptest! {
             network: &network,
             accept_language: accept_language.as_deref(),
         };
-        let policy = Policy { restricted_regions: vec!["CN".into()], ..Policy::default() };
-        let reasons = run(&evidence, &policy, &policy.restricted());
+        let policy = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
+        let reasons = run(&evidence, &policy);
         prop_assert!(reasons.windows(2).all(|w| w[0].weight >= w[1].weight));
     }
 }

@@ -51,6 +51,21 @@ impl std::fmt::Display for Country {
     }
 }
 
+impl std::str::FromStr for Country {
+    type Err = String;
+
+    fn from_str(code: &str) -> Result<Self, Self::Err> {
+        Self::parse(code.trim()).ok_or_else(|| format!("{code:?} is not an ISO 3166-1 alpha-2 code"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Country {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        code.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl serde::Serialize for Country {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
