@@ -1,12 +1,21 @@
-//! The HTTP API (feature `http`): `GET /v1/challenge`, `POST /v1/verify`,
-//! `GET /.well-known/jwks.json`, `GET /healthz`.
+//! The HTTP API (feature `http`).
+//!
+//! Public (pages and browsers): `GET /v1/challenge`, `GET /pkg/…` (the
+//! built collector, when configured), `GET /.well-known/jwks.json`,
+//! `GET /healthz`, `GET /openapi.json`. The backend's side, on the internal
+//! listener when one is configured: `POST /v1/verify`, `GET /readyz`,
+//! `GET /metrics`.
 //!
 //! [`router`] is a plain function of its state, so a backend can mount it in
-//! its own axum app and tests can drive it with `tower::ServiceExt::oneshot`.
-//! A backend that embeds the verifier takes [`Checked`] in its login
-//! handler instead: its own form plus the verdict.
+//! its own axum app and tests can drive it with `tower::ServiceExt::oneshot`;
+//! [`crate::deployment::Deployment`] builds that state from a configuration.
+//! Refusals are one type, [`ApiError`] (status, stable code, message), made
+//! by the extractors ([`Authorized`], [`ApiJson`], [`ClientIp`]) and the
+//! handlers alike. A backend that embeds the verifier takes [`Checked`] in
+//! its login handler instead: its own form plus the verdict.
 
 mod client_ip;
+mod error;
 mod extract;
 mod metrics;
 mod routes;
@@ -35,6 +44,7 @@ use crate::clock::Clock;
 use crate::net::TrustedProxies;
 
 pub use client_ip::{ClientIp, NoClientAddress};
+pub use error::{ApiError, ApiJson, Authorized};
 pub use extract::{CheckRejection, Checked, LoginCheck, MAX_FORM_BYTES, TOKEN_FIELD};
 pub use metrics::Metrics;
 
@@ -287,7 +297,11 @@ pub fn routers(state: ApiState) -> (Router, Router) {
         .route("/openapi.json", get(routes::openapi))
         .merge(challenge.layer(cors));
     let internal = Router::new()
-        .route("/v1/verify", post(routes::verify))
+        .route(
+            "/v1/verify",
+            post(routes::verify)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), routes::count_refusals)),
+        )
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics));
     (with_limits(public, state.clone()), with_limits(internal, state))

@@ -3,16 +3,14 @@
 use std::net::IpAddr;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
+use super::error::{ApiError, ApiJson, Authorized, Refused, outcome_response};
 use super::metrics::OutcomeLabels;
-use super::secret::any_matches;
 use crate::error::ErrorCode;
 use crate::{VerifyInput, VerifyOutcome};
 
@@ -77,34 +75,26 @@ pub(crate) async fn openapi() -> Response {
     (status = 200, description = "A fresh challenge", body = ChallengeResponse),
     (status = 429, description = "Too many challenges from this address (`rate-limited`)", body = crate::VerifyOutcome),
 ))]
-pub(crate) async fn challenge(State(state): State<ApiState>, client: super::ClientIp) -> Response {
-    let ip = client.0;
+pub(crate) async fn challenge(
+    State(state): State<ApiState>,
+    client: super::ClientIp,
+) -> Result<Response, ApiError> {
     if let Err(why) = state.allow_challenge(client) {
         state.metrics.challenges_limited.inc();
-        return outcome_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            VerifyOutcome::invalid_request(ErrorCode::RateLimited, why),
-        );
+        return Err(ApiError::rate_limited(why));
     }
     let now_ms = state.clock().now().as_millisecond();
-    match state.verifier().keys().challenge.issue(ip, now_ms) {
-        Ok(issued) => {
-            state.metrics.challenges.inc();
-            let body = ChallengeResponse {
-                challenge: issued.challenge,
-                server_time_ms: issued.issued_at_ms,
-                expires_in_s: issued.expires_in_s,
-            };
-            ([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response()
-        }
-        Err(error) => {
-            tracing::error!(%error, "no randomness for a challenge nonce");
-            outcome_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                VerifyOutcome::invalid_request(ErrorCode::InternalError, "could not issue a challenge"),
-            )
-        }
-    }
+    let issued = state.verifier().keys().challenge.issue(client.0, now_ms).map_err(|error| {
+        tracing::error!(%error, "no randomness for a challenge nonce");
+        ApiError::internal("could not issue a challenge")
+    })?;
+    state.metrics.challenges.inc();
+    let body = ChallengeResponse {
+        challenge: issued.challenge,
+        server_time_ms: issued.issued_at_ms,
+        expires_in_s: issued.expires_in_s,
+    };
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
 }
 
 /// Body of `POST /v1/verify`.
@@ -133,84 +123,15 @@ pub(crate) struct VerifyRequest {
 ))]
 pub(crate) async fn verify(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+    _: Authorized,
+    ApiJson(request): ApiJson<VerifyRequest>,
+) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let response = verify_request(&state, &headers, body).await;
-    // Let the other requests that are already ready be verified before this
-    // response is written. Under load the responses then leave in bursts,
-    // and a client on the same host (a backend beside its verifier) is woken
-    // once per burst instead of once per response: on loopback that wake-up
-    // is paid on the verifier's core: 12 % of its time in a profile
-    // (docs/BENCHMARKS.md). With nothing else ready it resumes at once.
-    tokio::task::yield_now().await;
-    state.metrics.verify_seconds.observe(started.elapsed().as_secs_f64());
-    response
-}
-
-async fn verify_request(
-    state: &ApiState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !any_matches(&state.inner.secrets, presented) {
-        return invalid_counted(
-            state,
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "a valid `Authorization: Bearer <verify secret>` header is required",
-        );
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("request body exceeds {} bytes", super::MAX_BODY_BYTES)
-            } else {
-                "request body could not be read".to_owned()
-            };
-            return invalid_counted(state, status, ErrorCode::BadRequest, message);
-        }
-    };
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return invalid_counted(
-            state,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::BadRequest,
-            "Content-Type must be application/json",
-        );
-    }
-    let request: VerifyRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(_) => {
-            return invalid_counted(
-                state,
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                "body is not a JSON verify request",
-            );
-        }
-    };
-    let Some(remote_ip) = request.remote_ip.as_deref().and_then(|ip| ip.trim().parse::<IpAddr>().ok()) else {
-        return invalid_counted(
-            state,
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "`remote_ip` must be the client's IPv4 or IPv6 address",
-        );
-    };
+    let remote_ip = request
+        .remote_ip
+        .as_deref()
+        .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+        .ok_or_else(|| ApiError::bad_request("`remote_ip` must be the client's IPv4 or IPv6 address"))?;
     let input = VerifyInput {
         token: request.token.as_deref().unwrap_or(""),
         remote_ip,
@@ -220,7 +141,7 @@ async fn verify_request(
     };
     let outcome = state.verifier().verify(&input, state.clock().now()).await;
     match &outcome.error {
-        None => tracing::info!(verdict = ?outcome.verdict, score = outcome.score, "token verified"),
+        None => tracing::info!(verdict = outcome.verdict.as_str(), score = outcome.score, "token verified"),
         Some(error) => tracing::info!(code = %error.code(), %error, "token rejected"),
     }
     if matches!(outcome.error, Some(crate::TokenError::StoreUnavailable(_)))
@@ -234,7 +155,34 @@ async fn verify_request(
     } else {
         StatusCode::OK
     };
-    outcome_response(status, outcome)
+    // Let the other requests that are already ready be verified before this
+    // response is written. Under load the responses then leave in bursts,
+    // and a client on the same host (a backend beside its verifier) is woken
+    // once per burst instead of once per response: on loopback that wake-up
+    // is paid on the verifier's core: 12 % of its time in a profile
+    // (docs/BENCHMARKS.md). With nothing else ready it resumes at once.
+    tokio::task::yield_now().await;
+    state.metrics.verify_seconds.observe(started.elapsed().as_secs_f64());
+    Ok(outcome_response(status, outcome))
+}
+
+/// Counts the `/v1/verify` requests refused before verification (auth,
+/// shape), whichever extractor refused them.
+pub(crate) async fn count_refusals(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(Refused(code)) = response.extensions().get::<Refused>() {
+        let labels = OutcomeLabels {
+            outcome: "rejected".to_owned(),
+            code: code.as_str().to_owned(),
+            verdict: crate::verdict::Verdict::Deny.as_str().to_owned(),
+        };
+        state.metrics.rejected_requests.get_or_create(&labels).inc();
+    }
+    response
 }
 
 /// The collector public keys.
@@ -262,17 +210,6 @@ fn labels(outcome: &VerifyOutcome) -> OutcomeLabels {
         code: outcome.error_codes.first().map(|c| c.as_str()).unwrap_or("").to_owned(),
         verdict: outcome.verdict.as_str().to_owned(),
     }
-}
-
-fn invalid_counted(
-    state: &ApiState,
-    status: StatusCode,
-    code: ErrorCode,
-    message: impl Into<String>,
-) -> Response {
-    let outcome = VerifyOutcome::invalid_request(code, message);
-    state.metrics.rejected_requests.get_or_create(&labels(&outcome)).inc();
-    outcome_response(status, outcome)
 }
 
 /// Readiness: configured databases loaded and the replay store reachable.
@@ -310,10 +247,4 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// The only place an outcome becomes a response: clients get the stable
-/// shape, never internal error text.
-fn outcome_response(status: StatusCode, outcome: VerifyOutcome) -> Response {
-    (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(outcome)).into_response()
 }
