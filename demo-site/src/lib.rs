@@ -5,7 +5,7 @@
 mod pages;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,40 +14,30 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use meridian_verifier::clock::{Clock, SystemClock};
-use meridian_verifier::geo::IpIntel;
-use meridian_verifier::http::{ApiState, VerifySecret, router};
-use meridian_verifier::net::TrustedProxies;
-use meridian_verifier::replay::MemoryReplayStore;
+use meridian_verifier::config::{Secret, ServeConfig};
+use meridian_verifier::deployment::Deployment;
+use meridian_verifier::geo::{Country, IpIntel};
+use meridian_verifier::http::{ApiState, VerifySecret};
 use meridian_verifier::verdict::ReasonCode;
-use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Policy, Verifier, VerifyInput};
+use meridian_verifier::{Policy, VerifyInput};
 use serde::Deserialize;
-use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// Everything the demo needs to run.
+/// The demo's settings: a [`ServeConfig`] read like `meridian serve`'s
+/// (the same `MERIDIAN_<KEY>` variables and formats) over the demo's own
+/// defaults, plus what only a demo has.
 pub struct DemoConfig {
-    /// Folder with `keys/jwks.json` and `pkg/` (the built collector).
-    pub home: PathBuf,
-    /// Origins the login page is served from; tokens from others are refused.
-    pub origins: Vec<String>,
-    /// Verify secret for the `/v1/verify` API.
-    pub verify_secret: VerifySecret,
-    /// Set when the secret was generated because none was configured.
+    /// The verifier's configuration.
+    pub serve: ServeConfig,
+    /// Set when the verify secret was generated because none was configured.
     pub generated_secret: Option<String>,
-    /// Challenge MAC key, random per run unless configured.
-    pub challenge_key: ChallengeKey,
     /// The clock (tests shift it).
     pub clock: Arc<dyn Clock>,
-    /// The policy; the demo's restricts `CN`, as in the motivating case.
-    pub policy: Policy,
-    /// IP databases.
-    pub intel: Arc<IpIntel>,
+    /// IP databases to use instead of the files in `data_dir` (tests).
+    pub intel: Option<IpIntel>,
     /// Sample network origins a visitor can pretend to come from (demo
     /// only: `meridian serve` has no such thing).
     pub simulated_origins: Vec<SimulatedOrigin>,
-    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` the demo
-    /// believes (none by default).
-    pub trusted_proxies: TrustedProxies,
 }
 
 /// A sample IP the demo lets a visitor on localhost pretend to come from.
@@ -61,7 +51,32 @@ pub struct SimulatedOrigin {
 
 /// The demo's default policy: neutral weights, `CN` restricted.
 pub fn demo_policy() -> Policy {
-    Policy { restricted_regions: vec!["CN".into()], ..Policy::default() }
+    Policy { restricted_regions: Country::parse("CN").into_iter().collect(), ..Policy::default() }
+}
+
+/// The demo's defaults, under whatever `MERIDIAN_<KEY>` variables say: the
+/// keys, collector and data in `home`, tokens only from the demo's own
+/// origins, `CN` restricted, no per-IP challenge limit (one person clicking
+/// around, and the browser tests, fetch many).
+///
+/// # Errors
+/// When the default policy cannot be written as TOML (never).
+pub fn demo_defaults(home: &Path, listen: SocketAddr) -> Result<toml::Table, String> {
+    let path = |p: PathBuf| toml::Value::String(p.display().to_string());
+    let mut table = toml::Table::new();
+    table.insert("listen".into(), listen.to_string().into());
+    table.insert("jwks".into(), path(home.join("keys/jwks.json")));
+    table.insert("collector_dir".into(), path(home.join("pkg")));
+    table.insert("data_dir".into(), path(home.join("data")));
+    table.insert("replay_capacity".into(), 100_000.into());
+    table.insert("challenge_rate_limit".into(), 0.into());
+    table.insert(
+        "allowed_origins".into(),
+        toml::Value::Array(local_origins(listen).into_iter().map(toml::Value::String).collect()),
+    );
+    let policy = toml::Value::try_from(demo_policy()).map_err(|e| format!("demo policy: {e}"))?;
+    table.insert("policy".into(), policy);
+    Ok(table)
 }
 
 /// Sample origins in the default country database (ip-location-db,
@@ -82,63 +97,37 @@ pub fn default_simulated_origins() -> Vec<SimulatedOrigin> {
 }
 
 impl DemoConfig {
-    /// Reads `MERIDIAN_HOME` (default `.meridian`), `MERIDIAN_VERIFY_SECRET`
-    /// (generated when unset) and `MERIDIAN_CHALLENGE_KEY` (random when unset).
+    /// Reads `MERIDIAN_HOME` (default `.meridian`) and every `MERIDIAN_<KEY>`
+    /// variable `meridian serve` reads, over [`demo_defaults`]; generates a
+    /// verify secret when none is set.
     ///
     /// # Errors
     /// A sentence naming the variable that is wrong.
     pub fn from_env(listen: SocketAddr) -> Result<Self, String> {
         let home = PathBuf::from(std::env::var("MERIDIAN_HOME").unwrap_or_else(|_| ".meridian".into()));
-        let (verify_secret, generated_secret) = match std::env::var("MERIDIAN_VERIFY_SECRET") {
-            Ok(secret) if !secret.is_empty() => {
-                (VerifySecret::new(&secret).map_err(|e| format!("MERIDIAN_VERIFY_SECRET: {e}"))?, None)
-            }
-            _ => {
-                let (text, secret) =
-                    VerifySecret::generate().map_err(|e| format!("no secure randomness: {e}"))?;
-                (secret, Some(text))
-            }
-        };
-        let challenge_key = match std::env::var("MERIDIAN_CHALLENGE_KEY") {
-            Ok(key) if !key.is_empty() => ChallengeKey::from_base64url(1, &key)
-                .map_err(|_| "MERIDIAN_CHALLENGE_KEY: not 32 bytes of base64url".to_owned())?,
-            _ => ChallengeKey::random(1).map_err(|e| format!("no secure randomness: {e}"))?,
-        };
-        let data = home.join("data");
-        let files = meridian_verifier::geo::DataFiles::in_dir(&data);
-        if files.country_db.is_none() {
-            tracing::warn!(
-                "no country database in {}: countries are unknown (run scripts/setup)",
-                data.display()
-            );
+        let serve = ServeConfig::load_over(demo_defaults(&home, listen)?, None, std::env::vars())
+            .map_err(|e| e.to_string())?;
+        Self::new(serve)
+    }
+
+    /// The demo with this configuration, the system clock and the sample
+    /// origins; a verify secret is generated when none is configured.
+    ///
+    /// # Errors
+    /// When the system has no secure randomness.
+    pub fn new(mut serve: ServeConfig) -> Result<Self, String> {
+        let mut generated_secret = None;
+        if serve.verify_secret.is_empty() {
+            let (text, _) = VerifySecret::generate().map_err(|e| format!("no secure randomness: {e}"))?;
+            serve.verify_secret.push(Secret::new(text.clone()));
+            generated_secret = Some(text);
         }
-        let intel = files.open().map_err(|e| e.to_string())?;
-        let proxies = std::env::var("MERIDIAN_TRUSTED_PROXIES").unwrap_or_default();
-        let trusted_proxies =
-            TrustedProxies::parse(proxies.split(',').map(str::trim).filter(|p| !p.is_empty()))
-                .map_err(|e| format!("MERIDIAN_TRUSTED_PROXIES: {e}"))?;
-        let trusted_proxies = match std::env::var("MERIDIAN_CLIENT_IP_HEADER") {
-            Ok(name) if !name.trim().is_empty() => {
-                trusted_proxies
-                    .with_header(meridian_verifier::net::ClientIpHeader::parse(&name).ok_or_else(|| {
-                    format!(
-                        "MERIDIAN_CLIENT_IP_HEADER: {name:?} is not x-forwarded-for, forwarded or x-real-ip"
-                    )
-                })?)
-            }
-            _ => trusted_proxies,
-        };
         Ok(Self {
-            home,
-            origins: local_origins(listen),
-            verify_secret,
+            serve,
             generated_secret,
-            challenge_key,
             clock: Arc::new(SystemClock),
-            policy: demo_policy(),
-            intel: Arc::new(intel),
+            intel: None,
             simulated_origins: default_simulated_origins(),
-            trusted_proxies,
         })
     }
 }
@@ -159,47 +148,67 @@ struct DemoState {
     simulated: Arc<Vec<SimulatedOrigin>>,
 }
 
-/// The demo's router: pages, the collector's files and the verifier API.
-///
-/// # Errors
-/// When the collector keys or the built collector are missing.
-pub fn app(config: DemoConfig) -> Result<Router, String> {
-    let jwks_path = config.home.join("keys/jwks.json");
-    let jwks = std::fs::read_to_string(&jwks_path)
-        .map_err(|e| format!("cannot read {} ({e}); run scripts/setup first", jwks_path.display()))?;
-    let collector =
-        CollectorKeys::from_jwks_json(&jwks).map_err(|e| format!("{}: {e}", jwks_path.display()))?;
-    let pkg = config.home.join("pkg");
-    if !pkg.join("meridian.js").exists() {
-        return Err(format!("the collector is not built in {}; run scripts/setup first", pkg.display()));
+/// The demo, assembled: the verifier (through the same composition root as
+/// `meridian serve`) and the pages.
+pub struct Demo {
+    deployment: Deployment,
+    simulated: Vec<SimulatedOrigin>,
+}
+
+impl Demo {
+    /// Builds the verifier and checks the demo's files are in place. Call
+    /// inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// When the collector keys or the built collector are missing, or a
+    /// setting is wrong.
+    pub fn build(config: DemoConfig) -> Result<Self, String> {
+        let DemoConfig { serve, clock, intel, simulated_origins, .. } = config;
+        if !serve.jwks.exists() {
+            return Err(format!("cannot read {}; run scripts/setup first", serve.jwks.display()));
+        }
+        if let Some(pkg) = &serve.collector_dir
+            && !pkg.join("meridian.js").exists()
+        {
+            return Err(format!("the collector is not built in {}; run scripts/setup first", pkg.display()));
+        }
+        let mut builder = Deployment::builder(serve).clock(clock);
+        if let Some(intel) = intel {
+            builder = builder.intel(intel);
+        }
+        let deployment = builder.build().map_err(|e| e.to_string())?;
+        Ok(Self { deployment, simulated: simulated_origins })
     }
-    let challenge =
-        ChallengeKeys::new(vec![config.challenge_key], meridian_verifier::challenge::DEFAULT_LIFETIME_S)
-            .ok_or("challenge lifetime must be positive")?;
-    let policy = Policy { allowed_origins: config.origins, ..config.policy };
-    let verifier =
-        Verifier::new(Keys { collector, challenge }, policy, Arc::new(MemoryReplayStore::new(100_000)))
-            .with_intel(config.intel);
-    let api = ApiState::new(verifier, vec![config.verify_secret], config.clock)
-        .with_trusted_proxies(config.trusted_proxies);
-    let header = |name: &'static str, value: &'static str| {
-        SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value))
-    };
-    let collector_files = tower::ServiceBuilder::new()
-        .layer(header("content-security-policy", "default-src 'none'; frame-ancestors 'none'"))
-        .layer(header("x-content-type-options", "nosniff"))
-        .service(ServeDir::new(pkg));
-    let pages = Router::new()
-        .route("/", get(login_page))
-        .route("/login", get(login_page).post(login))
-        .route(pages::STYLESHEET_PATH, get(stylesheet))
-        .layer(header("content-security-policy", PAGE_POLICY))
-        .layer(header("x-frame-options", "DENY"))
-        .layer(header("x-content-type-options", "nosniff"))
-        .layer(header("referrer-policy", "same-origin"))
-        .nest_service("/pkg", collector_files)
-        .with_state(DemoState { api: api.clone(), simulated: Arc::new(config.simulated_origins) });
-    Ok(pages.merge(router(api)))
+
+    /// The demo's pages around the verifier's routes.
+    fn pages(state: DemoState, api: Router) -> Router {
+        let header = |name: &'static str, value: &'static str| {
+            SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value))
+        };
+        Router::new()
+            .route("/", get(login_page))
+            .route("/login", get(login_page).post(login))
+            .route(pages::STYLESHEET_PATH, get(stylesheet))
+            .layer(header("content-security-policy", PAGE_POLICY))
+            .layer(header("x-frame-options", "DENY"))
+            .layer(header("x-content-type-options", "nosniff"))
+            .layer(header("referrer-policy", "same-origin"))
+            .with_state(state)
+            .merge(api)
+    }
+
+    /// Serves the demo on `listener` until `shutdown` resolves.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let state = DemoState { api: self.deployment.state().clone(), simulated: Arc::new(self.simulated) };
+        self.deployment.serve(listener, None, |api| Self::pages(state, api), shutdown).await
+    }
 }
 
 /// The pages' Content-Security-Policy: scripts only from this origin (the

@@ -37,9 +37,9 @@ async fn main() -> ExitCode {
     if let Some(secret) = &config.generated_secret {
         println!("MERIDIAN_VERIFY_SECRET was unset; this run's verify secret is {secret}");
     }
-    let origin = config.origins.first().cloned().unwrap_or_default();
-    let app = match meridian_demo::app(config) {
-        Ok(app) => app,
+    let origin = format!("http://{}", config.serve.listen);
+    let demo = match meridian_demo::Demo::build(config) {
+        Ok(demo) => demo,
         Err(message) => {
             eprintln!("meridian-demo: {message}");
             return ExitCode::FAILURE;
@@ -47,17 +47,10 @@ async fn main() -> ExitCode {
     };
     println!("Meridian demo: open {origin}/");
     // SIGTERM or Ctrl-C: the same limits and graceful shutdown as `meridian serve`.
-    let served = meridian_verifier::http::serve(
-        listener,
-        app,
-        meridian_verifier::http::ServeLimits::default(),
-        meridian_verifier::http::shutdown_signal(),
-    )
-    .await;
-    match served {
+    match demo.serve(listener, meridian_verifier::http::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("meridian-demo: server error: {e}");
+            eprintln!("meridian-demo: {e}");
             ExitCode::FAILURE
         }
     }

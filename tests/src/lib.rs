@@ -17,9 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
-use meridian_verifier::ChallengeKey;
 use meridian_verifier::clock::{Clock, ShiftedClock};
-use meridian_verifier::http::VerifySecret;
+use meridian_verifier::config::ServeConfig;
 
 /// The verify secret every test server uses.
 pub const VERIFY_SECRET: &str = "test-verify-secret-0123456789";
@@ -89,10 +88,11 @@ pub struct DemoOptions {
     pub policy: Option<meridian_verifier::Policy>,
     /// Proxies whose `X-Forwarded-For` is believed, e.g. `127.0.0.1/32`, so
     /// a browser can present any client IP through [`Browser::forward_for`].
-    pub trusted_proxies: meridian_verifier::net::TrustedProxies,
+    pub trusted_proxies: Vec<String>,
 }
 
-/// Starts the demo as `options` say.
+/// Starts the demo as `options` say, through the same configuration and
+/// composition root as `scripts/demo`.
 ///
 /// # Panics
 /// When the demo cannot start.
@@ -101,26 +101,28 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
     let clock = Arc::new(ShiftedClock::default());
-    let config = meridian_demo::DemoConfig {
-        home: meridian_home(),
-        origins: meridian_demo::local_origins(address),
-        verify_secret: VerifySecret::new(VERIFY_SECRET).unwrap_or_else(|e| panic!("{e}")),
-        generated_secret: None,
-        challenge_key: ChallengeKey::random(1).unwrap_or_else(|e| panic!("{e}")),
-        clock: clock.clone() as Arc<dyn Clock>,
-        policy: policy.unwrap_or_else(meridian_demo::demo_policy),
-        intel: Arc::new(intel),
-        simulated_origins: vec![
-            meridian_demo::SimulatedOrigin {
-                label: "Singapore (test range)".into(),
-                ip: [192, 0, 2, 10].into(),
-            },
-            meridian_demo::SimulatedOrigin { label: "Japan (test range)".into(), ip: [192, 0, 2, 70].into() },
-        ],
-        trusted_proxies,
-    };
-    let app = meridian_demo::app(config).unwrap_or_else(|e| panic!("demo: {e}"));
-    let task = tokio::spawn(serve(listener, app));
+    let mut defaults =
+        meridian_demo::demo_defaults(&meridian_home(), address).unwrap_or_else(|e| panic!("demo: {e}"));
+    if let Some(policy) = policy {
+        let policy = toml::Value::try_from(policy).unwrap_or_else(|e| panic!("policy: {e}"));
+        defaults.insert("policy".into(), policy);
+    }
+    let proxies: Vec<toml::Value> = trusted_proxies.iter().map(|p| toml::Value::String(p.clone())).collect();
+    defaults.insert("trusted_proxies".into(), toml::Value::Array(proxies));
+    defaults.insert("verify_secret".into(), toml::Value::Array(vec![VERIFY_SECRET.into()]));
+    let serve = ServeConfig::load_over(defaults, None, std::iter::empty())
+        .unwrap_or_else(|e| panic!("demo configuration: {e}"));
+    let mut config = meridian_demo::DemoConfig::new(serve).unwrap_or_else(|e| panic!("demo: {e}"));
+    config.clock = clock.clone() as Arc<dyn Clock>;
+    config.intel = Some(intel);
+    config.simulated_origins = vec![
+        meridian_demo::SimulatedOrigin { label: "Singapore (test range)".into(), ip: [192, 0, 2, 10].into() },
+        meridian_demo::SimulatedOrigin { label: "Japan (test range)".into(), ip: [192, 0, 2, 70].into() },
+    ];
+    let demo = meridian_demo::Demo::build(config).unwrap_or_else(|e| panic!("demo: {e}"));
+    let task = tokio::spawn(async move {
+        let _ = demo.serve(listener, std::future::pending()).await;
+    });
     DemoServer { origin: format!("http://{address}"), clock, task }
 }
 
@@ -139,34 +141,35 @@ impl Drop for VerifierServer {
 }
 
 /// Starts a verifier that accepts tokens from pages on `page_origins`
-/// (CORS and allowed origins) and serves the built collector under `/pkg/`.
+/// (CORS and allowed origins) and serves the built collector under `/pkg/`,
+/// built from a configuration as `meridian serve` builds it.
 ///
 /// # Panics
 /// When set-up has not built the keys or the collector.
 pub async fn start_verifier(page_origins: &[String]) -> VerifierServer {
-    use meridian_verifier::{ChallengeKeys, CollectorKeys, Keys, Policy, Verifier};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
     let home = meridian_home();
-    let jwks = std::fs::read_to_string(home.join("keys/jwks.json"))
-        .unwrap_or_else(|e| panic!("keys/jwks.json: {e} (run scripts/setup)"));
-    let keys = Keys {
-        collector: CollectorKeys::from_jwks_json(&jwks).unwrap_or_else(|e| panic!("jwks: {e}")),
-        challenge: ChallengeKeys::new(vec![ChallengeKey::random(1).unwrap_or_else(|e| panic!("{e}"))], 120)
-            .unwrap_or_else(|| panic!("challenge keys")),
-    };
-    let policy = Policy { allowed_origins: page_origins.to_vec(), ..Policy::default() };
-    let verifier =
-        Verifier::new(keys, policy, Arc::new(meridian_verifier::replay::MemoryReplayStore::new(1000)));
-    let api = meridian_verifier::http::ApiState::new(
-        verifier,
-        vec![VerifySecret::new(VERIFY_SECRET).unwrap_or_else(|e| panic!("{e}"))],
-        Arc::new(meridian_verifier::clock::SystemClock),
-    )
-    .with_cors_origins(page_origins)
-    .with_collector_dir(home.join("pkg"));
-    let app = meridian_verifier::http::router(api);
-    let task = tokio::spawn(serve(listener, app));
+    let origins = page_origins.join(",");
+    let env = [
+        ("MERIDIAN_LISTEN", address.to_string()),
+        ("MERIDIAN_JWKS", home.join("keys/jwks.json").display().to_string()),
+        ("MERIDIAN_COLLECTOR_DIR", home.join("pkg").display().to_string()),
+        ("MERIDIAN_DATA_DIR", home.join("no-data").display().to_string()),
+        ("MERIDIAN_VERIFY_SECRET", VERIFY_SECRET.to_owned()),
+        ("MERIDIAN_ALLOWED_ORIGINS", origins.clone()),
+        ("MERIDIAN_CORS_ORIGINS", origins),
+        ("MERIDIAN_CHALLENGE_RATE_LIMIT", "0".to_owned()),
+        ("MERIDIAN_REPLAY_CAPACITY", "1000".to_owned()),
+    ];
+    let config = ServeConfig::load(None, env.map(|(k, v)| (k.to_owned(), v)))
+        .unwrap_or_else(|e| panic!("verifier configuration: {e}"));
+    let deployment = meridian_verifier::deployment::Deployment::builder(config)
+        .build()
+        .unwrap_or_else(|e| panic!("verifier: {e} (run scripts/setup)"));
+    let task = tokio::spawn(async move {
+        let _ = deployment.serve(listener, None, |api| api, std::future::pending()).await;
+    });
     VerifierServer { origin: format!("http://{address}"), task }
 }
 

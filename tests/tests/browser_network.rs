@@ -98,7 +98,7 @@ async fn scenarios_through_chromium_and_the_http_api() {
     // X-Forwarded-For, so the challenge is issued to the case's IP too.
     let demo = start_demo_configured(DemoOptions {
         intel: test_intel(),
-        trusted_proxies: meridian_verifier::net::TrustedProxies::parse(["127.0.0.1/32"]).unwrap_or_default(),
+        trusted_proxies: vec!["127.0.0.1/32".into()],
         ..DemoOptions::default()
     })
     .await;

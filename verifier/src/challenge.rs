@@ -70,8 +70,7 @@ impl ChallengeKey {
     }
 
     fn tag(&self, body: &[u8]) -> Hmac<Sha256> {
-        // OK because HMAC accepts keys of any length.
-        #[allow(clippy::expect_used)]
+        #[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         mac.update(DOMAIN);
         mac.update(body);

@@ -13,12 +13,19 @@ use serde::Deserialize;
 
 use crate::policy::{Policy, StoreFailure};
 
+mod layers;
+
 /// A string that must not be printed.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
     /// The secret itself; handle with care.
     pub fn expose(&self) -> &str {
         &self.0
@@ -91,7 +98,11 @@ pub struct ServeConfig {
     /// IPv6 clients are rate-limited per network of this prefix length.
     /// Default 64.
     pub ipv6_rate_limit_prefix: u8,
-    /// Country database (.mmdb). Default `.meridian/data/country.mmdb` when present.
+    /// Folder of the data files (`country.mmdb`, `asn.mmdb`,
+    /// `private-relay.csv`, `tor-exits.txt`), each used when present
+    /// unless its own key names another file. Default `.meridian/data`.
+    pub data_dir: PathBuf,
+    /// Country database (.mmdb). Default `country.mmdb` in `data_dir` when present.
     pub country_db: Option<PathBuf>,
     /// ASN database (.mmdb). Default `.meridian/data/asn.mmdb` when present.
     pub asn_db: Option<PathBuf>,
@@ -151,6 +162,7 @@ impl Default for ServeConfig {
             trusted_proxies: Vec::new(),
             client_ip_header: crate::net::ClientIpHeader::default(),
             ipv6_rate_limit_prefix: 64,
+            data_dir: PathBuf::from(".meridian/data"),
             country_db: None,
             asn_db: None,
             private_relay_list: None,
@@ -171,69 +183,22 @@ impl Default for ServeConfig {
     }
 }
 
-/// Keys whose values are lists (comma-separated in variables).
-const LIST_KEYS: &[&str] = &[
-    "verify_secret",
-    "challenge_key",
-    "cors_origins",
-    "trusted_proxies",
-    "allowed_origins",
-    "allowed_actions",
-];
-/// Keys whose values are numbers.
-const NUMBER_KEYS: &[&str] = &[
-    "challenge_lifetime_s",
-    "challenge_rate_limit",
-    "store_timeout_ms",
-    "replay_capacity",
-    "request_timeout_ms",
-    "ipv6_rate_limit_prefix",
-    "max_connections",
-    "header_read_timeout_ms",
-    "challenge_budget",
-];
-/// Every scalar key a variable may set (`policy` is a table: use `policy_file`).
-const STRING_KEYS: &[&str] = &[
-    "listen",
-    "internal_listen",
-    "jwks",
-    "verify_secret_file",
-    "challenge_key_file",
-    "country_db",
-    "asn_db",
-    "private_relay_list",
-    "tor_exit_list",
-    "policy_file",
-    "redis_url",
-    "redis_ca_file",
-    "store_failure",
-    "client_ip_header",
-    "log_format",
-    "collector_dir",
-];
-
 /// Keys whose values are secrets.
 const SECRET_KEYS: &[&str] = &["verify_secret", "challenge_key", "redis_url"];
 
-/// The values under [`SECRET_KEYS`], as text, longest first.
-fn secret_values(table: &toml::Table) -> Vec<String> {
-    fn collect(value: &toml::Value, out: &mut Vec<String>) {
-        match value {
-            toml::Value::Array(items) => items.iter().for_each(|item| collect(item, out)),
-            toml::Value::Table(table) => table.values().for_each(|item| collect(item, out)),
-            toml::Value::String(text) => out.push(text.clone()),
-            other => out.push(other.to_string()),
-        }
-    }
-    let mut values = Vec::new();
-    for key in SECRET_KEYS {
-        if let Some(value) = table.get(*key) {
-            collect(value, &mut values);
-        }
-    }
-    values.retain(|v| v.len() >= 4);
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    values
+/// A TOML file as a table. On a syntax error the message names the file,
+/// line and problem only: toml's own text quotes the offending line, which
+/// may hold a secret.
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    text.parse::<toml::Table>().map_err(|e| {
+        let line = e.span().map_or(0, |span| {
+            let before = text.as_bytes().get(..span.start).unwrap_or(text.as_bytes());
+            before.iter().filter(|b| **b == b'\n').count() + 1
+        });
+        ConfigError(format!("{}, line {line}: {}", path.display(), e.message().trim()))
+    })
 }
 
 /// `message` with every secret value replaced.
@@ -256,52 +221,39 @@ impl ServeConfig {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-                // The message and position only: toml's own text quotes the
-                // offending line, which may hold a secret.
-                text.parse::<toml::Table>().map_err(|e| {
-                    let line = e.span().map_or(0, |span| {
-                        let before = text.as_bytes().get(..span.start).unwrap_or(text.as_bytes());
-                        before.iter().filter(|b| **b == b'\n').count() + 1
-                    });
-                    ConfigError(format!("{}, line {line}: {}", path.display(), e.message().trim()))
-                })?
-            }
-            None => toml::Table::new(),
-        };
+        Self::load_over(toml::Table::new(), file, env)
+    }
+
+    /// [`Self::load`] over other defaults than [`ServeConfig::default`]
+    /// (the demo's): `defaults`, then the file, then the variables.
+    ///
+    /// # Errors
+    /// A message naming the key or variable that is wrong.
+    pub fn load_over(
+        defaults: toml::Table,
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = defaults;
+        if let Some(path) = file {
+            table.extend(read_table(path)?);
+        }
+        let fields = layers::field_names::<Self>();
+        let mut entries: Vec<(String, layers::Layer)> =
+            table.into_iter().map(|(key, value)| (key, layers::Layer::File(value))).collect();
         for (name, value) in env {
             let Some(key) = name.strip_prefix("MERIDIAN_").map(str::to_ascii_lowercase) else { continue };
-            let value = if LIST_KEYS.contains(&key.as_str()) {
-                toml::Value::Array(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|v| !v.is_empty())
-                        .map(|v| v.to_owned().into())
-                        .collect(),
-                )
-            } else if NUMBER_KEYS.contains(&key.as_str()) {
-                let number = value
-                    .trim()
-                    .parse::<i64>()
-                    .map_err(|_| ConfigError(format!("{name}: {value:?} is not a whole number")))?;
-                toml::Value::Integer(number)
-            } else if STRING_KEYS.contains(&key.as_str()) {
-                toml::Value::String(value)
-            } else {
-                // Other MERIDIAN_* variables belong to other tools.
+            // Other MERIDIAN_* variables belong to other tools.
+            if !fields.contains(&key.as_str()) {
                 continue;
-            };
-            table.insert(key, value);
+            }
+            entries.retain(|(existing, _)| *existing != key);
+            entries.push((key, layers::Layer::Env { name, value }));
         }
+        let secrets = layers::secret_values(&entries, SECRET_KEYS);
         let source = file.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
-        let secrets = secret_values(&table);
-        let mut config: ServeConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError(redact(&format!("{source}: {e}"), &secrets)))?;
+        let mut config = layers::deserialize::<Self>(entries)
+            .map_err(|e| ConfigError(redact(&format!("{source}: {e}"), &secrets)))?;
         config.read_secret_files()?;
         Ok(config)
     }
@@ -354,6 +306,17 @@ impl ServeConfig {
             policy.store_failure = mode;
         }
         Ok(policy)
+    }
+
+    /// The data files to read: those named, else those in `data_dir`.
+    pub fn data_files(&self) -> crate::geo::DataFiles {
+        let found = crate::geo::DataFiles::in_dir(&self.data_dir);
+        crate::geo::DataFiles {
+            country_db: self.country_db.clone().or(found.country_db),
+            asn_db: self.asn_db.clone().or(found.asn_db),
+            private_relay_list: self.private_relay_list.clone().or(found.private_relay_list),
+            tor_exit_list: self.tor_exit_list.clone().or(found.tor_exit_list),
+        }
     }
 
     /// The challenge key ring, or `None` when none is configured.
@@ -424,7 +387,7 @@ mod tests {
         assert_eq!(config.challenge_rate_limit, 5);
         assert_eq!(config.verify_secret[0].expose(), "from-file-0123456789");
         let policy = config.policy().unwrap();
-        assert_eq!(policy.restricted_regions, ["CN"]);
+        assert_eq!(policy.restricted_regions, [crate::geo::Country::parse("CN").unwrap()]);
         assert_eq!(policy.store_failure, StoreFailure::Open);
         assert!(!format!("{config:?}").contains("from-file"), "secrets must not print");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -476,6 +439,76 @@ mod tests {
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         let error = ServeConfig::load(Some(&file), env(&[])).unwrap_err();
         assert!(error.0.contains("lisen"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A value for every field, as a variable's text and as TOML: a new
+    /// field without one fails [`every_field_is_reachable_from_file_and_variable`].
+    const SAMPLES: &[(&str, &str, &str)] = &[
+        ("listen", "127.0.0.1:9100", "\"127.0.0.1:9100\""),
+        ("internal_listen", "127.0.0.1:9101", "\"127.0.0.1:9101\""),
+        ("max_connections", "17", "17"),
+        ("header_read_timeout_ms", "1234", "1234"),
+        ("challenge_budget", "99", "99"),
+        ("jwks", "/etc/meridian/jwks.json", "\"/etc/meridian/jwks.json\""),
+        ("verify_secret", "a-secret-0123456789,b-secret-0123456789", "[\"a-secret-0123456789\"]"),
+        ("verify_secret_file", "{dir}/lines", "\"{dir}/lines\""),
+        ("challenge_key", "1:AAAA", "[\"1:AAAA\"]"),
+        ("challenge_key_file", "{dir}/lines", "\"{dir}/lines\""),
+        ("challenge_lifetime_s", "60", "60"),
+        ("challenge_rate_limit", "5", "5"),
+        ("cors_origins", "https://a.example,https://b.example", "[\"https://a.example\"]"),
+        ("trusted_proxies", "10.0.0.0/8", "[\"10.0.0.0/8\"]"),
+        ("client_ip_header", "forwarded", "\"forwarded\""),
+        ("ipv6_rate_limit_prefix", "48", "48"),
+        ("data_dir", "/var/lib/meridian", "\"/var/lib/meridian\""),
+        ("country_db", "/data/c.mmdb", "\"/data/c.mmdb\""),
+        ("asn_db", "/data/a.mmdb", "\"/data/a.mmdb\""),
+        ("private_relay_list", "/data/pr.csv", "\"/data/pr.csv\""),
+        ("tor_exit_list", "/data/tor.txt", "\"/data/tor.txt\""),
+        ("policy_file", "/etc/meridian/policy.toml", "\"/etc/meridian/policy.toml\""),
+        ("allowed_origins", "https://shop.example", "[\"https://shop.example\"]"),
+        ("allowed_actions", "login,pay", "[\"login\"]"),
+        ("redis_url", "redis://127.0.0.1:6379", "\"redis://127.0.0.1:6379\""),
+        ("redis_ca_file", "/etc/ca.pem", "\"/etc/ca.pem\""),
+        ("store_failure", "open", "\"open\""),
+        ("store_timeout_ms", "99", "99"),
+        ("replay_capacity", "1000", "1000"),
+        ("request_timeout_ms", "999", "999"),
+        ("log_format", "json", "\"json\""),
+        ("collector_dir", "/srv/pkg", "\"/srv/pkg\""),
+    ];
+
+    #[test]
+    fn every_field_is_reachable_from_file_and_variable() {
+        let dir = std::env::temp_dir().join(format!("meridian-config-f-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("meridian.toml");
+        std::fs::write(dir.join("lines"), "line-0123456789abcdef\n").unwrap();
+        let default = format!("{:?}", ServeConfig::default());
+        for field in layers::field_names::<ServeConfig>() {
+            if *field == "policy" {
+                // A table: the file's `[policy]`, or `policy_file` from a variable.
+                std::fs::write(&file, "[policy]\nrestricted_regions = [\"CN\"]\n").unwrap();
+                let config = ServeConfig::load(Some(&file), env(&[])).unwrap();
+                assert!(config.policy.is_some());
+                continue;
+            }
+            let (_, text, toml) = *SAMPLES
+                .iter()
+                .find(|(name, _, _)| name == field)
+                .unwrap_or_else(|| panic!("add a sample for the new setting `{field}` to SAMPLES"));
+            let here = dir.display().to_string();
+            let (text, toml) = (text.replace("{dir}", &here), toml.replace("{dir}", &here));
+            let variable = format!("MERIDIAN_{}", field.to_ascii_uppercase());
+            let from_env = ServeConfig::load(None, env(&[(&variable, &text)]))
+                .unwrap_or_else(|e| panic!("{variable}={text}: {e}"));
+            assert_ne!(format!("{from_env:?}"), default, "{variable} changes the configuration");
+            std::fs::write(&file, format!("{field} = {toml}\n")).unwrap();
+            let from_file =
+                ServeConfig::load(Some(&file), env(&[])).unwrap_or_else(|e| panic!("{field}: {e}"));
+            assert_ne!(format!("{from_file:?}"), default, "{field} in the file changes the configuration");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,8 +25,10 @@
 pub mod challenge;
 pub mod checks;
 pub mod clock;
-#[cfg(feature = "cli")]
+#[cfg(feature = "http")]
 pub mod config;
+#[cfg(feature = "http")]
+pub mod deployment;
 mod error;
 pub mod geo;
 pub mod keys;

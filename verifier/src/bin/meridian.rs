@@ -1,20 +1,16 @@
 //! `meridian`: run the verifier, make collector keys, look inside tokens.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use meridian_protocol::jwk::{Jwk, Jwks};
-use meridian_verifier::clock::{Clock, SystemClock};
 use meridian_verifier::config::{LogFormat, ServeConfig};
+use meridian_verifier::deployment::Deployment;
 use meridian_verifier::geo::{DataFiles, IpIntel};
-use meridian_verifier::http::{self, ApiState, ServeLimits, VerifySecret, router, routers, shutdown_signal};
-use meridian_verifier::net::TrustedProxies;
-use meridian_verifier::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
-use meridian_verifier::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, UntrustedToken, Verifier};
+use meridian_verifier::http::shutdown_signal;
+use meridian_verifier::{CollectorKeys, UntrustedToken};
 
 /// mimalloc: the server's hot path makes many short-lived small allocations
 /// (the request, the claims, the response), which it serves faster than
@@ -128,13 +124,14 @@ impl DataArgs {
     /// The files to read. A path that was given must work; a default
     /// path that is absent only means "unknown".
     fn files(&self) -> DataFiles {
-        let defaults = DataFiles::in_dir(Path::new(".meridian/data"));
-        DataFiles {
-            country_db: self.country_db.clone().or(defaults.country_db),
-            asn_db: self.asn_db.clone().or(defaults.asn_db),
-            private_relay_list: self.private_relay_list.clone().or(defaults.private_relay_list),
-            tor_exit_list: self.tor_exit_list.clone().or(defaults.tor_exit_list),
+        ServeConfig {
+            country_db: self.country_db.clone(),
+            asn_db: self.asn_db.clone(),
+            private_relay_list: self.private_relay_list.clone(),
+            tor_exit_list: self.tor_exit_list.clone(),
+            ..ServeConfig::default()
         }
+        .data_files()
     }
 
     /// Opens the databases and lists.
@@ -186,177 +183,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Everything `serve` runs with, built from a configuration.
-struct Service {
-    config: ServeConfig,
-    state: ApiState,
-    notes: Vec<String>,
-    /// The data files, reloaded on SIGHUP.
-    data: DataFiles,
-}
-
-fn build(config: ServeConfig) -> Result<Service, String> {
-    let mut notes = Vec::new();
-    let jwks_text = std::fs::read_to_string(&config.jwks)
-        .map_err(|e| format!("jwks: cannot read {}: {e}", config.jwks.display()))?;
-    let collector = CollectorKeys::from_jwks_json(&jwks_text)
-        .map_err(|e| format!("jwks {}: {e}", config.jwks.display()))?;
-    notes.push(format!("collector keys: {} from {}", collector.len(), config.jwks.display()));
-    let challenge = match config.challenge_keys().map_err(|e| e.to_string())? {
-        Some(keys) => keys,
-        None => {
-            notes.push("challenge_key unset: a random key per process; other instances will not accept its challenges".into());
-            let key = ChallengeKey::random(1).map_err(|e| format!("no secure randomness: {e}"))?;
-            ChallengeKeys::new(vec![key], config.challenge_lifetime_s)
-                .ok_or("challenge_lifetime_s must be at least 1")?
-        }
-    };
-    let secrets = config
-        .verify_secret
-        .iter()
-        .map(|s| VerifySecret::new(s.expose()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("verify_secret: {e}"))?;
-    if secrets.is_empty() {
-        return Err("verify_secret: at least one verify secret is required (MERIDIAN_VERIFY_SECRET or verify_secret_file)".into());
-    }
-    notes.push(format!("verify secrets: {}", secrets.len()));
-    let policy = config.policy().map_err(|e| e.to_string())?;
-    if policy.allowed_origins.is_empty() {
-        notes.push("allowed_origins empty: tokens from any origin are accepted unless a request names expected_origin".into());
-    }
-    notes.push(format!(
-        "policy: review ≥ {}, deny ≥ {}, restricted regions [{}], store failure {:?}",
-        policy.thresholds.review,
-        policy.thresholds.deny,
-        policy.restricted_regions.join(", "),
-        policy.store_failure
-    ));
-    let proxies = TrustedProxies::parse(&config.trusted_proxies)
-        .map_err(|e| format!("trusted_proxies: {e}"))?
-        .with_header(config.client_ip_header);
-    if !proxies.is_empty() {
-        notes.push(format!(
-            "client IP: the first untrusted hop from the right of {} when the peer is a trusted proxy",
-            config.client_ip_header.name()
-        ));
-    }
-    if config.ipv6_rate_limit_prefix > 128 {
-        return Err("ipv6_rate_limit_prefix: at most 128".into());
-    }
-    let data = DataArgs {
-        country_db: config.country_db.clone(),
-        asn_db: config.asn_db.clone(),
-        private_relay_list: config.private_relay_list.clone(),
-        tor_exit_list: config.tor_exit_list.clone(),
-    };
-    let intel = data.open()?;
-    notes.push(describe_data(&intel));
-    let budget = config.challenge_budget.or(config.redis_url.is_none().then_some(config.replay_capacity));
-    match budget {
-        Some(budget) => notes.push(format!(
-            "challenge budget: {budget} per {} s lifetime (the replay store can hold them all)",
-            challenge.lifetime_s()
-        )),
-        None => notes.push("challenge budget: none (bound the Redis store with maxmemory)".into()),
-    }
-    let store: Arc<dyn ReplayStore> = match &config.redis_url {
-        Some(url) => {
-            notes.push(format!(
-                "replay store: redis{} (shared by every instance using it)",
-                if url.expose().starts_with("rediss://") { " over TLS" } else { "" }
-            ));
-            Arc::new(
-                RedisReplayStore::with_tls_root(
-                    url.expose(),
-                    Duration::from_millis(config.store_timeout_ms),
-                    config
-                        .redis_ca_file
-                        .as_ref()
-                        .map(|path| {
-                            std::fs::read(path)
-                                .map_err(|e| format!("redis_ca_file: cannot read {}: {e}", path.display()))
-                        })
-                        .transpose()?,
-                )
-                .map_err(|e| format!("redis_url: {e}"))?,
-            )
-        }
-        None => {
-            notes.push(format!(
-                "replay store: memory, {} nonces (not shared between instances)",
-                config.replay_capacity
-            ));
-            Arc::new(MemoryReplayStore::new(config.replay_capacity))
-        }
-    };
-    let verifier = Verifier::new(Keys { collector, challenge }, policy, store).with_intel(Arc::new(intel));
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let collector_dir = config
-        .collector_dir
-        .clone()
-        .or_else(|| Some(PathBuf::from(".meridian/pkg")).filter(|dir| dir.join("meridian.js").exists()));
-    match &collector_dir {
-        Some(dir) if dir.join("meridian.js").exists() => {
-            notes.push(format!("collector served from {} at /pkg/", dir.display()))
-        }
-        Some(dir) => {
-            return Err(format!(
-                "collector_dir: {} has no meridian.js (run scripts/build-collector)",
-                dir.display()
-            ));
-        }
-        None => notes.push("collector not served (no collector_dir; pages load it from elsewhere)".into()),
-    }
-    let mut state = ApiState::new(verifier, secrets, clock)
-        .with_trusted_proxies(proxies)
-        .with_cors_origins(&config.cors_origins)
-        .with_challenge_rate_limit(config.challenge_rate_limit)
-        .with_ipv6_rate_limit_prefix(config.ipv6_rate_limit_prefix)
-        .with_timeout(Duration::from_millis(config.request_timeout_ms));
-    if let Some(dir) = collector_dir {
-        state = state.with_collector_dir(dir);
-    }
-    if let Some(budget) = budget {
-        let lifetime = Duration::from_secs(u64::from(state.verifier().keys().challenge.lifetime_s()));
-        state = state.with_challenge_budget(budget, lifetime);
-    }
-    Ok(Service { config, state, notes, data: data.files() })
-}
-
-/// One line on the data in force.
-fn describe_data(intel: &IpIntel) -> String {
-    format!(
-        "databases: country {}, ASN {}, {} hosting ASNs, {} Private Relay ranges, {} Tor exits",
-        if intel.has_country_db() { "loaded" } else { "none (countries unknown)" },
-        if intel.has_asn_db() { "loaded" } else { "none" },
-        intel.hosting().len(),
-        intel.relays().private_relay_len(),
-        intel.relays().tor_exits_len()
-    )
-}
-
-/// Reloads the data files on every SIGHUP; a file that fails to load
-/// leaves everything as it was.
-#[cfg(unix)]
-async fn reload_on_hangup(state: ApiState, files: DataFiles) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: data files are not reloaded");
-        return;
-    };
-    while hangups.recv().await.is_some() {
-        let files = files.clone();
-        match tokio::task::spawn_blocking(move || files.open()).await {
-            Ok(Ok(intel)) => {
-                tracing::info!("reloaded: {}", describe_data(&intel));
-                state.verifier().replace_intel(Arc::new(intel));
-            }
-            Ok(Err(e)) => tracing::error!("reload failed, keeping the data in force: {e}"),
-            Err(e) => tracing::error!("reload failed, keeping the data in force: {e}"),
-        }
-    }
-}
-
 /// `meridian update-data`.
 fn update_data(dir: &Path, with_country_db: bool, urls: [String; 3]) -> Result<(), String> {
     use meridian_verifier::update;
@@ -404,13 +230,13 @@ fn check_config(file: Option<&Path>) -> Result<(), String> {
     let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
     let runtime = runtime()?;
     let _entered = runtime.enter();
-    let service = build(config)?;
+    let deployment = Deployment::builder(config).build().map_err(|e| e.to_string())?;
     println!("configuration is valid");
-    println!("listen: {}", service.config.listen);
-    for note in &service.notes {
+    println!("listen: {}", deployment.listen());
+    for note in deployment.notes() {
         println!("{note}");
     }
-    let store = service.state.verifier().store();
+    let store = deployment.state().verifier().store();
     match runtime.block_on(store.check()) {
         Ok(()) => println!("replay store reachable"),
         Err(e) => println!("warning: replay store not reachable now ({e}); /readyz will say so"),
@@ -421,67 +247,11 @@ fn check_config(file: Option<&Path>) -> Result<(), String> {
 fn serve(file: Option<&Path>) -> Result<(), String> {
     let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
     let runtime = runtime()?;
-    let entered = runtime.enter();
-    let Service { config, state, notes, data } = build(config)?;
-    drop(entered);
-    for note in &notes {
-        tracing::info!("{note}");
-    }
-    let limits = ServeLimits {
-        max_connections: config.max_connections,
-        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
-        ..ServeLimits::default()
+    let deployment = {
+        let _entered = runtime.enter();
+        Deployment::builder(config).build().map_err(|e| e.to_string())?
     };
-    runtime.block_on(async move {
-        let bind = |address: SocketAddr, key: &'static str| async move {
-            tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|e| format!("{key}: cannot listen on {address}: {e}"))
-        };
-        let listener = bind(config.listen, "listen").await?;
-        let internal = match config.internal_listen {
-            Some(address) => Some(bind(address, "internal_listen").await?),
-            None => None,
-        };
-        // The bound address: with port 0 in the configuration, the one the system chose.
-        let address = listener.local_addr().unwrap_or(config.listen);
-        tracing::info!(%address, "meridian verifier listening");
-        #[cfg(unix)]
-        tokio::spawn(reload_on_hangup(state.clone(), data));
-        #[cfg(not(unix))]
-        drop(data);
-        let housekeeping = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
-            loop {
-                tick.tick().await;
-                housekeeping.housekeeping();
-            }
-        });
-        // One signal ends every listener.
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop.send(true);
-        });
-        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.changed().await;
-        };
-        let served = match internal {
-            None => http::serve(listener, router(state), limits, until_stopped(stopped)).await,
-            Some(internal) => {
-                let address = internal.local_addr().ok();
-                tracing::info!(address = ?address, "internal listener: /v1/verify, /metrics, /readyz");
-                let (public, private) = routers(state);
-                let (a, b) = tokio::join!(
-                    http::serve(listener, public, limits, until_stopped(stopped.clone())),
-                    http::serve(internal, private, limits, until_stopped(stopped)),
-                );
-                a.and(b)
-            }
-        };
-        served.map_err(|e| format!("server error: {e}"))
-    })
+    runtime.block_on(deployment.run(shutdown_signal()))
 }
 
 fn keygen(out: &Path, force: bool) -> Result<(), String> {

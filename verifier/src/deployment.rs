@@ -1,0 +1,366 @@
+//! The composition root: a running verifier built once from a
+//! [`ServeConfig`] — keys, databases, replay store, policy, limits — and
+//! served with the one accept loop and shutdown path. `meridian serve`,
+//! the demo and the test harness all start here.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use meridian_verifier::config::ServeConfig;
+//! use meridian_verifier::deployment::Deployment;
+//!
+//! let config = ServeConfig::load(None, std::env::vars())?;
+//! let deployment = Deployment::builder(config).build()?;
+//! deployment.run(meridian_verifier::http::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, ServeConfig};
+use crate::geo::{DataFiles, IpIntel};
+use crate::http::{ApiState, ServeLimits, VerifySecret, routers};
+use crate::net::TrustedProxies;
+use crate::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
+use crate::{ChallengeKey, ChallengeKeys, CollectorKeys, Keys, Verifier};
+
+/// A verifier assembled from its configuration, ready to serve.
+#[derive(Debug)]
+pub struct Deployment {
+    state: ApiState,
+    notes: Vec<String>,
+    data: DataFiles,
+    listen: SocketAddr,
+    internal_listen: Option<SocketAddr>,
+    limits: ServeLimits,
+}
+
+/// Builds a [`Deployment`]; what a test or an embedding app supplies
+/// itself instead of the configuration's files.
+#[must_use = "call build()"]
+pub struct Builder {
+    config: ServeConfig,
+    clock: Arc<dyn Clock>,
+    intel: Option<IpIntel>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Another clock (tests move it instead of sleeping).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// These IP databases instead of the configured files (which are then
+    /// not reloaded on SIGHUP).
+    pub fn intel(mut self, intel: IpIntel) -> Self {
+        self.intel = Some(intel);
+        self
+    }
+
+    /// Reads the keys and databases, connects the replay store and applies
+    /// the limits. Call inside a Tokio runtime (the Redis client needs one).
+    ///
+    /// # Errors
+    /// A message naming the setting that is wrong or the file that cannot
+    /// be read.
+    pub fn build(self) -> Result<Deployment, ConfigError> {
+        let Self { config, clock, intel } = self;
+        let fail = |message: String| ConfigError(message);
+        let mut notes = Vec::new();
+        let jwks_text = std::fs::read_to_string(&config.jwks)
+            .map_err(|e| fail(format!("jwks: cannot read {}: {e}", config.jwks.display())))?;
+        let collector = CollectorKeys::from_jwks_json(&jwks_text)
+            .map_err(|e| fail(format!("jwks {}: {e}", config.jwks.display())))?;
+        notes.push(format!("collector keys: {} from {}", collector.len(), config.jwks.display()));
+        let challenge = match config.challenge_keys()? {
+            Some(keys) => keys,
+            None => {
+                notes.push("challenge_key unset: a random key per process; other instances will not accept its challenges".into());
+                let key = ChallengeKey::random(1).map_err(|e| fail(format!("no secure randomness: {e}")))?;
+                ChallengeKeys::new(vec![key], config.challenge_lifetime_s)
+                    .ok_or_else(|| fail("challenge_lifetime_s must be at least 1".into()))?
+            }
+        };
+        let secrets = config
+            .verify_secret
+            .iter()
+            .map(|s| VerifySecret::new(s.expose()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(format!("verify_secret: {e}")))?;
+        if secrets.is_empty() {
+            return Err(fail("verify_secret: at least one verify secret is required (MERIDIAN_VERIFY_SECRET or verify_secret_file)".into()));
+        }
+        notes.push(format!("verify secrets: {}", secrets.len()));
+        let policy = config.policy()?;
+        if policy.allowed_origins.is_empty() {
+            notes.push("allowed_origins empty: tokens from any origin are accepted unless a request names expected_origin".into());
+        }
+        let regions: Vec<&str> = policy.restricted_regions.iter().map(|c| c.as_str()).collect();
+        notes.push(format!(
+            "policy: review ≥ {}, deny ≥ {}, restricted regions [{}], store failure {:?}",
+            policy.thresholds.review,
+            policy.thresholds.deny,
+            regions.join(", "),
+            policy.store_failure
+        ));
+        let proxies = TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(|e| fail(format!("trusted_proxies: {e}")))?
+            .with_header(config.client_ip_header);
+        if !proxies.is_empty() {
+            notes.push(format!(
+                "client IP: the first untrusted hop from the right of {} when the peer is a trusted proxy",
+                config.client_ip_header.name()
+            ));
+        }
+        if config.ipv6_rate_limit_prefix > 128 {
+            return Err(fail("ipv6_rate_limit_prefix: at most 128".into()));
+        }
+        // Injected databases are not the files': a reload must not replace them.
+        let data = if intel.is_some() { DataFiles::default() } else { config.data_files() };
+        let intel = match intel {
+            Some(intel) => intel,
+            None => {
+                if data.country_db.is_none() {
+                    tracing::warn!(
+                        "no country database: countries are unknown and the country checks stay silent"
+                    );
+                }
+                if data.asn_db.is_none() {
+                    tracing::warn!("no ASN database: hosting networks cannot be recognised");
+                }
+                data.open().map_err(|e| fail(e.to_string()))?
+            }
+        };
+        notes.push(describe_data(&intel));
+        let budget = config.challenge_budget.or(config.redis_url.is_none().then_some(config.replay_capacity));
+        match budget {
+            Some(budget) => notes.push(format!(
+                "challenge budget: {budget} per {} s lifetime (the replay store can hold them all)",
+                challenge.lifetime_s()
+            )),
+            None => notes.push("challenge budget: none (bound the Redis store with maxmemory)".into()),
+        }
+        let store = replay_store(&config, &mut notes)?;
+        let verifier =
+            Verifier::new(Keys { collector, challenge }, policy, store).with_intel(Arc::new(intel));
+        let collector_dir = config
+            .collector_dir
+            .clone()
+            .or_else(|| Some(PathBuf::from(".meridian/pkg")).filter(|dir| dir.join("meridian.js").exists()));
+        match &collector_dir {
+            Some(dir) if dir.join("meridian.js").exists() => {
+                notes.push(format!("collector served from {} at /pkg/", dir.display()))
+            }
+            Some(dir) => {
+                return Err(fail(format!(
+                    "collector_dir: {} has no meridian.js (run scripts/build-collector)",
+                    dir.display()
+                )));
+            }
+            None => {
+                notes.push("collector not served (no collector_dir; pages load it from elsewhere)".into())
+            }
+        }
+        let mut state = ApiState::new(verifier, secrets, clock)
+            .with_trusted_proxies(proxies)
+            .with_cors_origins(&config.cors_origins)
+            .with_challenge_rate_limit(config.challenge_rate_limit)
+            .with_ipv6_rate_limit_prefix(config.ipv6_rate_limit_prefix)
+            .with_timeout(Duration::from_millis(config.request_timeout_ms));
+        if let Some(dir) = collector_dir {
+            state = state.with_collector_dir(dir);
+        }
+        if let Some(budget) = budget {
+            let lifetime = Duration::from_secs(u64::from(state.verifier().keys().challenge.lifetime_s()));
+            state = state.with_challenge_budget(budget, lifetime);
+        }
+        let limits = ServeLimits {
+            max_connections: config.max_connections,
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
+            ..ServeLimits::default()
+        };
+        Ok(Deployment {
+            state,
+            notes,
+            data,
+            listen: config.listen,
+            internal_listen: config.internal_listen,
+            limits,
+        })
+    }
+}
+
+/// The configured replay store.
+fn replay_store(config: &ServeConfig, notes: &mut Vec<String>) -> Result<Arc<dyn ReplayStore>, ConfigError> {
+    let Some(url) = &config.redis_url else {
+        notes.push(format!(
+            "replay store: memory, {} nonces (not shared between instances)",
+            config.replay_capacity
+        ));
+        return Ok(Arc::new(MemoryReplayStore::new(config.replay_capacity)));
+    };
+    notes.push(format!(
+        "replay store: redis{} (shared by every instance using it)",
+        if url.expose().starts_with("rediss://") { " over TLS" } else { "" }
+    ));
+    let ca = match &config.redis_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| ConfigError(format!("redis_ca_file: cannot read {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let store =
+        RedisReplayStore::with_tls_root(url.expose(), Duration::from_millis(config.store_timeout_ms), ca)
+            .map_err(|e| ConfigError(format!("redis_url: {e}")))?;
+    Ok(Arc::new(store))
+}
+
+/// One line on the data in force.
+pub fn describe_data(intel: &IpIntel) -> String {
+    format!(
+        "databases: country {}, ASN {}, {} hosting ASNs, {} Private Relay ranges, {} Tor exits",
+        if intel.has_country_db() { "loaded" } else { "none (countries unknown)" },
+        if intel.has_asn_db() { "loaded" } else { "none" },
+        intel.hosting().len(),
+        intel.relays().private_relay_len(),
+        intel.relays().tor_exits_len()
+    )
+}
+
+impl Deployment {
+    /// Starts building from `config`.
+    pub fn builder(config: ServeConfig) -> Builder {
+        Builder { config, clock: Arc::new(SystemClock), intel: None }
+    }
+
+    /// The API's state (the verifier, limits, metrics).
+    pub fn state(&self) -> &ApiState {
+        &self.state
+    }
+
+    /// What was configured, one line each, for the log and `check-config`.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The configured address.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Binds the configured addresses and serves until `shutdown` resolves.
+    ///
+    /// # Errors
+    /// When an address cannot be bound, or the server fails.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+        let bind = |address: SocketAddr, key: &'static str| async move {
+            TcpListener::bind(address).await.map_err(|e| format!("{key}: cannot listen on {address}: {e}"))
+        };
+        let listener = bind(self.listen, "listen").await?;
+        let internal = match self.internal_listen {
+            Some(address) => Some(bind(address, "internal_listen").await?),
+            None => None,
+        };
+        self.serve(listener, internal, |api| api, shutdown).await
+    }
+
+    /// Serves on listeners the caller bound: the public routes, merged with
+    /// whatever `extend` adds (the demo's pages), on `public`; the backend's
+    /// side on `internal` when given, else on `public` too. Refreshes the
+    /// rate limiter now and then and reloads the data files on SIGHUP.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn serve(
+        self,
+        public: TcpListener,
+        internal: Option<TcpListener>,
+        extend: impl FnOnce(Router) -> Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        for note in &self.notes {
+            tracing::info!("{note}");
+        }
+        let Self { state, data, limits, .. } = self;
+        // The bound address: with port 0 configured, the one the system chose.
+        if let Ok(address) = public.local_addr() {
+            tracing::info!(%address, "meridian verifier listening");
+        }
+        #[cfg(unix)]
+        if data != DataFiles::default() {
+            tokio::spawn(reload_on_hangup(state.clone(), data));
+        }
+        let housekeeping = state.clone();
+        let chores = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                housekeeping.housekeeping();
+            }
+        });
+        // One signal ends every listener.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.changed().await;
+        };
+        let (public_routes, internal_routes) = routers(state);
+        let served = match internal {
+            None => {
+                let app = extend(public_routes.merge(internal_routes));
+                crate::http::serve(public, app, limits, until_stopped(stopped)).await
+            }
+            Some(internal) => {
+                if let Ok(address) = internal.local_addr() {
+                    tracing::info!(%address, "internal listener: /v1/verify, /metrics, /readyz");
+                }
+                let (a, b) = tokio::join!(
+                    crate::http::serve(public, extend(public_routes), limits, until_stopped(stopped.clone())),
+                    crate::http::serve(internal, internal_routes, limits, until_stopped(stopped)),
+                );
+                a.and(b)
+            }
+        };
+        chores.abort();
+        served.map_err(|e| format!("server error: {e}"))
+    }
+}
+
+/// Reloads the data files on every SIGHUP; a file that fails to load
+/// leaves everything as it was.
+#[cfg(unix)]
+async fn reload_on_hangup(state: ApiState, files: DataFiles) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: data files are not reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let files = files.clone();
+        match tokio::task::spawn_blocking(move || files.open()).await {
+            Ok(Ok(intel)) => {
+                tracing::info!("reloaded: {}", describe_data(&intel));
+                state.verifier().replace_intel(Arc::new(intel));
+            }
+            Ok(Err(e)) => tracing::error!("reload failed, keeping the data in force: {e}"),
+            Err(e) => tracing::error!("reload failed, keeping the data in force: {e}"),
+        }
+    }
+}
