@@ -78,6 +78,12 @@ pub struct Session {
     sent_at: core::cell::Cell<Option<f64>>,
 }
 
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session").field("sent_at", &self.sent_at.get()).finish_non_exhaustive()
+    }
+}
+
 #[wasm_bindgen]
 impl Session {
     /// Makes the fresh realm and starts the Worker.

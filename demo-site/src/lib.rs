@@ -96,6 +96,15 @@ pub fn default_simulated_origins() -> Vec<SimulatedOrigin> {
     .collect()
 }
 
+impl std::fmt::Debug for DemoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoConfig")
+            .field("serve", &self.serve)
+            .field("simulated_origins", &self.simulated_origins)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DemoConfig {
     /// Reads `MERIDIAN_HOME` (default `.meridian`) and every `MERIDIAN_<KEY>`
     /// variable `meridian serve` reads, over [`demo_defaults`]; generates a
@@ -150,6 +159,7 @@ struct DemoState {
 
 /// The demo, assembled: the verifier (through the same composition root as
 /// `meridian serve`) and the pages.
+#[derive(Debug)]
 pub struct Demo {
     deployment: Deployment,
     simulated: Vec<SimulatedOrigin>,

@@ -13,11 +13,11 @@ use meridian_verifier::{Network, VerifyOutcome};
 use crate::SimulatedOrigin;
 
 /// Where the pages link their style sheet.
-pub const STYLESHEET_PATH: &str = "/static/demo.css";
+pub(crate) const STYLESHEET_PATH: &str = "/static/demo.css";
 
 /// The style sheet, built into the binary so the demo looks the same
 /// wherever it is started from.
-pub const STYLESHEET: &str = include_str!("../static/demo.css");
+pub(crate) const STYLESHEET: &str = include_str!("../static/demo.css");
 
 /// A whole page: head, `body` and the footer with the data credits.
 fn page(title: &str, body: Markup) -> String {
@@ -101,7 +101,7 @@ fn about() -> Markup {
 
 /// The login page: a normal form, marked for the drop-in collector, with
 /// the demo's simulated network origin selector.
-pub fn login(simulated: &[SimulatedOrigin]) -> String {
+pub(crate) fn login(simulated: &[SimulatedOrigin]) -> String {
     page(
         "Sign in — Meridian demo",
         html! {
@@ -147,7 +147,7 @@ pub fn login(simulated: &[SimulatedOrigin]) -> String {
 
 /// The result page: the verdict, why, and the browser's claims beside the
 /// network's facts.
-pub fn result(email: &str, outcome: &VerifyOutcome, simulated: Option<&SimulatedOrigin>) -> String {
+pub(crate) fn result(email: &str, outcome: &VerifyOutcome, simulated: Option<&SimulatedOrigin>) -> String {
     let (class, headline) = match (outcome.success, outcome.verdict) {
         (false, _) => ("deny", "Token rejected"),
         (true, Verdict::Allow) => ("allow", "Allowed"),

@@ -73,6 +73,7 @@ pub fn policy(name: &str) -> Result<Policy, String> {
 }
 
 /// A verifier per policy, over the evaluation's IP databases.
+#[derive(Debug)]
 pub struct Deployment {
     minter: Minter,
     verifiers: BTreeMap<String, Verifier>,

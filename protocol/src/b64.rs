@@ -13,7 +13,7 @@ pub fn encode(bytes: &[u8]) -> String {
 /// signature) as unpadded base64url with a plain table lookup: a fifth of the
 /// size of the constant-time encoder in the collector's wasm. Keys and
 /// secrets go through [`encode`].
-pub fn encode_public(bytes: &[u8]) -> String {
+pub(crate) fn encode_public(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -33,7 +33,7 @@ pub fn encode_public(bytes: &[u8]) -> String {
 /// non-canonical trailing bits (a property test checks that the two agree
 /// on any input).
 #[cfg(feature = "serde")]
-pub fn decode_public(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_public(text: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()
 }

@@ -41,6 +41,7 @@ pub fn screenshot_dir() -> PathBuf {
 }
 
 /// A demo server on a free loopback port.
+#[derive(Debug)]
 pub struct DemoServer {
     /// `http://127.0.0.1:PORT`.
     pub origin: String,
@@ -128,6 +129,7 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
 
 /// A `meridian` HTTP API (the library's router, no demo pages) on a free
 /// loopback port, with the workspace's collector keys.
+#[derive(Debug)]
 pub struct VerifierServer {
     /// `http://127.0.0.1:PORT`.
     pub origin: String,
@@ -220,6 +222,7 @@ impl std::fmt::Display for Engine {
 }
 
 /// A headless browser driven through its own WebDriver server.
+#[derive(Debug)]
 pub struct Browser {
     /// The WebDriver client.
     pub client: Client,

@@ -11,14 +11,14 @@ use crate::keys::{CollectorKeys, Keys};
 
 /// What the drop-in puts into the token field when the collector cannot
 /// run, followed by the kind of failure.
-pub const COLLECTOR_ERROR_PREFIX: &str = "meridian-error:";
+pub(crate) const COLLECTOR_ERROR_PREFIX: &str = "meridian-error:";
 
 /// The largest token accepted, in bytes. A genuine token is about 1 KiB.
-pub const MAX_TOKEN_BYTES: usize = 4096;
+pub(crate) const MAX_TOKEN_BYTES: usize = 4096;
 
 /// How far a challenge's issue time may lie ahead of `now`: verifier
 /// instances' clocks disagree slightly.
-pub const LEEWAY_MS: i64 = 5_000;
+pub(crate) const LEEWAY_MS: i64 = 5_000;
 
 /// What makes a token acceptable beyond its signature, for
 /// [`UntrustedToken::verify`] used on its own ([`crate::Verifier`] reads

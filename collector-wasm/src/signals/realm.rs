@@ -22,6 +22,7 @@ postMessage({zone:o.timeZone,off:-new Date().getTimezoneOffset(),locale:o.locale
 languages:Array.from(self.navigator&&navigator.languages||[])});close();";
 
 /// The realm's global object.
+#[derive(Debug)]
 pub struct Realm {
     global: Object,
 }

@@ -21,7 +21,7 @@ pub fn locale_region(tag: &str) -> Option<&str> {
 
 /// The browser's own languages: Intl's locale and the first of
 /// `navigator.languages`, as primary subtags, without duplicates.
-pub fn browser_languages(claims: &Claims) -> Vec<String> {
+pub(super) fn browser_languages(claims: &Claims) -> Vec<String> {
     let mut languages = Vec::with_capacity(2);
     let candidates =
         [Some(claims.locale.locale.as_str()), claims.locale.languages.first().map(String::as_str)];
@@ -52,7 +52,7 @@ fn preferred_in_header(header: &str) -> Option<String> {
 }
 
 /// A sentence when the header's preferred language is not the page's.
-pub fn accept_language_mismatch(header: &str, navigator_languages: &[String]) -> Option<String> {
+pub(super) fn accept_language_mismatch(header: &str, navigator_languages: &[String]) -> Option<String> {
     let header_first = preferred_in_header(header)?;
     let page_first = navigator_languages.first().and_then(|l| primary_language(l))?;
     (header_first != page_first).then(|| {

@@ -17,7 +17,7 @@ impl std::fmt::Debug for VerifySecret {
 }
 
 /// The shortest verify secret accepted: 16 characters.
-pub const MIN_SECRET_LEN: usize = 16;
+pub(super) const MIN_SECRET_LEN: usize = 16;
 
 impl VerifySecret {
     /// Wraps a secret.

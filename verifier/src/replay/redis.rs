@@ -30,7 +30,7 @@ impl std::fmt::Debug for RedisReplayStore {
 /// How long a spent nonce outlives its challenge in Redis: more than any
 /// clock difference between instances that still lets them agree on the
 /// challenge's expiry (their own leeway is seconds).
-pub const NONCE_TTL_LEEWAY_MS: i64 = 60_000;
+pub(super) const NONCE_TTL_LEEWAY_MS: i64 = 60_000;
 
 impl RedisReplayStore {
     /// A store for `url` (`redis://host:port/db`, `rediss://…`). Does not

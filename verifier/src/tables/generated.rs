@@ -4,7 +4,7 @@
 
 /// IANA zone (including link names browsers report) → ISO 3166-1 alpha-2 countries, sorted by zone.
 #[rustfmt::skip]
-pub static ZONE_COUNTRIES: &[(&str, &[&str])] = &[
+pub(super) static ZONE_COUNTRIES: &[(&str, &[&str])] = &[
     ("Africa/Abidjan", &["BF", "CI", "GH", "GM", "GN", "IS", "ML", "MR", "SH", "SL", "SN", "TG"]),
     ("Africa/Accra", &["GH"]),
     ("Africa/Addis_Ababa", &["ET"]),
@@ -600,7 +600,7 @@ pub static ZONE_COUNTRIES: &[(&str, &[&str])] = &[
 
 /// Country → canonical zones used there, sorted by country.
 #[rustfmt::skip]
-pub static COUNTRY_ZONES: &[(&str, &[&str])] = &[
+pub(super) static COUNTRY_ZONES: &[(&str, &[&str])] = &[
     ("AD", &["Europe/Andorra"]),
     ("AE", &["Asia/Dubai"]),
     ("AF", &["Asia/Kabul"]),
@@ -1034,7 +1034,7 @@ pub struct CountryLanguage {
 
 /// Country → languages, sorted by country; languages by share, descending.
 #[rustfmt::skip]
-pub static COUNTRY_LANGUAGES: &[(&str, &[CountryLanguage])] = &[
+pub(super) static COUNTRY_LANGUAGES: &[(&str, &[CountryLanguage])] = &[
     ("AC", &[CountryLanguage { code: "en", population_percent: 99.0, official: false }]),
     ("AD", &[
         CountryLanguage { code: "ca", population_percent: 51.0, official: true },
