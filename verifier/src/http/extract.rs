@@ -90,8 +90,12 @@ impl LoginCheck {
     }
 
     /// Believes these proxies' forwarding header (see [`super::ClientIp`]).
-    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        self.proxies = Arc::new(proxies);
+    pub fn with_trusted_proxies(self, proxies: TrustedProxies) -> Self {
+        self.with_shared_proxies(Arc::new(proxies))
+    }
+
+    pub(crate) fn with_shared_proxies(mut self, proxies: Arc<TrustedProxies>) -> Self {
+        self.proxies = proxies;
         self
     }
 

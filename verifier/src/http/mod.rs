@@ -74,7 +74,7 @@ pub struct ApiState {
 }
 
 struct Inner {
-    verifier: Verifier,
+    verifier: Arc<Verifier>,
     secrets: Vec<VerifySecret>,
     clock: Arc<dyn Clock>,
     jwks_json: String,
@@ -95,7 +95,7 @@ impl ApiState {
     pub fn new(verifier: Verifier, secrets: Vec<VerifySecret>, clock: Arc<dyn Clock>) -> Self {
         let jwks_json = serde_json::to_string(verifier.keys().collector.jwks()).unwrap_or_default();
         Self {
-            inner: Arc::new(Inner { verifier, secrets, clock, jwks_json }),
+            inner: Arc::new(Inner { verifier: Arc::new(verifier), secrets, clock, jwks_json }),
             proxies: Arc::new(TrustedProxies::none()),
             limiter: None,
             ipv6_prefix: 64,
@@ -214,6 +214,15 @@ impl ApiState {
     /// The clock.
     pub fn clock(&self) -> &dyn Clock {
         self.inner.clock.as_ref()
+    }
+
+    /// A login check ([`Checked`]) with this state's verifier, clock and
+    /// trusted proxies: an app that embeds the verifier builds it from its
+    /// configuration ([`crate::deployment::Deployment`]) and takes this.
+    pub fn login_check(&self) -> LoginCheck {
+        LoginCheck::new(self.inner.verifier.clone())
+            .with_clock(self.inner.clock.clone())
+            .with_shared_proxies(self.proxies.clone())
     }
 }
 
