@@ -155,10 +155,7 @@ pub async fn sample(cases: &[Case], count: usize) -> Result<Vec<BrowserResult>, 
             story: case.story.clone(),
             browser_verdict,
             browser_reasons: codes(&body),
-            library_verdict: serde_json::to_value(library.verdict)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "rejected".into()),
+            library_verdict: library.verdict.map_or("rejected", |verdict| verdict.as_str()).to_owned(),
             library_reasons,
         });
     }

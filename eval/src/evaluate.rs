@@ -127,7 +127,7 @@ impl Deployment {
             story: case.story.clone(),
             verdict: outcome.success.then_some(outcome.verdict),
             score: outcome.score,
-            reasons: outcome.reasons.iter().map(|r| (code_name(&r.code), r.weight)).collect(),
+            reasons: outcome.reasons.iter().map(|r| (r.code.as_str().to_owned(), r.weight)).collect(),
             errors: outcome.error_codes.iter().map(|c| c.as_str().to_owned()).collect(),
         })
     }
@@ -137,11 +137,6 @@ impl Default for Deployment {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// A code as the API writes it.
-fn code_name(code: &impl serde::Serialize) -> String {
-    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// Every case through the library, each at its own instant.

@@ -131,16 +131,31 @@ pub enum ChallengeError {
     NotYetValid,
 }
 
+/// Why a challenge key ring cannot be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyRingError {
+    /// No key to issue with.
+    #[error("at least one challenge key is needed")]
+    NoKeys,
+    /// Challenges that expire at once.
+    #[error("challenge_lifetime_s must be at least 1")]
+    ZeroLifetime,
+}
+
 impl ChallengeKeys {
     /// A key ring that issues with `keys[0]` and accepts all of them.
     ///
-    /// # Panics
-    /// Never; an empty list is turned into an error by the caller's config.
-    pub fn new(keys: Vec<ChallengeKey>, lifetime_s: u32) -> Option<Self> {
-        if keys.is_empty() || lifetime_s == 0 {
-            return None;
+    /// # Errors
+    /// Without keys, or with a lifetime of 0.
+    pub fn new(keys: Vec<ChallengeKey>, lifetime_s: u32) -> Result<Self, KeyRingError> {
+        if keys.is_empty() {
+            return Err(KeyRingError::NoKeys);
         }
-        Some(Self { keys, lifetime_ms: i64::from(lifetime_s) * 1000 })
+        if lifetime_s == 0 {
+            return Err(KeyRingError::ZeroLifetime);
+        }
+        Ok(Self { keys, lifetime_ms: i64::from(lifetime_s) * 1000 })
     }
 
     /// Lifetime of issued challenges in seconds.

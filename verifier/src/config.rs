@@ -352,7 +352,7 @@ impl ServeConfig {
         }
         crate::ChallengeKeys::new(keys, self.challenge_lifetime_s)
             .map(Some)
-            .ok_or_else(|| ConfigError("challenge_lifetime_s must be at least 1".into()))
+            .map_err(|e| ConfigError(e.to_string()))
     }
 }
 

@@ -91,8 +91,7 @@ impl Builder {
             None => {
                 notes.push("challenge_key unset: a random key per process; other instances will not accept its challenges".into());
                 let key = ChallengeKey::random(1).map_err(|e| fail(format!("no secure randomness: {e}")))?;
-                ChallengeKeys::new(vec![key], config.challenge_lifetime_s)
-                    .ok_or_else(|| fail("challenge_lifetime_s must be at least 1".into()))?
+                ChallengeKeys::new(vec![key], config.challenge_lifetime_s).map_err(|e| fail(e.to_string()))?
             }
         };
         let secrets = config

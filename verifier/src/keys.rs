@@ -137,7 +137,7 @@ impl Keys {
                 vec![ChallengeKey::new(1, [0x17; 32])],
                 crate::challenge::DEFAULT_LIFETIME_S,
             )
-            .unwrap_or_else(|| unreachable!("one key and a non-zero lifetime")),
+            .unwrap_or_else(|_| unreachable!("one key and a non-zero lifetime")),
         }
     }
 }

@@ -48,7 +48,9 @@ pub mod testkit;
 #[cfg(feature = "http")]
 pub mod http;
 
-pub use challenge::{ChallengeError, ChallengeKey, ChallengeKeys, IssuedChallenge, OpenedChallenge};
+pub use challenge::{
+    ChallengeError, ChallengeKey, ChallengeKeys, IssuedChallenge, KeyRingError, OpenedChallenge,
+};
 pub use error::{ErrorCode, TokenError};
 pub use keys::{CollectorKeys, Keys, KeysError};
 pub use policy::Policy;

@@ -29,7 +29,7 @@ impl Minter {
         let keys = Keys {
             collector: CollectorKeys::from_jwks(jwks).unwrap_or_default(),
             challenge: ChallengeKeys::new(vec![ChallengeKey::new(1, [seed ^ 0x5a; 32])], DEFAULT_LIFETIME_S)
-                .unwrap_or_else(|| unreachable!("one key, non-zero lifetime")),
+                .unwrap_or_else(|_| unreachable!("one key, non-zero lifetime")),
         };
         Self { signing_key, keys }
     }

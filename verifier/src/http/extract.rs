@@ -244,17 +244,9 @@ mod tests {
 
     /// Echoes what the handler received: `email verdict codes`.
     async fn login(login: Checked<Login>) -> String {
-        let verdict = serde_json::to_value(login.verdict()).unwrap();
-        let mut codes: Vec<String> =
-            login.outcome.error_codes.iter().map(|c| c.as_str().to_owned()).collect();
-        codes.extend(
-            login
-                .outcome
-                .reasons
-                .iter()
-                .map(|r| serde_json::to_value(r.code).unwrap().as_str().unwrap().to_owned()),
-        );
-        format!("{} {} {}", login.form.email, verdict.as_str().unwrap(), codes.join(","))
+        let mut codes: Vec<&str> = login.outcome.error_codes.iter().map(|c| c.as_str()).collect();
+        codes.extend(login.outcome.reasons.iter().map(|r| r.code.as_str()));
+        format!("{} {} {}", login.form.email, login.verdict().as_str(), codes.join(","))
     }
 
     fn app(minter: &Minter, check: impl FnOnce(LoginCheck) -> LoginCheck) -> Router {
