@@ -114,6 +114,24 @@ impl<'de> IntoDeserializer<'de, Error> for Keyed {
     }
 }
 
+/// A value that is there is `Some`, and a newtype is what it wraps, in
+/// either layer.
+macro_rules! present_and_transparent {
+    () => {
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_some(self)
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+    };
+}
+
 /// Forwards each `deserialize_*` method to the layer's own deserializer,
 /// naming the key (and the variable) in its errors.
 macro_rules! forward_to_layer {
@@ -135,18 +153,7 @@ macro_rules! forward_to_layer {
 impl<'de> de::Deserializer<'de> for Keyed {
     type Error = Error;
 
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        // A key that is present is `Some`, from either layer.
-        visitor.visit_some(self)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self)
-    }
+    present_and_transparent!();
 
     forward_to_layer! {
         deserialize_any(), deserialize_bool(), deserialize_i8(), deserialize_i16(), deserialize_i32(),
@@ -161,6 +168,15 @@ impl<'de> de::Deserializer<'de> for Keyed {
         deserialize_struct(name: &'static str, fields: &'static [&'static str]),
         deserialize_enum(name: &'static str, variants: &'static [&'static str]),
     }
+}
+
+/// `deserialize_*` methods that parse the text as a whole number.
+macro_rules! numbers {
+    ($($method:ident => $visit:ident($ty:ty)),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.$visit(self.number::<$ty>()?)
+        }
+    )*};
 }
 
 /// A variable's text, read as the field asks: lists are comma-separated,
@@ -188,49 +204,14 @@ impl<'de> de::Deserializer<'de> for EnvText<'_> {
         }
     }
 
-    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_u64(self.number()?)
+    numbers! {
+        deserialize_u8 => visit_u64(u64), deserialize_u16 => visit_u64(u64),
+        deserialize_u32 => visit_u64(u64), deserialize_u64 => visit_u64(u64),
+        deserialize_i8 => visit_i64(i64), deserialize_i16 => visit_i64(i64),
+        deserialize_i32 => visit_i64(i64), deserialize_i64 => visit_i64(i64),
     }
 
-    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_u64(self.number()?)
-    }
-
-    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_u64(self.number()?)
-    }
-
-    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_u64(self.number()?)
-    }
-
-    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_i64(self.number()?)
-    }
-
-    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_i64(self.number()?)
-    }
-
-    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_i64(self.number()?)
-    }
-
-    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_i64(self.number()?)
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_some(self)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self)
-    }
+    present_and_transparent!();
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         let parts = self.0.split(',').map(str::trim).filter(|part| !part.is_empty()).map(EnvText);
