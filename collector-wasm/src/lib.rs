@@ -158,3 +158,38 @@ fn whole_ms(ms: f64) -> i64 {
 pub fn key_id() -> Option<String> {
     signing_key().map(|(_, kid)| kid.to_owned())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_readings_become_whole_milliseconds() {
+        assert_eq!(whole_ms(1_800_000_000_000.75), 1_800_000_000_000);
+        assert_eq!(whole_ms(0.0), 0);
+        assert_eq!(whole_ms(-1.5), -1);
+        // A clock that is not a number reads as zero, which the verifier
+        // refuses as implausible rather than the collector failing.
+        assert_eq!(whole_ms(f64::NAN), 0);
+        assert_eq!(whole_ms(f64::INFINITY), 0);
+        assert_eq!(whole_ms(f64::NEG_INFINITY), 0);
+        // Out of range saturates.
+        assert_eq!(whole_ms(1e300), i64::MAX);
+    }
+
+    #[test]
+    fn the_embedded_key_unmasks_to_the_key_its_kid_names() {
+        // Without MERIDIAN_COLLECTOR_KEY there is no key and no kid; with
+        // one, the masked and shuffled bytes must rebuild the seed whose
+        // public key the build-time thumbprint names.
+        match signing_key() {
+            None => assert_eq!(key_id(), None),
+            Some((seed, kid)) => {
+                let public = SigningKey::from_bytes(&seed).verifying_key();
+                assert_eq!(meridian_protocol::jwk::thumbprint(&public), kid);
+                assert_eq!(key_id().as_deref(), Some(kid));
+            }
+        }
+    }
+}

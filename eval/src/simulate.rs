@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 use jiff::civil::date;
 use jiff::tz::TimeZone;
-use meridian_protocol::{Claims, IntegrityClaims, ScopeClaims};
-use meridian_verifier::testkit::Minter;
+use meridian_protocol::{Claims, IntegrityClaims};
+use meridian_verifier::testkit::{self, Minter};
 
 use crate::corpus::{Case, Engine, Spoof};
 use crate::world;
@@ -98,7 +98,6 @@ pub fn reported_languages(case: &Case) -> Vec<String> {
 /// # Errors
 /// When the case names a zone the tz database does not know.
 pub fn claims(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Result<Claims, String> {
-    let real = TimeZone::get(&case.zone).map_err(|e| format!("{}: zone {}: {e}", case.id, case.zone))?;
     let (_, challenge_ip) = ips(case, index);
     let skew_ms = i64::from(case.skew_s) * 1000;
     let issued_ms = at.as_millisecond() - 1_500;
@@ -108,46 +107,40 @@ pub fn claims(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Resu
     let mut claims = minter.claims(challenge_ip, issued_ms, nonce);
     claims.clock.received_at_ms = issued_ms + 3 + skew_ms;
     claims.clock.round_trip_ms = 6;
+    // The browser computes "now" on its own clock.
     claims.signed_at_ms = at.as_millisecond() + skew_ms;
 
-    // The browser computes "now" on its own clock.
-    let browser_now =
-        Timestamp::from_millisecond(claims.signed_at_ms).map_err(|e| format!("{}: {e}", case.id))?;
-    let year = browser_now.to_zoned_datetime(real.clone()).year();
-    let jan = local_midnight(&real, year, 1).ok_or("no 1 January")?;
-    let jul = local_midnight(&real, year, 7).ok_or("no 1 July")?;
-    let old = date(1880, 1, 1).to_zoned_datetime(real.clone()).map_err(|e| e.to_string())?;
-
-    let zone_name = reported_zone(case.engine, &case.zone);
-    let languages = reported_languages(case);
-    claims.time_zone.zone = zone_name.clone();
-    claims.time_zone.offset_now_min = offset_min(&real, browser_now);
-    claims.time_zone.offset_jan_min = offset_min(&real, jan);
-    claims.time_zone.offset_jul_min = offset_min(&real, jul);
-    claims.locale.locale = case.locale.clone();
-    claims.locale.language = languages.first().cloned().unwrap_or_else(|| case.locale.clone());
-    claims.locale.languages = languages.clone();
-    let real_offset = claims.time_zone.offset_now_min;
-    let mut integrity = IntegrityClaims {
-        webdriver: false,
-        non_native: Vec::new(),
-        historical_offset_s: historical_offset_s(case.engine, old.offset().seconds()),
-        intl_offset_min: real_offset,
-        string_offset_min: Some(real_offset),
+    // The engine's name for the zone is a tz database link to the same rules.
+    testkit::report_honestly(
+        &mut claims,
+        &reported_zone(case.engine, &case.zone),
+        &case.locale,
+        &reported_languages(case),
+    )
+    .map_err(|e| format!("{}: zone {}: {e}", case.id, case.zone))?;
+    let Some(mut integrity) = claims.integrity.take() else {
+        return Err(format!("{}: an honest browser reports its integrity", case.id));
     };
-    let worker =
-        ScopeClaims { zone: zone_name, offset_now_min: real_offset, locale: case.locale.clone(), languages };
+    integrity.historical_offset_s = historical_offset_s(case.engine, integrity.historical_offset_s);
 
     // A spoof changes what the page's own functions report; the pristine
     // realm, the Intl formatter and the worker still see the real browser.
     let follow = |claims: &mut Claims, integrity: &mut IntegrityClaims, zone: &str| -> Result<(), String> {
+        let real = TimeZone::get(&case.zone).map_err(|e| format!("{}: zone {}: {e}", case.id, case.zone))?;
         let target = TimeZone::get(zone).map_err(|e| format!("{}: spoof zone {zone}: {e}", case.id))?;
+        let browser_now =
+            Timestamp::from_millisecond(claims.signed_at_ms).map_err(|e| format!("{}: {e}", case.id))?;
+        // The page still asks for `new Date(year, 0, 1)` in the real zone.
+        let year = browser_now.to_zoned_datetime(real.clone()).year();
+        let jan = local_midnight(&real, year, 1).ok_or("no 1 January")?;
+        let jul = local_midnight(&real, year, 7).ok_or("no 1 July")?;
+        let old = local_midnight(&real, 1880, 1).ok_or("no 1 January 1880")?;
         claims.time_zone.zone = zone.to_owned();
         claims.time_zone.offset_now_min = offset_min(&target, browser_now);
         claims.time_zone.offset_jan_min = offset_min(&target, jan);
         claims.time_zone.offset_jul_min = offset_min(&target, jul);
         // The spoofing script rounds to whole minutes.
-        integrity.historical_offset_s = offset_min(&target, old.timestamp()) * 60;
+        integrity.historical_offset_s = offset_min(&target, old) * 60;
         integrity.non_native = vec![
             "Intl.DateTimeFormat.prototype.resolvedOptions".into(),
             "Date.prototype.getTimezoneOffset".into(),
@@ -179,7 +172,6 @@ pub fn claims(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Resu
         }
     }
     claims.integrity = Some(integrity);
-    claims.worker = Some(worker);
     Ok(claims)
 }
 

@@ -70,6 +70,104 @@ impl Minter {
     pub fn token(&self, ip: IpAddr, now_ms: i64, nonce: [u8; 16]) -> String {
         self.sign(&self.claims(ip, now_ms, nonce))
     }
+
+    /// The claims an honest browser in `zone`, with Intl locale `locale`
+    /// and `navigator.languages` `languages`, makes from a challenge issued
+    /// to `ip` at `now_ms` with nonce `nonce` (see [`report_honestly`]).
+    ///
+    /// # Errors
+    /// When the tz database does not know `zone`.
+    pub fn honest_claims(
+        &self,
+        ip: IpAddr,
+        now_ms: i64,
+        nonce: [u8; 16],
+        zone: &str,
+        locale: &str,
+        languages: &[&str],
+    ) -> Result<Claims, jiff::Error> {
+        let mut claims = self.claims(ip, now_ms, nonce);
+        report_honestly(&mut claims, zone, locale, languages)?;
+        Ok(claims)
+    }
+
+    /// What a privacy browser (Firefox with `privacy.resistFingerprinting`,
+    /// Tor Browser, Mullvad Browser, LibreWolf) reports from a challenge
+    /// issued to `ip` at `now_ms`: `page_zone` (`UTC` or
+    /// `Atlantic/Reykjavik`) in the page, `Atlantic/Reykjavik` in a worker,
+    /// offset 0 all year and Intl locale `en-US`, while the person's own
+    /// `languages` stay in `navigator.languages`.
+    pub fn privacy_browser_claims(
+        &self,
+        ip: IpAddr,
+        now_ms: i64,
+        nonce: [u8; 16],
+        page_zone: &str,
+        languages: &[&str],
+    ) -> Claims {
+        let mut claims = self.claims(ip, now_ms, nonce);
+        report_honestly(&mut claims, "UTC", "en-US", languages)
+            .unwrap_or_else(|e| unreachable!("UTC is in every tz database: {e}"));
+        claims.time_zone.zone = page_zone.into();
+        if let Some(worker) = claims.worker.as_mut() {
+            worker.zone = "Atlantic/Reykjavik".into();
+        }
+        if let Some(integrity) = claims.integrity.as_mut() {
+            // Reykjavik links to Abidjan: local mean time −0:16:08 in 1880.
+            integrity.historical_offset_s = -968;
+        }
+        claims
+    }
+}
+
+/// Fills `claims` with what an honest browser in `zone` reports at the
+/// instant it signs (`claims.signed_at_ms`, on its own clock): the zone
+/// and its offsets now and at local midnight on 1 January and 1 July of
+/// that year, as `Date` computes them; Intl locale `locale`; `languages`
+/// as `navigator.languages` (the first is `navigator.language`, or
+/// `locale` when there is none); untampered integrity readings (the 1880
+/// local mean time to the second, as Chromium and Firefox report it); and
+/// a Worker that sees the same.
+///
+/// # Errors
+/// When the tz database does not know `zone`.
+pub fn report_honestly(
+    claims: &mut Claims,
+    zone: &str,
+    locale: &str,
+    languages: &[impl AsRef<str>],
+) -> Result<(), jiff::Error> {
+    use jiff::{Timestamp, civil::date, tz::TimeZone};
+    let tz = TimeZone::get(zone)?;
+    let offset_min = |at: Timestamp| tz.to_offset(at).seconds() / 60;
+    let now = Timestamp::from_millisecond(claims.signed_at_ms)?;
+    let year = now.to_zoned_datetime(tz.clone()).year();
+    // `new Date(year, month - 1, 1)`: local midnight, wherever it falls.
+    let midnight = |year: i16, month: i8| date(year, month, 1).to_zoned_datetime(tz.clone());
+    let offset_now_min = offset_min(now);
+    let languages: Vec<String> = languages.iter().map(|l| l.as_ref().to_owned()).collect();
+
+    claims.time_zone.zone = zone.into();
+    claims.time_zone.offset_now_min = offset_now_min;
+    claims.time_zone.offset_jan_min = offset_min(midnight(year, 1)?.timestamp());
+    claims.time_zone.offset_jul_min = offset_min(midnight(year, 7)?.timestamp());
+    claims.locale.locale = locale.into();
+    claims.locale.language = languages.first().cloned().unwrap_or_else(|| locale.into());
+    claims.locale.languages = languages.clone();
+    claims.integrity = Some(meridian_protocol::IntegrityClaims {
+        webdriver: false,
+        non_native: Vec::new(),
+        historical_offset_s: midnight(1880, 1)?.offset().seconds(),
+        intl_offset_min: offset_now_min,
+        string_offset_min: Some(offset_now_min),
+    });
+    claims.worker = Some(meridian_protocol::ScopeClaims {
+        zone: zone.into(),
+        offset_now_min,
+        locale: locale.into(),
+        languages,
+    });
+    Ok(())
 }
 
 /// Country and ASN databases over documentation ranges (RFC 5737, RFC 3849),

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use meridian_protocol::Claims;
 use meridian_verifier::geo::IpIntel;
 use meridian_verifier::replay::MemoryReplayStore;
@@ -19,8 +18,7 @@ fn test_intel() -> IpIntel {
     meridian_verifier::testkit::test_intel()
 }
 
-/// Claims as a real browser in `zone` would make them at `at`: offsets
-/// from the tz database, like `Date` computes them.
+/// Claims as an honest browser in `zone` makes them at `at`.
 fn browser(
     minter: &Minter,
     ip: IpAddr,
@@ -29,36 +27,7 @@ fn browser(
     locale: &str,
     languages: &[&str],
 ) -> Claims {
-    let tz = TimeZone::get(zone).unwrap();
-    let offset = |t: Timestamp| tz.to_offset(t).seconds() / 60;
-    let year = at.to_zoned_datetime(tz.clone()).year();
-    let first = |month: i8| {
-        let midnight = jiff::civil::date(year, month, 1).to_zoned_datetime(tz.clone()).unwrap();
-        midnight.offset().seconds() / 60
-    };
-    let mut claims = minter.claims(ip, at.as_millisecond(), nonce(at, zone));
-    claims.time_zone.zone = zone.into();
-    claims.time_zone.offset_now_min = offset(at);
-    claims.time_zone.offset_jan_min = first(1);
-    claims.time_zone.offset_jul_min = first(7);
-    claims.locale.locale = locale.into();
-    claims.locale.language = languages.first().copied().unwrap_or(locale).into();
-    claims.locale.languages = languages.iter().map(|l| (*l).to_owned()).collect();
-    let historical = jiff::civil::date(1880, 1, 1).to_zoned_datetime(tz.clone()).unwrap().offset().seconds();
-    claims.integrity = Some(meridian_protocol::IntegrityClaims {
-        webdriver: false,
-        non_native: Vec::new(),
-        historical_offset_s: historical,
-        intl_offset_min: offset(at),
-        string_offset_min: Some(offset(at)),
-    });
-    claims.worker = Some(meridian_protocol::ScopeClaims {
-        zone: zone.into(),
-        offset_now_min: offset(at),
-        locale: locale.into(),
-        languages: claims.locale.languages.clone(),
-    });
-    claims
+    minter.honest_claims(ip, at.as_millisecond(), nonce(at, zone), zone, locale, languages).unwrap()
 }
 
 fn nonce(at: Timestamp, zone: &str) -> [u8; 16] {
@@ -526,21 +495,10 @@ async fn without_databases_countries_are_unknown_and_nothing_breaks() {
     assert_eq!(outcome.verdict, Verdict::Allow);
 }
 
-/// What Firefox with `privacy.resistFingerprinting` reports (and Tor,
-/// Mullvad Browser, LibreWolf): `UTC` in the page, `Atlantic/Reykjavik` in
-/// a worker, offset 0 all year, Intl locale `en-US`, while the person's own
-/// languages stay in `navigator.languages`.
+/// A privacy browser whose person reads French.
 fn privacy_browser_claims(minter: &Minter, ip: IpAddr, at: Timestamp, page_zone: &str) -> Claims {
-    let mut claims = browser(minter, ip, at, "UTC", "en-US", &["fr-FR", "fr", "en-US"]);
-    claims.time_zone.zone = page_zone.into();
-    if let Some(worker) = claims.worker.as_mut() {
-        worker.zone = "Atlantic/Reykjavik".into();
-    }
-    if let Some(integrity) = claims.integrity.as_mut() {
-        // Reykjavik links to Abidjan: local mean time −0:16:08 in 1880.
-        integrity.historical_offset_s = -968;
-    }
-    claims
+    let languages = ["fr-FR", "fr", "en-US"];
+    minter.privacy_browser_claims(ip, at.as_millisecond(), nonce(at, "UTC"), page_zone, &languages)
 }
 
 async fn verify_claims(

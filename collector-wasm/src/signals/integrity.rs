@@ -221,6 +221,41 @@ mod tests {
     }
 
     #[test]
+    fn getters_and_whitespace() {
+        // A getter's `get ` is optional; its name must still be the whole name.
+        assert!(prints_as_native("function languages() { [native code] }", "languages"));
+        assert!(!prints_as_native("function get languages() { [native code] }", "language"));
+        assert!(!prints_as_native("function getlanguage() { [native code] }", "language"));
+        assert!(!prints_as_native("function get get language() { [native code] }", "language"));
+        // A function really named `get` is not mistaken for a getter prefix.
+        assert!(prints_as_native("function get() { [native code] }", "get"));
+        // Any ASCII whitespace between the tokens, as engines print it.
+        assert!(prints_as_native("function toString() {\r\n\t[native code]\r\n}\n", "toString"));
+        assert!(prints_as_native("  function  toString()  {  [native  code]  }  ", "toString"));
+        // No engine prints other whitespace; a page's source could.
+        assert!(!prints_as_native("function\u{a0}toString() { [native code] }", "toString"));
+        assert!(!prints_as_native("function toString() {\u{2003}[native code] }", "toString"));
+    }
+
+    #[test]
+    fn other_function_kinds_are_not_native() {
+        for text in [
+            "async function toString() { [native code] }",
+            "function* toString() { [native code] }",
+            "function *toString() { [native code] }",
+            "class toString { [native code] }",
+            "toString() { [native code] }",
+            "function toString(a) { [native code] }",
+            "function toString() { [native code]; }",
+            "function toString() { [native code] } }",
+            "function toString() {",
+            "function",
+        ] {
+            assert!(!prints_as_native(text, "toString"), "{text:?}");
+        }
+    }
+
+    #[test]
     fn offsets_printed_by_date() {
         assert_eq!(parse_gmt_offset("Tue Dec 01 2026 09:00:00 GMT+0800 (China Standard Time)"), Some(480));
         assert_eq!(parse_gmt_offset("Tue Dec 01 2026 09:00:00 GMT-0330 (Newfoundland)"), Some(-210));
@@ -229,5 +264,63 @@ mod tests {
         assert_eq!(digits("0480"), Some(480));
         assert_eq!(digits("+1"), None);
         assert_eq!(digits(""), None);
+    }
+
+    #[test]
+    fn offsets_at_the_ends_of_the_range() {
+        // UTC either way, Nepal's quarter hour, Kiribati and Baker Island.
+        assert_eq!(
+            parse_gmt_offset("Thu Jan 15 2027 08:00:00 GMT+0000 (Coordinated Universal Time)"),
+            Some(0)
+        );
+        assert_eq!(parse_gmt_offset("Thu Jan 15 2027 08:00:00 GMT-0000"), Some(0));
+        assert_eq!(parse_gmt_offset("Thu Jan 15 2027 13:45:00 GMT+0545 (Nepal Time)"), Some(345));
+        assert_eq!(parse_gmt_offset("Thu Jan 15 2027 22:00:00 GMT+1400 (Line Islands Time)"), Some(840));
+        assert_eq!(parse_gmt_offset("Wed Jan 14 2027 20:00:00 GMT-1200"), Some(-720));
+        // Firefox and WebKit name the zone in the user's language.
+        assert_eq!(
+            parse_gmt_offset("Do Jan 15 2027 09:00:00 GMT+0100 (Mitteleuropäische Normalzeit)"),
+            Some(60)
+        );
+        // Only the first `GMT` counts: the name in parentheses may hold another.
+        assert_eq!(parse_gmt_offset("Thu Jan 15 2027 09:00:00 GMT+0100 (GMT+01:00)"), Some(60));
+    }
+
+    #[test]
+    fn offsets_not_printed_as_date_prints_them() {
+        for text in [
+            "Thu Jan 15 2027 09:00:00 GMT+01:00",
+            "Thu Jan 15 2027 09:00:00 GMT+08",
+            "Thu Jan 15 2027 09:00:00 GMT",
+            "Thu Jan 15 2027 09:00:00 GMT 0800",
+            "Thu Jan 15 2027 09:00:00 gmt+0800",
+            "Thu Jan 15 2027 09:00:00 UTC+0800",
+            "Thu Jan 15 2027 09:00:00 GMT+08a0",
+            "Thu Jan 15 2027 09:00:00 GMT+\u{663}\u{660}00",
+        ] {
+            assert_eq!(parse_gmt_offset(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn text_after_gmt_is_sliced_only_at_character_boundaries() {
+        // Multi-byte characters where the five bytes after `GMT` end: no
+        // panic, no offset.
+        for text in ["GMT+08é", "GMT+0é", "GMT+08€", "GMT€0800", "GMT+", "GMTé"] {
+            assert_eq!(parse_gmt_offset(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn digits_are_ascii_and_at_most_nine() {
+        assert_eq!(digits("0"), Some(0));
+        assert_eq!(digits("999999999"), Some(999_999_999));
+        assert_eq!(digits("1234567890"), None);
+        assert_eq!(digits("12a"), None);
+        assert_eq!(digits("-1"), None);
+        assert_eq!(digits(" 1"), None);
+        // Other scripts' digits are not Intl's `latn` digits.
+        assert_eq!(digits("\u{663}"), None);
+        assert_eq!(digits("\u{ff11}"), None);
     }
 }
