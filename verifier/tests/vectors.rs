@@ -75,7 +75,7 @@ struct Deployment {
 #[serde(deny_unknown_fields)]
 struct PolicyKeys {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    restricted_regions: Vec<String>,
+    restricted_regions: Vec<meridian_verifier::geo::Country>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -818,7 +818,7 @@ async fn generate() -> Vec<Vector> {
                 challenge_key: vec![minter.challenge_key_config(SEED)],
                 challenge_lifetime_s: minter.keys.challenge.lifetime_s(),
                 policy: PolicyKeys {
-                    restricted_regions: draft.restricted.iter().map(|&c| c.to_owned()).collect(),
+                    restricted_regions: draft.restricted.iter().filter_map(|c| meridian_verifier::geo::Country::parse(c)).collect(),
                 },
                 ip_data: draft.ip_data,
             },
