@@ -209,6 +209,8 @@ async fn answers(vector: &Vector) -> Vec<Expected> {
             accept_language: request.accept_language.as_deref(),
             expected_action: request.expected_action.as_deref(),
             expected_origin: request.expected_origin.as_deref(),
+            account: None,
+            organization: None,
         };
         let now = Timestamp::from_millisecond(step.now_ms).unwrap();
         answers.push(Expected::of(&verifier.verify(&input, now).await));
@@ -818,7 +820,11 @@ async fn generate() -> Vec<Vector> {
                 challenge_key: vec![minter.challenge_key_config(SEED)],
                 challenge_lifetime_s: minter.keys.challenge.lifetime_s(),
                 policy: PolicyKeys {
-                    restricted_regions: draft.restricted.iter().filter_map(|c| meridian_verifier::geo::Country::parse(c)).collect(),
+                    restricted_regions: draft
+                        .restricted
+                        .iter()
+                        .filter_map(|c| meridian_verifier::geo::Country::parse(c))
+                        .collect(),
                 },
                 ip_data: draft.ip_data,
             },
