@@ -9,6 +9,7 @@
 //! A missing database is not an error at lookup time: the fact is simply
 //! unknown, and the checks that need it stay silent.
 
+pub mod distance;
 mod hosting;
 mod relays;
 
