@@ -45,6 +45,30 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::MissingInputToken,
+        Self::MalformedToken,
+        Self::UnsupportedAlgorithm,
+        Self::UnknownKey,
+        Self::BadSignature,
+        Self::BadChallenge,
+        Self::Expired,
+        Self::Replayed,
+        Self::OriginMismatch,
+        Self::ActionMismatch,
+        Self::Unauthorized,
+        Self::BadRequest,
+        Self::InternalError,
+        Self::RateLimited,
+        Self::CollectorError,
+    ];
+
+    /// The code named `name` on the wire.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|code| code.as_str() == name)
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -30,7 +30,9 @@ pub mod config;
 #[cfg(feature = "http")]
 pub mod deployment;
 mod error;
+pub mod fs;
 pub mod geo;
+pub mod history;
 pub mod keys;
 pub mod net;
 pub mod policy;

@@ -149,6 +149,8 @@ pub struct Policy {
     /// own, such as a company's egress or a satellite operator: the zone
     /// and language checks accept the countries listed. Default: none.
     pub trusted_networks: Vec<TrustedNetwork>,
+    /// The account and organisation history's thresholds (`[history]`).
+    pub history: crate::history::signals::HistoryRules,
 }
 
 /// A network the operator knows, and the countries its users may be in.
@@ -251,6 +253,7 @@ impl Default for Policy {
             withheld_zone: Verdict::Review,
             collector_error: Verdict::Review,
             trusted_networks: Vec::new(),
+            history: crate::history::signals::HistoryRules::default(),
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Verifier {
     /// Swapped whole when the data files are reloaded (SIGHUP).
     intel: arc_swap::ArcSwap<IpIntel>,
     store: Arc<dyn ReplayStore>,
+    #[cfg(feature = "history")]
+    history: Option<crate::history::History>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -52,6 +54,10 @@ pub struct VerifyInput<'a> {
     pub expected_action: Option<&'a str>,
     /// The origin the backend expects (`https://shop.example`); checked when given.
     pub expected_origin: Option<&'a str>,
+    /// The account signing in, for the history (stored only as a keyed hash).
+    pub account: Option<&'a str>,
+    /// The account's organisation, for the history (stored only as a keyed hash).
+    pub organization: Option<&'a str>,
 }
 
 /// The network side of the comparison.
@@ -160,7 +166,7 @@ impl VerifyOutcome {
 /// failing open, could not be): what the claims checks consume.
 #[derive(Debug)]
 pub(crate) struct Accepted {
-    verified: VerifiedClaims,
+    pub(crate) verified: VerifiedClaims,
     single_use: SingleUse,
 }
 
@@ -178,7 +184,28 @@ impl Verifier {
     /// `store`. Without [`Self::with_intel`] no IP database is consulted.
     pub fn new(keys: Keys, policy: Policy, store: Arc<dyn ReplayStore>) -> Self {
         checks::tz::preload();
-        Self { keys, policy, intel: arc_swap::ArcSwap::from_pointee(IpIntel::none()), store }
+        Self {
+            keys,
+            policy,
+            intel: arc_swap::ArcSwap::from_pointee(IpIntel::none()),
+            store,
+            #[cfg(feature = "history")]
+            history: None,
+        }
+    }
+
+    /// Records every verification in `history` and weighs accounts' and
+    /// organisations' past.
+    #[cfg(feature = "history")]
+    pub fn with_history(mut self, history: crate::history::History) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// The history, when one is configured.
+    #[cfg(feature = "history")]
+    pub fn history(&self) -> Option<&crate::history::History> {
+        self.history.as_ref()
     }
 
     /// Uses these IP databases.
@@ -217,8 +244,12 @@ impl Verifier {
     /// parse → signature → challenge → binding → spend → checks → score.
     pub async fn verify(&self, input: &VerifyInput<'_>, now: Timestamp) -> VerifyOutcome {
         let facts = self.intel.load().lookup(input.remote_ip);
+        #[cfg(feature = "history")]
+        if let Some(history) = &self.history {
+            return history.verify(self, input, facts, now).await;
+        }
         match self.accept(input, now).await {
-            Ok(accepted) => self.judge(accepted, input, facts, now),
+            Ok(accepted) => self.judge(accepted, input, facts, now, Vec::new()),
             Err(error) => self.refuse(error, Network::new(input.remote_ip, facts)),
         }
     }
@@ -256,13 +287,15 @@ impl Verifier {
         Ok(Accepted { verified, single_use })
     }
 
-    /// Weighs accepted claims against the network and the policy.
-    fn judge(
+    /// Weighs accepted claims against the network and the policy, with
+    /// `more` reasons from elsewhere (the history's).
+    pub(crate) fn judge(
         &self,
         accepted: Accepted,
         input: &VerifyInput<'_>,
         facts: IpFacts,
         now: Timestamp,
+        more: Vec<Reason>,
     ) -> VerifyOutcome {
         let Accepted { verified, single_use } = accepted;
         let claims = verified.claims();
@@ -291,6 +324,7 @@ impl Verifier {
                 "The replay store could not be reached, so this token may have been used before.".into(),
             ));
         }
+        reasons.extend(more);
         let (score, verdict) = self.policy.score(&reasons);
         let clock = verified.skew();
         VerifyOutcome {
@@ -309,7 +343,7 @@ impl Verifier {
     }
 
     /// The outcome for a token that is not acceptable.
-    fn refuse(&self, error: TokenError, network: Network) -> VerifyOutcome {
+    pub(crate) fn refuse(&self, error: TokenError, network: Network) -> VerifyOutcome {
         let TokenError::CollectorFailed { .. } = error else {
             return VerifyOutcome::rejected(error, network);
         };

@@ -17,6 +17,11 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict named `name` (`allow`, `review`, `deny`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Allow, Self::Review, Self::Deny].into_iter().find(|v| v.as_str() == name)
+    }
+
     /// `allow`, `review` or `deny`, as in the answer.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -228,6 +233,49 @@ reason_codes! {
         fires_when: "no country is known for the IP (private, reserved or unlocated); with restricted-region claims the verdict is at least `review`",
         weight: 15,
         confidence: Medium,
+    },
+    /// Two sign-ins of one account from countries farther apart than a
+    /// plane could fly in the time between them: a relay hop, or a shared
+    /// account. Default weight 40.
+    ImpossibleTravel = "impossible_travel" {
+        title: "The account moved faster than a plane",
+        fires_when: "the account's previous sign-in came from a country farther away than 1 000 km/h allows in the time since (borders nearer than 500 km never count)",
+        weight: 40,
+        confidence: Medium,
+    },
+    /// Most of the account's recent sign-ins came from devices whose zone
+    /// points into a restricted region. Default weight 40.
+    AccountRegionHistory = "account_region_history" {
+        title: "The account mostly signs in from a restricted region's devices",
+        fires_when: "at least half of the account's sign-ins in the last 30 days (3 or more) came from a device whose zone points into a restricted region",
+        weight: 40,
+        confidence: Medium,
+    },
+    /// The device's zone or locale changed between sign-ins while the
+    /// network stayed the same: someone started spoofing. Default weight 30.
+    ZoneFlip = "zone_flip" {
+        title: "The device's zone or language changed on the same network",
+        fires_when: "an earlier sign-in of the account from the same /24 or /48 in the last week reported another zone or locale",
+        weight: 30,
+        confidence: Medium,
+    },
+    /// Enough of the organisation's accounts mostly sign in from devices
+    /// pointing into a restricted region: a pattern, not a traveller.
+    /// Default weight 30.
+    OrganizationRegionShare = "organization_region_share" {
+        title: "The organisation's accounts point to a restricted region",
+        fires_when: "at least 30 % of the organisation's accounts seen in the last 30 days (3 or more) mostly sign in from devices whose zone points into a restricted region",
+        weight: 30,
+        confidence: Medium,
+    },
+    /// The history could not be read or written: the history reasons are
+    /// missing from this answer. Default weight 0: the rest of the answer
+    /// stands on its own.
+    HistoryUnavailable = "history_unavailable" {
+        title: "The account history could not be consulted",
+        fires_when: "the history database could not answer in time; the answer has no history reasons",
+        weight: 0,
+        confidence: High,
     },
 }
 

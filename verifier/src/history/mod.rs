@@ -1,0 +1,476 @@
+//! The memory of verifications (feature `history`): every answer is
+//! recorded, and an account's and an organisation's past become evidence.
+//!
+//! - **What is kept.** Per verification: the time, the account and
+//!   organisation as keyed hashes ([`SubjectKey`], never the ids), the
+//!   client network truncated to /24 or /48 with its country and AS, the
+//!   device's zone and locale, the verdict, score and reason codes.
+//! - **Where.** An embedded SQLite file by default (WAL, created on first
+//!   run; [`SqliteHistory`]); PostgreSQL when `database_url` is set, so
+//!   several instances share one history ([`PostgresHistory`]).
+//! - **When.** Off the verification's hot path: one writer takes whatever
+//!   has queued since its last commit and writes it in one transaction, and
+//!   a verification is answered once its event is committed, so an answer
+//!   never outlives its record ([`Recorder`]).
+//! - **What it tells.** [`signals`] turns an account's recent logins and its
+//!   organisation's accounts into reasons (`impossible_travel`,
+//!   `account_region_history`, `zone_flip`, `organization_region_share`);
+//!   a history that cannot answer gives `history_unavailable` instead.
+
+#[cfg(feature = "history")]
+mod postgres;
+#[cfg(feature = "history")]
+mod recorder;
+pub mod report;
+pub mod signals;
+#[cfg(feature = "history")]
+mod sqlite;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use hmac::{Hmac, Mac as _};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::geo::Country;
+use crate::verdict::{ReasonCode, Verdict};
+
+#[cfg(feature = "history")]
+pub use postgres::PostgresHistory;
+#[cfg(feature = "history")]
+pub use recorder::Recorder;
+#[cfg(feature = "history")]
+pub use sqlite::SqliteHistory;
+
+/// The longest account or organisation id accepted, in bytes.
+pub const MAX_SUBJECT_BYTES: usize = 256;
+
+/// The key that turns account and organisation ids into the hashes the
+/// history stores: HMAC-SHA-256. Instances that share a history share it.
+#[derive(Clone)]
+pub struct SubjectKey([u8; 32]);
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectKey(<redacted>)")
+    }
+}
+
+impl SubjectKey {
+    /// A key from 32 bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// A key from its base64url text (32 bytes).
+    ///
+    /// # Errors
+    /// When the text is not 32 bytes of base64url.
+    pub fn from_base64url(text: &str) -> Result<Self, HistoryError> {
+        meridian_protocol::base64url_decode(text.trim())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .map(Self)
+            .ok_or_else(|| HistoryError::Config("history_key: not 32 bytes of base64url".into()))
+    }
+
+    /// A random key, as base64url text and key.
+    ///
+    /// # Errors
+    /// When the system has no secure randomness.
+    pub fn generate() -> Result<(String, Self), HistoryError> {
+        let mut bytes = [0u8; 32];
+        crate::random_bytes(&mut bytes)
+            .map_err(|e| HistoryError::Config(format!("no secure randomness: {e}")))?;
+        Ok((meridian_protocol::base64url_encode(&bytes), Self(bytes)))
+    }
+
+    /// The stored form of an account id.
+    ///
+    /// # Errors
+    /// When the id is empty, longer than [`MAX_SUBJECT_BYTES`] or holds
+    /// control characters.
+    pub fn account(&self, id: &str) -> Result<Subject, SubjectError> {
+        self.subject(b"account", id)
+    }
+
+    /// The stored form of an organisation id.
+    ///
+    /// # Errors
+    /// As [`Self::account`].
+    pub fn organization(&self, id: &str) -> Result<Subject, SubjectError> {
+        self.subject(b"organization", id)
+    }
+
+    fn subject(&self, kind: &[u8], id: &str) -> Result<Subject, SubjectError> {
+        if id.is_empty() {
+            return Err(SubjectError::Empty);
+        }
+        if id.len() > MAX_SUBJECT_BYTES {
+            return Err(SubjectError::TooLong { len: id.len() });
+        }
+        if id.chars().any(char::is_control) {
+            return Err(SubjectError::ControlCharacter);
+        }
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(kind);
+        mac.update(&[0]);
+        mac.update(id.as_bytes());
+        Ok(Subject(meridian_protocol::base64url_encode(&mac.finalize().into_bytes())))
+    }
+}
+
+/// Why an account or organisation id is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubjectError {
+    /// Empty.
+    #[error("is empty")]
+    Empty,
+    /// Longer than [`MAX_SUBJECT_BYTES`].
+    #[error("is {len} bytes, more than the {MAX_SUBJECT_BYTES} allowed")]
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// Holds a control character.
+    #[error("holds a control character")]
+    ControlCharacter,
+}
+
+/// An account or organisation as stored: the keyed hash of its id
+/// (base64url), from which the id cannot be recovered without the key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Subject(String);
+
+impl Subject {
+    /// The stored text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A subject as read back from the store.
+    pub(crate) fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+}
+
+/// The network a login came from, as kept: IPv4 truncated to its /24,
+/// IPv6 to its /48.
+pub fn network_of(ip: IpAddr) -> String {
+    match crate::net::canonical_ip(ip) {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) => {
+            let masked = u128::from(v6) & (u128::MAX << 80);
+            format!("{}/48", std::net::Ipv6Addr::from(masked))
+        }
+    }
+}
+
+/// One verification, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// When it was verified, Unix ms.
+    pub at_ms: i64,
+    /// The account, when the backend named one.
+    pub account: Option<Subject>,
+    /// The organisation, when the backend named one.
+    pub organization: Option<Subject>,
+    /// The client network ([`network_of`]).
+    pub network: String,
+    /// The network's country, when known.
+    pub country: Option<Country>,
+    /// The network's AS, when known.
+    pub asn: Option<u32>,
+    /// The device's time zone, when the token was accepted.
+    pub zone: Option<String>,
+    /// The device's locale, when the token was accepted.
+    pub locale: Option<String>,
+    /// Whether the device's zone points into a restricted region.
+    pub restricted_device: bool,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The score.
+    pub score: u8,
+    /// The reason codes.
+    pub reasons: Vec<ReasonCode>,
+    /// The error code when the token was not acceptable.
+    pub error: Option<crate::ErrorCode>,
+}
+
+/// The longest zone or locale text kept (a browser's own are far shorter;
+/// a forger's may be anything).
+const MAX_CLAIM_TEXT: usize = 64;
+
+/// `text` cut to [`MAX_CLAIM_TEXT`] bytes at a character boundary.
+pub(crate) fn clip(text: &str) -> String {
+    let mut end = text.len().min(MAX_CLAIM_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// What one organisation's accounts show, over the history window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OrganizationShare {
+    /// Accounts of the organisation seen in the window.
+    pub accounts: u32,
+    /// Of those, accounts most of whose logins came from a device pointing
+    /// into a restricted region.
+    pub restricted_accounts: u32,
+}
+
+/// The history could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The database failed or timed out.
+    #[error("history unavailable: {0}")]
+    Unavailable(String),
+    /// The history is configured wrongly.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The future a [`HistoryStore`] returns.
+pub type HistoryFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HistoryError>> + Send + 'a>>;
+
+/// A database of events.
+pub trait HistoryStore: Send + Sync + 'static {
+    /// Writes `events` in one transaction.
+    fn record(&self, events: Vec<Event>) -> HistoryFuture<'_, ()>;
+
+    /// The account's most recent events since `since_ms`, newest first, at
+    /// most `limit`.
+    fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>>;
+
+    /// What the organisation's accounts seen since `since_ms` show.
+    fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare>;
+
+    /// The organisation's most recent events since `since_ms`, newest
+    /// first, at most `limit`.
+    fn organization_recent(
+        &self,
+        organization: &Subject,
+        since_ms: i64,
+        limit: u32,
+    ) -> HistoryFuture<'_, Vec<Event>>;
+
+    /// Up to `limit` events since `since_ms` whose position is after
+    /// `after` (0: from the start), in order, each with its position: a
+    /// scan of the whole history in pages.
+    fn scan(&self, after: i64, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<(i64, Event)>>;
+
+    /// Erases every event of the account; returns how many there were.
+    fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64>;
+
+    /// Erases every event older than `before_ms`; returns how many.
+    fn purge(&self, before_ms: i64) -> HistoryFuture<'_, u64>;
+
+    /// A short name for logs (`sqlite`, `postgres`).
+    fn kind(&self) -> &'static str;
+}
+
+/// How long a verification waits for the history before answering without
+/// it (`history_unavailable`).
+#[cfg(feature = "history")]
+const HISTORY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A verifier's history: the store, the writer in front of it, and the key
+/// for account and organisation ids.
+#[cfg(feature = "history")]
+#[derive(Clone)]
+pub struct History {
+    store: std::sync::Arc<dyn HistoryStore>,
+    recorder: Recorder,
+    key: SubjectKey,
+    unavailable: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[cfg(feature = "history")]
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("store", &self.store.kind()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "history")]
+impl History {
+    /// A history in `store`, ids hashed with `key`; starts the writer on
+    /// the current Tokio runtime.
+    pub fn new(store: std::sync::Arc<dyn HistoryStore>, key: SubjectKey) -> Self {
+        let recorder = Recorder::start(store.clone());
+        Self { store, recorder, key, unavailable: std::sync::Arc::default() }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn HistoryStore {
+        self.store.as_ref()
+    }
+
+    /// The key for ids.
+    pub fn key(&self) -> &SubjectKey {
+        &self.key
+    }
+
+    /// Verifications answered without the history (it could not answer).
+    pub fn unavailable_count(&self) -> u64 {
+        self.unavailable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Events lost because the database stayed down too long.
+    pub fn dropped_count(&self) -> u64 {
+        self.recorder.dropped()
+    }
+
+    /// A verification with the history: the account's and organisation's
+    /// past weigh in, and the answer is recorded before it is returned.
+    pub(crate) async fn verify(
+        &self,
+        verifier: &crate::Verifier,
+        input: &crate::VerifyInput<'_>,
+        facts: crate::geo::IpFacts,
+        now: jiff::Timestamp,
+    ) -> crate::VerifyOutcome {
+        let subject =
+            |id: Option<&str>, hash: fn(&SubjectKey, &str) -> Result<Subject, SubjectError>, what| {
+                id.map(|id| hash(&self.key, id).map_err(|e| format!("{what} {e}"))).transpose()
+            };
+        let (account, organization) = match (
+            subject(input.account, SubjectKey::account, "account"),
+            subject(input.organization, SubjectKey::organization, "organization"),
+        ) {
+            (Ok(account), Ok(organization)) => (account, organization),
+            (Err(message), _) | (_, Err(message)) => {
+                return crate::VerifyOutcome::invalid_request(crate::ErrorCode::BadRequest, message);
+            }
+        };
+        let mut event = Event {
+            at_ms: now.as_millisecond(),
+            account,
+            organization,
+            network: network_of(input.remote_ip),
+            country: facts.country,
+            asn: facts.asn,
+            zone: None,
+            locale: None,
+            restricted_device: false,
+            verdict: Verdict::Deny,
+            score: 100,
+            reasons: Vec::new(),
+            error: None,
+        };
+        let network = crate::Network::new(input.remote_ip, facts.clone());
+        let mut outcome = match verifier.accept(input, now).await {
+            Err(error) => verifier.refuse(error, network),
+            Ok(accepted) => {
+                let claims = accepted.verified.claims();
+                event.zone = Some(clip(&claims.time_zone.zone));
+                event.locale = Some(clip(&claims.locale.locale));
+                event.restricted_device = crate::tables::zone_countries(&claims.time_zone.zone)
+                    .iter()
+                    .filter_map(|c| Country::parse(c))
+                    .any(|c| verifier.policy().restricted_regions.contains(&c));
+                let more = match self.past(&event, verifier.policy()).await {
+                    Ok(reasons) => reasons,
+                    Err(error) => vec![self.unavailable_reason(verifier, &error)],
+                };
+                verifier.judge(accepted, input, facts, now, more)
+            }
+        };
+        event.verdict = outcome.verdict;
+        event.score = outcome.score;
+        event.reasons = outcome.reasons.iter().map(|r| r.code).collect();
+        event.error = outcome.error_codes.first().copied();
+        let recorded = tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.record(event))
+            .await
+            .unwrap_or_else(|_| Err(HistoryError::Unavailable("the history did not answer in time".into())));
+        if let Err(error) = recorded
+            && outcome.success
+            && !outcome.reasons.iter().any(|r| r.code == ReasonCode::HistoryUnavailable)
+        {
+            outcome.reasons.push(self.unavailable_reason(verifier, &error));
+            (outcome.score, outcome.verdict) = verifier.policy().score(&outcome.reasons);
+        }
+        outcome
+    }
+
+    /// The history's reasons for `current`.
+    async fn past(
+        &self,
+        current: &Event,
+        policy: &crate::Policy,
+    ) -> Result<Vec<crate::verdict::Reason>, HistoryError> {
+        let since = policy.history.since_ms(current.at_ms);
+        let read = async {
+            let earlier = match &current.account {
+                Some(account) => self.store.recent(account, since, 200).await?,
+                None => Vec::new(),
+            };
+            let organization = match &current.organization {
+                Some(organization) => Some(self.store.organization(organization, since).await?),
+                None => None,
+            };
+            Ok::<_, HistoryError>((earlier, organization))
+        };
+        let (earlier, organization) = tokio::time::timeout(HISTORY_TIMEOUT, read)
+            .await
+            .map_err(|_| HistoryError::Unavailable("the history did not answer in time".into()))??;
+        Ok(signals::reasons(current, &earlier, organization, policy))
+    }
+
+    fn unavailable_reason(&self, verifier: &crate::Verifier, error: &HistoryError) -> crate::verdict::Reason {
+        tracing::warn!(%error, "answering without the history");
+        self.unavailable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let code = ReasonCode::HistoryUnavailable;
+        crate::verdict::Reason::new(
+            code,
+            verifier.policy().weights.of(code),
+            "The account history could not be consulted, so this answer has no history reasons.".into(),
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_keyed_hashes_kept_apart_by_kind_and_key() {
+        let key = SubjectKey::new([1; 32]);
+        let account = key.account("ada").unwrap();
+        assert_eq!(account, key.account("ada").unwrap(), "the same id, the same hash");
+        assert_ne!(account, key.organization("ada").unwrap(), "an account is not an organisation");
+        assert_ne!(account, SubjectKey::new([2; 32]).account("ada").unwrap(), "another key, another hash");
+        assert_eq!(account.as_str().len(), 43, "base64url of 32 bytes");
+        assert_eq!(key.account(""), Err(SubjectError::Empty));
+        assert_eq!(key.account(&"é".repeat(129)), Err(SubjectError::TooLong { len: 258 }));
+        assert_eq!(key.account("a\u{0}b"), Err(SubjectError::ControlCharacter));
+        assert_eq!(key.account("a\u{9b}b"), Err(SubjectError::ControlCharacter), "C1 controls too");
+        assert!(key.account("x'); DROP TABLE events; --").is_ok());
+        assert!(format!("{key:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn networks_are_truncated() {
+        assert_eq!(network_of("203.0.113.77".parse().unwrap()), "203.0.113.0/24");
+        assert_eq!(network_of("::ffff:203.0.113.77".parse().unwrap()), "203.0.113.0/24");
+        assert_eq!(network_of("2001:db8:1234:5678::1".parse().unwrap()), "2001:db8:1234::/48");
+    }
+
+    #[test]
+    fn claims_are_clipped_at_a_character_boundary() {
+        assert_eq!(clip("Asia/Shanghai"), "Asia/Shanghai");
+        let long = "é".repeat(40);
+        let clipped = clip(&long);
+        assert!(clipped.len() <= 64 && clipped.chars().all(|c| c == 'é'));
+    }
+}

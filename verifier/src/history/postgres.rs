@@ -1,0 +1,312 @@
+//! The shared history: PostgreSQL, for several instances that should see
+//! each other's verifications. One connection, pipelined, made again when
+//! the server went away; migrations under an advisory lock, so instances
+//! starting together migrate once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::{Event, HistoryError, HistoryFuture, HistoryStore, OrganizationShare, Subject};
+use crate::ErrorCode;
+use crate::geo::Country;
+use crate::verdict::{ReasonCode, Verdict};
+
+/// The schema, one entry per version (see the SQLite store's); recorded in
+/// `meridian_schema`.
+const MIGRATIONS: &[&str] = &[
+    // 1: events, looked up by account, by organisation and by age.
+    "CREATE TABLE events (
+        id BIGSERIAL PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        account TEXT,
+        organization TEXT,
+        network TEXT NOT NULL,
+        country TEXT,
+        asn BIGINT,
+        zone TEXT,
+        locale TEXT,
+        restricted_device BOOLEAN NOT NULL,
+        verdict TEXT NOT NULL,
+        score SMALLINT NOT NULL,
+        reasons TEXT NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX events_account ON events (account, at_ms) WHERE account IS NOT NULL;
+    CREATE INDEX events_organization ON events (organization, at_ms) WHERE organization IS NOT NULL;
+    CREATE INDEX events_at ON events (at_ms);",
+];
+
+/// An arbitrary constant naming Meridian's migration lock.
+const MIGRATION_LOCK: i64 = 0x6d65_7269_6469_616e;
+
+/// The PostgreSQL history.
+#[derive(Clone)]
+pub struct PostgresHistory {
+    url: Arc<str>,
+    client: Arc<Mutex<Option<Arc<Client>>>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("PostgresHistory").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HistoryError {
+    HistoryError::Unavailable(e.to_string())
+}
+
+/// A driver error with the server's own message, when it sent one.
+fn query_failed(e: &tokio_postgres::Error) -> HistoryError {
+    match e.as_db_error() {
+        Some(db) => HistoryError::Unavailable(format!("PostgreSQL {}: {}", db.code().code(), db.message())),
+        None => unavailable(e),
+    }
+}
+
+impl PostgresHistory {
+    /// Connects to `url` (`postgres://user:password@host:port/db`), brings
+    /// the schema up to date, and gives every later query `timeout`.
+    ///
+    /// # Errors
+    /// When the URL does not parse, the server cannot be reached or the
+    /// schema cannot be migrated.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, HistoryError> {
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|e| HistoryError::Config(format!("database_url: {e}")))?;
+        let history = Self { url: url.into(), client: Arc::new(Mutex::new(None)), timeout };
+        let client = history.client().await?;
+        migrate(&client).await?;
+        Ok(history)
+    }
+
+    /// The connection, made when there is none or it has closed.
+    async fn client(&self) -> Result<Arc<Client>, HistoryError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        let (client, connection) =
+            tokio::time::timeout(self.timeout, tokio_postgres::connect(&self.url, NoTls))
+                .await
+                .map_err(|_| unavailable("connecting to PostgreSQL timed out"))?
+                .map_err(unavailable)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "history: PostgreSQL connection closed");
+            }
+        });
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Runs `work` with the connection, within the timeout.
+    fn with<'a, T: Send + 'a, F>(
+        &'a self,
+        work: impl FnOnce(Arc<Client>) -> F + Send + 'a,
+    ) -> HistoryFuture<'a, T>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a,
+    {
+        Box::pin(async move {
+            let client = self.client().await?;
+            tokio::time::timeout(self.timeout, work(client))
+                .await
+                .map_err(|_| unavailable("PostgreSQL did not answer in time"))?
+                .map_err(|e| query_failed(&e))
+        })
+    }
+}
+
+/// Brings the schema to the newest version, one instance at a time.
+async fn migrate(client: &Client) -> Result<(), HistoryError> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(unavailable)?;
+    let result = async {
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS meridian_schema (version INTEGER NOT NULL)")
+            .await
+            .map_err(unavailable)?;
+        let version: i32 = client
+            .query_opt("SELECT version FROM meridian_schema", &[])
+            .await
+            .map_err(unavailable)?
+            .map_or(0, |row| row.get(0));
+        let version = usize::try_from(version).unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(HistoryError::Config(format!(
+                "the history database is at schema version {version}, newer than this Meridian knows ({}); upgrade Meridian",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let next = i32::try_from(index + 1).unwrap_or(i32::MAX);
+            let update = format!(
+                "BEGIN; {sql}; DELETE FROM meridian_schema; INSERT INTO meridian_schema VALUES ({next}); COMMIT;"
+            );
+            client.batch_execute(&update).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+    .await;
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+    result?;
+    unlocked.map(drop).map_err(unavailable)
+}
+
+fn event_from_row(row: &Row) -> Result<Event, tokio_postgres::Error> {
+    let reasons: String = row.try_get("reasons")?;
+    let verdict: String = row.try_get("verdict")?;
+    let score: i16 = row.try_get("score")?;
+    let asn: Option<i64> = row.try_get("asn")?;
+    Ok(Event {
+        at_ms: row.try_get("at_ms")?,
+        account: row.try_get::<_, Option<String>>("account")?.map(Subject::from_stored),
+        organization: row.try_get::<_, Option<String>>("organization")?.map(Subject::from_stored),
+        network: row.try_get("network")?,
+        country: row.try_get::<_, Option<String>>("country")?.as_deref().and_then(Country::parse),
+        asn: asn.and_then(|asn| u32::try_from(asn).ok()),
+        zone: row.try_get("zone")?,
+        locale: row.try_get("locale")?,
+        restricted_device: row.try_get("restricted_device")?,
+        verdict: Verdict::from_name(&verdict).unwrap_or(Verdict::Deny),
+        score: u8::try_from(score).unwrap_or(100),
+        reasons: reasons.split(',').filter_map(ReasonCode::from_name).collect(),
+        error: row.try_get::<_, Option<String>>("error")?.as_deref().and_then(ErrorCode::from_name),
+    })
+}
+
+fn events(rows: &[Row]) -> Result<Vec<Event>, tokio_postgres::Error> {
+    rows.iter().map(event_from_row).collect()
+}
+
+impl HistoryStore for PostgresHistory {
+    fn record(&self, batch: Vec<Event>) -> HistoryFuture<'_, ()> {
+        self.with(move |client| async move {
+            // One statement for the whole batch: a column per array.
+            let at: Vec<i64> = batch.iter().map(|e| e.at_ms).collect();
+            let account: Vec<Option<&str>> = batch.iter().map(|e| e.account.as_ref().map(Subject::as_str)).collect();
+            let organization: Vec<Option<&str>> =
+                batch.iter().map(|e| e.organization.as_ref().map(Subject::as_str)).collect();
+            let network: Vec<&str> = batch.iter().map(|e| e.network.as_str()).collect();
+            let country: Vec<Option<&str>> = batch.iter().map(|e| e.country.as_ref().map(Country::as_str)).collect();
+            let asn: Vec<Option<i64>> = batch.iter().map(|e| e.asn.map(i64::from)).collect();
+            let zone: Vec<Option<&str>> = batch.iter().map(|e| e.zone.as_deref()).collect();
+            let locale: Vec<Option<&str>> = batch.iter().map(|e| e.locale.as_deref()).collect();
+            let restricted: Vec<bool> = batch.iter().map(|e| e.restricted_device).collect();
+            let verdict: Vec<&str> = batch.iter().map(|e| e.verdict.as_str()).collect();
+            let score: Vec<i16> = batch.iter().map(|e| i16::from(e.score)).collect();
+            let reasons: Vec<String> = batch
+                .iter()
+                .map(|e| e.reasons.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","))
+                .collect();
+            let error: Vec<Option<&str>> = batch.iter().map(|e| e.error.map(ErrorCode::as_str)).collect();
+            client
+                .execute(
+                    "INSERT INTO events (at_ms, account, organization, network, country, asn, zone, locale,
+                        restricted_device, verdict, score, reasons, error)
+                     SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[],
+                        $7::TEXT[], $8::TEXT[], $9::BOOLEAN[], $10::TEXT[], $11::SMALLINT[], $12::TEXT[], $13::TEXT[])",
+                    &[
+                        &at,
+                        &account,
+                        &organization,
+                        &network,
+                        &country,
+                        &asn,
+                        &zone,
+                        &locale,
+                        &restricted,
+                        &verdict,
+                        &score,
+                        &reasons,
+                        &error,
+                    ],
+                )
+                .await
+                .map(drop)
+        })
+    }
+
+    fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
+        let account = account.clone();
+        self.with(move |client| async move {
+            let rows = client
+                .query(
+                    "SELECT * FROM events WHERE account = $1 AND at_ms >= $2 ORDER BY at_ms DESC, id DESC LIMIT $3",
+                    &[&account.as_str(), &since_ms, &i64::from(limit)],
+                )
+                .await?;
+            events(&rows)
+        })
+    }
+
+    fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare> {
+        let organization = organization.clone();
+        self.with(move |client| async move {
+            let row = client
+                .query_one(
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE restricted * 2 > total) FROM (
+                        SELECT SUM(restricted_device::INT) AS restricted, COUNT(*) AS total FROM events
+                        WHERE organization = $1 AND at_ms >= $2 AND account IS NOT NULL AND error IS NULL
+                        GROUP BY account) AS accounts",
+                    &[&organization.as_str(), &since_ms],
+                )
+                .await?;
+            let count = |index: usize| row.get::<_, i64>(index).try_into().unwrap_or(u32::MAX);
+            Ok(OrganizationShare { accounts: count(0), restricted_accounts: count(1) })
+        })
+    }
+
+    fn organization_recent(
+        &self,
+        organization: &Subject,
+        since_ms: i64,
+        limit: u32,
+    ) -> HistoryFuture<'_, Vec<Event>> {
+        let organization = organization.clone();
+        self.with(move |client| async move {
+            let rows = client
+                .query(
+                    "SELECT * FROM events WHERE organization = $1 AND at_ms >= $2 ORDER BY at_ms DESC, id DESC LIMIT $3",
+                    &[&organization.as_str(), &since_ms, &i64::from(limit)],
+                )
+                .await?;
+            events(&rows)
+        })
+    }
+
+    fn scan(&self, after: i64, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<(i64, Event)>> {
+        self.with(move |client| async move {
+            let rows = client
+                .query(
+                    "SELECT * FROM events WHERE id > $1 AND at_ms >= $2 ORDER BY id LIMIT $3",
+                    &[&after, &since_ms, &i64::from(limit)],
+                )
+                .await?;
+            rows.iter().map(|row| Ok((row.try_get("id")?, event_from_row(row)?))).collect()
+        })
+    }
+
+    fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64> {
+        let account = account.clone();
+        self.with(move |client| async move {
+            client.execute("DELETE FROM events WHERE account = $1", &[&account.as_str()]).await
+        })
+    }
+
+    fn purge(&self, before_ms: i64) -> HistoryFuture<'_, u64> {
+        self.with(move |client| async move {
+            client.execute("DELETE FROM events WHERE at_ms < $1", &[&before_ms]).await
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+}

@@ -1,0 +1,319 @@
+//! What the history says about an account, an organisation or everyone:
+//! counts, places, and a risk level with the reasons for it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Event, OrganizationShare, Subject};
+use crate::verdict::{ReasonCode, Verdict};
+
+/// How much an account or organisation deserves a look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Nothing in the window points anywhere it should not.
+    Low,
+    /// Some sign-ins were refused or held, or some devices pointed into a
+    /// restricted region.
+    Medium,
+    /// A pattern: most sign-ins from devices pointing into a restricted
+    /// region, impossible travel, or an organisation-wide share.
+    High,
+}
+
+impl Risk {
+    /// `low`, `medium` or `high`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+/// Reasons that tie a sign-in to a restricted region or to a relay hop.
+const REGION_EVIDENCE: [ReasonCode; 5] = [
+    ReasonCode::RestrictedRegionClaim,
+    ReasonCode::RestrictedRegionIp,
+    ReasonCode::AccountRegionHistory,
+    ReasonCode::OrganizationRegionShare,
+    ReasonCode::ImpossibleTravel,
+];
+
+/// One account's or organisation's history over the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectReport {
+    /// The stored (keyed-hash) form of the id.
+    pub subject: Subject,
+    /// The window, days.
+    pub window_days: u32,
+    /// Verifications in the window.
+    pub logins: u32,
+    /// Of those, from a device whose zone points into a restricted region.
+    pub restricted_device_logins: u32,
+    /// Verifications by verdict.
+    pub verdicts: BTreeMap<&'static str, u32>,
+    /// How often each reason fired.
+    pub reasons: BTreeMap<&'static str, u32>,
+    /// Network countries seen (`??` when unknown).
+    pub countries: BTreeMap<String, u32>,
+    /// Device zones seen.
+    pub zones: BTreeMap<String, u32>,
+    /// For an organisation: its accounts and how many mostly sign in from
+    /// devices pointing into a restricted region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<OrganizationShare>,
+    /// The risk level.
+    pub risk: Risk,
+    /// Why, in sentences.
+    pub risk_reasons: Vec<String>,
+    /// The most recent verifications, newest first.
+    pub recent: Vec<Event>,
+}
+
+/// Counts over a set of events.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    logins: u32,
+    restricted_device: u32,
+    verdicts: BTreeMap<&'static str, u32>,
+    reasons: BTreeMap<&'static str, u32>,
+    countries: BTreeMap<String, u32>,
+    zones: BTreeMap<String, u32>,
+}
+
+impl Tally {
+    fn add(&mut self, event: &Event) {
+        self.logins += 1;
+        self.restricted_device += u32::from(event.restricted_device);
+        *self.verdicts.entry(event.verdict.as_str()).or_default() += 1;
+        for code in &event.reasons {
+            *self.reasons.entry(code.as_str()).or_default() += 1;
+        }
+        let country = event.country.map_or_else(|| "??".to_owned(), |c| c.as_str().to_owned());
+        *self.countries.entry(country).or_default() += 1;
+        if let Some(zone) = &event.zone {
+            *self.zones.entry(zone.clone()).or_default() += 1;
+        }
+    }
+
+    fn count(&self, code: ReasonCode) -> u32 {
+        self.reasons.get(code.as_str()).copied().unwrap_or(0)
+    }
+
+    /// The risk and its reasons.
+    fn risk(&self, share: Option<OrganizationShare>) -> (Risk, Vec<String>) {
+        let mut risk = Risk::Low;
+        let mut why = Vec::new();
+        let mut raise = |level: Risk, sentence: String| {
+            risk = risk.max(level);
+            why.push(sentence);
+        };
+        if self.logins >= 3 && self.restricted_device * 2 >= self.logins {
+            raise(
+                Risk::High,
+                format!(
+                    "{} of {} sign-ins came from devices whose zone points into a restricted region",
+                    self.restricted_device, self.logins
+                ),
+            );
+        } else if self.restricted_device > 0 {
+            raise(
+                Risk::Medium,
+                format!(
+                    "{} sign-in(s) came from a device whose zone points into a restricted region",
+                    self.restricted_device
+                ),
+            );
+        }
+        for code in REGION_EVIDENCE {
+            let count = self.count(code);
+            if count > 0 {
+                let level = if code == ReasonCode::RestrictedRegionIp { Risk::Medium } else { Risk::High };
+                raise(level, format!("{} ({}): {count} time(s)", code.title(), code.as_str()));
+            }
+        }
+        if let Some(share) = share
+            && share.restricted_accounts > 0
+        {
+            let level =
+                if share.restricted_accounts * 10 >= share.accounts * 3 { Risk::High } else { Risk::Medium };
+            raise(
+                level,
+                format!(
+                    "{} of its {} accounts mostly sign in from devices pointing into a restricted region",
+                    share.restricted_accounts, share.accounts
+                ),
+            );
+        }
+        let held = self.verdicts.get(Verdict::Deny.as_str()).copied().unwrap_or(0)
+            + self.verdicts.get(Verdict::Review.as_str()).copied().unwrap_or(0);
+        if held > 0 {
+            raise(Risk::Medium, format!("{held} sign-in(s) were denied or held for review"));
+        }
+        (risk, why)
+    }
+}
+
+/// The report on one account or organisation from its events (newest
+/// first) and, for an organisation, its accounts' share.
+pub fn subject_report(
+    subject: Subject,
+    window_days: u32,
+    events: Vec<Event>,
+    accounts: Option<OrganizationShare>,
+    recent: usize,
+) -> SubjectReport {
+    let mut tally = Tally::default();
+    events.iter().for_each(|event| tally.add(event));
+    let (risk, risk_reasons) = tally.risk(accounts);
+    let mut recent_events = events;
+    recent_events.truncate(recent);
+    SubjectReport {
+        subject,
+        window_days,
+        logins: tally.logins,
+        restricted_device_logins: tally.restricted_device,
+        verdicts: tally.verdicts,
+        reasons: tally.reasons,
+        countries: tally.countries,
+        zones: tally.zones,
+        accounts,
+        risk,
+        risk_reasons,
+        recent: recent_events,
+    }
+}
+
+/// One line of the riskiest list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranked {
+    /// The stored (keyed-hash) form of the id.
+    pub subject: Subject,
+    /// The risk level.
+    pub risk: Risk,
+    /// Verifications in the window.
+    pub logins: u32,
+    /// Of those, from a device pointing into a restricted region.
+    pub restricted_device_logins: u32,
+    /// Denied or held for review.
+    pub held: u32,
+    /// Why.
+    pub risk_reasons: Vec<String>,
+}
+
+/// The whole history over a window: the riskiest accounts and
+/// organisations, and verdicts by country and reason.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overview {
+    /// Events read.
+    pub events: u64,
+    /// Verdicts by network country (`??` when unknown).
+    pub verdicts_by_country: BTreeMap<String, BTreeMap<&'static str, u32>>,
+    /// How often each reason fired, by verdict.
+    pub reasons: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
+    /// The riskiest accounts, riskiest first.
+    pub accounts: Vec<Ranked>,
+    /// The riskiest organisations, riskiest first.
+    pub organizations: Vec<Ranked>,
+}
+
+/// An organisation's accounts: sign-ins, and of those from devices pointing
+/// into a restricted region.
+type Members = BTreeMap<Subject, (u32, u32)>;
+
+/// Builds an [`Overview`] from events fed in any order.
+#[derive(Debug, Default)]
+pub struct OverviewBuilder {
+    overview: Overview,
+    accounts: BTreeMap<Subject, Tally>,
+    organizations: BTreeMap<Subject, (Tally, Members)>,
+}
+
+impl OverviewBuilder {
+    /// Counts one event.
+    pub fn add(&mut self, event: &Event) {
+        self.overview.events += 1;
+        let country = event.country.map_or_else(|| "??".to_owned(), |c| c.as_str().to_owned());
+        *self
+            .overview
+            .verdicts_by_country
+            .entry(country)
+            .or_default()
+            .entry(event.verdict.as_str())
+            .or_default() += 1;
+        for code in &event.reasons {
+            *self
+                .overview
+                .reasons
+                .entry(code.as_str())
+                .or_default()
+                .entry(event.verdict.as_str())
+                .or_default() += 1;
+        }
+        if let Some(account) = &event.account {
+            self.accounts.entry(account.clone()).or_default().add(event);
+        }
+        if let Some(organization) = &event.organization {
+            let (tally, members) = self.organizations.entry(organization.clone()).or_default();
+            tally.add(event);
+            if let Some(account) = &event.account
+                && event.error.is_none()
+            {
+                let (logins, restricted) = members.entry(account.clone()).or_default();
+                *logins += 1;
+                *restricted += u32::from(event.restricted_device);
+            }
+        }
+    }
+
+    /// The overview with the `top` riskiest accounts and organisations.
+    pub fn finish(mut self, top: usize) -> Overview {
+        let rank = |subject: Subject, tally: &Tally, share: Option<OrganizationShare>| {
+            let (risk, risk_reasons) = tally.risk(share);
+            let held = tally.verdicts.get("deny").copied().unwrap_or(0)
+                + tally.verdicts.get("review").copied().unwrap_or(0);
+            Ranked {
+                subject,
+                risk,
+                logins: tally.logins,
+                restricted_device_logins: tally.restricted_device,
+                held,
+                risk_reasons,
+            }
+        };
+        let order = |list: &mut Vec<Ranked>| {
+            list.sort_by(|a, b| {
+                (b.risk, b.restricted_device_logins, b.held).cmp(&(
+                    a.risk,
+                    a.restricted_device_logins,
+                    a.held,
+                ))
+            });
+            list.truncate(top);
+        };
+        let mut accounts: Vec<Ranked> =
+            self.accounts.iter().map(|(subject, tally)| rank(subject.clone(), tally, None)).collect();
+        order(&mut accounts);
+        let mut organizations: Vec<Ranked> = self
+            .organizations
+            .iter()
+            .map(|(subject, (tally, members))| {
+                let share = OrganizationShare {
+                    accounts: u32::try_from(members.len()).unwrap_or(u32::MAX),
+                    restricted_accounts: u32::try_from(
+                        members.values().filter(|(logins, restricted)| restricted * 2 > *logins).count(),
+                    )
+                    .unwrap_or(u32::MAX),
+                };
+                rank(subject.clone(), tally, Some(share))
+            })
+            .collect();
+        order(&mut organizations);
+        self.overview.accounts = accounts;
+        self.overview.organizations = organizations;
+        self.overview
+    }
+}

@@ -1,0 +1,382 @@
+//! The history against a real SQLite database: what it records, the
+//! reasons only a memory can give, erasure, hostile ids, and a database
+//! that goes away and comes back.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use meridian_verifier::clock::Clock;
+use meridian_verifier::geo::Country;
+use meridian_verifier::history::{
+    Event, History, HistoryFuture, HistoryStore, OrganizationShare, SqliteHistory, Subject, SubjectKey,
+};
+use meridian_verifier::http::{ApiState, VerifySecret, router};
+use meridian_verifier::replay::MemoryReplayStore;
+use meridian_verifier::testkit::{Minter, test_intel};
+use meridian_verifier::verdict::ReasonCode;
+use meridian_verifier::{Policy, Verifier, VerifyInput, VerifyOutcome};
+use tower::ServiceExt as _;
+
+const SECRET: &str = "history-test-secret-0123456789";
+/// 2027-01-15T08:00:00Z.
+const T0: i64 = 1_800_000_000_000;
+const SINGAPORE: [u8; 4] = [192, 0, 2, 10];
+const GERMANY: [u8; 4] = [192, 0, 2, 200];
+const SWITZERLAND: [u8; 4] = [203, 0, 113, 9];
+
+/// A clock that stands still.
+struct Fixed(i64);
+
+impl Clock for Fixed {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::from_millisecond(self.0).unwrap()
+    }
+}
+
+/// A store that fails while `down` is set, then answers again.
+struct Flaky {
+    inner: SqliteHistory,
+    down: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn gate(&self) -> Result<(), meridian_verifier::history::HistoryError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(meridian_verifier::history::HistoryError::Unavailable("database is down".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl HistoryStore for Flaky {
+    fn record(&self, events: Vec<Event>) -> HistoryFuture<'_, ()> {
+        match self.gate() {
+            Ok(()) => self.inner.record(events),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+    fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
+        match self.gate() {
+            Ok(()) => self.inner.recent(account, since_ms, limit),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+    fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare> {
+        match self.gate() {
+            Ok(()) => self.inner.organization(organization, since_ms),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+    fn organization_recent(
+        &self,
+        organization: &Subject,
+        since_ms: i64,
+        limit: u32,
+    ) -> HistoryFuture<'_, Vec<Event>> {
+        self.inner.organization_recent(organization, since_ms, limit)
+    }
+    fn scan(&self, after: i64, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<(i64, Event)>> {
+        self.inner.scan(after, since_ms, limit)
+    }
+    fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64> {
+        self.inner.erase_account(account)
+    }
+    fn purge(&self, before_ms: i64) -> HistoryFuture<'_, u64> {
+        self.inner.purge(before_ms)
+    }
+    fn kind(&self) -> &'static str {
+        "flaky"
+    }
+}
+
+struct Fixture {
+    minter: Minter,
+    verifier: Arc<Verifier>,
+    store: SqliteHistory,
+    key: SubjectKey,
+    nonce: std::sync::atomic::AtomicU8,
+    nonce_hi: std::sync::atomic::AtomicU8,
+}
+
+fn restrict_cn() -> Policy {
+    Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() }
+}
+
+impl Fixture {
+    fn new(store: Arc<dyn HistoryStore>, sqlite: SqliteHistory) -> Self {
+        let minter = Minter::new(61);
+        let key = SubjectKey::new([7; 32]);
+        let verifier =
+            Verifier::new(minter.keys.clone(), restrict_cn(), Arc::new(MemoryReplayStore::new(10_000)))
+                .with_intel(Arc::new(test_intel()))
+                .with_history(History::new(store, key.clone()));
+        Self {
+            minter,
+            verifier: Arc::new(verifier),
+            store: sqlite,
+            key,
+            nonce: std::sync::atomic::AtomicU8::new(0),
+            nonce_hi: std::sync::atomic::AtomicU8::new(0),
+        }
+    }
+
+    fn sqlite() -> Self {
+        let store = SqliteHistory::in_memory().unwrap();
+        Self::new(Arc::new(store.clone()), store)
+    }
+
+    fn nonce(&self) -> [u8; 16] {
+        let low = self.nonce.fetch_add(1, Ordering::SeqCst);
+        if low == u8::MAX {
+            self.nonce_hi.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut nonce = [0; 16];
+        nonce[0] = low;
+        nonce[1] = self.nonce_hi.load(Ordering::SeqCst);
+        nonce
+    }
+
+    /// One sign-in of `account` (in `organization`) from `ip` at `at_ms` by
+    /// an honest browser in `zone` with `locale`.
+    async fn sign_in(
+        &self,
+        account: &str,
+        organization: Option<&str>,
+        ip: [u8; 4],
+        at_ms: i64,
+        zone: &str,
+        locale: &str,
+    ) -> VerifyOutcome {
+        let ip = IpAddr::from(ip);
+        let language = locale.split('-').next().unwrap();
+        let claims =
+            self.minter.honest_claims(ip, at_ms, self.nonce(), zone, locale, &[locale, language]).unwrap();
+        let token = self.minter.sign(&claims);
+        let input = VerifyInput {
+            token: &token,
+            remote_ip: ip,
+            accept_language: None,
+            expected_action: None,
+            expected_origin: None,
+            account: Some(account),
+            organization,
+        };
+        self.verifier.verify(&input, jiff::Timestamp::from_millisecond(at_ms + 100).unwrap()).await
+    }
+
+    async fn events(&self) -> Vec<Event> {
+        self.store.scan(0, 0, 100_000).await.unwrap().into_iter().map(|(_, e)| e).collect()
+    }
+}
+
+fn codes(outcome: &VerifyOutcome) -> Vec<&'static str> {
+    outcome.reasons.iter().map(|r| r.code.as_str()).collect()
+}
+
+#[tokio::test]
+async fn every_verification_is_recorded_with_hashed_ids_and_truncated_networks() {
+    let fixture = Fixture::sqlite();
+    let outcome = fixture
+        .sign_in("ada@example.com", Some("Example Corp"), SINGAPORE, T0, "Asia/Singapore", "en-SG")
+        .await;
+    assert!(outcome.success, "{outcome:?}");
+    let events = fixture.events().await;
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event.network, "192.0.2.0/24");
+    assert_eq!(event.country, Country::parse("SG"));
+    assert_eq!(event.zone.as_deref(), Some("Asia/Singapore"));
+    assert_eq!(event.verdict, outcome.verdict);
+    let account = event.account.as_ref().unwrap();
+    assert_eq!(account, &fixture.key.account("ada@example.com").unwrap());
+    assert!(!account.as_str().contains("ada"), "ids are never stored in the clear");
+    assert_ne!(event.organization.as_ref().unwrap(), &fixture.key.account("Example Corp").unwrap());
+}
+
+#[tokio::test]
+async fn an_organisation_of_shanghai_devices_is_flagged_and_a_traveller_is_not() {
+    let fixture = Fixture::sqlite();
+    // Example Corp: registered in Singapore, staff sign in through its
+    // Singapore office with Shanghai clocks and Chinese browsers.
+    for (n, staff) in ["li", "wang", "zhang", "chen", "liu"].iter().enumerate() {
+        for day in 0..3 {
+            let at = T0 + day * 86_400_000 + i64::try_from(n).unwrap() * 60_000;
+            fixture.sign_in(staff, Some("Example Corp"), SINGAPORE, at, "Asia/Shanghai", "zh-CN").await;
+        }
+    }
+    let later = T0 + 4 * 86_400_000;
+    let staff = fixture.sign_in("li", Some("Example Corp"), SINGAPORE, later, "Asia/Shanghai", "zh-CN").await;
+    assert!(codes(&staff).contains(&"organization_region_share"), "{:?}", codes(&staff));
+    assert!(codes(&staff).contains(&"account_region_history"), "{:?}", codes(&staff));
+    let reason = staff.reasons.iter().find(|r| r.code == ReasonCode::OrganizationRegionShare).unwrap();
+    assert!(reason.detail.contains("5 of the organisation's 5 accounts"), "{}", reason.detail);
+
+    // Other Corp: Singaporeans, and one traveller from Shanghai, once.
+    for (n, local) in ["tan", "lim", "ng", "goh", "ong"].iter().enumerate() {
+        let at = T0 + i64::try_from(n).unwrap() * 60_000;
+        fixture.sign_in(local, Some("Other Corp"), SINGAPORE, at, "Asia/Singapore", "en-SG").await;
+    }
+    let traveller =
+        fixture.sign_in("zhou", Some("Other Corp"), SINGAPORE, later, "Asia/Shanghai", "zh-CN").await;
+    let found = codes(&traveller);
+    assert!(!found.contains(&"organization_region_share"), "{found:?}");
+    assert!(!found.contains(&"account_region_history"), "one sign-in is not a history: {found:?}");
+}
+
+#[tokio::test]
+async fn a_zone_that_changes_on_the_same_network_is_a_flip() {
+    let fixture = Fixture::sqlite();
+    fixture.sign_in("sam", None, SINGAPORE, T0, "Asia/Shanghai", "zh-CN").await;
+    let flipped = fixture.sign_in("sam", None, SINGAPORE, T0 + 3_600_000, "Asia/Singapore", "en-SG").await;
+    let flip = flipped.reasons.iter().find(|r| r.code == ReasonCode::ZoneFlip).unwrap();
+    assert!(flip.detail.contains("Asia/Shanghai") && flip.detail.contains("192.0.2.0/24"), "{}", flip.detail);
+    // Another account on that network is not compared.
+    let other = fixture.sign_in("kim", None, SINGAPORE, T0 + 3_700_000, "Asia/Singapore", "en-SG").await;
+    assert!(!codes(&other).contains(&"zone_flip"));
+}
+
+#[tokio::test]
+async fn germany_then_singapore_ten_minutes_later_is_impossible_travel() {
+    let fixture = Fixture::sqlite();
+    fixture.sign_in("eva", None, GERMANY, T0, "Europe/Berlin", "de-DE").await;
+    let jump = fixture.sign_in("eva", None, SINGAPORE, T0 + 600_000, "Europe/Berlin", "de-DE").await;
+    let travel = jump.reasons.iter().find(|r| r.code == ReasonCode::ImpossibleTravel).unwrap();
+    assert!(travel.detail.contains("from DE") && travel.detail.contains("now from SG"), "{}", travel.detail);
+    // Next door is never impossible, however quick: a border town, a
+    // phone roaming onto the neighbour's network.
+    fixture.sign_in("jan", None, GERMANY, T0, "Europe/Berlin", "de-DE").await;
+    let roaming = fixture.sign_in("jan", None, SWITZERLAND, T0 + 60_000, "Europe/Berlin", "de-DE").await;
+    assert!(!codes(&roaming).contains(&"impossible_travel"), "{:?}", codes(&roaming));
+    // A day later the same trip is a flight.
+    let flown = fixture.sign_in("eva", None, GERMANY, T0 + 86_400_000 * 2, "Europe/Berlin", "de-DE").await;
+    assert!(!codes(&flown).contains(&"impossible_travel"), "{:?}", codes(&flown));
+}
+
+#[tokio::test]
+async fn hostile_ids_are_refused_or_stored_as_hashes() {
+    let fixture = Fixture::sqlite();
+    let huge = "a".repeat(10_000);
+    let refused = fixture.sign_in(&huge, None, SINGAPORE, T0, "Asia/Singapore", "en-SG").await;
+    assert_eq!(refused.error_codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["bad-request"]);
+    let control = fixture.sign_in("evil\u{0}\u{1b}[2J", None, SINGAPORE, T0, "Asia/Singapore", "en-SG").await;
+    assert!(!control.success);
+    let sql = "x'); DROP TABLE events; --";
+    let stored =
+        fixture.sign_in(sql, Some("\"; DELETE FROM events"), SINGAPORE, T0, "Asia/Singapore", "en-SG").await;
+    assert!(stored.success, "{stored:?}");
+    let events = fixture.events().await;
+    assert_eq!(events.len(), 1, "refused ids leave no event; the table survives SQL in ids");
+    assert_eq!(events[0].account.as_ref().unwrap(), &fixture.key.account(sql).unwrap());
+}
+
+#[tokio::test]
+async fn erasure_removes_every_event_of_the_account_only() {
+    let fixture = Fixture::sqlite();
+    for n in 0..3 {
+        fixture.sign_in("gone", None, SINGAPORE, T0 + n * 1_000, "Asia/Singapore", "en-SG").await;
+        fixture.sign_in("stays", None, SINGAPORE, T0 + n * 1_000, "Asia/Singapore", "en-SG").await;
+    }
+    let gone = fixture.key.account("gone").unwrap();
+    assert_eq!(fixture.store.erase_account(&gone).await.unwrap(), 3);
+    let events = fixture.events().await;
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e.account.as_ref() != Some(&gone)));
+    assert_eq!(fixture.store.purge(T0 + 1_500).await.unwrap(), 2, "the retention purge takes the old ones");
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_costs_reasons_not_answers_or_events() {
+    let sqlite = SqliteHistory::in_memory().unwrap();
+    let down = Arc::new(AtomicBool::new(false));
+    let flaky = Flaky { inner: sqlite.clone(), down: down.clone() };
+    let fixture = Fixture::new(Arc::new(flaky), sqlite);
+    let mut answered = 0;
+    fixture.sign_in("ada", None, SINGAPORE, T0, "Asia/Singapore", "en-SG").await;
+    answered += 1;
+    down.store(true, Ordering::SeqCst);
+    for n in 0..5 {
+        let outcome =
+            fixture.sign_in("ada", None, SINGAPORE, T0 + 1_000 * (n + 1), "Asia/Singapore", "en-SG").await;
+        assert!(outcome.success, "verification keeps answering: {outcome:?}");
+        assert!(codes(&outcome).contains(&"history_unavailable"), "{:?}", codes(&outcome));
+        answered += 1;
+    }
+    assert_eq!(
+        fixture.verifier.history().unwrap().unavailable_count(),
+        5,
+        "five answers without the history"
+    );
+    down.store(false, Ordering::SeqCst);
+    let back = fixture.sign_in("ada", None, SINGAPORE, T0 + 10_000, "Asia/Singapore", "en-SG").await;
+    answered += 1;
+    assert!(
+        !codes(&back).contains(&"history_unavailable"),
+        "recovered without a restart: {:?}",
+        codes(&back)
+    );
+    assert_eq!(
+        fixture.events().await.len(),
+        answered,
+        "no answered verification is missing from the history"
+    );
+}
+
+async fn get(app: &axum::Router, method: &str, path: &str, secret: &str) -> (StatusCode, serde_json::Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn the_api_reports_on_accounts_and_organisations_and_erases_on_request() {
+    let fixture = Fixture::sqlite();
+    for (n, staff) in ["li", "wang", "zhang"].iter().enumerate() {
+        for day in 0..3 {
+            let at = T0 + day * 86_400_000 + i64::try_from(n).unwrap() * 60_000;
+            fixture.sign_in(staff, Some("Example Corp"), SINGAPORE, at, "Asia/Shanghai", "zh-CN").await;
+        }
+    }
+    let clock = Arc::new(Fixed(T0 + 5 * 86_400_000));
+    let state =
+        ApiState::from_shared(fixture.verifier.clone(), vec![VerifySecret::new(SECRET).unwrap()], clock);
+    let app = router(state).layer(MockConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 1))));
+
+    let (status, account) = get(&app, "GET", "/v1/accounts/li", SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["logins"], 3);
+    assert_eq!(account["risk"], "high");
+    assert_eq!(account["zones"]["Asia/Shanghai"], 3);
+    assert_eq!(account["countries"]["SG"], 3);
+    assert_eq!(account["recent"].as_array().unwrap().len(), 3);
+
+    let (status, organization) = get(&app, "GET", "/v1/organizations/Example%20Corp", SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{organization}");
+    assert_eq!(organization["accounts"]["accounts"], 3);
+    assert_eq!(organization["accounts"]["restricted_accounts"], 3);
+    assert_eq!(organization["risk"], "high");
+
+    let (status, _) = get(&app, "GET", "/v1/accounts/li", "not-the-secret-0000000").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let long = format!("/v1/accounts/{}", "x".repeat(300));
+    assert_eq!(get(&app, "GET", &long, SECRET).await.0, StatusCode::BAD_REQUEST);
+
+    let (status, erased) = get(&app, "DELETE", "/v1/accounts/li", SECRET).await;
+    assert_eq!((status, erased["erased"].as_u64()), (StatusCode::OK, Some(3)));
+    let (_, account) = get(&app, "GET", "/v1/accounts/li", SECRET).await;
+    assert_eq!(account["logins"], 0);
+    assert_eq!(account["risk"], "low");
+}
