@@ -172,7 +172,7 @@ impl Demo {
     /// # Errors
     /// When the collector keys or the built collector are missing, or a
     /// setting is wrong.
-    pub fn build(config: DemoConfig) -> Result<Self, String> {
+    pub async fn build(config: DemoConfig) -> Result<Self, String> {
         let DemoConfig { serve, clock, intel, simulated_origins, .. } = config;
         if !serve.jwks.exists() {
             return Err(format!("cannot read {}; run scripts/setup first", serve.jwks.display()));
@@ -186,7 +186,7 @@ impl Demo {
         if let Some(intel) = intel {
             builder = builder.intel(intel);
         }
-        let deployment = builder.build().map_err(|e| e.to_string())?;
+        let deployment = builder.build().await.map_err(|e| e.to_string())?;
         Ok(Self { deployment, simulated: simulated_origins })
     }
 
@@ -271,6 +271,9 @@ async fn login(
         accept_language,
         expected_action: Some("login"),
         expected_origin: None,
+        // The e-mail names the account, so the history can weigh its past.
+        account: Some(form.email.trim()).filter(|email| !email.is_empty() && email.len() <= 256),
+        organization: None,
     };
     let mut outcome = state.api.verifier().verify(&input, state.api.clock().now()).await;
     if simulated.is_some() && outcome.success {

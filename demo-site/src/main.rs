@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
         println!("MERIDIAN_VERIFY_SECRET was unset; this run's verify secret is {secret}");
     }
     let origin = format!("http://{}", config.serve.listen);
-    let demo = match meridian_demo::Demo::build(config) {
+    let demo = match meridian_demo::Demo::build(config).await {
         Ok(demo) => demo,
         Err(message) => {
             eprintln!("meridian-demo: {message}");

@@ -117,6 +117,8 @@ impl Deployment {
             accept_language: Some(&login.accept_language),
             expected_action: Some("login"),
             expected_origin: None,
+            account: None,
+            organization: None,
         };
         let outcome = verifier.verify(&input, login.now).await;
         Ok(Outcome {

@@ -27,13 +27,21 @@ function init(args)
   delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
   math.randomseed(7919 * (id + 1))
   secret = os.getenv("SECRET")
+  -- ACCOUNTS: name one of this many accounts (in ACCOUNTS / 25
+  -- organisations) per request, so the history reads and writes.
+  accounts = tonumber(os.getenv("ACCOUNTS") or "0")
 end
 
 function request()
   local token = tokens[next_token]
   next_token = next_token + 1
   if token == nil then token = "exhausted" end
-  local body = '{"token":"' .. token .. '","remote_ip":"127.0.0.1","accept_language":"en-US,en;q=0.9"}'
+  local who = ""
+  if accounts > 0 then
+    local account = (next_token * 7919 + id) % accounts
+    who = ',"account":"user-' .. account .. '","organization":"org-' .. (account % math.max(1, accounts // 25)) .. '"'
+  end
+  local body = '{"token":"' .. token .. '","remote_ip":"127.0.0.1","accept_language":"en-US,en;q=0.9"' .. who .. '}'
   return wrk.format("POST", "/v1/verify", {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. secret,

@@ -111,6 +111,9 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
     let proxies: Vec<toml::Value> = trusted_proxies.iter().map(|p| toml::Value::String(p.clone())).collect();
     defaults.insert("trusted_proxies".into(), toml::Value::Array(proxies));
     defaults.insert("verify_secret".into(), toml::Value::Array(vec![VERIFY_SECRET.into()]));
+    // Each demo keeps its own history, so tests never see each other's.
+    let history = scratch_dir("demo").join("history.sqlite");
+    defaults.insert("history_db".into(), toml::Value::String(history.display().to_string()));
     let serve = ServeConfig::load_over(defaults, None, std::iter::empty())
         .unwrap_or_else(|e| panic!("demo configuration: {e}"));
     let mut config = meridian_demo::DemoConfig::new(serve).unwrap_or_else(|e| panic!("demo: {e}"));
@@ -120,11 +123,25 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
         meridian_demo::SimulatedOrigin { label: "Singapore (test range)".into(), ip: [192, 0, 2, 10].into() },
         meridian_demo::SimulatedOrigin { label: "Japan (test range)".into(), ip: [192, 0, 2, 70].into() },
     ];
-    let demo = meridian_demo::Demo::build(config).unwrap_or_else(|e| panic!("demo: {e}"));
+    let demo = meridian_demo::Demo::build(config).await.unwrap_or_else(|e| panic!("demo: {e}"));
     let task = tokio::spawn(async move {
         let _ = demo.serve(listener, std::future::pending()).await;
     });
     DemoServer { origin: format!("http://{address}"), clock, task }
+}
+
+/// A fresh folder under the system's temporary directory, for one server's
+/// data (its history database and key).
+///
+/// # Panics
+/// When it cannot be made.
+pub fn scratch_dir(what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("meridian-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
 }
 
 /// A `meridian` HTTP API (the library's router, no demo pages) on a free
@@ -157,7 +174,7 @@ pub async fn start_verifier(page_origins: &[String]) -> VerifierServer {
         ("MERIDIAN_LISTEN", address.to_string()),
         ("MERIDIAN_JWKS", home.join("keys/jwks.json").display().to_string()),
         ("MERIDIAN_COLLECTOR_DIR", home.join("pkg").display().to_string()),
-        ("MERIDIAN_DATA_DIR", home.join("no-data").display().to_string()),
+        ("MERIDIAN_DATA_DIR", scratch_dir("verifier").display().to_string()),
         ("MERIDIAN_VERIFY_SECRET", VERIFY_SECRET.to_owned()),
         ("MERIDIAN_ALLOWED_ORIGINS", origins.clone()),
         ("MERIDIAN_CORS_ORIGINS", origins),
@@ -168,6 +185,7 @@ pub async fn start_verifier(page_origins: &[String]) -> VerifierServer {
         .unwrap_or_else(|e| panic!("verifier configuration: {e}"));
     let deployment = meridian_verifier::deployment::Deployment::builder(config)
         .build()
+        .await
         .unwrap_or_else(|e| panic!("verifier: {e} (run scripts/setup)"));
     let task = tokio::spawn(async move {
         let _ = deployment.serve(listener, None, |api| api, std::future::pending()).await;

@@ -118,6 +118,8 @@ async fn verify_all(verifier: &Verifier, tokens: &[String], ip: IpAddr, now: Tim
             accept_language: Some("de-DE,de;q=0.9"),
             expected_action: Some("login"),
             expected_origin: None,
+            account: None,
+            organization: None,
         };
         let outcome = verifier.verify(&input, now).await;
         assert!(outcome.success, "{:?}", outcome.error);

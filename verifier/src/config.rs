@@ -136,6 +136,25 @@ pub struct ServeConfig {
     pub replay_capacity: usize,
     /// Whole-request timeout, ms. Default 5 000.
     pub request_timeout_ms: u64,
+    /// Whether to record verifications and weigh accounts' and
+    /// organisations' past (feature `history`). Default `true`.
+    pub history: bool,
+    /// The history's SQLite file, created on first run. Default
+    /// `history.sqlite` in `data_dir`.
+    pub history_db: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://user:password@host:port/db`) for a history
+    /// shared by several instances; they must then share `history_key`.
+    /// Default: none (the SQLite file).
+    pub database_url: Option<Secret>,
+    /// The key (base64url of 32 bytes) that turns account and organisation
+    /// ids into the keyed hashes the history stores; instances sharing a
+    /// history share it. Default: `history.key` in `data_dir`, made on first
+    /// run.
+    pub history_key: Option<Secret>,
+    /// File holding the history key.
+    pub history_key_file: Option<PathBuf>,
+    /// Days the history keeps an event. Default 90.
+    pub retention_days: u32,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
     /// Folder of the built collector, served under `/pkg/` (CORS for
@@ -177,6 +196,12 @@ impl Default for ServeConfig {
             store_timeout_ms: 250,
             replay_capacity: 1_000_000,
             request_timeout_ms: 5_000,
+            history: true,
+            history_db: None,
+            database_url: None,
+            history_key: None,
+            history_key_file: None,
+            retention_days: 90,
             log_format: LogFormat::Text,
             collector_dir: None,
         }
@@ -184,7 +209,7 @@ impl Default for ServeConfig {
 }
 
 /// Keys whose values are secrets.
-const SECRET_KEYS: &[&str] = &["verify_secret", "challenge_key", "redis_url"];
+const SECRET_KEYS: &[&str] = &["verify_secret", "challenge_key", "redis_url", "history_key", "database_url"];
 
 /// A TOML file as a table. On a syntax error the message names the file,
 /// line and problem only: toml's own text quotes the offending line, which
@@ -274,6 +299,9 @@ impl ServeConfig {
         }
         if let Some(path) = &self.challenge_key_file {
             self.challenge_key.extend(lines(path, "challenge_key_file")?);
+        }
+        if let Some(path) = &self.history_key_file {
+            self.history_key = lines(path, "history_key_file")?.into_iter().next();
         }
         Ok(())
     }
@@ -475,6 +503,12 @@ mod tests {
         ("store_timeout_ms", "99", "99"),
         ("replay_capacity", "1000", "1000"),
         ("request_timeout_ms", "999", "999"),
+        ("history", "false", "false"),
+        ("history_db", "/var/lib/meridian/h.sqlite", "\"/var/lib/meridian/h.sqlite\""),
+        ("history_key", "AAAA", "\"AAAA\""),
+        ("database_url", "postgres://m@127.0.0.1/m", "\"postgres://m@127.0.0.1/m\""),
+        ("history_key_file", "{dir}/lines", "\"{dir}/lines\""),
+        ("retention_days", "30", "30"),
         ("log_format", "json", "\"json\""),
         ("collector_dir", "/srv/pkg", "\"/srv/pkg\""),
     ];

@@ -9,7 +9,7 @@
 //! use meridian_verifier::deployment::Deployment;
 //!
 //! let config = ServeConfig::load(None, std::env::vars())?;
-//! let deployment = Deployment::builder(config).build()?;
+//! let deployment = Deployment::builder(config).build().await?;
 //! deployment.run(meridian_verifier::http::shutdown_signal()).await?;
 //! # Ok(()) }
 //! ```
@@ -40,6 +40,9 @@ pub struct Deployment {
     listen: SocketAddr,
     internal_listen: Option<SocketAddr>,
     limits: ServeLimits,
+    /// The history and its retention in days, purged hourly while serving.
+    #[cfg(feature = "history")]
+    history: Option<(crate::history::History, u32)>,
 }
 
 /// Builds a [`Deployment`]; what a test or an embedding app supplies
@@ -71,13 +74,13 @@ impl Builder {
         self
     }
 
-    /// Reads the keys and databases, connects the replay store and applies
-    /// the limits. Call inside a Tokio runtime (the Redis client needs one).
+    /// Reads the keys and databases, connects the replay store and the
+    /// history and applies the limits.
     ///
     /// # Errors
     /// A message naming the setting that is wrong or the file that cannot
     /// be read.
-    pub fn build(self) -> Result<Deployment, ConfigError> {
+    pub async fn build(self) -> Result<Deployment, ConfigError> {
         let Self { config, clock, intel } = self;
         let fail = |message: String| ConfigError(message);
         let mut notes = Vec::new();
@@ -154,8 +157,18 @@ impl Builder {
             None => notes.push("challenge budget: none (bound the Redis store with maxmemory)".into()),
         }
         let store = replay_store(&config, &mut notes)?;
-        let verifier =
+        #[allow(unused_mut, reason = "only the history feature changes it")]
+        let mut verifier =
             Verifier::new(Keys { collector, challenge }, policy, store).with_intel(Arc::new(intel));
+        #[cfg(feature = "history")]
+        let history = if config.history {
+            let history = open_history(&config, &mut notes).await?;
+            verifier = verifier.with_history(history.clone());
+            Some(history)
+        } else {
+            notes.push("history: off (history = false)".into());
+            None
+        };
         let collector_dir = config
             .collector_dir
             .clone()
@@ -199,8 +212,74 @@ impl Builder {
             listen: config.listen,
             internal_listen: config.internal_listen,
             limits,
+            #[cfg(feature = "history")]
+            history: history.map(|history| (history, config.retention_days)),
         })
     }
+}
+
+/// The configured history: the SQLite file and the id key, each made on
+/// first run when not configured.
+#[cfg(feature = "history")]
+async fn open_history(
+    config: &ServeConfig,
+    notes: &mut Vec<String>,
+) -> Result<crate::history::History, ConfigError> {
+    use crate::history::{History, HistoryStore, PostgresHistory, SqliteHistory, SubjectKey};
+    let fail = |message: String| ConfigError(message);
+    let path = config.history_db.clone().unwrap_or_else(|| config.data_dir.join("history.sqlite"));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("history_db: cannot create {}: {e}", parent.display())))?;
+    }
+    let key = match &config.history_key {
+        Some(key) => SubjectKey::from_base64url(key.expose()).map_err(|e| fail(e.to_string()))?,
+        None if config.database_url.is_some() => {
+            return Err(fail(
+                "history_key: a shared history (database_url) needs the key every instance shares; make one with `openssl rand -base64 32 | tr '+/' '-_' | tr -d '='`".into(),
+            ));
+        }
+        None => {
+            let key_path = config.data_dir.join("history.key");
+            match std::fs::read_to_string(&key_path) {
+                Ok(text) => SubjectKey::from_base64url(&text)
+                    .map_err(|e| fail(format!("{}: {e}", key_path.display())))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let (text, key) = SubjectKey::generate().map_err(|e| fail(e.to_string()))?;
+                    crate::fs::write_private(&key_path, &text)
+                        .map_err(|e| fail(format!("history key: {e}")))?;
+                    notes.push(format!(
+                        "history key: made {} (keep it: without it past ids cannot be matched)",
+                        key_path.display()
+                    ));
+                    key
+                }
+                Err(e) => return Err(fail(format!("history key: cannot read {}: {e}", key_path.display()))),
+            }
+        }
+    };
+    let store: Arc<dyn HistoryStore> = match &config.database_url {
+        Some(url) => {
+            let timeout = Duration::from_millis(config.store_timeout_ms.max(1_000));
+            let store =
+                PostgresHistory::connect(url.expose(), timeout).await.map_err(|e| fail(e.to_string()))?;
+            notes.push(format!(
+                "history: postgres (shared by every instance using it; retention {} days)",
+                config.retention_days
+            ));
+            Arc::new(store)
+        }
+        None => {
+            let store = SqliteHistory::open(&path).map_err(|e| fail(e.to_string()))?;
+            notes.push(format!(
+                "history: sqlite {} (retention {} days)",
+                path.display(),
+                config.retention_days
+            ));
+            Arc::new(store)
+        }
+    };
+    Ok(History::new(store, key))
 }
 
 /// The configured replay store.
@@ -295,6 +374,8 @@ impl Deployment {
         for note in &self.notes {
             tracing::info!("{note}");
         }
+        #[cfg(feature = "history")]
+        let self_history = self.history.clone();
         let Self { state, data, limits, .. } = self;
         // The bound address: with port 0 configured, the one the system chose.
         if let Ok(address) = public.local_addr() {
@@ -305,11 +386,21 @@ impl Deployment {
             tokio::spawn(reload_on_hangup(state.clone(), data));
         }
         let housekeeping = state.clone();
+        #[cfg(feature = "history")]
+        let retention = self_history;
         let chores = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));
+            let mut ticks: u64 = 0;
             loop {
                 tick.tick().await;
                 housekeeping.housekeeping();
+                #[cfg(feature = "history")]
+                if let Some((history, days)) = &retention
+                    && ticks.is_multiple_of(120)
+                {
+                    purge(history, *days).await;
+                }
+                ticks = ticks.wrapping_add(1);
             }
         });
         // One signal ends every listener.
@@ -340,6 +431,18 @@ impl Deployment {
         };
         chores.abort();
         served.map_err(|e| format!("server error: {e}"))
+    }
+}
+
+/// Erases events older than the retention.
+#[cfg(feature = "history")]
+async fn purge(history: &crate::history::History, days: u32) {
+    let before =
+        jiff::Timestamp::now().as_millisecond().saturating_sub(i64::from(days).saturating_mul(86_400_000));
+    match history.store().purge(before).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, days, "history: events past the retention erased"),
+        Err(error) => tracing::warn!(%error, "history: purge failed; tried again within the hour"),
     }
 }
 

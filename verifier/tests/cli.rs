@@ -61,3 +61,66 @@ fn inspect_escapes_control_characters_from_the_token() {
     assert!(stdout.contains("Asia/Shanghai"), "{stdout}");
     assert!(stdout.contains("u{009b}") || stdout.contains("\\u009b"), "{stdout}");
 }
+
+#[test]
+fn report_names_the_riskiest_accounts_and_organisations() {
+    use meridian_verifier::geo::Country;
+    use meridian_verifier::history::{Event, HistoryStore, SqliteHistory, SubjectKey, network_of};
+    use meridian_verifier::verdict::{ReasonCode, Verdict};
+    let dir = scratch("report");
+    let key_text = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    let key = SubjectKey::from_base64url(key_text).unwrap();
+    let history = SqliteHistory::open(&dir.join("history.sqlite")).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let event = |account: &str, organization: &str, shanghai: bool, n: i64| Event {
+        at_ms: now - n * 60_000,
+        account: Some(key.account(account).unwrap()),
+        organization: Some(key.organization(organization).unwrap()),
+        network: network_of("192.0.2.10".parse().unwrap()),
+        country: Country::parse("SG"),
+        asn: None,
+        zone: Some(if shanghai { "Asia/Shanghai" } else { "Asia/Singapore" }.into()),
+        locale: Some(if shanghai { "zh-CN" } else { "en-SG" }.into()),
+        restricted_device: shanghai,
+        verdict: if shanghai { Verdict::Deny } else { Verdict::Allow },
+        score: if shanghai { 100 } else { 0 },
+        reasons: if shanghai { vec![ReasonCode::RestrictedRegionClaim] } else { Vec::new() },
+        error: None,
+    };
+    let mut events = Vec::new();
+    for n in 0..4 {
+        events.push(event("li", "Example Corp", true, n));
+        events.push(event("tan", "Other Corp", false, n));
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(history.record(events)).unwrap();
+    let minter = Minter::new(3);
+    std::fs::write(dir.join("jwks.json"), minter.jwks_json()).unwrap();
+    std::fs::write(dir.join("ids.txt"), "li\ntan\nExample Corp\n").unwrap();
+    let config = format!(
+        "jwks = {:?}\nverify_secret = [\"report-test-secret-0123456789\"]\ndata_dir = {:?}\nhistory_key = {key_text:?}\n",
+        dir.join("jwks.json"),
+        dir
+    );
+    std::fs::write(dir.join("meridian.toml"), config).unwrap();
+    let config = dir.join("meridian.toml");
+    let ids = dir.join("ids.txt");
+    let (ok, stdout, stderr) =
+        meridian(&["report", "--config", config.to_str().unwrap(), "--ids", ids.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("8 verifications"), "{stdout}");
+    let li = stdout.lines().find(|l| l.trim_start().starts_with("li ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(li.contains("high"), "{li}");
+    let corp = stdout.lines().find(|l| l.contains("Example Corp")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(corp.contains("high"), "{corp}");
+    assert!(stdout.contains("restricted_region_claim"), "{stdout}");
+    assert!(!stdout.contains(key.account("li").unwrap().as_str()), "named ids replace hashes");
+
+    let (ok, stdout, _) = meridian(&["report", "--config", config.to_str().unwrap(), "--json"]);
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["events"], 8);
+    assert_eq!(json["accounts"][0]["risk"], "high");
+    assert_eq!(json["accounts"][0]["subject"], key.account("li").unwrap().as_str());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -407,6 +407,8 @@ async fn run(scenario: &Scenario, intel: &Arc<IpIntel>) -> VerifyOutcome {
         accept_language: scenario.accept_language,
         expected_action: Some("login"),
         expected_origin: None,
+        account: None,
+        organization: None,
     };
     verifier.verify(&input, Timestamp::from_millisecond(at.as_millisecond() + 1_500).unwrap()).await
 }
@@ -475,6 +477,8 @@ async fn a_naive_zone_spoof_is_internally_inconsistent() {
         accept_language: None,
         expected_action: None,
         expected_origin: None,
+        account: None,
+        organization: None,
     };
     let outcome = verifier.verify(&input, at).await;
     assert!(
@@ -517,6 +521,8 @@ async fn verify_claims(
         accept_language: Some("fr-FR,fr;q=0.9,en-US;q=0.8"),
         expected_action: None,
         expected_origin: None,
+        account: None,
+        organization: None,
     };
     verifier.verify(&input, Timestamp::from_millisecond(at.as_millisecond() + 1_500).unwrap()).await
 }

@@ -913,3 +913,189 @@ async fn slow_clients_floods_and_the_internal_listener() {
     assert!(serve.stderr().contains("too many open connections"));
     assert!(!serve.stderr().contains("panicked"));
 }
+
+/// A private PostgreSQL (Debian's `postgresql` package) in a scratch folder
+/// on a free loopback port; as root, it runs as the `postgres` user, which
+/// PostgreSQL requires.
+struct Postgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start(name: &str) -> Self {
+        let bin = std::env::var_os("PG_BIN").map(PathBuf::from).unwrap_or_else(|| {
+            let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .unwrap_or_else(|e| {
+                    panic!("no /usr/lib/postgresql ({e}): install postgresql; scripts/test does")
+                })
+                .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+                .collect();
+            versions.sort();
+            versions.pop().expect("a PostgreSQL version in /usr/lib/postgresql")
+        });
+        let dir = scratch(name);
+        let postgres = Self { dir, bin, port: free_port() };
+        if Self::as_root() {
+            let status =
+                Command::new("chown").args(["-R", "postgres:postgres"]).arg(&postgres.dir).status().unwrap();
+            assert!(status.success(), "chown the scratch folder to postgres");
+        }
+        let data = postgres.dir.join("data");
+        postgres
+            .run("initdb", &["-D", data.to_str().unwrap(), "-U", "meridian", "--auth=trust", "-E", "UTF8"]);
+        postgres.start_server();
+        postgres
+    }
+
+    fn as_root() -> bool {
+        Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    }
+
+    /// Runs a PostgreSQL tool, as `postgres` when root; panics with its output on failure.
+    fn run(&self, tool: &str, args: &[&str]) {
+        let program = self.bin.join(tool);
+        let mut command = if Self::as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        let output =
+            command.args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        assert!(
+            output.status.success(),
+            "{tool} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn start_server(&self) {
+        let options =
+            format!("-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", self.port, self.dir.display());
+        let data = self.dir.join("data");
+        let log = self.dir.join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server at once, as a crash would.
+    fn kill(&self) {
+        let data = self.dir.join("data");
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://meridian@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn events(&self) -> i64 {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "meridian",
+                "-d",
+                "postgres",
+                "-tAc",
+            ])
+            .arg("SELECT COUNT(*) FROM events")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(-1)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = std::panic::catch_unwind(|| {
+            self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+        });
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The history key the instances of a shared history share.
+const HISTORY_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_one_postgres_see_each_others_history_and_survive_its_crash() {
+    let postgres = Postgres::start("postgres");
+    let shared =
+        [("MERIDIAN_DATABASE_URL", postgres.url()), ("MERIDIAN_HISTORY_KEY", HISTORY_KEY.to_owned())];
+    let shared: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Serve::start("history-a", &shared);
+    let b = Serve::start("history-b", &shared);
+    let mut answered = 0;
+    for n in 0..3 {
+        let body = json!({ "token": token(5_000 + n), "remote_ip": "127.0.0.1", "account": "ada", "organization": "Example Corp" });
+        let (status, outcome) = verify(&a.origin, &body).await;
+        assert_eq!((status, outcome["success"].clone()), (200, json!(true)), "{outcome}");
+        answered += 1;
+    }
+    let account =
+        client().get(format!("{}/v1/accounts/ada", b.origin)).bearer_auth(SECRET).send().await.unwrap();
+    let account: Value = account.json().await.unwrap();
+    assert_eq!(account["logins"], 3, "B sees what A recorded: {account}");
+
+    // The database crashes: verification keeps answering, without history.
+    postgres.kill();
+    for n in 0..3 {
+        let body = json!({ "token": token(5_100 + n), "remote_ip": "127.0.0.1", "account": "ada" });
+        let (status, outcome) = verify(&a.origin, &body).await;
+        assert_eq!(status, 200, "{outcome}");
+        assert_eq!(outcome["success"], json!(true), "{outcome}");
+        let reasons: Vec<&str> =
+            outcome["reasons"].as_array().unwrap().iter().filter_map(|r| r["code"].as_str()).collect();
+        assert!(reasons.contains(&"history_unavailable"), "{reasons:?}");
+        answered += 1;
+    }
+    assert!(metric(&a.origin, "meridian_history_unavailable_total").await >= 3.0);
+
+    // It comes back: the same processes write again, and what they answered
+    // while it was down is written too.
+    postgres.start_server();
+    let started = Instant::now();
+    loop {
+        let body = json!({ "token": token(5_200 + answered), "remote_ip": "127.0.0.1", "account": "ada" });
+        let (_, outcome) = verify(&a.origin, &body).await;
+        answered += 1;
+        let reasons: Vec<&str> =
+            outcome["reasons"].as_array().unwrap().iter().filter_map(|r| r["code"].as_str()).collect();
+        if !reasons.contains(&"history_unavailable") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the history never came back: {reasons:?}\n{}",
+            a.stderr().lines().rev().take(12).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let answered = i64::try_from(answered).unwrap();
+    let started = Instant::now();
+    while postgres.events() < answered && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(postgres.events(), answered, "every answered verification is in the history");
+}

@@ -209,6 +209,8 @@ async fn answers(vector: &Vector) -> Vec<Expected> {
             accept_language: request.accept_language.as_deref(),
             expected_action: request.expected_action.as_deref(),
             expected_origin: request.expected_origin.as_deref(),
+            account: None,
+            organization: None,
         };
         let now = Timestamp::from_millisecond(step.now_ms).unwrap();
         answers.push(Expected::of(&verifier.verify(&input, now).await));

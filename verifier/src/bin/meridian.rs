@@ -88,6 +88,27 @@ enum Command {
         #[arg(long, default_value = meridian_verifier::update::COUNTRY_DB_URL)]
         country_db_url: String,
     },
+    /// Print the riskiest accounts and organisations, and verdicts by
+    /// country and reason, from the history `serve` records.
+    Report {
+        /// Configuration file (TOML), as for `serve`: where the history is
+        /// and its key.
+        #[arg(long, env = "MERIDIAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Look this many days back. Default: the policy's history window.
+        #[arg(long)]
+        days: Option<u32>,
+        /// List this many accounts and organisations.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// A file of your account and organisation ids, one per line, to
+        /// show instead of their stored hashes.
+        #[arg(long)]
+        ids: Option<PathBuf>,
+        /// JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build an ASN database (.mmdb, GeoLite2-ASN field names) from
     /// ip-location-db CSV files (`start,end,asn,organisation`).
     BuildAsnDb {
@@ -170,6 +191,9 @@ fn main() -> ExitCode {
         Command::Inspect { token, jwks } => inspect(&token, jwks.as_deref()),
         Command::Lookup { ip, data } => lookup(&ip, &data),
         Command::BuildAsnDb { csv, out } => build_asn_db(&csv, &out),
+        Command::Report { config, days, top, ids, json } => {
+            report(config.as_deref(), days, top, ids.as_deref(), json)
+        }
         Command::UpdateData { data_dir, country_db, private_relay_url, tor_exits_url, country_db_url } => {
             update_data(&data_dir, country_db, [private_relay_url, tor_exits_url, country_db_url])
         }
@@ -230,7 +254,7 @@ fn check_config(file: Option<&Path>) -> Result<(), String> {
     let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
     let runtime = runtime()?;
     let _entered = runtime.enter();
-    let deployment = Deployment::builder(config).build().map_err(|e| e.to_string())?;
+    let deployment = runtime.block_on(Deployment::builder(config).build()).map_err(|e| e.to_string())?;
     println!("configuration is valid");
     println!("listen: {}", deployment.listen());
     for note in deployment.notes() {
@@ -249,9 +273,103 @@ fn serve(file: Option<&Path>) -> Result<(), String> {
     let runtime = runtime()?;
     let deployment = {
         let _entered = runtime.enter();
-        Deployment::builder(config).build().map_err(|e| e.to_string())?
+        runtime.block_on(Deployment::builder(config).build()).map_err(|e| e.to_string())?
     };
     runtime.block_on(deployment.run(shutdown_signal()))
+}
+
+/// `meridian report`.
+fn report(
+    file: Option<&Path>,
+    days: Option<u32>,
+    top: usize,
+    ids: Option<&Path>,
+    json: bool,
+) -> Result<(), String> {
+    use meridian_verifier::history::report::{OverviewBuilder, Ranked};
+    let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
+    let runtime = runtime()?;
+    let _entered = runtime.enter();
+    let deployment = runtime.block_on(Deployment::builder(config).build()).map_err(|e| e.to_string())?;
+    let verifier = deployment.state().verifier();
+    let history = verifier.history().ok_or("the history is off in this configuration (history = false)")?;
+    let days = days.unwrap_or(verifier.policy().history.window_days);
+    let since =
+        jiff::Timestamp::now().as_millisecond().saturating_sub(i64::from(days).saturating_mul(86_400_000));
+    let mut builder = OverviewBuilder::default();
+    let (mut after, mut read) = (0i64, 0u64);
+    loop {
+        let page = runtime.block_on(history.store().scan(after, since, 10_000)).map_err(|e| e.to_string())?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        for (_, event) in &page {
+            builder.add(event);
+        }
+        read += page.len() as u64;
+        if read.is_multiple_of(100_000) {
+            eprintln!("  {read} events read…");
+        }
+    }
+    let overview = builder.finish(top);
+    // Your ids, hashed with the history's key, to name what the report lists.
+    let mut names = std::collections::HashMap::new();
+    if let Some(path) = ids {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        for id in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            for subject in [history.key().account(id), history.key().organization(id)].into_iter().flatten() {
+                names.insert(subject.as_str().to_owned(), id.to_owned());
+            }
+        }
+    }
+    let name = |ranked: &Ranked| {
+        names
+            .get(ranked.subject.as_str())
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", &ranked.subject.as_str()[..12]))
+    };
+    if json {
+        let mut value = serde_json::to_value(&overview).map_err(|e| e.to_string())?;
+        for list in ["accounts", "organizations"] {
+            if let Some(items) = value[list].as_array_mut() {
+                for item in items {
+                    if let Some(id) = item["subject"].as_str().and_then(|s| names.get(s)) {
+                        item["id"] = serde_json::Value::String(id.clone());
+                    }
+                }
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("{} verifications in the last {days} days", overview.events);
+    for (title, list) in [("accounts", &overview.accounts), ("organisations", &overview.organizations)] {
+        println!("\nriskiest {title}:");
+        println!("  {:<24} {:<6} {:>7} {:>10} {:>5}  why", "id", "risk", "logins", "restricted", "held");
+        for ranked in list.iter() {
+            let risk = ranked.risk.as_str();
+            println!(
+                "  {:<24} {:<6} {:>7} {:>10} {:>5}  {}",
+                printable(&name(ranked)),
+                risk,
+                ranked.logins,
+                ranked.restricted_device_logins,
+                ranked.held,
+                ranked.risk_reasons.first().map_or("", String::as_str)
+            );
+        }
+    }
+    println!("\nverdicts by country:");
+    for (country, verdicts) in &overview.verdicts_by_country {
+        let counts: Vec<String> = verdicts.iter().map(|(verdict, n)| format!("{verdict} {n}")).collect();
+        println!("  {country}  {}", counts.join(", "));
+    }
+    println!("\nreasons:");
+    for (reason, verdicts) in &overview.reasons {
+        let counts: Vec<String> = verdicts.iter().map(|(verdict, n)| format!("{verdict} {n}")).collect();
+        println!("  {reason:<28} {}", counts.join(", "));
+    }
+    Ok(())
 }
 
 fn keygen(out: &Path, force: bool) -> Result<(), String> {
@@ -271,7 +389,10 @@ fn keygen(out: &Path, force: bool) -> Result<(), String> {
         Err(_) => Jwks::default(),
     };
     jwks.keys.push(private.to_public());
-    write_private(&private_path, &serde_json::to_string_pretty(&private).map_err(|e| e.to_string())?)?;
+    meridian_verifier::fs::write_private(
+        &private_path,
+        &serde_json::to_string_pretty(&private).map_err(|e| e.to_string())?,
+    )?;
     std::fs::write(&jwks_path, serde_json::to_string_pretty(&jwks).map_err(|e| e.to_string())? + "\n")
         .map_err(|e| format!("cannot write {}: {e}", jwks_path.display()))?;
     println!("kid {}", private.kid.as_deref().unwrap_or_default());
@@ -281,26 +402,6 @@ fn keygen(out: &Path, force: bool) -> Result<(), String> {
     );
     println!("public keys: {} ({} key(s); give it to the verifier)", jwks_path.display(), jwks.keys.len());
     Ok(())
-}
-
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    // `mode` applies only when the file is created: an existing key file
-    // (replaced with --force) keeps its old mode unless it is set here.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
-    }
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn inspect(token: &str, jwks: Option<&Path>) -> Result<(), String> {

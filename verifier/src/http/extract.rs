@@ -59,6 +59,8 @@ pub struct LoginCheck {
     proxies: Arc<TrustedProxies>,
     action: Option<String>,
     origin: Option<String>,
+    account_field: Option<String>,
+    organization_field: Option<String>,
 }
 
 impl std::fmt::Debug for LoginCheck {
@@ -80,6 +82,8 @@ impl LoginCheck {
             proxies: Arc::new(TrustedProxies::none()),
             action: Some("login".into()),
             origin: None,
+            account_field: None,
+            organization_field: None,
         }
     }
 
@@ -102,6 +106,18 @@ impl LoginCheck {
     /// The action tokens must carry (`None`: any).
     pub fn expect_action(mut self, action: Option<&str>) -> Self {
         self.action = action.map(str::to_owned);
+        self
+    }
+
+    /// The form field naming the account (e.g. `email`), for the history.
+    pub fn account_field(mut self, name: &str) -> Self {
+        self.account_field = Some(name.to_owned());
+        self
+    }
+
+    /// The form field naming the account's organisation, for the history.
+    pub fn organization_field(mut self, name: &str) -> Self {
+        self.organization_field = Some(name.to_owned());
         self
     }
 
@@ -201,17 +217,19 @@ where
             axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| CheckRejection::Unreadable)?;
         let form: T =
             serde_urlencoded::from_bytes(&bytes).map_err(|e| CheckRejection::InvalidForm(e.to_string()))?;
-        let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-            .ok()
-            .and_then(|fields| fields.into_iter().find(|(name, _)| name == TOKEN_FIELD))
-            .map(|(_, value)| value)
-            .unwrap_or_default();
+        let fields = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes).unwrap_or_default();
+        let field = |wanted: Option<&str>| {
+            let wanted = wanted?;
+            fields.iter().find(|(name, _)| name == wanted).map(|(_, value)| value.as_str())
+        };
         let input = VerifyInput {
-            token: &token,
+            token: field(Some(TOKEN_FIELD)).unwrap_or_default(),
             remote_ip,
             accept_language: accept_language.as_deref(),
             expected_action: check.action.as_deref(),
             expected_origin: check.origin.as_deref(),
+            account: field(check.account_field.as_deref()).filter(|id| !id.is_empty()),
+            organization: field(check.organization_field.as_deref()).filter(|id| !id.is_empty()),
         };
         let outcome = check.verifier.verify(&input, check.clock.now()).await;
         Ok(Self { form, outcome })

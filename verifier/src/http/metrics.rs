@@ -27,6 +27,8 @@ pub struct Metrics {
     pub verify_seconds: Histogram,
     /// Replay store failures.
     pub store_errors: Counter,
+    /// Verifications answered without the history (`history_unavailable`).
+    pub history_unavailable: Counter,
     /// Challenges issued.
     pub challenges: Counter,
     /// Challenge requests refused by the per-IP rate limit.
@@ -56,6 +58,12 @@ impl Default for Metrics {
         registry.register("verify_seconds", "Time spent verifying one request", verify_seconds.clone());
         let store_errors = Counter::default();
         registry.register("replay_store_errors", "Replay store failures", store_errors.clone());
+        let history_unavailable = Counter::default();
+        registry.register(
+            "history_unavailable",
+            "Verifications answered without the account history",
+            history_unavailable.clone(),
+        );
         let challenges = Counter::default();
         registry.register("challenges_issued", "Challenges issued", challenges.clone());
         let challenges_limited = Counter::default();
@@ -75,6 +83,7 @@ impl Default for Metrics {
             verifications,
             verify_seconds,
             store_errors,
+            history_unavailable,
             challenges,
             challenges_limited,
             rejected_requests,

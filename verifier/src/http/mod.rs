@@ -93,9 +93,15 @@ impl ApiState {
     /// State for a verifier; `secrets` are the bearer secrets `/v1/verify`
     /// accepts (several, so they can rotate).
     pub fn new(verifier: Verifier, secrets: Vec<VerifySecret>, clock: Arc<dyn Clock>) -> Self {
+        Self::from_shared(Arc::new(verifier), secrets, clock)
+    }
+
+    /// [`Self::new`] with a verifier the app shares with others (its own
+    /// [`LoginCheck`], a test).
+    pub fn from_shared(verifier: Arc<Verifier>, secrets: Vec<VerifySecret>, clock: Arc<dyn Clock>) -> Self {
         let jwks_json = serde_json::to_string(verifier.keys().collector.jwks()).unwrap_or_default();
         Self {
-            inner: Arc::new(Inner { verifier: Arc::new(verifier), secrets, clock, jwks_json }),
+            inner: Arc::new(Inner { verifier, secrets, clock, jwks_json }),
             proxies: Arc::new(TrustedProxies::none()),
             limiter: None,
             ipv6_prefix: 64,
@@ -312,6 +318,8 @@ pub fn routers(state: ApiState) -> (Router, Router) {
                 .layer(axum::middleware::from_fn_with_state(state.clone(), routes::count_refusals)),
         )
         .route("/readyz", get(routes::readyz))
+        .route("/v1/accounts/{account}", get(routes::account).delete(routes::erase_account))
+        .route("/v1/organizations/{organization}", get(routes::organization))
         .route("/metrics", get(routes::metrics));
     (with_limits(public, state.clone()), with_limits(internal, state))
 }

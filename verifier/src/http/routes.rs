@@ -29,7 +29,7 @@ pub(crate) struct ChallengeResponse {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Meridian verifier", description = "Checks collector tokens and compares the browser's clock, time zone and languages with where its traffic comes from."),
-    paths(challenge, verify, jwks, healthz, readyz, metrics, openapi),
+    paths(challenge, verify, jwks, healthz, readyz, metrics, openapi, account, organization, erase_account),
     components(schemas(
         ChallengeResponse,
         VerifyRequest,
@@ -110,6 +110,12 @@ pub(crate) struct VerifyRequest {
     expected_action: Option<String>,
     #[serde(default)]
     expected_origin: Option<String>,
+    /// The account signing in (history; stored only as a keyed hash).
+    #[serde(default)]
+    account: Option<String>,
+    /// The account's organisation (history; stored only as a keyed hash).
+    #[serde(default)]
+    organization: Option<String>,
 }
 
 /// Verifies a token and weighs its claims against the network.
@@ -138,7 +144,14 @@ pub(crate) async fn verify(
         accept_language: request.accept_language.as_deref(),
         expected_action: request.expected_action.as_deref(),
         expected_origin: request.expected_origin.as_deref(),
+        account: request.account.as_deref(),
+        organization: request.organization.as_deref(),
     };
+    for (name, id) in [("account", input.account), ("organization", input.organization)] {
+        if let Some(id) = id {
+            check_subject(name, id)?;
+        }
+    }
     let outcome = state.verifier().verify(&input, state.clock().now()).await;
     match &outcome.error {
         None => tracing::info!(verdict = outcome.verdict.as_str(), score = outcome.score, "token verified"),
@@ -148,6 +161,9 @@ pub(crate) async fn verify(
         || outcome.reasons.iter().any(|r| r.code == crate::verdict::ReasonCode::ReplayUnchecked)
     {
         state.metrics.store_errors.inc();
+    }
+    if outcome.reasons.iter().any(|r| r.code == crate::verdict::ReasonCode::HistoryUnavailable) {
+        state.metrics.history_unavailable.inc();
     }
     state.metrics.verifications.get_or_create(&labels(&outcome)).inc();
     let status = if outcome.error_codes.contains(&ErrorCode::InternalError) {
@@ -247,4 +263,115 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Refuses an account or organisation id the history would not keep.
+fn check_subject(name: &str, id: &str) -> Result<(), ApiError> {
+    let key = crate::history::SubjectKey::new([0; 32]);
+    key.account(id).map(drop).map_err(|e| ApiError::bad_request(format!("`{name}` {e}")))
+}
+
+/// The history, or a 404 saying it is off.
+#[cfg(feature = "history")]
+fn history(state: &ApiState) -> Result<&crate::history::History, ApiError> {
+    state.verifier().history().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "the history is off (history = false)")
+    })
+}
+
+/// How many recent verifications an account or organisation answer lists.
+#[cfg(feature = "history")]
+const RECENT: u32 = 50;
+
+/// An account's history: recent sign-ins, counts by verdict and reason,
+/// countries and zones seen, and a risk level with its reasons.
+#[cfg(feature = "history")]
+#[utoipa::path(get, path = "/v1/accounts/{account}", security(("verify_secret" = [])), params(("account" = String, Path, description = "The account id as the backend sends it in /v1/verify")), responses(
+    (status = 200, description = "The account's history over the policy's window", content_type = "application/json"),
+    (status = 401, description = "Missing or wrong verify secret (`unauthorized`)", body = crate::VerifyOutcome),
+    (status = 404, description = "The history is off (`bad-request`)", body = crate::VerifyOutcome),
+))]
+pub(crate) async fn account(
+    State(state): State<ApiState>,
+    _: Authorized,
+    axum::extract::Path(account): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let history = history(&state)?;
+    check_subject("account", &account)?;
+    let subject =
+        history.key().account(&account).map_err(|e| ApiError::bad_request(format!("`account` {e}")))?;
+    let rules = state.verifier().policy().history;
+    let since = rules.since_ms(state.clock().now().as_millisecond());
+    let events = history.store().recent(&subject, since, 10_000).await.map_err(history_error)?;
+    let report =
+        crate::history::report::subject_report(subject, rules.window_days, events, None, RECENT as usize);
+    Ok(outcome_json(&report))
+}
+
+/// An organisation's history: its accounts, how many mostly sign in from
+/// devices pointing into a restricted region, recent sign-ins, counts, and
+/// a risk level with its reasons.
+#[cfg(feature = "history")]
+#[utoipa::path(get, path = "/v1/organizations/{organization}", security(("verify_secret" = [])), params(("organization" = String, Path, description = "The organisation id as the backend sends it in /v1/verify")), responses(
+    (status = 200, description = "The organisation's history over the policy's window", content_type = "application/json"),
+    (status = 401, description = "Missing or wrong verify secret (`unauthorized`)", body = crate::VerifyOutcome),
+    (status = 404, description = "The history is off (`bad-request`)", body = crate::VerifyOutcome),
+))]
+pub(crate) async fn organization(
+    State(state): State<ApiState>,
+    _: Authorized,
+    axum::extract::Path(organization): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let history = history(&state)?;
+    check_subject("organization", &organization)?;
+    let subject = history
+        .key()
+        .organization(&organization)
+        .map_err(|e| ApiError::bad_request(format!("`organization` {e}")))?;
+    let rules = state.verifier().policy().history;
+    let since = rules.since_ms(state.clock().now().as_millisecond());
+    let store = history.store();
+    let share = store.organization(&subject, since).await.map_err(history_error)?;
+    let events = store.organization_recent(&subject, since, 10_000).await.map_err(history_error)?;
+    let report = crate::history::report::subject_report(
+        subject,
+        rules.window_days,
+        events,
+        Some(share),
+        RECENT as usize,
+    );
+    Ok(outcome_json(&report))
+}
+
+/// Erases an account's whole history (a data-protection request).
+#[cfg(feature = "history")]
+#[utoipa::path(delete, path = "/v1/accounts/{account}", security(("verify_secret" = [])), params(("account" = String, Path, description = "The account id as the backend sends it in /v1/verify")), responses(
+    (status = 200, description = "`{\"erased\": N}`: the events removed", content_type = "application/json"),
+    (status = 401, description = "Missing or wrong verify secret (`unauthorized`)", body = crate::VerifyOutcome),
+    (status = 404, description = "The history is off (`bad-request`)", body = crate::VerifyOutcome),
+))]
+pub(crate) async fn erase_account(
+    State(state): State<ApiState>,
+    _: Authorized,
+    axum::extract::Path(account): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let history = history(&state)?;
+    check_subject("account", &account)?;
+    let subject =
+        history.key().account(&account).map_err(|e| ApiError::bad_request(format!("`account` {e}")))?;
+    let erased = history.store().erase_account(&subject).await.map_err(history_error)?;
+    tracing::info!(erased, "history: an account's events were erased on request");
+    Ok(outcome_json(&serde_json::json!({ "erased": erased })))
+}
+
+#[cfg(feature = "history")]
+fn history_error(error: crate::history::HistoryError) -> ApiError {
+    tracing::warn!(%error, "history query failed");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::InternalError, "the history cannot answer now")
+}
+
+/// A JSON answer that is never cached.
+#[cfg(feature = "history")]
+fn outcome_json(body: &impl Serialize) -> Response {
+    ([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response()
 }

@@ -154,15 +154,20 @@ async fn openapi_lists_every_route_of_the_router() {
         "/readyz",
         "/metrics",
         "/openapi.json",
+        "/v1/accounts/{account}",
+        "/v1/organizations/{organization}",
     ] {
         assert!(paths.contains(&route), "{route} missing from {paths:?}");
+        let route = &route.replace("{account}", "ada").replace("{organization}", "example");
         // And the router really serves it.
         let method = if route == "/v1/verify" { "POST" } else { "GET" };
+        let route = route.as_str();
         let request = Request::builder().method(method).uri(route).body(Body::empty()).unwrap();
         let response = app(&minter).oneshot(request).await.unwrap();
         assert_ne!(response.status(), StatusCode::NOT_FOUND, "{route}");
     }
-    assert_eq!(paths.len(), 7, "{paths:?}");
+    assert_eq!(paths.len(), 9, "{paths:?}");
+    assert!(doc["paths"]["/v1/accounts/{account}"]["delete"].is_object(), "erasure is documented");
     assert!(doc["components"]["schemas"]["VerifyOutcome"]["properties"]["error_codes"].is_object());
     // The document is written out for the external validator in the serve tests.
     std::fs::write(std::env::temp_dir().join("meridian-openapi.json"), super::openapi_json()).unwrap();

@@ -39,6 +39,8 @@ fn input(token: &str) -> VerifyInput<'_> {
         accept_language: None,
         expected_action: None,
         expected_origin: None,
+        account: None,
+        organization: None,
     }
 }
 
