@@ -39,7 +39,7 @@ function request()
   local who = ""
   if accounts > 0 then
     local account = (next_token * 7919 + id) % accounts
-    who = ',"account":"user-' .. account .. '","organization":"org-' .. (account % math.max(1, accounts // 25)) .. '"'
+    who = ",\"account\":\"user-" .. account .. "\",\"organization\":\"org-" .. (account % math.max(1, math.floor(accounts / 25))) .. "\""
   end
   local body = '{"token":"' .. token .. '","remote_ip":"127.0.0.1","accept_language":"en-US,en;q=0.9"' .. who .. '}'
   return wrk.format("POST", "/v1/verify", {

@@ -279,7 +279,12 @@ async fn open_history(
             Arc::new(store)
         }
     };
-    Ok(History::new(store, key))
+    // Events waiting for a database that cannot answer are kept here too.
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        return Err(fail(format!("data_dir: cannot create {}: {e}", config.data_dir.display())));
+    }
+    let spool = config.data_dir.join("history-pending.jsonl");
+    Ok(History::with_spool(store, key, Some(spool)))
 }
 
 /// The configured replay store.

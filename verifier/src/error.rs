@@ -6,7 +6,7 @@ use crate::challenge::ChallengeError;
 
 /// The stable error codes of `POST /v1/verify` (`error_codes`). Clients
 /// match on these strings; they never change meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]

@@ -47,7 +47,7 @@ macro_rules! reason_codes {
         }
     ),* $(,)?) => {
         /// Stable reason codes (`reasons[].code`). Never renamed; new ones may come.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
         #[non_exhaustive]
         #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]

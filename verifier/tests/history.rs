@@ -380,3 +380,86 @@ async fn the_api_reports_on_accounts_and_organisations_and_erases_on_request() {
     assert_eq!(account["logins"], 0);
     assert_eq!(account["risk"], "low");
 }
+
+#[tokio::test]
+async fn events_waiting_for_the_database_survive_a_restart_of_the_process() {
+    let dir = std::env::temp_dir().join(format!("meridian-history-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let spool = dir.join("history-pending.jsonl");
+    let sqlite = SqliteHistory::open(&dir.join("history.sqlite")).unwrap();
+    let down = Arc::new(AtomicBool::new(true));
+    let minter = Minter::new(62);
+    let key = SubjectKey::new([7; 32]);
+    let verifier = |store: Arc<dyn HistoryStore>| {
+        Verifier::new(minter.keys.clone(), restrict_cn(), Arc::new(MemoryReplayStore::new(100)))
+            .with_intel(Arc::new(test_intel()))
+            .with_history(History::with_spool(store, key.clone(), Some(spool.clone())))
+    };
+    {
+        // The database is down the whole life of this process.
+        let first = verifier(Arc::new(Flaky { inner: sqlite.clone(), down: down.clone() }));
+        for n in 0..4u8 {
+            let ip = IpAddr::from(SINGAPORE);
+            let token = minter.token(ip, T0, [n; 16]);
+            let input = VerifyInput {
+                token: &token,
+                remote_ip: ip,
+                accept_language: None,
+                expected_action: None,
+                expected_origin: None,
+                account: Some("ada"),
+                organization: None,
+            };
+            let outcome = first.verify(&input, jiff::Timestamp::from_millisecond(T0 + 100).unwrap()).await;
+            assert!(outcome.reasons.iter().any(|r| r.code == ReasonCode::HistoryUnavailable));
+        }
+        assert!(std::fs::read_to_string(&spool).unwrap().lines().count() == 4, "kept on disk");
+    }
+    // A new process, the database back: the waiting events are written.
+    down.store(false, Ordering::SeqCst);
+    let second = verifier(Arc::new(sqlite.clone()));
+    let started = std::time::Instant::now();
+    while sqlite.scan(0, 0, 100).await.unwrap().len() < 4
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sqlite.scan(0, 0, 100).await.unwrap().len(), 4, "what was answered is in the history");
+    assert!(!spool.exists(), "the spool is cleared once written");
+    drop(second);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_axum_extractor_names_the_account_from_a_form_field() {
+    use meridian_verifier::http::{Checked, LoginCheck};
+    #[derive(serde::Deserialize)]
+    struct Login {
+        #[allow(dead_code, reason = "the form has it; the test reads the history")]
+        email: String,
+    }
+    async fn login(login: Checked<Login>) -> String {
+        login.verdict().as_str().to_owned()
+    }
+    let fixture = Fixture::sqlite();
+    let check =
+        LoginCheck::new(fixture.verifier.clone()).account_field("email").organization_field("company");
+    let app = axum::Router::new()
+        .route("/login", axum::routing::post(login))
+        .with_state(check)
+        .layer(MockConnectInfo(std::net::SocketAddr::from((SINGAPORE, 4000))));
+    let now = jiff::Timestamp::now().as_millisecond();
+    let token = fixture.minter.token(IpAddr::from(SINGAPORE), now, [9; 16]);
+    let body = format!("email=ada%40example.com&company=Example+Corp&meridian-token={token}");
+    let request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = fixture.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].account, Some(fixture.key.account("ada@example.com").unwrap()));
+    assert_eq!(events[0].organization, Some(fixture.key.organization("Example Corp").unwrap()));
+}

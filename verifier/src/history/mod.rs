@@ -174,7 +174,7 @@ pub fn network_of(ip: IpAddr) -> String {
 }
 
 /// One verification, as the history keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// When it was verified, Unix ms.
     pub at_ms: i64,
@@ -304,9 +304,20 @@ impl std::fmt::Debug for History {
 #[cfg(feature = "history")]
 impl History {
     /// A history in `store`, ids hashed with `key`; starts the writer on
-    /// the current Tokio runtime.
+    /// the current Tokio runtime. Events waiting for a database that cannot
+    /// answer are kept in memory only ([`Self::with_spool`] keeps them on disk).
     pub fn new(store: std::sync::Arc<dyn HistoryStore>, key: SubjectKey) -> Self {
-        let recorder = Recorder::start(store.clone());
+        Self::with_spool(store, key, None)
+    }
+
+    /// [`Self::new`], keeping events that wait for the database in `spool`
+    /// too, so a process that stops meanwhile writes them when it starts again.
+    pub fn with_spool(
+        store: std::sync::Arc<dyn HistoryStore>,
+        key: SubjectKey,
+        spool: Option<std::path::PathBuf>,
+    ) -> Self {
+        let recorder = Recorder::start(store.clone(), spool);
         Self { store, recorder, key, unavailable: std::sync::Arc::default() }
     }
 

@@ -5,9 +5,13 @@
 //! committed.
 //!
 //! When the database cannot take a batch, its events wait in memory (up to
-//! [`MAX_PENDING`]) and go first in the next transaction; the
-//! verifications are answered at once with `history_unavailable`.
+//! [`MAX_PENDING`]) and in a spool file beside the data, and go first in the
+//! next transaction; the verifications are answered at once with
+//! `history_unavailable`. A process that stops meanwhile finds the spool
+//! when it starts again, so what was answered is written all the same.
 
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,11 +45,12 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer task on the current Tokio runtime.
-    pub fn start(store: Arc<dyn HistoryStore>) -> Self {
+    /// Starts the writer task on the current Tokio runtime; events waiting
+    /// for the database are kept in `spool` too (and read back from it now).
+    pub fn start(store: Arc<dyn HistoryStore>, spool: Option<PathBuf>) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_loop(store, jobs, dropped.clone()));
+        tokio::spawn(write_loop(store, jobs, dropped.clone(), Spool(spool)));
         Self { queue, dropped }
     }
 
@@ -69,8 +74,58 @@ impl Recorder {
     }
 }
 
-async fn write_loop(store: Arc<dyn HistoryStore>, mut jobs: mpsc::Receiver<Job>, dropped: Arc<AtomicU64>) {
-    let mut pending: Vec<Event> = Vec::new();
+/// The file of events waiting for the database: JSON lines, replaced whole
+/// (written beside, synced, renamed) whenever the waiting set changes.
+struct Spool(Option<PathBuf>);
+
+impl Spool {
+    /// The events a stopped process left waiting.
+    fn load(&self) -> Vec<Event> {
+        let Some(path) = &self.0 else { return Vec::new() };
+        let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+        let events: Vec<Event> = text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+        if !events.is_empty() {
+            tracing::info!(events = events.len(), spool = %path.display(), "history: events left waiting by the last run");
+        }
+        events
+    }
+
+    /// Keeps `events` as the waiting set.
+    fn save(&self, events: &[Event]) {
+        let Some(path) = &self.0 else { return };
+        let write = || -> std::io::Result<()> {
+            let part = path.with_extension("part");
+            let mut file = std::fs::File::create(&part)?;
+            for event in events {
+                serde_json::to_writer(&mut file, event)?;
+                file.write_all(b"\n")?;
+            }
+            file.sync_all()?;
+            std::fs::rename(&part, path)
+        };
+        if let Err(error) = write() {
+            tracing::error!(%error, spool = %path.display(), "history: cannot keep waiting events on disk");
+        }
+    }
+
+    /// Nothing waits any more.
+    fn clear(&self) {
+        if let Some(path) = &self.0
+            && let Err(error) = std::fs::remove_file(path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(%error, spool = %path.display(), "history: cannot remove the spool");
+        }
+    }
+}
+
+async fn write_loop(
+    store: Arc<dyn HistoryStore>,
+    mut jobs: mpsc::Receiver<Job>,
+    dropped: Arc<AtomicU64>,
+    spool: Spool,
+) {
+    let mut pending: Vec<Event> = spool.load();
     loop {
         let first = if pending.is_empty() {
             jobs.recv().await
@@ -82,6 +137,7 @@ async fn write_loop(store: Arc<dyn HistoryStore>, mut jobs: mpsc::Receiver<Job>,
                     if store.record(pending.clone()).await.is_ok() {
                         tracing::info!(events = pending.len(), "history is back; waiting events written");
                         pending.clear();
+                        spool.clear();
                     }
                     continue;
                 }
@@ -114,6 +170,7 @@ async fn write_loop(store: Arc<dyn HistoryStore>, mut jobs: mpsc::Receiver<Job>,
                     dropped.fetch_add(u64::try_from(excess).unwrap_or(u64::MAX), Ordering::Relaxed);
                     tracing::error!(events = excess, "history down too long: oldest events dropped");
                 }
+                spool.save(&pending);
             }
         }
         for waiter in waiters {
