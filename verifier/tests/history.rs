@@ -14,7 +14,8 @@ use http_body_util::BodyExt;
 use meridian_verifier::clock::Clock;
 use meridian_verifier::geo::Country;
 use meridian_verifier::history::{
-    Event, History, HistoryFuture, HistoryStore, OrganizationShare, SqliteHistory, Subject, SubjectKey,
+    Event, History, HistoryFuture, HistoryStore, OrganizationShare, Sighting, SqliteHistory, Subject,
+    SubjectKey,
 };
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::replay::MemoryReplayStore;
@@ -65,6 +66,12 @@ impl HistoryStore for Flaky {
     fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
         match self.gate() {
             Ok(()) => self.inner.recent(account, since_ms, limit),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+    fn sightings(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Sighting>> {
+        match self.gate() {
+            Ok(()) => self.inner.sightings(account, since_ms, limit),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }

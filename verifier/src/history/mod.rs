@@ -204,6 +204,40 @@ pub struct Event {
     pub error: Option<crate::ErrorCode>,
 }
 
+/// What the history's signals read of one sign-in: the columns they need
+/// and nothing else, so reading an account's recent sign-ins stays cheap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// Whether the token was accepted (the device's words are then known).
+    pub accepted: bool,
+    /// The client network ([`network_of`]).
+    pub network: String,
+    /// The network's country, when known.
+    pub country: Option<Country>,
+    /// The device's time zone.
+    pub zone: Option<String>,
+    /// The device's locale.
+    pub locale: Option<String>,
+    /// Whether the device's zone points into a restricted region.
+    pub restricted_device: bool,
+}
+
+impl From<&Event> for Sighting {
+    fn from(event: &Event) -> Self {
+        Self {
+            at_ms: event.at_ms,
+            accepted: event.error.is_none(),
+            network: event.network.clone(),
+            country: event.country,
+            zone: event.zone.clone(),
+            locale: event.locale.clone(),
+            restricted_device: event.restricted_device,
+        }
+    }
+}
+
 /// The longest zone or locale text kept (a browser's own are far shorter;
 /// a forger's may be anything).
 const MAX_CLAIM_TEXT: usize = 64;
@@ -251,6 +285,10 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// most `limit`.
     fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>>;
 
+    /// What the signals need of the account's most recent sign-ins since
+    /// `since_ms`, newest first, at most `limit`.
+    fn sightings(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Sighting>>;
+
     /// What the organisation's accounts seen since `since_ms` show.
     fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare>;
 
@@ -278,6 +316,27 @@ pub trait HistoryStore: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
+/// The most recent sign-ins of an account the signals read: enough for the
+/// last place, a week on one network, and the share of a busy account's
+/// recent sign-ins, without reading a long history on every verification.
+#[cfg(feature = "history")]
+const RECENT_FOR_SIGNALS: u32 = 32;
+
+/// How long a large organisation's share is reused before it is counted
+/// again: it moves with many accounts' sign-ins, not with one, and counting
+/// it is the history's most expensive query.
+#[cfg(feature = "history")]
+const ORGANIZATION_SHARE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Organisations with fewer accounts are counted afresh every time (cheap,
+/// and one account moves their share).
+#[cfg(feature = "history")]
+const ORGANIZATION_CACHED_FROM: u32 = 20;
+
+/// Organisations whose share is remembered at most.
+#[cfg(feature = "history")]
+const ORGANIZATION_CACHE: usize = 100_000;
+
 /// How long a verification waits for the history before answering without
 /// it (`history_unavailable`).
 #[cfg(feature = "history")]
@@ -292,6 +351,9 @@ pub struct History {
     recorder: Recorder,
     key: SubjectKey,
     unavailable: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    shares: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<Subject, (OrganizationShare, std::time::Instant)>>,
+    >,
 }
 
 #[cfg(feature = "history")]
@@ -318,7 +380,13 @@ impl History {
         spool: Option<std::path::PathBuf>,
     ) -> Self {
         let recorder = Recorder::start(store.clone(), spool);
-        Self { store, recorder, key, unavailable: std::sync::Arc::default() }
+        Self {
+            store,
+            recorder,
+            key,
+            unavailable: std::sync::Arc::default(),
+            shares: std::sync::Arc::default(),
+        }
     }
 
     /// The store.
@@ -422,11 +490,11 @@ impl History {
         let since = policy.history.since_ms(current.at_ms);
         let read = async {
             let earlier = match &current.account {
-                Some(account) => self.store.recent(account, since, 200).await?,
+                Some(account) => self.store.sightings(account, since, RECENT_FOR_SIGNALS).await?,
                 None => Vec::new(),
             };
             let organization = match &current.organization {
-                Some(organization) => Some(self.store.organization(organization, since).await?),
+                Some(organization) => Some(self.organization_share(organization, since).await?),
                 None => None,
             };
             Ok::<_, HistoryError>((earlier, organization))
@@ -434,7 +502,39 @@ impl History {
         let (earlier, organization) = tokio::time::timeout(HISTORY_TIMEOUT, read)
             .await
             .map_err(|_| HistoryError::Unavailable("the history did not answer in time".into()))??;
-        Ok(signals::reasons(current, &earlier, organization, policy))
+        Ok(signals::reasons(&Sighting::from(current), &earlier, organization, policy))
+    }
+
+    /// The organisation's share; a large one's is counted at most once a
+    /// minute.
+    async fn organization_share(
+        &self,
+        organization: &Subject,
+        since: i64,
+    ) -> Result<OrganizationShare, HistoryError> {
+        let fresh = |shares: &std::collections::HashMap<Subject, (OrganizationShare, std::time::Instant)>| {
+            shares
+                .get(organization)
+                .filter(|(_, at)| at.elapsed() < ORGANIZATION_SHARE_TTL)
+                .map(|(share, _)| *share)
+        };
+        if let Some(share) = self.shares.lock().ok().and_then(|shares| fresh(&shares)) {
+            return Ok(share);
+        }
+        let share = self.store.organization(organization, since).await?;
+        if share.accounts < ORGANIZATION_CACHED_FROM {
+            return Ok(share);
+        }
+        if let Ok(mut shares) = self.shares.lock() {
+            if shares.len() >= ORGANIZATION_CACHE {
+                shares.retain(|_, (_, at)| at.elapsed() < ORGANIZATION_SHARE_TTL);
+                if shares.len() >= ORGANIZATION_CACHE {
+                    shares.clear();
+                }
+            }
+            shares.insert(organization.clone(), (share, std::time::Instant::now()));
+        }
+        Ok(share)
     }
 
     fn unavailable_reason(&self, verifier: &crate::Verifier, error: &HistoryError) -> crate::verdict::Reason {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{Event, HistoryError, HistoryFuture, HistoryStore, OrganizationShare, Subject};
+use super::{Event, HistoryError, HistoryFuture, HistoryStore, OrganizationShare, Sighting, Subject};
 use crate::ErrorCode;
 use crate::geo::Country;
 use crate::verdict::{ReasonCode, Verdict};
@@ -243,6 +243,32 @@ impl HistoryStore for PostgresHistory {
                 )
                 .await?;
             events(&rows)
+        })
+    }
+
+    fn sightings(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Sighting>> {
+        let account = account.clone();
+        self.with(move |client| async move {
+            let rows = client
+                .query(
+                    "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device FROM events
+                     WHERE account = $1 AND at_ms >= $2 ORDER BY at_ms DESC, id DESC LIMIT $3",
+                    &[&account.as_str(), &since_ms, &i64::from(limit)],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Sighting {
+                        at_ms: row.try_get(0)?,
+                        accepted: row.try_get(1)?,
+                        network: row.try_get(2)?,
+                        country: row.try_get::<_, Option<String>>(3)?.as_deref().and_then(Country::parse),
+                        zone: row.try_get(4)?,
+                        locale: row.try_get(5)?,
+                        restricted_device: row.try_get(6)?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -144,6 +144,9 @@ async fn write_loop(
             }
         };
         let Some(first) = first else { break };
+        // Let the verifications that are running now finish and queue their
+        // events, so one transaction takes them all.
+        tokio::task::yield_now().await;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {

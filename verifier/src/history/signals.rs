@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Event, OrganizationShare};
+use super::{OrganizationShare, Sighting};
 use crate::geo::Country;
 use crate::policy::Policy;
 use crate::verdict::{Reason, ReasonCode};
@@ -65,8 +65,8 @@ impl HistoryRules {
 /// The history's reasons for `current` given the account's `earlier`
 /// events (newest first) and its organisation's share.
 pub fn reasons(
-    current: &Event,
-    earlier: &[Event],
+    current: &Sighting,
+    earlier: &[Sighting],
     organization: Option<OrganizationShare>,
     policy: &Policy,
 ) -> Vec<Reason> {
@@ -101,9 +101,9 @@ fn ago(ms: i64) -> String {
 
 /// The last accepted login from another country, too far away to have
 /// flown from in the time between.
-fn impossible_travel(current: &Event, earlier: &[Event], rules: &HistoryRules) -> Option<String> {
+fn impossible_travel(current: &Sighting, earlier: &[Sighting], rules: &HistoryRules) -> Option<String> {
     let here = current.country?;
-    let last = earlier.iter().find(|e| e.error.is_none() && e.country.is_some())?;
+    let last = earlier.iter().find(|e| e.accepted && e.country.is_some())?;
     let there = last.country?;
     if there == here {
         return None;
@@ -134,28 +134,28 @@ fn country_distance_km(a: Country, b: Country) -> Option<f64> {
 
 /// Most of the account's recent logins came from devices pointing into a
 /// restricted region.
-fn account_region_history(current: &Event, earlier: &[Event], rules: &HistoryRules) -> Option<String> {
-    let logins: Vec<&Event> =
-        std::iter::once(current).chain(earlier.iter()).filter(|e| e.error.is_none()).collect();
+fn account_region_history(current: &Sighting, earlier: &[Sighting], rules: &HistoryRules) -> Option<String> {
+    let logins: Vec<&Sighting> =
+        std::iter::once(current).chain(earlier.iter()).filter(|e| e.accepted).collect();
     let total = u32::try_from(logins.len()).unwrap_or(u32::MAX);
     let restricted = u32::try_from(logins.iter().filter(|e| e.restricted_device).count()).unwrap_or(u32::MAX);
     let enough = total >= rules.account_min_logins.max(1)
         && restricted.saturating_mul(100) >= rules.account_region_share_percent.saturating_mul(total);
     (enough && restricted > 0).then(|| {
         format!(
-            "{restricted} of the account's {total} sign-ins in the last {} days came from a device whose time zone points into a restricted region.",
+            "{restricted} of the account's {total} most recent sign-ins in the last {} days came from a device whose time zone points into a restricted region.",
             rules.window_days
         )
     })
 }
 
 /// The device's zone or locale changed while the network stayed the same.
-fn zone_flip(current: &Event, earlier: &[Event], rules: &HistoryRules) -> Option<String> {
+fn zone_flip(current: &Sighting, earlier: &[Sighting], rules: &HistoryRules) -> Option<String> {
     let (zone, locale) = (current.zone.as_deref()?, current.locale.as_deref()?);
     let since = current.at_ms.saturating_sub(i64::from(rules.zone_flip_hours).saturating_mul(3_600_000));
     let before = earlier
         .iter()
-        .filter(|e| e.at_ms >= since && e.error.is_none() && e.network == current.network)
+        .filter(|e| e.at_ms >= since && e.accepted && e.network == current.network)
         .find(|e| {
             e.zone.as_deref().is_some_and(|z| z != zone) || e.locale.as_deref().is_some_and(|l| l != locale)
         })?;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{Event, HistoryError, HistoryFuture, HistoryStore, OrganizationShare, Subject};
+use super::{Event, HistoryError, HistoryFuture, HistoryStore, OrganizationShare, Sighting, Subject};
 use crate::ErrorCode;
 use crate::geo::Country;
 use crate::verdict::{ReasonCode, Verdict};
@@ -207,6 +207,32 @@ impl HistoryStore for SqliteHistory {
                 .map_err(unavailable)?;
             let rows = query
                 .query_map(params![account.as_str(), since_ms, limit], event_from_row)
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+    }
+
+    fn sightings(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Sighting>> {
+        let account = account.clone();
+        Self::with(&self.reader, move |connection| {
+            let mut query = connection
+                .prepare_cached(
+                    "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device FROM events
+                     WHERE account = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, id DESC LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let rows = query
+                .query_map(params![account.as_str(), since_ms, limit], |row| {
+                    Ok(Sighting {
+                        at_ms: row.get(0)?,
+                        accepted: row.get(1)?,
+                        network: row.get(2)?,
+                        country: row.get::<_, Option<String>>(3)?.as_deref().and_then(Country::parse),
+                        zone: row.get(4)?,
+                        locale: row.get(5)?,
+                        restricted_device: row.get(6)?,
+                    })
+                })
                 .map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
