@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -119,6 +118,17 @@ impl FromRequestParts<ApiState> for Authorized {
     }
 }
 
+/// How much of an oversized body is read before it is refused.
+const DRAIN_BYTES: usize = 1 << 20;
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::BadRequest,
+        format!("request body exceeds {} bytes", super::MAX_BODY_BYTES),
+    )
+}
+
 /// A JSON body, refused as an [`ApiError`]: 413 over the body limit, 415
 /// without `Content-Type: application/json`, 400 when it does not parse
 /// as `T` (the message never echoes the body).
@@ -132,22 +142,21 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        let body = Bytes::from_request(request, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                Cow::Owned(format!("request body exceeds {} bytes", super::MAX_BODY_BYTES))
-            } else {
-                Cow::Borrowed("request body could not be read")
-            };
-            ApiError::new(status, ErrorCode::BadRequest, message)
-        })?;
+        // An oversized body is still read, up to DRAIN_BYTES, before the
+        // 413: a server that answers while the client is still sending and
+        // then closes resets the connection, and the client never sees the
+        // answer. Beyond that, the connection is dropped.
+        let body = axum::body::to_bytes(request.into_body(), DRAIN_BYTES).await.map_err(|_| too_large())?;
+        if body.len() > super::MAX_BODY_BYTES {
+            return Err(too_large());
+        }
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
