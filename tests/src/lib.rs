@@ -48,11 +48,14 @@ pub struct DemoServer {
     /// The server's clock; tests move it forward instead of sleeping.
     pub clock: Arc<ShiftedClock>,
     task: tokio::task::JoinHandle<()>,
+    /// Its history database, removed with it.
+    data: PathBuf,
 }
 
 impl Drop for DemoServer {
     fn drop(&mut self) {
         self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 
@@ -112,7 +115,8 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
     defaults.insert("trusted_proxies".into(), toml::Value::Array(proxies));
     defaults.insert("verify_secret".into(), toml::Value::Array(vec![VERIFY_SECRET.into()]));
     // Each demo keeps its own history, so tests never see each other's.
-    let history = scratch_dir("demo").join("history.sqlite");
+    let data = scratch_dir("demo");
+    let history = data.join("history.sqlite");
     defaults.insert("history_db".into(), toml::Value::String(history.display().to_string()));
     let serve = ServeConfig::load_over(defaults, None, std::iter::empty())
         .unwrap_or_else(|e| panic!("demo configuration: {e}"));
@@ -127,7 +131,7 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
     let task = tokio::spawn(async move {
         let _ = demo.serve(listener, std::future::pending()).await;
     });
-    DemoServer { origin: format!("http://{address}"), clock, task }
+    DemoServer { origin: format!("http://{address}"), clock, task, data }
 }
 
 /// A fresh folder under the system's temporary directory, for one server's
@@ -151,11 +155,14 @@ pub struct VerifierServer {
     /// `http://127.0.0.1:PORT`.
     pub origin: String,
     task: tokio::task::JoinHandle<()>,
+    /// Its data folder (history database and key), removed with it.
+    data: PathBuf,
 }
 
 impl Drop for VerifierServer {
     fn drop(&mut self) {
         self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 
@@ -169,12 +176,13 @@ pub async fn start_verifier(page_origins: &[String]) -> VerifierServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
     let home = meridian_home();
+    let data = scratch_dir("verifier");
     let origins = page_origins.join(",");
     let env = [
         ("MERIDIAN_LISTEN", address.to_string()),
         ("MERIDIAN_JWKS", home.join("keys/jwks.json").display().to_string()),
         ("MERIDIAN_COLLECTOR_DIR", home.join("pkg").display().to_string()),
-        ("MERIDIAN_DATA_DIR", scratch_dir("verifier").display().to_string()),
+        ("MERIDIAN_DATA_DIR", data.display().to_string()),
         ("MERIDIAN_VERIFY_SECRET", VERIFY_SECRET.to_owned()),
         ("MERIDIAN_ALLOWED_ORIGINS", origins.clone()),
         ("MERIDIAN_CORS_ORIGINS", origins),
@@ -190,7 +198,7 @@ pub async fn start_verifier(page_origins: &[String]) -> VerifierServer {
     let task = tokio::spawn(async move {
         let _ = deployment.serve(listener, None, |api| api, std::future::pending()).await;
     });
-    VerifierServer { origin: format!("http://{address}"), task }
+    VerifierServer { origin: format!("http://{address}"), task, data }
 }
 
 /// A loopback listener for a test's own site, and its origin.
