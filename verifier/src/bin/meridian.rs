@@ -326,7 +326,7 @@ fn report(
         names
             .get(ranked.subject.as_str())
             .cloned()
-            .unwrap_or_else(|| format!("#{}", &ranked.subject.as_str()[..12]))
+            .unwrap_or_else(|| format!("#{}", ranked.subject.as_str().chars().take(12).collect::<String>()))
     };
     if json {
         let mut value = serde_json::to_value(&overview).map_err(|e| e.to_string())?;

@@ -104,15 +104,7 @@ impl SubjectKey {
     }
 
     fn subject(&self, kind: &[u8], id: &str) -> Result<Subject, SubjectError> {
-        if id.is_empty() {
-            return Err(SubjectError::Empty);
-        }
-        if id.len() > MAX_SUBJECT_BYTES {
-            return Err(SubjectError::TooLong { len: id.len() });
-        }
-        if id.chars().any(char::is_control) {
-            return Err(SubjectError::ControlCharacter);
-        }
+        check_subject(id)?;
         let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         mac.update(kind);
@@ -120,6 +112,24 @@ impl SubjectKey {
         mac.update(id.as_bytes());
         Ok(Subject(meridian_protocol::base64url_encode(&mac.finalize().into_bytes())))
     }
+}
+
+/// Whether the history would keep `id` as an account or organisation id:
+/// not empty, at most [`MAX_SUBJECT_BYTES`], no control characters.
+///
+/// # Errors
+/// Why it would not.
+pub fn check_subject(id: &str) -> Result<(), SubjectError> {
+    if id.is_empty() {
+        return Err(SubjectError::Empty);
+    }
+    if id.len() > MAX_SUBJECT_BYTES {
+        return Err(SubjectError::TooLong { len: id.len() });
+    }
+    if id.chars().any(char::is_control) {
+        return Err(SubjectError::ControlCharacter);
+    }
+    Ok(())
 }
 
 /// Why an account or organisation id is refused.

@@ -111,7 +111,7 @@ impl Tally {
             risk = risk.max(level);
             why.push(sentence);
         };
-        if self.logins >= 3 && self.restricted_device * 2 >= self.logins {
+        if self.logins >= 3 && self.restricted_device.saturating_mul(2) >= self.logins {
             raise(
                 Risk::High,
                 format!(
@@ -138,8 +138,11 @@ impl Tally {
         if let Some(share) = share
             && share.restricted_accounts > 0
         {
-            let level =
-                if share.restricted_accounts * 10 >= share.accounts * 3 { Risk::High } else { Risk::Medium };
+            let level = if share.restricted_accounts.saturating_mul(10) >= share.accounts.saturating_mul(3) {
+                Risk::High
+            } else {
+                Risk::Medium
+            };
             raise(
                 level,
                 format!(

@@ -267,8 +267,24 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
 
 /// Refuses an account or organisation id the history would not keep.
 fn check_subject(name: &str, id: &str) -> Result<(), ApiError> {
-    let key = crate::history::SubjectKey::new([0; 32]);
-    key.account(id).map(drop).map_err(|e| ApiError::bad_request(format!("`{name}` {e}")))
+    crate::history::check_subject(id).map_err(|e| ApiError::bad_request(format!("`{name}` {e}")))
+}
+
+/// The history, the stored form of the id in the path, and the window's start.
+#[cfg(feature = "history")]
+fn subject_of<'a>(
+    state: &'a ApiState,
+    name: &str,
+    id: &str,
+    hash: fn(
+        &crate::history::SubjectKey,
+        &str,
+    ) -> Result<crate::history::Subject, crate::history::SubjectError>,
+) -> Result<(&'a crate::history::History, crate::history::Subject, i64), ApiError> {
+    let history = history(state)?;
+    let subject = hash(history.key(), id).map_err(|e| ApiError::bad_request(format!("`{name}` {e}")))?;
+    let since = state.verifier().policy().history.since_ms(state.clock().now().as_millisecond());
+    Ok((history, subject, since))
 }
 
 /// The history, or a 404 saying it is off.
@@ -296,15 +312,11 @@ pub(crate) async fn account(
     _: Authorized,
     axum::extract::Path(account): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    let history = history(&state)?;
-    check_subject("account", &account)?;
-    let subject =
-        history.key().account(&account).map_err(|e| ApiError::bad_request(format!("`account` {e}")))?;
-    let rules = state.verifier().policy().history;
-    let since = rules.since_ms(state.clock().now().as_millisecond());
+    let (history, subject, since) =
+        subject_of(&state, "account", &account, crate::history::SubjectKey::account)?;
     let events = history.store().recent(&subject, since, 10_000).await.map_err(history_error)?;
-    let report =
-        crate::history::report::subject_report(subject, rules.window_days, events, None, RECENT as usize);
+    let window = state.verifier().policy().history.window_days;
+    let report = crate::history::report::subject_report(subject, window, events, None, RECENT as usize);
     Ok(outcome_json(&report))
 }
 
@@ -322,24 +334,14 @@ pub(crate) async fn organization(
     _: Authorized,
     axum::extract::Path(organization): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    let history = history(&state)?;
-    check_subject("organization", &organization)?;
-    let subject = history
-        .key()
-        .organization(&organization)
-        .map_err(|e| ApiError::bad_request(format!("`organization` {e}")))?;
-    let rules = state.verifier().policy().history;
-    let since = rules.since_ms(state.clock().now().as_millisecond());
+    let (history, subject, since) =
+        subject_of(&state, "organization", &organization, crate::history::SubjectKey::organization)?;
+    let window = state.verifier().policy().history.window_days;
     let store = history.store();
     let share = store.organization(&subject, since).await.map_err(history_error)?;
     let events = store.organization_recent(&subject, since, 10_000).await.map_err(history_error)?;
-    let report = crate::history::report::subject_report(
-        subject,
-        rules.window_days,
-        events,
-        Some(share),
-        RECENT as usize,
-    );
+    let report =
+        crate::history::report::subject_report(subject, window, events, Some(share), RECENT as usize);
     Ok(outcome_json(&report))
 }
 
@@ -355,10 +357,7 @@ pub(crate) async fn erase_account(
     _: Authorized,
     axum::extract::Path(account): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    let history = history(&state)?;
-    check_subject("account", &account)?;
-    let subject =
-        history.key().account(&account).map_err(|e| ApiError::bad_request(format!("`account` {e}")))?;
+    let (history, subject, _) = subject_of(&state, "account", &account, crate::history::SubjectKey::account)?;
     let erased = history.store().erase_account(&subject).await.map_err(history_error)?;
     tracing::info!(erased, "history: an account's events were erased on request");
     Ok(outcome_json(&serde_json::json!({ "erased": erased })))
