@@ -163,6 +163,7 @@ impl Subject {
     }
 
     /// A subject as read back from the store.
+    #[cfg(feature = "history")]
     pub(crate) fn from_stored(text: String) -> Self {
         Self(text)
     }
@@ -250,9 +251,11 @@ impl From<&Event> for Sighting {
 
 /// The longest zone or locale text kept (a browser's own are far shorter;
 /// a forger's may be anything).
+#[cfg(feature = "history")]
 const MAX_CLAIM_TEXT: usize = 64;
 
 /// `text` cut to [`MAX_CLAIM_TEXT`] bytes at a character boundary.
+#[cfg(feature = "history")]
 pub(crate) fn clip(text: &str) -> String {
     let mut end = text.len().min(MAX_CLAIM_TEXT);
     while !text.is_char_boundary(end) {
@@ -588,6 +591,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "history")]
     fn claims_are_clipped_at_a_character_boundary() {
         assert_eq!(clip("Asia/Shanghai"), "Asia/Shanghai");
         let long = "é".repeat(40);
