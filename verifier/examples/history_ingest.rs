@@ -69,7 +69,7 @@ async fn main() -> Result<(), String> {
         let batch: Vec<Event> =
             (written..count.min(written + BATCH as u64)).map(|n| event(&key, n, now_ms)).collect();
         written += batch.len() as u64;
-        store.record(batch).await.map_err(|e| e.to_string())?;
+        store.record(batch, None).await.map_err(|e| e.to_string())?;
         if written.is_multiple_of(200_704) {
             eprintln!("  {written} events…");
         }

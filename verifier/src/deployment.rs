@@ -279,12 +279,9 @@ async fn open_history(
             Arc::new(store)
         }
     };
-    // Events waiting for a database that cannot answer are kept here too.
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        return Err(fail(format!("data_dir: cannot create {}: {e}", config.data_dir.display())));
-    }
-    let spool = config.data_dir.join("history-pending.jsonl");
-    Ok(History::with_spool(store, key, Some(spool)))
+    // Answered events are journaled here until the database has them.
+    History::with_journal(store, key, &config.data_dir.join("history-journal"))
+        .map_err(|e| fail(e.to_string()))
 }
 
 /// The configured replay store.
@@ -417,6 +414,8 @@ impl Deployment {
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.changed().await;
         };
+        #[cfg(feature = "history")]
+        let history = state.verifier().history().cloned();
         let (public_routes, internal_routes) = routers(state);
         let served = match internal {
             None => {
@@ -435,6 +434,14 @@ impl Deployment {
             }
         };
         chores.abort();
+        // What was answered goes to the database now rather than from the
+        // journal at the next start.
+        #[cfg(feature = "history")]
+        if let Some(history) = history
+            && let Err(error) = history.flush().await
+        {
+            tracing::warn!(%error, "history: the journal is written at the next start");
+        }
         served.map_err(|e| format!("server error: {e}"))
     }
 }

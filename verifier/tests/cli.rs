@@ -93,7 +93,7 @@ fn report_names_the_riskiest_accounts_and_organisations() {
         events.push(event("tan", "Other Corp", false, n));
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(history.record(events)).unwrap();
+    runtime.block_on(history.record(events, None)).unwrap();
     let minter = Minter::new(3);
     std::fs::write(dir.join("jwks.json"), minter.jwks_json()).unwrap();
     std::fs::write(dir.join("ids.txt"), "li\ntan\nExample Corp\n").unwrap();

@@ -14,8 +14,8 @@ use http_body_util::BodyExt;
 use meridian_verifier::clock::Clock;
 use meridian_verifier::geo::Country;
 use meridian_verifier::history::{
-    Event, History, HistoryFuture, HistoryStore, OrganizationShare, Sighting, SqliteHistory, Subject,
-    SubjectKey,
+    Event, History, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting, SqliteHistory,
+    Subject, SubjectKey,
 };
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::replay::MemoryReplayStore;
@@ -57,9 +57,15 @@ impl Flaky {
 }
 
 impl HistoryStore for Flaky {
-    fn record(&self, events: Vec<Event>) -> HistoryFuture<'_, ()> {
+    fn record(&self, events: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()> {
         match self.gate() {
-            Ok(()) => self.inner.record(events),
+            Ok(()) => self.inner.record(events, mark),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+    fn journal_mark(&self, origin: &str) -> HistoryFuture<'_, Option<u64>> {
+        match self.gate() {
+            Ok(()) => self.inner.journal_mark(origin),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
@@ -388,12 +394,20 @@ async fn the_api_reports_on_accounts_and_organisations_and_erases_on_request() {
     assert_eq!(account["risk"], "low");
 }
 
+/// The lines in the journal files of `dir`.
+fn journal_lines(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap().lines().count())
+        .sum()
+}
+
 #[tokio::test]
 async fn events_waiting_for_the_database_survive_a_restart_of_the_process() {
-    let dir = std::env::temp_dir().join(format!("meridian-history-spool-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("meridian-history-journal-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let spool = dir.join("history-pending.jsonl");
+    let journal = dir.join("journal");
     let sqlite = SqliteHistory::open(&dir.join("history.sqlite")).unwrap();
     let down = Arc::new(AtomicBool::new(true));
     let minter = Minter::new(62);
@@ -401,28 +415,34 @@ async fn events_waiting_for_the_database_survive_a_restart_of_the_process() {
     let verifier = |store: Arc<dyn HistoryStore>| {
         Verifier::new(minter.keys.clone(), restrict_cn(), Arc::new(MemoryReplayStore::new(100)))
             .with_intel(Arc::new(test_intel()))
-            .with_history(History::with_spool(store, key.clone(), Some(spool.clone())))
+            .with_history(History::with_journal(store, key.clone(), &journal).unwrap())
     };
+    async fn sign_in(minter: &Minter, verifier: &Verifier, n: u8) -> VerifyOutcome {
+        let ip = IpAddr::from(SINGAPORE);
+        let token = minter.token(ip, T0, [n; 16]);
+        let input = VerifyInput {
+            token: &token,
+            remote_ip: ip,
+            accept_language: None,
+            expected_action: None,
+            expected_origin: None,
+            account: Some("ada"),
+            organization: None,
+        };
+        verifier.verify(&input, jiff::Timestamp::from_millisecond(T0 + 100).unwrap()).await
+    }
     {
         // The database is down the whole life of this process.
         let first = verifier(Arc::new(Flaky { inner: sqlite.clone(), down: down.clone() }));
         for n in 0..4u8 {
-            let ip = IpAddr::from(SINGAPORE);
-            let token = minter.token(ip, T0, [n; 16]);
-            let input = VerifyInput {
-                token: &token,
-                remote_ip: ip,
-                accept_language: None,
-                expected_action: None,
-                expected_origin: None,
-                account: Some("ada"),
-                organization: None,
-            };
-            let outcome = first.verify(&input, jiff::Timestamp::from_millisecond(T0 + 100).unwrap()).await;
-            assert!(outcome.reasons.iter().any(|r| r.code == ReasonCode::HistoryUnavailable));
+            let outcome = sign_in(&minter, &first, n).await;
+            assert!(outcome.success, "answered while the database is down");
+            assert!(codes(&outcome).contains(&"history_unavailable"), "{:?}", codes(&outcome));
         }
-        assert!(std::fs::read_to_string(&spool).unwrap().lines().count() == 4, "kept on disk");
+        assert_eq!(journal_lines(&journal), 4, "kept on disk");
     }
+    // The first process's writer lets go of the journal.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     // A new process, the database back: the waiting events are written.
     down.store(false, Ordering::SeqCst);
     let second = verifier(Arc::new(sqlite.clone()));
@@ -433,8 +453,39 @@ async fn events_waiting_for_the_database_survive_a_restart_of_the_process() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(sqlite.scan(0, 0, 100).await.unwrap().len(), 4, "what was answered is in the history");
-    assert!(!spool.exists(), "the spool is cleared once written");
+    // Its own sign-ins are journaled and written too, and the journal
+    // empties once they are.
+    for n in 4..7u8 {
+        assert!(sign_in(&minter, &second, n).await.success);
+    }
+    second.history().unwrap().flush().await.unwrap();
+    assert_eq!(sqlite.scan(0, 0, 100).await.unwrap().len(), 7);
+    assert_eq!(journal_lines(&journal), 0, "the journal is emptied once written");
     drop(second);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    // A process that dies after a commit but before its journal is
+    // emptied: the next one writes nothing twice.
+    let crashed_journal = journal.join("journal-crashedrun-00000000.jsonl");
+    let event = sqlite.scan(0, 0, 1).await.unwrap().remove(0).1;
+    let lines: String =
+        (1..=3u64).map(|seq| format!("{}\n", serde_json::to_string(&(seq, &event)).unwrap())).collect();
+    std::fs::write(&crashed_journal, format!("{lines}{{\"torn")).unwrap();
+    sqlite
+        .record(vec![event.clone(), event], Some(JournalMark { origin: "crashedrun".into(), through: 2 }))
+        .await
+        .unwrap();
+    let third = verifier(Arc::new(sqlite.clone()));
+    let started = std::time::Instant::now();
+    while crashed_journal.exists() && started.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!crashed_journal.exists(), "a written journal is deleted");
+    assert_eq!(sqlite.scan(0, 0, 100).await.unwrap().len(), 7 + 2 + 1, "only event 3 was missing");
+    assert_eq!(sqlite.journal_mark("crashedrun").await.unwrap(), Some(3));
+    let twice = History::with_journal(Arc::new(sqlite.clone()), key.clone(), &journal).unwrap_err();
+    assert!(twice.to_string().contains("another Meridian process"), "{twice}");
+    drop(third);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

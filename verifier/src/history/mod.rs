@@ -8,10 +8,12 @@
 //! - **Where.** An embedded SQLite file by default (WAL, created on first
 //!   run; [`SqliteHistory`]); PostgreSQL when `database_url` is set, so
 //!   several instances share one history ([`PostgresHistory`]).
-//! - **When.** Off the verification's hot path: one writer takes whatever
-//!   has queued since its last commit and writes it in one transaction, and
-//!   a verification is answered once its event is committed, so an answer
-//!   never outlives its record ([`Recorder`]).
+//! - **When.** Off the verification's hot path: a verification appends its
+//!   event to a local journal and is answered; one writer commits whatever
+//!   has been journaled since its last commit in one transaction, and a
+//!   process that starts writes what a stopped one left ([`Recorder`]).
+//!   What the signals read of an account is kept in memory, read from the
+//!   database once and updated with each sign-in.
 //! - **What it tells.** [`signals`] turns an account's recent logins and its
 //!   organisation's accounts into reasons (`impossible_travel`,
 //!   `account_region_history`, `zone_flip`, `organization_region_share`);
@@ -41,6 +43,12 @@ use crate::verdict::{ReasonCode, Verdict};
 pub use postgres::PostgresHistory;
 #[cfg(feature = "history")]
 pub use recorder::Recorder;
+
+/// The time now, Unix ms.
+#[cfg(feature = "history")]
+pub(crate) fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
 #[cfg(feature = "history")]
 pub use sqlite::SqliteHistory;
 
@@ -289,10 +297,31 @@ pub enum HistoryError {
 /// The future a [`HistoryStore`] returns.
 pub type HistoryFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HistoryError>> + Send + 'a>>;
 
+/// How far one writer's journal is in the database: every event of the
+/// journal `origin` numbered up to `through` is committed. Stored in the
+/// same transaction as the events, so a journal replayed after a crash
+/// writes what is missing and nothing twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalMark {
+    /// The journal (one per process run).
+    pub origin: String,
+    /// The last event number committed.
+    pub through: u64,
+}
+
 /// A database of events.
 pub trait HistoryStore: Send + Sync + 'static {
-    /// Writes `events` in one transaction.
-    fn record(&self, events: Vec<Event>) -> HistoryFuture<'_, ()>;
+    /// Writes `events` in one transaction, with `mark` when given.
+    fn record(&self, events: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()>;
+
+    /// The last event number of journal `origin` committed, if any.
+    fn journal_mark(&self, origin: &str) -> HistoryFuture<'_, Option<u64>>;
+
+    /// Whether other processes write to this store too (then what one
+    /// process remembers of an account goes stale).
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// The account's most recent events since `since_ms`, newest first, at
     /// most `limit`.
@@ -355,8 +384,46 @@ const ORGANIZATION_CACHE: usize = 100_000;
 #[cfg(feature = "history")]
 const HISTORY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// A verifier's history: the store, the writer in front of it, and the key
-/// for account and organisation ids.
+/// How long what this process remembers of an account is trusted when
+/// other processes write to the same store: after that it is read again,
+/// so their sign-ins weigh in here within this long.
+#[cfg(feature = "history")]
+const SHARED_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Accounts whose recent sign-ins are remembered at most (about 4 KiB
+/// each); past that the memory starts over and is filled from the database.
+#[cfg(feature = "history")]
+const ACCOUNT_CACHE: usize = 200_000;
+
+/// Makes room among the remembered accounts: those without a sign-in in
+/// the last minute go (theirs are committed by now, so a later read finds
+/// them); if that is not enough, all go.
+#[cfg(feature = "history")]
+fn forget_quiet_accounts(accounts: &mut std::collections::HashMap<Subject, KnownAccount>) {
+    let recent = now_ms().saturating_sub(60_000);
+    accounts.retain(|_, known| known.sightings.front().is_some_and(|s| s.at_ms >= recent));
+    if accounts.len() >= ACCOUNT_CACHE {
+        tracing::warn!(
+            accounts = accounts.len(),
+            "history: more busy accounts than remembered; reading them again"
+        );
+        accounts.clear();
+    }
+}
+
+/// An account's most recent sign-ins as this process knows them: read from
+/// the database once, then kept up to date with each sign-in it records.
+#[cfg(feature = "history")]
+#[derive(Debug)]
+struct KnownAccount {
+    /// Newest first, at most [`RECENT_FOR_SIGNALS`].
+    sightings: std::collections::VecDeque<Sighting>,
+    read_at: std::time::Instant,
+}
+
+/// A verifier's history: the store, the writer in front of it, the key
+/// for account and organisation ids, and what is remembered of recent
+/// accounts and organisations.
 #[cfg(feature = "history")]
 #[derive(Clone)]
 pub struct History {
@@ -364,6 +431,7 @@ pub struct History {
     recorder: Recorder,
     key: SubjectKey,
     unavailable: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    accounts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Subject, KnownAccount>>>,
     shares: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<Subject, (OrganizationShare, std::time::Instant)>>,
     >,
@@ -379,25 +447,36 @@ impl std::fmt::Debug for History {
 #[cfg(feature = "history")]
 impl History {
     /// A history in `store`, ids hashed with `key`; starts the writer on
-    /// the current Tokio runtime. Events waiting for a database that cannot
-    /// answer are kept in memory only ([`Self::with_spool`] keeps them on disk).
+    /// the current Tokio runtime. Without a journal a verification is
+    /// answered once its event is committed ([`Self::with_journal`]
+    /// answers once it is journaled).
     pub fn new(store: std::sync::Arc<dyn HistoryStore>, key: SubjectKey) -> Self {
-        Self::with_spool(store, key, None)
+        let recorder = Recorder::start(store.clone());
+        Self::with_recorder(store, key, recorder)
     }
 
-    /// [`Self::new`], keeping events that wait for the database in `spool`
-    /// too, so a process that stops meanwhile writes them when it starts again.
-    pub fn with_spool(
+    /// [`Self::new`] with a journal in `dir`: a verification is answered
+    /// once its event is in the journal, and the journals a stopped
+    /// process left there are written to the store first.
+    ///
+    /// # Errors
+    /// When the directory cannot be created, read or written.
+    pub fn with_journal(
         store: std::sync::Arc<dyn HistoryStore>,
         key: SubjectKey,
-        spool: Option<std::path::PathBuf>,
-    ) -> Self {
-        let recorder = Recorder::start(store.clone(), spool);
+        dir: &std::path::Path,
+    ) -> Result<Self, HistoryError> {
+        let recorder = Recorder::with_journal(store.clone(), dir)?;
+        Ok(Self::with_recorder(store, key, recorder))
+    }
+
+    fn with_recorder(store: std::sync::Arc<dyn HistoryStore>, key: SubjectKey, recorder: Recorder) -> Self {
         Self {
             store,
             recorder,
             key,
             unavailable: std::sync::Arc::default(),
+            accounts: std::sync::Arc::default(),
             shares: std::sync::Arc::default(),
         }
     }
@@ -417,9 +496,34 @@ impl History {
         self.unavailable.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Events lost because the database stayed down too long.
+    /// Events that left memory because the database stayed down too long.
     pub fn dropped_count(&self) -> u64 {
         self.recorder.dropped()
+    }
+
+    /// Returns once every verification answered so far is in the store, so
+    /// a read that follows sees it.
+    ///
+    /// # Errors
+    /// When the store does not take them within the history's timeout.
+    pub async fn flush(&self) -> Result<(), HistoryError> {
+        tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.flush())
+            .await
+            .map_err(|_| HistoryError::Unavailable("the history did not answer in time".into()))?
+    }
+
+    /// Erases every event of `account`, including ones answered but not yet
+    /// written; returns how many were in the store.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    pub async fn erase_account(&self, account: &Subject) -> Result<u64, HistoryError> {
+        self.flush().await?;
+        let erased = self.store.erase_account(account).await?;
+        if let Ok(mut accounts) = self.accounts.lock() {
+            accounts.remove(account);
+        }
+        Ok(erased)
     }
 
     /// A verification with the history: the account's and organisation's
@@ -481,6 +585,9 @@ impl History {
         event.score = outcome.score;
         event.reasons = outcome.reasons.iter().map(|r| r.code).collect();
         event.error = outcome.error_codes.first().copied();
+        if let Some(account) = &event.account {
+            self.remember(account, Sighting::from(&event));
+        }
         let recorded = tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.record(event))
             .await
             .unwrap_or_else(|_| Err(HistoryError::Unavailable("the history did not answer in time".into())));
@@ -502,8 +609,13 @@ impl History {
     ) -> Result<Vec<crate::verdict::Reason>, HistoryError> {
         let since = policy.history.since_ms(current.at_ms);
         let read = async {
+            if !self.recorder.healthy() {
+                // The last write failed: answer with the history only once
+                // the store answers again.
+                self.store.journal_mark("").await?;
+            }
             let earlier = match &current.account {
-                Some(account) => self.store.sightings(account, since, RECENT_FOR_SIGNALS).await?,
+                Some(account) => self.account_sightings(account, since).await?,
                 None => Vec::new(),
             };
             let organization = match &current.organization {
@@ -516,6 +628,54 @@ impl History {
             .await
             .map_err(|_| HistoryError::Unavailable("the history did not answer in time".into()))??;
         Ok(signals::reasons(&Sighting::from(current), &earlier, organization, policy))
+    }
+
+    /// The account's recent sign-ins since `since`, newest first: from
+    /// memory, or read from the store and merged with what is remembered
+    /// (sign-ins answered here but not yet committed are only there).
+    async fn account_sightings(&self, account: &Subject, since: i64) -> Result<Vec<Sighting>, HistoryError> {
+        let shared = self.store.shared();
+        let known = self.accounts.lock().ok().and_then(|accounts| {
+            accounts
+                .get(account)
+                .filter(|known| !shared || known.read_at.elapsed() < SHARED_FRESHNESS)
+                .map(|known| known.sightings.iter().take_while(|s| s.at_ms >= since).cloned().collect())
+        });
+        if let Some(sightings) = known {
+            return Ok(sightings);
+        }
+        let read = self.store.sightings(account, since, RECENT_FOR_SIGNALS).await?;
+        let Ok(mut accounts) = self.accounts.lock() else { return Ok(read) };
+        if accounts.len() >= ACCOUNT_CACHE {
+            forget_quiet_accounts(&mut accounts);
+        }
+        let known = accounts.entry(account.clone()).or_insert_with(|| KnownAccount {
+            sightings: std::collections::VecDeque::new(),
+            read_at: std::time::Instant::now(),
+        });
+        let mut merged: Vec<Sighting> = known.sightings.drain(..).collect();
+        for sighting in read {
+            if !merged.contains(&sighting) {
+                merged.push(sighting);
+            }
+        }
+        merged.sort_by_key(|s| std::cmp::Reverse(s.at_ms));
+        merged.truncate(RECENT_FOR_SIGNALS as usize);
+        known.sightings = merged.iter().cloned().collect();
+        known.read_at = std::time::Instant::now();
+        merged.retain(|s| s.at_ms >= since);
+        Ok(merged)
+    }
+
+    /// Adds a sign-in to what is remembered of the account (when anything
+    /// is: an account not in memory is read whole on its next sign-in).
+    fn remember(&self, account: &Subject, sighting: Sighting) {
+        if let Ok(mut accounts) = self.accounts.lock()
+            && let Some(known) = accounts.get_mut(account)
+        {
+            known.sightings.push_front(sighting);
+            known.sightings.truncate(RECENT_FOR_SIGNALS as usize);
+        }
     }
 
     /// The organisation's share; a large one's is counted at most once a

@@ -9,7 +9,10 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{Event, HistoryError, HistoryFuture, HistoryStore, OrganizationShare, Sighting, Subject};
+use super::{
+    Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting, Subject,
+    now_ms,
+};
 use crate::ErrorCode;
 use crate::geo::Country;
 use crate::verdict::{ReasonCode, Verdict};
@@ -37,6 +40,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_account ON events (account, at_ms) WHERE account IS NOT NULL;
     CREATE INDEX events_organization ON events (organization, at_ms) WHERE organization IS NOT NULL;
     CREATE INDEX events_at ON events (at_ms);",
+    // 2: how far each writer's journal is committed.
+    "CREATE TABLE journal_marks (
+        origin TEXT PRIMARY KEY,
+        through BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL
+    );",
 ];
 
 /// An arbitrary constant naming Meridian's migration lock.
@@ -186,15 +195,17 @@ fn events(rows: &[Row]) -> Result<Vec<Event>, tokio_postgres::Error> {
 }
 
 impl HistoryStore for PostgresHistory {
-    fn record(&self, batch: Vec<Event>) -> HistoryFuture<'_, ()> {
+    fn record(&self, batch: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()> {
         self.with(move |client| async move {
             // One statement for the whole batch: a column per array.
             let at: Vec<i64> = batch.iter().map(|e| e.at_ms).collect();
-            let account: Vec<Option<&str>> = batch.iter().map(|e| e.account.as_ref().map(Subject::as_str)).collect();
+            let account: Vec<Option<&str>> =
+                batch.iter().map(|e| e.account.as_ref().map(Subject::as_str)).collect();
             let organization: Vec<Option<&str>> =
                 batch.iter().map(|e| e.organization.as_ref().map(Subject::as_str)).collect();
             let network: Vec<&str> = batch.iter().map(|e| e.network.as_str()).collect();
-            let country: Vec<Option<&str>> = batch.iter().map(|e| e.country.as_ref().map(Country::as_str)).collect();
+            let country: Vec<Option<&str>> =
+                batch.iter().map(|e| e.country.as_ref().map(Country::as_str)).collect();
             let asn: Vec<Option<i64>> = batch.iter().map(|e| e.asn.map(i64::from)).collect();
             let zone: Vec<Option<&str>> = batch.iter().map(|e| e.zone.as_deref()).collect();
             let locale: Vec<Option<&str>> = batch.iter().map(|e| e.locale.as_deref()).collect();
@@ -206,12 +217,22 @@ impl HistoryStore for PostgresHistory {
                 .map(|e| e.reasons.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","))
                 .collect();
             let error: Vec<Option<&str>> = batch.iter().map(|e| e.error.map(ErrorCode::as_str)).collect();
+            let origin = mark.as_ref().map(|m| m.origin.as_str());
+            let through = mark.as_ref().map(|m| i64::try_from(m.through).unwrap_or(i64::MAX));
+            let now = now_ms();
+            // One statement, so one transaction: the events and the mark.
             client
                 .execute(
-                    "INSERT INTO events (at_ms, account, organization, network, country, asn, zone, locale,
-                        restricted_device, verdict, score, reasons, error)
-                     SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[],
-                        $7::TEXT[], $8::TEXT[], $9::BOOLEAN[], $10::TEXT[], $11::SMALLINT[], $12::TEXT[], $13::TEXT[])",
+                    "WITH inserted AS (
+                        INSERT INTO events (at_ms, account, organization, network, country, asn, zone, locale,
+                            restricted_device, verdict, score, reasons, error)
+                        SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+                            $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::BOOLEAN[], $10::TEXT[], $11::SMALLINT[],
+                            $12::TEXT[], $13::TEXT[])
+                        RETURNING 1)
+                     INSERT INTO journal_marks (origin, through, at_ms)
+                     SELECT $14::TEXT, $15::BIGINT, $16::BIGINT WHERE $14::TEXT IS NOT NULL
+                     ON CONFLICT (origin) DO UPDATE SET through = EXCLUDED.through, at_ms = EXCLUDED.at_ms",
                     &[
                         &at,
                         &account,
@@ -226,11 +247,27 @@ impl HistoryStore for PostgresHistory {
                         &score,
                         &reasons,
                         &error,
+                        &origin,
+                        &through,
+                        &now,
                     ],
                 )
                 .await
                 .map(drop)
         })
+    }
+
+    fn journal_mark(&self, origin: &str) -> HistoryFuture<'_, Option<u64>> {
+        let origin = origin.to_owned();
+        self.with(move |client| async move {
+            let row =
+                client.query_opt("SELECT through FROM journal_marks WHERE origin = $1", &[&origin]).await?;
+            Ok(row.map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
@@ -328,7 +365,9 @@ impl HistoryStore for PostgresHistory {
 
     fn purge(&self, before_ms: i64) -> HistoryFuture<'_, u64> {
         self.with(move |client| async move {
-            client.execute("DELETE FROM events WHERE at_ms < $1", &[&before_ms]).await
+            let purged = client.execute("DELETE FROM events WHERE at_ms < $1", &[&before_ms]).await?;
+            client.execute("DELETE FROM journal_marks WHERE at_ms < $1", &[&before_ms]).await?;
+            Ok(purged)
         })
     }
 

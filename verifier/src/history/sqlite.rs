@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{Event, HistoryError, HistoryFuture, HistoryStore, OrganizationShare, Sighting, Subject};
+use super::{
+    Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting, Subject,
+    now_ms,
+};
 use crate::ErrorCode;
 use crate::geo::Country;
 use crate::verdict::{ReasonCode, Verdict};
@@ -36,12 +39,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_account ON events (account, at_ms) WHERE account IS NOT NULL;
     CREATE INDEX events_organization ON events (organization, at_ms) WHERE organization IS NOT NULL;
     CREATE INDEX events_at ON events (at_ms);",
+    // 2: how far each writer's journal is committed.
+    "CREATE TABLE journal_marks (
+        origin TEXT PRIMARY KEY,
+        through INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );",
 ];
+
+/// Work for the writer thread.
+type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// How much lower than the verifications' the writer thread's priority is
+/// (a nice value): its commits take the CPU the answers leave.
+#[cfg(target_os = "linux")]
+const WRITER_NICE: i32 = 10;
 
 /// The SQLite history.
 #[derive(Clone)]
 pub struct SqliteHistory {
-    writer: Arc<Mutex<Connection>>,
+    /// The writer connection's own thread.
+    writer: std::sync::mpsc::Sender<WriteJob>,
     reader: Arc<Mutex<Connection>>,
 }
 
@@ -66,10 +84,12 @@ impl SqliteHistory {
             let connection = Connection::open(path)
                 .map_err(|e| HistoryError::Config(format!("history database {}: {e}", path.display())))?;
             // WAL: readers never wait for the writer; NORMAL: a commit
-            // survives the process crashing (not the machine losing power).
+            // survives the process crashing (not the machine losing power);
+            // 32 MiB of page cache each keeps the indexes' hot pages in memory.
             connection
                 .execute_batch(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;
+                     PRAGMA cache_size = -32768;",
                 )
                 .map_err(unavailable)?;
             Ok(connection)
@@ -77,7 +97,7 @@ impl SqliteHistory {
         let mut writer = open()?;
         migrate(&mut writer)?;
         let reader = open()?;
-        Ok(Self { writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
+        Ok(Self { writer: spawn_writer(writer)?, reader: Arc::new(Mutex::new(reader)) })
     }
 
     /// An in-memory database (tests).
@@ -94,7 +114,7 @@ impl SqliteHistory {
         let mut writer = Connection::open_with_flags(&uri, flags).map_err(unavailable)?;
         migrate(&mut writer)?;
         let reader = Connection::open_with_flags(&uri, flags).map_err(unavailable)?;
-        Ok(Self { writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
+        Ok(Self { writer: spawn_writer(writer)?, reader: Arc::new(Mutex::new(reader)) })
     }
 
     /// Runs `work` on one connection on the blocking pool.
@@ -111,6 +131,49 @@ impl SqliteHistory {
             .await
             .map_err(unavailable)?
         })
+    }
+}
+
+impl SqliteHistory {
+    /// Runs `work` on the writer thread.
+    fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, HistoryError> + Send + 'static,
+    ) -> HistoryFuture<'static, T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |connection| {
+            let _ = done.send(work(connection));
+        });
+        let sent = self.writer.send(job);
+        Box::pin(async move {
+            sent.map_err(|_| unavailable("the history writer thread has stopped"))?;
+            result.await.map_err(|_| unavailable("a history write panicked"))?
+        })
+    }
+}
+
+/// Starts the thread that owns the writer connection.
+fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<WriteJob>, HistoryError> {
+    let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+    std::thread::Builder::new()
+        .name("meridian-history-writer".into())
+        .spawn(move || {
+            lower_priority();
+            // Ends when every handle to the history is gone.
+            while let Ok(job) = queue.recv() {
+                job(&mut connection);
+            }
+        })
+        .map_err(unavailable)?;
+    Ok(jobs)
+}
+
+/// Lowers the calling thread's priority (on Linux a nice value is per
+/// thread); elsewhere the writer runs at the process's priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), WRITER_NICE) {
+        tracing::debug!(%error, "history writer: cannot lower its priority");
     }
 }
 
@@ -162,8 +225,8 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 }
 
 impl HistoryStore for SqliteHistory {
-    fn record(&self, events: Vec<Event>) -> HistoryFuture<'_, ()> {
-        Self::with(&self.writer, move |connection| {
+    fn record(&self, events: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()> {
+        self.write(move |connection| {
             let transaction = connection.transaction().map_err(unavailable)?;
             {
                 let mut insert = transaction
@@ -193,7 +256,27 @@ impl HistoryStore for SqliteHistory {
                         .map_err(unavailable)?;
                 }
             }
+            if let Some(mark) = mark {
+                transaction
+                    .execute(
+                        "INSERT INTO journal_marks (origin, through, at_ms) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (origin) DO UPDATE SET through = excluded.through, at_ms = excluded.at_ms",
+                        params![mark.origin, i64::try_from(mark.through).unwrap_or(i64::MAX), now_ms()],
+                    )
+                    .map_err(unavailable)?;
+            }
             transaction.commit().map_err(unavailable)
+        })
+    }
+
+    fn journal_mark(&self, origin: &str) -> HistoryFuture<'_, Option<u64>> {
+        let origin = origin.to_owned();
+        Self::with(&self.reader, move |connection| {
+            let through: Option<i64> = connection
+                .prepare_cached("SELECT through FROM journal_marks WHERE origin = ?1")
+                .and_then(|mut query| query.query_row(params![origin], |row| row.get(0)).optional())
+                .map_err(unavailable)?;
+            Ok(through.map(|through| u64::try_from(through).unwrap_or(0)))
         })
     }
 
@@ -293,7 +376,7 @@ impl HistoryStore for SqliteHistory {
 
     fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64> {
         let account = account.clone();
-        Self::with(&self.writer, move |connection| {
+        self.write(move |connection| {
             let erased = connection
                 .execute("DELETE FROM events WHERE account = ?1", params![account.as_str()])
                 .map_err(unavailable)?;
@@ -302,9 +385,12 @@ impl HistoryStore for SqliteHistory {
     }
 
     fn purge(&self, before_ms: i64) -> HistoryFuture<'_, u64> {
-        Self::with(&self.writer, move |connection| {
+        self.write(move |connection| {
             let purged = connection
                 .execute("DELETE FROM events WHERE at_ms < ?1", params![before_ms])
+                .map_err(unavailable)?;
+            connection
+                .execute("DELETE FROM journal_marks WHERE at_ms < ?1", params![before_ms])
                 .map_err(unavailable)?;
             Ok(u64::try_from(purged).unwrap_or(u64::MAX))
         })

@@ -314,6 +314,7 @@ pub(crate) async fn account(
 ) -> Result<Response, ApiError> {
     let (history, subject, since) =
         subject_of(&state, "account", &account, crate::history::SubjectKey::account)?;
+    history.flush().await.map_err(history_error)?;
     let events = history.store().recent(&subject, since, 10_000).await.map_err(history_error)?;
     let window = state.verifier().policy().history.window_days;
     let report = crate::history::report::subject_report(subject, window, events, None, RECENT as usize);
@@ -337,6 +338,7 @@ pub(crate) async fn organization(
     let (history, subject, since) =
         subject_of(&state, "organization", &organization, crate::history::SubjectKey::organization)?;
     let window = state.verifier().policy().history.window_days;
+    history.flush().await.map_err(history_error)?;
     let store = history.store();
     let share = store.organization(&subject, since).await.map_err(history_error)?;
     let events = store.organization_recent(&subject, since, 10_000).await.map_err(history_error)?;
@@ -358,7 +360,7 @@ pub(crate) async fn erase_account(
     axum::extract::Path(account): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
     let (history, subject, _) = subject_of(&state, "account", &account, crate::history::SubjectKey::account)?;
-    let erased = history.store().erase_account(&subject).await.map_err(history_error)?;
+    let erased = history.erase_account(&subject).await.map_err(history_error)?;
     tracing::info!(erased, "history: an account's events were erased on request");
     Ok(outcome_json(&serde_json::json!({ "erased": erased })))
 }
