@@ -614,38 +614,53 @@ impl History {
                 // the store answers again.
                 self.store.journal_mark("").await?;
             }
-            let earlier = match &current.account {
-                Some(account) => self.account_sightings(account, since).await?,
-                None => Vec::new(),
-            };
-            let organization = match &current.organization {
-                Some(organization) => Some(self.organization_share(organization, since).await?),
-                None => None,
-            };
-            Ok::<_, HistoryError>((earlier, organization))
+            if let Some(account) = &current.account {
+                self.know_account(account, since).await?;
+            }
+            match &current.organization {
+                Some(organization) => self.organization_share(organization, since).await.map(Some),
+                None => Ok(None),
+            }
         };
-        let (earlier, organization) = tokio::time::timeout(HISTORY_TIMEOUT, read)
+        let organization = tokio::time::timeout(HISTORY_TIMEOUT, read)
             .await
             .map_err(|_| HistoryError::Unavailable("the history did not answer in time".into()))??;
-        Ok(signals::reasons(&Sighting::from(current), &earlier, organization, policy))
+        let current_sighting = Sighting::from(current);
+        let judge = |earlier: &[Sighting]| signals::reasons(&current_sighting, earlier, organization, policy);
+        let Some(account) = &current.account else { return Ok(judge(&[])) };
+        // Judged where the sign-ins are kept: nothing is copied.
+        let mut accounts = self
+            .accounts
+            .lock()
+            .map_err(|_| HistoryError::Unavailable("the account memory is poisoned".into()))?;
+        match accounts.get_mut(account) {
+            Some(known) => {
+                let recent = known.sightings.make_contiguous();
+                let within = recent.iter().take_while(|s| s.at_ms >= since).count();
+                Ok(judge(&recent[..within]))
+            }
+            // Forgotten in between (memory full): judged without it.
+            None => Ok(judge(&[])),
+        }
     }
 
-    /// The account's recent sign-ins since `since`, newest first: from
-    /// memory, or read from the store and merged with what is remembered
-    /// (sign-ins answered here but not yet committed are only there).
-    async fn account_sightings(&self, account: &Subject, since: i64) -> Result<Vec<Sighting>, HistoryError> {
+    /// Makes sure the account's recent sign-ins are in memory and fresh:
+    /// read from the store when they are not, and merged with what is
+    /// remembered (sign-ins answered here but not yet committed are only
+    /// there).
+    async fn know_account(&self, account: &Subject, since: i64) -> Result<(), HistoryError> {
         let shared = self.store.shared();
-        let known = self.accounts.lock().ok().and_then(|accounts| {
-            accounts
-                .get(account)
-                .filter(|known| !shared || known.read_at.elapsed() < SHARED_FRESHNESS)
-                .map(|known| known.sightings.iter().take_while(|s| s.at_ms >= since).cloned().collect())
+        let fresh = self.accounts.lock().ok().is_some_and(|accounts| {
+            accounts.get(account).is_some_and(|known| !shared || known.read_at.elapsed() < SHARED_FRESHNESS)
         });
-        if let Some(sightings) = known {
-            return Ok(sightings);
+        if fresh {
+            return Ok(());
         }
         let read = self.store.sightings(account, since, RECENT_FOR_SIGNALS).await?;
-        let Ok(mut accounts) = self.accounts.lock() else { return Ok(read) };
+        let mut accounts = self
+            .accounts
+            .lock()
+            .map_err(|_| HistoryError::Unavailable("the account memory is poisoned".into()))?;
         if accounts.len() >= ACCOUNT_CACHE {
             forget_quiet_accounts(&mut accounts);
         }
@@ -661,10 +676,9 @@ impl History {
         }
         merged.sort_by_key(|s| std::cmp::Reverse(s.at_ms));
         merged.truncate(RECENT_FOR_SIGNALS as usize);
-        known.sightings = merged.iter().cloned().collect();
+        known.sightings = merged.into();
         known.read_at = std::time::Instant::now();
-        merged.retain(|s| s.at_ms >= since);
-        Ok(merged)
+        Ok(())
     }
 
     /// Adds a sign-in to what is remembered of the account (when anything
