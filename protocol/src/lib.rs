@@ -34,6 +34,8 @@ extern crate alloc;
 
 mod b64;
 mod claims;
+#[cfg(feature = "embed")]
+pub mod embed;
 mod json;
 pub mod jwk;
 pub mod jws;

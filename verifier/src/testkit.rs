@@ -230,6 +230,20 @@ pub fn test_intel() -> IpIntel {
         .with_relays(test_relays())
 }
 
+/// IP databases that place each of `networks` (`"127.0.0.0/8"`) in its
+/// country (`"SG"`), and know nothing else: for tests whose clients connect
+/// from loopback but must be somewhere. A network that does not parse is
+/// left out.
+pub fn intel_placing(networks: &[(&str, &str)]) -> IpIntel {
+    use mmdb_writer::{Value, Writer};
+    let mut country = Writer::new("Meridian-Test-Country");
+    for (network, code) in networks {
+        let Ok(network) = network.parse::<ipnet::IpNet>() else { continue };
+        let _ = country.insert_value(network, Value::map([("country_code", Value::from(*code))]));
+    }
+    IpIntel::from_bytes(country.to_bytes().ok(), None).unwrap_or_default()
+}
+
 /// Relay lists in the published formats, over documentation ranges:
 /// `2001:db8:6::/48` is a Private Relay egress for JP, `2001:db8:7::1` a
 /// Tor exit.

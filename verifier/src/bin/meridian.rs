@@ -109,6 +109,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sign this machine's time zone, locale and clock into a token bound
+    /// to a fresh challenge, and print it (for scripts and command-line
+    /// tools: send it as the `Meridian-Token` header).
+    Collect {
+        /// The service's challenge URL (`GET /v1/challenge`); the token is
+        /// bound to its origin, as `native:<scheme>://<host>[:port]`.
+        #[arg(long)]
+        challenge_url: String,
+        /// What the token is for (the service checks it), e.g. `login` or `api`.
+        #[arg(long, default_value = "login")]
+        action: String,
+        /// Sign with this private JWK instead of the key embedded at build
+        /// time (development and tests; `meridian keygen` makes one).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
     /// Build an ASN database (.mmdb, GeoLite2-ASN field names) from
     /// ip-location-db CSV files (`start,end,asn,organisation`).
     BuildAsnDb {
@@ -191,6 +207,7 @@ fn main() -> ExitCode {
         Command::Inspect { token, jwks } => inspect(&token, jwks.as_deref()),
         Command::Lookup { ip, data } => lookup(&ip, &data),
         Command::BuildAsnDb { csv, out } => build_asn_db(&csv, &out),
+        Command::Collect { challenge_url, action, key } => collect(&challenge_url, &action, key.as_deref()),
         Command::Report { config, days, top, ids, json } => {
             report(config.as_deref(), days, top, ids.as_deref(), json)
         }
@@ -430,6 +447,28 @@ fn inspect(token: &str, jwks: Option<&Path>) -> Result<(), String> {
     let claims = parsed.unverified_claims().map_err(|e| format!("{e} ({})", e.code()))?;
     println!("claims (as stated by the browser; freshness and single use not checked):");
     println!("{}", printable(&serde_json::to_string_pretty(&claims).map_err(|e| e.to_string())?));
+    Ok(())
+}
+
+/// `meridian collect`.
+fn collect(challenge_url: &str, action: &str, key: Option<&Path>) -> Result<(), String> {
+    use meridian_native::{ChallengeSource, collect, collect_with_key};
+    let source = ChallengeSource::url(challenge_url);
+    let runtime = runtime()?;
+    let token = match key {
+        None => runtime.block_on(collect(&source, action)),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let jwk: Jwk =
+                serde_json::from_str(&text).map_err(|e| format!("{} is not a JWK: {e}", path.display()))?;
+            let signing = jwk.signing_key().map_err(|e| format!("{}: {e}", path.display()))?;
+            let kid = meridian_protocol::jwk::thumbprint(&signing.verifying_key());
+            runtime.block_on(collect_with_key(&source, action, &signing, &kid))
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    println!("{token}");
     Ok(())
 }
 

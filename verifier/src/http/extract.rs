@@ -47,6 +47,10 @@ use crate::{Verifier, VerifyInput, VerifyOutcome};
 /// The form field the drop-in fills.
 pub const TOKEN_FIELD: &str = "meridian-token";
 
+/// The request header command-line tools, desktop apps and scripts send
+/// their token in (`Meridian-Token`), read by [`CheckedHeader`].
+pub const TOKEN_HEADER: &str = "meridian-token";
+
 /// The largest login form [`Checked`] reads.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -61,6 +65,7 @@ pub struct LoginCheck {
     origin: Option<String>,
     account_field: Option<String>,
     organization_field: Option<String>,
+    account_header: Option<String>,
 }
 
 impl std::fmt::Debug for LoginCheck {
@@ -84,6 +89,7 @@ impl LoginCheck {
             origin: None,
             account_field: None,
             organization_field: None,
+            account_header: None,
         }
     }
 
@@ -112,6 +118,13 @@ impl LoginCheck {
     /// The form field naming the account (e.g. `email`), for the history.
     pub fn account_field(mut self, name: &str) -> Self {
         self.account_field = Some(name.to_owned());
+        self
+    }
+
+    /// The request header naming the account for [`CheckedHeader`] (e.g.
+    /// one the app's own authentication sets), for the history.
+    pub fn account_header(mut self, name: &str) -> Self {
+        self.account_header = Some(name.to_owned());
         self
     }
 
@@ -144,8 +157,76 @@ impl<T> Checked<T> {
     /// policy's `collector_error` says (default `review`); the codes are in
     /// `outcome.error_codes`.
     pub fn verdict(&self) -> Verdict {
-        let marker = self.outcome.error_codes == [crate::ErrorCode::CollectorError];
-        if self.outcome.success || marker { self.outcome.verdict } else { Verdict::Deny }
+        verdict_of(&self.outcome)
+    }
+}
+
+/// A request whose `Meridian-Token` header ([`TOKEN_HEADER`]) has been
+/// verified: API routes called by command-line tools, desktop apps and
+/// scripts (`meridian collect`, the `meridian-native` crate). Reads no
+/// body, so it goes before the handler's own body extractor.
+///
+/// Native tokens are bound to `native:<the service's origin>`: configure
+/// [`LoginCheck::expect_origin`] with it, so a token made for another
+/// service (or a browser page's) is refused here.
+#[derive(Debug)]
+pub struct CheckedHeader {
+    /// The verification: verdict, score and reasons, or the error codes.
+    pub outcome: VerifyOutcome,
+}
+
+impl CheckedHeader {
+    /// The verdict, as [`Checked::verdict`] gives it.
+    pub fn verdict(&self) -> Verdict {
+        verdict_of(&self.outcome)
+    }
+}
+
+fn verdict_of(outcome: &VerifyOutcome) -> Verdict {
+    let marker = outcome.error_codes == [crate::ErrorCode::CollectorError];
+    if outcome.success || marker { outcome.verdict } else { Verdict::Deny }
+}
+
+/// The client address and `Accept-Language` of a request.
+async fn client_of<S: Send + Sync>(
+    check: &LoginCheck,
+    parts: &mut axum::http::request::Parts,
+    state: &S,
+) -> Result<(std::net::IpAddr, Option<String>), CheckRejection> {
+    let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| CheckRejection::NoClientAddress)?;
+    let remote_ip = super::ClientIp::resolve(&check.proxies, peer.ip(), &parts.headers).0;
+    let values: Vec<&str> =
+        parts.headers.get_all(header::ACCEPT_LANGUAGE).iter().filter_map(|v| v.to_str().ok()).collect();
+    Ok((remote_ip, (!values.is_empty()).then(|| values.join(","))))
+}
+
+impl<S> FromRequestParts<S> for CheckedHeader
+where
+    S: Send + Sync,
+    LoginCheck: FromRef<S>,
+{
+    type Rejection = CheckRejection;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let check = LoginCheck::from_ref(state);
+        let (remote_ip, accept_language) = client_of(&check, parts, state).await?;
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let input = VerifyInput {
+            token: header(TOKEN_HEADER).unwrap_or_default(),
+            remote_ip,
+            accept_language: accept_language.as_deref(),
+            expected_action: check.action.as_deref(),
+            expected_origin: check.origin.as_deref(),
+            account: check.account_header.as_deref().and_then(header).filter(|id| !id.is_empty()),
+            organization: None,
+        };
+        let outcome = check.verifier.verify(&input, check.clock.now()).await;
+        Ok(Self { outcome })
     }
 }
 
@@ -203,16 +284,7 @@ where
         if !is_form {
             return Err(CheckRejection::NotAForm);
         }
-        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, state)
-            .await
-            .map_err(|_| CheckRejection::NoClientAddress)?;
-        let remote_ip = super::ClientIp::resolve(&check.proxies, peer.ip(), &parts.headers).0;
-        let header_text = |name: header::HeaderName| {
-            let values: Vec<&str> =
-                parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-            (!values.is_empty()).then(|| values.join(","))
-        };
-        let accept_language = header_text(header::ACCEPT_LANGUAGE);
+        let (remote_ip, accept_language) = client_of(&check, &mut parts, state).await?;
         let bytes =
             axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| CheckRejection::Unreadable)?;
         let form: T =

@@ -45,7 +45,9 @@ use crate::net::TrustedProxies;
 
 pub use client_ip::{ClientIp, NoClientAddress};
 pub use error::{ApiError, ApiJson, Authorized};
-pub use extract::{CheckRejection, Checked, LoginCheck, MAX_FORM_BYTES, TOKEN_FIELD};
+pub use extract::{
+    CheckRejection, Checked, CheckedHeader, LoginCheck, MAX_FORM_BYTES, TOKEN_FIELD, TOKEN_HEADER,
+};
 pub use metrics::Metrics;
 
 pub use secret::VerifySecret;

@@ -1,0 +1,202 @@
+//! Meridian's native collector: the same challenge-bound token the browser
+//! collector signs, made by a command-line tool, a desktop app or a script.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), meridian_native::CollectError> {
+//! use meridian_native::{ChallengeSource, collect};
+//!
+//! let source = ChallengeSource::url("https://api.example.com/v1/challenge");
+//! let token = collect(&source, "api").await?;
+//! // Send it with the request the service checks:
+//! // `Meridian-Token: <token>`.
+//! # let _ = token;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - **What it says.** The system's IANA zone (`TZ` honoured) and its
+//!   offsets now, on 1 January and on 1 July from the zone's rules; the
+//!   locale and preferred languages (`LC_ALL`, `LC_MESSAGES`, `LANG`,
+//!   `LANGUAGE`, else the OS's settings); the wall clock when the
+//!   challenge arrived and the round trip that fetched it.
+//! - **What it does not.** No page, so no Worker view and no page
+//!   integrity report: those blocks are absent and the verifier's checks of
+//!   them do not apply. Zone, language, clock, network and history checks
+//!   are the same as for a browser.
+//! - **Whose it is.** The claims' origin is `native:` followed by the
+//!   challenge server's origin (`native:https://api.example.com`): the token
+//!   is bound to the service it was made for, and a login page that accepts
+//!   only its own `https://` origin refuses it.
+//! - **How far to trust it.** The build key is hidden in the binary as the
+//!   wasm's is, and can be extracted like it; what the OS reports is what
+//!   its user set. What a relay cannot change is the network evidence.
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use jiff::Timestamp;
+use meridian_protocol::{CLAIMS_VERSION, Claims, ClockSample, jws};
+
+pub mod environment;
+
+include!(concat!(env!("OUT_DIR"), "/key.rs"));
+
+/// The prefix that marks a native token's origin.
+pub const NATIVE_ORIGIN_PREFIX: &str = "native:";
+
+/// How long fetching the challenge may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the challenge comes from.
+#[derive(Debug, Clone)]
+pub struct ChallengeSource {
+    url: String,
+}
+
+impl ChallengeSource {
+    /// The verifier's (or the service's) `GET /v1/challenge` URL.
+    pub fn url(url: impl Into<String>) -> Self {
+        Self { url: url.into() }
+    }
+
+    /// The origin the token is bound to: `native:` and the URL's
+    /// `scheme://host[:port]`.
+    ///
+    /// # Errors
+    /// When the URL is not an absolute `http(s)` URL.
+    pub fn origin(&self) -> Result<String, CollectError> {
+        let url =
+            reqwest::Url::parse(&self.url).map_err(|e| CollectError::BadUrl(format!("{}: {e}", self.url)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(CollectError::BadUrl(format!("{}: not an http(s) URL", self.url)));
+        }
+        Ok(format!("{NATIVE_ORIGIN_PREFIX}{}", url.origin().ascii_serialization()))
+    }
+}
+
+/// Why no token could be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectError {
+    /// The challenge URL is not usable.
+    #[error("challenge URL {0}")]
+    BadUrl(String),
+    /// The challenge could not be fetched (network, status, body).
+    #[error("cannot fetch the challenge: {0}")]
+    Challenge(String),
+    /// The action is empty or too long.
+    #[error("the action must be 1 to 64 characters")]
+    BadAction,
+    /// This build has no embedded signing key.
+    #[error("this collector was built without a signing key (set MERIDIAN_COLLECTOR_KEY when building it)")]
+    NoKey,
+}
+
+/// What the verifier's `GET /v1/challenge` answers.
+#[derive(Debug, serde::Deserialize)]
+struct ChallengeResponse {
+    challenge: String,
+}
+
+/// Collects this machine's signals and signs them, with the embedded key,
+/// for `action`, bound to a challenge fetched from `source`.
+///
+/// # Errors
+/// When the challenge cannot be fetched, the action is unusable or the
+/// build has no key.
+pub async fn collect(source: &ChallengeSource, action: &str) -> Result<String, CollectError> {
+    let (seed, kid) = signing_key().ok_or(CollectError::NoKey)?;
+    collect_with_key(source, action, &SigningKey::from_bytes(&seed), kid).await
+}
+
+/// [`collect`] signed with `key`, named `kid` (a key the caller holds:
+/// development and tests).
+///
+/// # Errors
+/// As [`collect`].
+pub async fn collect_with_key(
+    source: &ChallengeSource,
+    action: &str,
+    key: &SigningKey,
+    kid: &str,
+) -> Result<String, CollectError> {
+    if action.is_empty() || action.chars().count() > 64 {
+        return Err(CollectError::BadAction);
+    }
+    let origin = source.origin()?;
+    let client = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .user_agent(concat!("meridian-native/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| CollectError::Challenge(e.to_string()))?;
+    let sent = Instant::now();
+    let response = client
+        .get(&source.url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| CollectError::Challenge(e.to_string()))?;
+    let body: ChallengeResponse =
+        response.json().await.map_err(|e| CollectError::Challenge(e.to_string()))?;
+    let received_at = Timestamp::now();
+    let round_trip = sent.elapsed();
+    let claims = Claims {
+        version: CLAIMS_VERSION,
+        challenge: body.challenge,
+        origin,
+        action: action.to_owned(),
+        time_zone: environment::time_zone(received_at),
+        locale: environment::locale(),
+        integrity: None,
+        worker: None,
+        clock: ClockSample {
+            received_at_ms: received_at.as_millisecond(),
+            // Rounded up, as the browser's is.
+            round_trip_ms: u32::try_from(round_trip.as_micros().div_ceil(1000)).unwrap_or(u32::MAX),
+        },
+        signed_at_ms: Timestamp::now().as_millisecond(),
+    };
+    Ok(jws::sign(claims.to_json().as_bytes(), key, kid))
+}
+
+/// The key id of the embedded signing key, if the build has one.
+pub fn key_id() -> Option<&'static str> {
+    signing_key().map(|(_, kid)| kid)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_origin_names_the_service_and_marks_the_token_native() {
+        let origin = |url: &str| ChallengeSource::url(url).origin();
+        assert_eq!(origin("https://api.example.com/v1/challenge").unwrap(), "native:https://api.example.com");
+        assert_eq!(origin("http://127.0.0.1:8080/v1/challenge").unwrap(), "native:http://127.0.0.1:8080");
+        assert!(matches!(origin("ftp://example.com/x"), Err(CollectError::BadUrl(_))));
+        assert!(matches!(origin("/v1/challenge"), Err(CollectError::BadUrl(_))));
+    }
+
+    #[tokio::test]
+    async fn bad_actions_and_unreachable_servers_are_clear_errors() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let source = ChallengeSource::url("http://127.0.0.1:9/v1/challenge");
+        assert!(matches!(collect_with_key(&source, "", &key, "k").await, Err(CollectError::BadAction)));
+        let long = "x".repeat(65);
+        assert!(matches!(collect_with_key(&source, &long, &key, "k").await, Err(CollectError::BadAction)));
+        let error = collect_with_key(&source, "login", &key, "k").await.unwrap_err();
+        assert!(matches!(error, CollectError::Challenge(_)), "{error}");
+    }
+
+    #[test]
+    fn the_embedded_key_unmasks_to_the_key_its_kid_names() {
+        match signing_key() {
+            None => assert_eq!(key_id(), None),
+            Some((seed, kid)) => {
+                let public = SigningKey::from_bytes(&seed).verifying_key();
+                assert_eq!(meridian_protocol::jwk::thumbprint(&public), kid);
+            }
+        }
+    }
+}
