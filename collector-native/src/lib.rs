@@ -31,7 +31,9 @@
 //!   wasm's is, and can be extracted like it; what the OS reports is what
 //!   its user set. What a relay cannot change is the network evidence.
 
-use std::time::{Duration, Instant};
+#[cfg(feature = "fetch")]
+use std::time::Duration;
+use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 use jiff::Timestamp;
@@ -45,6 +47,7 @@ include!(concat!(env!("OUT_DIR"), "/key.rs"));
 pub const NATIVE_ORIGIN_PREFIX: &str = "native:";
 
 /// How long fetching the challenge may take.
+#[cfg(feature = "fetch")]
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the challenge comes from.
@@ -65,13 +68,27 @@ impl ChallengeSource {
     /// # Errors
     /// When the URL is not an absolute `http(s)` URL.
     pub fn origin(&self) -> Result<String, CollectError> {
-        let url =
-            reqwest::Url::parse(&self.url).map_err(|e| CollectError::BadUrl(format!("{}: {e}", self.url)))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(CollectError::BadUrl(format!("{}: not an http(s) URL", self.url)));
-        }
-        Ok(format!("{NATIVE_ORIGIN_PREFIX}{}", url.origin().ascii_serialization()))
+        native_origin(&self.url)
     }
+}
+
+/// `native:` and the `scheme://host[:port]` of `url`.
+fn native_origin(url: &str) -> Result<String, CollectError> {
+    let bad = |why: &str| CollectError::BadUrl(format!("{url}: {why}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not an absolute http(s) URL"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(bad("not an http(s) URL"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host).to_ascii_lowercase();
+    if host_port.is_empty() || host_port.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("no host"));
+    }
+    // The default port is left out, as a browser's origin leaves it out.
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let host_port = host_port.strip_suffix(default).unwrap_or(&host_port);
+    Ok(format!("{NATIVE_ORIGIN_PREFIX}{scheme}://{host_port}"))
 }
 
 /// Why no token could be made.
@@ -92,18 +109,85 @@ pub enum CollectError {
     NoKey,
 }
 
+/// One collection for an app that fetches the challenge with its own HTTP
+/// client: [`Collection::start`] right before the request leaves,
+/// [`Collection::sign`] as soon as the challenge arrives, so the round
+/// trip and the clock reading bracket it as the browser's do.
+#[derive(Debug)]
+pub struct Collection {
+    sent: Instant,
+}
+
+impl Collection {
+    /// Notes that the challenge request is leaving now.
+    pub fn start() -> Self {
+        Self { sent: Instant::now() }
+    }
+
+    /// Signs this machine's signals with the embedded key for `action`,
+    /// bound to `challenge` (the `challenge` field of `GET /v1/challenge`)
+    /// from the service at `challenge_url`.
+    ///
+    /// # Errors
+    /// When the URL or action is unusable or the build has no key.
+    pub fn sign(self, challenge_url: &str, challenge: &str, action: &str) -> Result<String, CollectError> {
+        let (seed, kid) = signing_key().ok_or(CollectError::NoKey)?;
+        self.sign_with_key(challenge_url, challenge, action, &SigningKey::from_bytes(&seed), kid)
+    }
+
+    /// [`Self::sign`] with `key`, named `kid` (a key the caller holds:
+    /// development and tests).
+    ///
+    /// # Errors
+    /// When the URL or action is unusable.
+    pub fn sign_with_key(
+        self,
+        challenge_url: &str,
+        challenge: &str,
+        action: &str,
+        key: &SigningKey,
+        kid: &str,
+    ) -> Result<String, CollectError> {
+        let received_at = Timestamp::now();
+        let round_trip = self.sent.elapsed();
+        if action.is_empty() || action.chars().count() > 64 {
+            return Err(CollectError::BadAction);
+        }
+        let claims = Claims {
+            version: CLAIMS_VERSION,
+            challenge: challenge.to_owned(),
+            origin: native_origin(challenge_url)?,
+            action: action.to_owned(),
+            time_zone: environment::time_zone(received_at),
+            locale: environment::locale(),
+            integrity: None,
+            worker: None,
+            clock: ClockSample {
+                received_at_ms: received_at.as_millisecond(),
+                // Rounded up, as the browser's is.
+                round_trip_ms: u32::try_from(round_trip.as_micros().div_ceil(1000)).unwrap_or(u32::MAX),
+            },
+            signed_at_ms: Timestamp::now().as_millisecond(),
+        };
+        Ok(jws::sign(claims.to_json().as_bytes(), key, kid))
+    }
+}
+
 /// What the verifier's `GET /v1/challenge` answers.
+#[cfg(feature = "fetch")]
 #[derive(Debug, serde::Deserialize)]
 struct ChallengeResponse {
     challenge: String,
 }
 
 /// Collects this machine's signals and signs them, with the embedded key,
-/// for `action`, bound to a challenge fetched from `source`.
+/// for `action`, bound to a challenge fetched from `source` (feature
+/// `fetch`, on by default).
 ///
 /// # Errors
 /// When the challenge cannot be fetched, the action is unusable or the
 /// build has no key.
+#[cfg(feature = "fetch")]
 pub async fn collect(source: &ChallengeSource, action: &str) -> Result<String, CollectError> {
     let (seed, kid) = signing_key().ok_or(CollectError::NoKey)?;
     collect_with_key(source, action, &SigningKey::from_bytes(&seed), kid).await
@@ -114,6 +198,7 @@ pub async fn collect(source: &ChallengeSource, action: &str) -> Result<String, C
 ///
 /// # Errors
 /// As [`collect`].
+#[cfg(feature = "fetch")]
 pub async fn collect_with_key(
     source: &ChallengeSource,
     action: &str,
@@ -123,13 +208,13 @@ pub async fn collect_with_key(
     if action.is_empty() || action.chars().count() > 64 {
         return Err(CollectError::BadAction);
     }
-    let origin = source.origin()?;
+    source.origin()?;
     let client = reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .user_agent(concat!("meridian-native/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| CollectError::Challenge(e.to_string()))?;
-    let sent = Instant::now();
+    let collection = Collection::start();
     let response = client
         .get(&source.url)
         .send()
@@ -138,25 +223,7 @@ pub async fn collect_with_key(
         .map_err(|e| CollectError::Challenge(e.to_string()))?;
     let body: ChallengeResponse =
         response.json().await.map_err(|e| CollectError::Challenge(e.to_string()))?;
-    let received_at = Timestamp::now();
-    let round_trip = sent.elapsed();
-    let claims = Claims {
-        version: CLAIMS_VERSION,
-        challenge: body.challenge,
-        origin,
-        action: action.to_owned(),
-        time_zone: environment::time_zone(received_at),
-        locale: environment::locale(),
-        integrity: None,
-        worker: None,
-        clock: ClockSample {
-            received_at_ms: received_at.as_millisecond(),
-            // Rounded up, as the browser's is.
-            round_trip_ms: u32::try_from(round_trip.as_micros().div_ceil(1000)).unwrap_or(u32::MAX),
-        },
-        signed_at_ms: Timestamp::now().as_millisecond(),
-    };
-    Ok(jws::sign(claims.to_json().as_bytes(), key, kid))
+    collection.sign_with_key(&source.url, &body.challenge, action, key, kid)
 }
 
 /// The key id of the embedded signing key, if the build has one.
@@ -174,10 +241,34 @@ mod tests {
         let origin = |url: &str| ChallengeSource::url(url).origin();
         assert_eq!(origin("https://api.example.com/v1/challenge").unwrap(), "native:https://api.example.com");
         assert_eq!(origin("http://127.0.0.1:8080/v1/challenge").unwrap(), "native:http://127.0.0.1:8080");
+        assert_eq!(origin("HTTPS://Api.Example.com:8443").unwrap(), "native:https://api.example.com:8443");
+        assert_eq!(origin("http://user:pw@example.com:80/x").unwrap(), "native:http://example.com");
         assert!(matches!(origin("ftp://example.com/x"), Err(CollectError::BadUrl(_))));
         assert!(matches!(origin("/v1/challenge"), Err(CollectError::BadUrl(_))));
+        assert!(matches!(origin("https:///path"), Err(CollectError::BadUrl(_))));
     }
 
+    #[test]
+    fn an_app_with_its_own_client_signs_what_it_fetched() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let token = Collection::start()
+            .sign_with_key("https://API.example.com:443/v1/challenge?x=1", "c1", "api", &key, "k")
+            .unwrap();
+        let jws = jws::CompactJws::parse(&token).unwrap();
+        jws.verify(&key.verifying_key()).unwrap();
+        let claims = Claims::from_json(jws.payload()).unwrap();
+        assert_eq!(
+            (claims.challenge.as_str(), claims.origin.as_str()),
+            ("c1", "native:https://api.example.com")
+        );
+        assert!(claims.integrity.is_none() && claims.worker.is_none());
+        assert!(matches!(
+            Collection::start().sign_with_key("https://x", "c", "", &key, "k"),
+            Err(CollectError::BadAction)
+        ));
+    }
+
+    #[cfg(feature = "fetch")]
     #[tokio::test]
     async fn bad_actions_and_unreachable_servers_are_clear_errors() {
         let key = SigningKey::from_bytes(&[9; 32]);

@@ -50,10 +50,11 @@ const MIGRATIONS: &[&str] = &[
 /// Work for the writer thread.
 type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// How much lower than the verifications' the writer thread's priority is
-/// (a nice value): its commits take the CPU the answers leave.
+/// The writer thread's nice value, the lowest priority there is: its
+/// commits take the CPU the answers leave (at 10 a half-loaded server's
+/// p99 was 6–7 ms, at 19 about 5 ms; docs/BENCHMARKS.md).
 #[cfg(target_os = "linux")]
-const WRITER_NICE: i32 = 10;
+const WRITER_NICE: i32 = 19;
 
 /// The SQLite history.
 #[derive(Clone)]
