@@ -1,20 +1,17 @@
 //! Embeds the deployment's collector signing key into the build, hidden as
 //! the browser collector's is (`meridian_protocol::embed`).
 //!
-//! `MERIDIAN_NATIVE_COLLECTOR_KEY` names a private JWK file; without it
-//! `MERIDIAN_COLLECTOR_KEY` (the browser collector's) is used; without
-//! either the crate still builds, and `collect` refuses to sign unless it
-//! is given a key.
+//! `MERIDIAN_NATIVE_COLLECTOR_KEY` names a private JWK file: a key of its
+//! own, never the browser collector's, so a key lifted from a native binary
+//! signs no browser token (the verifier's JWKS lists both). Without it the
+//! crate still builds, and `collect` refuses to sign unless given a key.
 
 use std::{env, fs, path::PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=MERIDIAN_NATIVE_COLLECTOR_KEY");
-    println!("cargo:rerun-if-env-changed=MERIDIAN_COLLECTOR_KEY");
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default()).join("key.rs");
-    let key = env::var_os("MERIDIAN_NATIVE_COLLECTOR_KEY")
-        .or_else(|| env::var_os("MERIDIAN_COLLECTOR_KEY"))
-        .map(PathBuf::from);
+    let key = env::var_os("MERIDIAN_NATIVE_COLLECTOR_KEY").map(PathBuf::from);
     if let Some(path) = &key {
         println!("cargo:rerun-if-changed={}", path.display());
     }

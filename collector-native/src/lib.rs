@@ -72,23 +72,15 @@ impl ChallengeSource {
     }
 }
 
-/// `native:` and the `scheme://host[:port]` of `url`.
+/// `native:` and the origin of `url` (`scheme://host[:port]`), parsed as
+/// the HTTP client parses it, so the token names the host it fetched from.
 fn native_origin(url: &str) -> Result<String, CollectError> {
-    let bad = |why: &str| CollectError::BadUrl(format!("{url}: {why}"));
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not an absolute http(s) URL"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return Err(bad("not an http(s) URL"));
+    let bad = |why: &dyn std::fmt::Display| CollectError::BadUrl(format!("{url}: {why}"));
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(bad(&"not an http(s) URL"));
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host).to_ascii_lowercase();
-    if host_port.is_empty() || host_port.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("no host"));
-    }
-    // The default port is left out, as a browser's origin leaves it out.
-    let default = if scheme == "https" { ":443" } else { ":80" };
-    let host_port = host_port.strip_suffix(default).unwrap_or(&host_port);
-    Ok(format!("{NATIVE_ORIGIN_PREFIX}{scheme}://{host_port}"))
+    Ok(format!("{NATIVE_ORIGIN_PREFIX}{}", parsed.origin().ascii_serialization()))
 }
 
 /// Why no token could be made.
@@ -105,7 +97,9 @@ pub enum CollectError {
     #[error("the action must be 1 to 64 characters")]
     BadAction,
     /// This build has no embedded signing key.
-    #[error("this collector was built without a signing key (set MERIDIAN_COLLECTOR_KEY when building it)")]
+    #[error(
+        "this collector was built without a signing key (set MERIDIAN_NATIVE_COLLECTOR_KEY when building it)"
+    )]
     NoKey,
 }
 
@@ -243,9 +237,13 @@ mod tests {
         assert_eq!(origin("http://127.0.0.1:8080/v1/challenge").unwrap(), "native:http://127.0.0.1:8080");
         assert_eq!(origin("HTTPS://Api.Example.com:8443").unwrap(), "native:https://api.example.com:8443");
         assert_eq!(origin("http://user:pw@example.com:80/x").unwrap(), "native:http://example.com");
+        // Named as the client fetches it: the host after the last `@`,
+        // international names in punycode.
+        assert_eq!(origin("https://evil.example\\@good.example/").unwrap(), "native:https://evil.example");
+        assert_eq!(origin("https://bücher.example/").unwrap(), "native:https://xn--bcher-kva.example");
         assert!(matches!(origin("ftp://example.com/x"), Err(CollectError::BadUrl(_))));
         assert!(matches!(origin("/v1/challenge"), Err(CollectError::BadUrl(_))));
-        assert!(matches!(origin("https:///path"), Err(CollectError::BadUrl(_))));
+        assert!(matches!(origin("https://"), Err(CollectError::BadUrl(_))));
     }
 
     #[test]

@@ -280,8 +280,39 @@ async fn open_history(
         }
     };
     // Answered events are journaled here until the database has them.
-    History::with_journal(store, key, &config.data_dir.join("history-journal"))
-        .map_err(|e| fail(e.to_string()))
+    let journal = config.data_dir.join("history-journal");
+    adopt_old_spool(&config.data_dir, &journal).map_err(fail)?;
+    History::with_journal(store, key, &journal).map_err(|e| fail(e.to_string()))
+}
+
+/// Moves the events an earlier Meridian left waiting in
+/// `history-pending.jsonl` (one event per line) into the journal, numbered,
+/// so they are written like any journal a stopped process left.
+#[cfg(feature = "history")]
+fn adopt_old_spool(data_dir: &std::path::Path, journal: &std::path::Path) -> Result<(), String> {
+    let spool = data_dir.join("history-pending.jsonl");
+    let text = match std::fs::read(&spool) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("history: cannot read {}: {e}", spool.display())),
+    };
+    let mut lines = Vec::new();
+    let events = text
+        .split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<crate::history::Event>(line).ok());
+    for (seq, event) in (1u64..).zip(events) {
+        lines.extend(serde_json::to_vec(&(seq, &event)).map_err(|e| e.to_string())?);
+        lines.push(b'\n');
+    }
+    std::fs::create_dir_all(journal)
+        .map_err(|e| format!("history: cannot create {}: {e}", journal.display()))?;
+    let adopted =
+        journal.join(format!("journal-spool{}-00000000.jsonl", jiff::Timestamp::now().as_millisecond()));
+    std::fs::write(&adopted, lines)
+        .map_err(|e| format!("history: cannot write {}: {e}", adopted.display()))?;
+    std::fs::remove_file(&spool).map_err(|e| format!("history: cannot remove {}: {e}", spool.display()))?;
+    tracing::info!(spool = %spool.display(), "history: events an earlier version left waiting are in the journal");
+    Ok(())
 }
 
 /// The configured replay store.

@@ -34,6 +34,9 @@ pub struct VerifyRules {
     pub allowed_actions: Vec<String>,
 }
 
+/// The origin prefix of tokens from native clients (`meridian collect`).
+pub(crate) const NATIVE_ORIGIN_PREFIX: &str = "native:";
+
 /// What one verification requires of the claims' origin and action: the
 /// configured lists (empty: any) and the request's own expectations.
 #[derive(Debug, Clone, Copy)]
@@ -45,10 +48,18 @@ pub(crate) struct Binding<'a> {
 }
 
 impl Binding<'_> {
-    /// Checks the claims' origin, then their action.
+    /// Checks the claims' origin, then their action. A native client's
+    /// origin (`native:…`) passes only where it is named, in the list or as
+    /// the expected origin: an empty list accepts any page, not a command
+    /// line tool, whose token has no page to check.
     pub(crate) fn check(&self, claims: &Claims) -> Result<(), TokenError> {
-        let origin_ok = (self.allowed_origins.is_empty() || self.allowed_origins.contains(&claims.origin))
-            && self.expected_origin.is_none_or(|origin| origin == claims.origin);
+        let listed = self.allowed_origins.contains(&claims.origin);
+        let expected = self.expected_origin.is_none_or(|origin| origin == claims.origin);
+        let origin_ok = if claims.origin.starts_with(NATIVE_ORIGIN_PREFIX) {
+            expected && (listed || self.expected_origin.is_some())
+        } else {
+            expected && (self.allowed_origins.is_empty() || listed)
+        };
         if !origin_ok {
             return Err(TokenError::OriginMismatch { found: claims.origin.clone() });
         }

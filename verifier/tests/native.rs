@@ -218,28 +218,42 @@ async fn the_python_and_node_examples_call_a_guarded_route() {
 }
 
 #[test]
-fn a_native_token_is_refused_by_a_login_page_that_expects_its_own_origin() {
-    // The origin check runs before anything else looks at the claims: a
-    // native token (`native:…`) never passes for a page's `https://` origin.
+fn a_native_token_passes_only_where_its_origin_is_named() {
+    // An empty list of origins accepts any page, not a command-line tool:
+    // its token has no page to check. Listed or expected, it passes.
     let minter = Minter::new(45);
     let ip: IpAddr = [127, 0, 0, 1].into();
-    let mut claims = minter.claims(ip, jiff::Timestamp::now().as_millisecond(), [1; 16]);
-    claims.origin = "native:https://api.example.com".into();
-    let token = minter.sign(&claims);
-    let verifier =
-        Verifier::new(minter.keys.clone(), Policy::default(), Arc::new(MemoryReplayStore::new(10)));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let input = meridian_verifier::VerifyInput {
-        token: &token,
-        remote_ip: ip,
-        accept_language: None,
-        expected_action: None,
-        expected_origin: Some("https://shop.example"),
-        account: None,
-        organization: None,
-    };
-    let outcome = runtime.block_on(verifier.verify(&input, jiff::Timestamp::now()));
-    assert_eq!(outcome.error_codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["origin-mismatch"]);
+    let origin = "native:https://api.example.com";
+    let cases: [(&[&str], Option<&str>, bool); 5] = [
+        (&[], None, false),
+        (&[], Some("https://shop.example"), false),
+        (&["https://shop.example"], None, false),
+        (&[origin], None, true),
+        (&[], Some(origin), true),
+    ];
+    for (n, (allowed, expected, passes)) in cases.into_iter().enumerate() {
+        let mut claims = minter.claims(ip, jiff::Timestamp::now().as_millisecond(), [n as u8; 16]);
+        claims.origin = origin.into();
+        let token = minter.sign(&claims);
+        let policy = Policy {
+            allowed_origins: allowed.iter().map(|o| (*o).to_owned()).collect(),
+            ..Policy::default()
+        };
+        let verifier = Verifier::new(minter.keys.clone(), policy, Arc::new(MemoryReplayStore::new(10)));
+        let input = meridian_verifier::VerifyInput {
+            token: &token,
+            remote_ip: ip,
+            accept_language: None,
+            expected_action: None,
+            expected_origin: expected,
+            account: None,
+            organization: None,
+        };
+        let outcome = runtime.block_on(verifier.verify(&input, jiff::Timestamp::now()));
+        let refused = outcome.error_codes.iter().any(|c| c.as_str() == "origin-mismatch");
+        assert_eq!(!refused, passes, "allowed {allowed:?}, expected {expected:?}: {:?}", outcome.error_codes);
+    }
 }
 
 #[test]

@@ -419,7 +419,16 @@ struct KnownAccount {
     /// Newest first, at most [`RECENT_FOR_SIGNALS`].
     sightings: std::collections::VecDeque<Sighting>,
     read_at: std::time::Instant,
+    /// Read once every journal left waiting was written (before that the
+    /// database may lack some of the account's sign-ins: read it again).
+    complete: bool,
 }
+
+/// Sign-ins remembered this recently are kept when an account is read
+/// again: they may not be committed yet. Older ones come from the database
+/// (so an erasure elsewhere is not undone by what is remembered here).
+#[cfg(feature = "history")]
+const UNCOMMITTED_FOR_MS: i64 = 10_000;
 
 /// A verifier's history: the store, the writer in front of it, the key
 /// for account and organisation ids, and what is remembered of recent
@@ -651,11 +660,14 @@ impl History {
     async fn know_account(&self, account: &Subject, since: i64) -> Result<(), HistoryError> {
         let shared = self.store.shared();
         let fresh = self.accounts.lock().ok().is_some_and(|accounts| {
-            accounts.get(account).is_some_and(|known| !shared || known.read_at.elapsed() < SHARED_FRESHNESS)
+            accounts.get(account).is_some_and(|known| {
+                known.complete && (!shared || known.read_at.elapsed() < SHARED_FRESHNESS)
+            })
         });
         if fresh {
             return Ok(());
         }
+        let complete = self.recorder.left_written();
         let read = self.store.sightings(account, since, RECENT_FOR_SIGNALS).await?;
         let mut accounts = self
             .accounts
@@ -667,8 +679,10 @@ impl History {
         let known = accounts.entry(account.clone()).or_insert_with(|| KnownAccount {
             sightings: std::collections::VecDeque::new(),
             read_at: std::time::Instant::now(),
+            complete,
         });
-        let mut merged: Vec<Sighting> = known.sightings.drain(..).collect();
+        let recent = now_ms().saturating_sub(UNCOMMITTED_FOR_MS);
+        let mut merged: Vec<Sighting> = known.sightings.drain(..).filter(|s| s.at_ms >= recent).collect();
         for sighting in read {
             if !merged.contains(&sighting) {
                 merged.push(sighting);
@@ -678,6 +692,7 @@ impl History {
         merged.truncate(RECENT_FOR_SIGNALS as usize);
         known.sightings = merged.into();
         known.read_at = std::time::Instant::now();
+        known.complete = complete;
         Ok(())
     }
 

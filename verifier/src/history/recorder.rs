@@ -15,8 +15,12 @@
 //!   writes the rest. Segments are deleted once committed.
 //! - **A database that is down.** Its events wait in memory (up to
 //!   [`MAX_PENDING`]) and in the journal and go first in the next
-//!   transaction. Past that bound the oldest leave memory but stay in the
-//!   journal, which then is kept whole until the next start replays it.
+//!   transaction. Past that bound they leave memory: the journal so far is
+//!   set aside whole (the process goes on with a new origin) and written
+//!   from disk, like a stopped process's, once the database is back.
+//! - **A commit whose outcome is unknown** (a timeout while the database
+//!   may still have committed): before trying again the writer asks the
+//!   database how far the journal got, and drops what it already has.
 //! - **Without a journal** (a history with no data directory: tests and
 //!   embedders), a verification waits for its event's commit instead.
 
@@ -51,6 +55,9 @@ struct Job {
     seq: u64,
     /// The journal segment that holds it.
     segment: u64,
+    /// The journal origin it was numbered in (its generation; events of
+    /// an origin set aside are written from disk).
+    generation: u32,
     event: Event,
     /// Told the outcome of the commit (only without a journal).
     done: Option<oneshot::Sender<Result<(), HistoryError>>>,
@@ -99,11 +106,30 @@ impl Recorder {
     /// # Errors
     /// When the journal directory cannot be read or written.
     pub fn with_journal(store: Arc<dyn HistoryStore>, dir: &Path) -> Result<Self, HistoryError> {
+        Self::with_journal_keeping(store, dir, MAX_PENDING)
+    }
+
+    /// [`Self::with_journal`], keeping at most `max_pending` events in
+    /// memory while the database is down.
+    fn with_journal_keeping(
+        store: Arc<dyn HistoryStore>,
+        dir: &Path,
+        max_pending: usize,
+    ) -> Result<Self, HistoryError> {
         let (journal, left) = Journal::open(dir)?;
-        Ok(Self::spawn(store, Some(Arc::new(journal)), left))
+        Ok(Self::spawn_keeping(store, Some(Arc::new(journal)), left, max_pending))
     }
 
     fn spawn(store: Arc<dyn HistoryStore>, journal: Option<Arc<Journal>>, left: Vec<LeftJournal>) -> Self {
+        Self::spawn_keeping(store, journal, left, MAX_PENDING)
+    }
+
+    fn spawn_keeping(
+        store: Arc<dyn HistoryStore>,
+        journal: Option<Arc<Journal>>,
+        left: Vec<LeftJournal>,
+        max_pending: usize,
+    ) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             dropped: AtomicU64::new(0),
@@ -119,7 +145,9 @@ impl Recorder {
             pending: VecDeque::new(),
             left,
             oldest_segment: 0,
-            dropped_from: None,
+            generation: 0,
+            uncertain: false,
+            max_pending,
         };
         tokio::spawn(writer.run());
         Self { queue, journal, shared }
@@ -138,7 +166,7 @@ impl Recorder {
             None => {
                 let (done, committed) = oneshot::channel();
                 self.queue
-                    .send(Job { seq: 0, segment: 0, event, done: Some(done) })
+                    .send(Job { seq: 0, segment: 0, generation: 0, event, done: Some(done) })
                     .map_err(|_| stopped())?;
                 committed.await.map_err(|_| stopped())?
             }
@@ -168,14 +196,20 @@ impl Recorder {
         Ok(())
     }
 
+    /// Whether every journal left waiting (by a stopped process, or set
+    /// aside while the database was down) is written.
+    pub fn left_written(&self) -> bool {
+        self.shared.left_written.load(Ordering::Relaxed)
+    }
+
     /// Whether the database took the last transaction.
     pub fn healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Relaxed)
     }
 
     /// Events that left memory because the database stayed down while
-    /// more than [`MAX_PENDING`] waited (with a journal they are still on
-    /// disk, and written at the next start).
+    /// more than [`MAX_PENDING`] waited: lost without a journal; with one,
+    /// written from it once the database is back.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
@@ -185,25 +219,38 @@ impl Recorder {
 /// `journal-<origin>-<segment>.jsonl`.
 struct Journal {
     dir: PathBuf,
-    origin: String,
     state: Mutex<JournalState>,
     /// Held locked while the journal is in use.
     _lock: File,
 }
 
 struct JournalState {
+    /// The origin events are numbered in now.
+    origin: String,
+    /// Counts the origins this process has had.
+    generation: u32,
     file: File,
     segment: u64,
     bytes: u64,
-    /// The number of the last event appended (0: none yet).
+    /// The number of the last event appended (0: none yet), across
+    /// origins.
     last_seq: u64,
 }
 
-/// A journal a stopped process left behind.
+/// A journal whose events are written from disk: one a stopped process
+/// left, or one of this process's set aside.
 struct LeftJournal {
     origin: String,
     files: Vec<PathBuf>,
-    events: Vec<(u64, Event)>,
+    /// This process's own (numbered as its current events are).
+    own: bool,
+}
+
+/// A fresh random origin.
+fn new_origin() -> Result<String, HistoryError> {
+    let mut origin = [0u8; 9];
+    crate::random_bytes(&mut origin).map_err(|e| HistoryError::Unavailable(e.to_string()))?;
+    Ok(meridian_protocol::base64url_encode(&origin))
 }
 
 impl Journal {
@@ -215,20 +262,19 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
         let lock = lock_dir(dir).map_err(|e| fail("cannot lock", e))?;
         let left = read_left(dir).map_err(|e| fail("cannot read", e))?;
-        let mut origin = [0u8; 9];
-        crate::random_bytes(&mut origin).map_err(|e| HistoryError::Config(e.to_string()))?;
-        let origin = meridian_protocol::base64url_encode(&origin);
+        let origin = new_origin().map_err(|e| HistoryError::Config(e.to_string()))?;
         let file = open_segment(dir, &origin, 0).map_err(|e| fail("cannot create a segment", e))?;
-        let state = Mutex::new(JournalState { file, segment: 0, bytes: 0, last_seq: 0 });
-        Ok((Self { dir: dir.to_owned(), origin, state, _lock: lock }, left))
-    }
-
-    fn segment_path(&self, segment: u64) -> PathBuf {
-        segment_path(&self.dir, &self.origin, segment)
+        let state = JournalState { origin, generation: 0, file, segment: 0, bytes: 0, last_seq: 0 };
+        Ok((Self { dir: dir.to_owned(), state: Mutex::new(state), _lock: lock }, left))
     }
 
     fn last_seq(&self) -> u64 {
         self.state.lock().map_or(0, |state| state.last_seq)
+    }
+
+    /// The origin events are numbered in now, and its generation.
+    fn origin(&self) -> Option<(String, u32)> {
+        self.state.lock().ok().map(|state| (state.origin.clone(), state.generation))
     }
 
     /// Writes `event` to the journal and queues it, in one step so the
@@ -239,13 +285,17 @@ impl Journal {
         let seq = state.last_seq + 1;
         let mut line = serde_json::to_vec(&(seq, &event)).map_err(|e| failed(&e))?;
         line.push(b'\n');
-        state.file.write_all(&line).map_err(|e| failed(&e))?;
+        if let Err(error) = state.file.write_all(&line) {
+            // Cut a partial line off, so the next one starts clean.
+            let _ = state.file.set_len(state.bytes);
+            return Err(failed(&error));
+        }
         state.last_seq = seq;
         state.bytes += line.len() as u64;
-        let segment = state.segment;
+        let (segment, generation) = (state.segment, state.generation);
         if state.bytes >= SEGMENT_BYTES {
             let next = state.segment + 1;
-            match open_segment(&self.dir, &self.origin, next) {
+            match open_segment(&self.dir, &state.origin, next) {
                 Ok(file) => (state.file, state.segment, state.bytes) = (file, next, 0),
                 Err(error) => {
                     tracing::warn!(%error, "history journal: cannot begin a new segment; the current one grows")
@@ -253,8 +303,22 @@ impl Journal {
             }
         }
         queue
-            .send(Job { seq, segment, event, done: None })
+            .send(Job { seq, segment, generation, event, done: None })
             .map_err(|_| HistoryError::Unavailable("the history writer has stopped".into()))
+    }
+
+    /// Sets the journal so far aside (segments `from` to the current one)
+    /// and goes on with a new origin; returns what was set aside.
+    fn set_aside(&self, from: u64) -> Result<LeftJournal, HistoryError> {
+        let failed = |e: &dyn std::fmt::Display| HistoryError::Unavailable(format!("history journal: {e}"));
+        let mut state = self.state.lock().map_err(|_| failed(&"a writer panicked"))?;
+        let origin = new_origin()?;
+        let file = open_segment(&self.dir, &origin, 0).map_err(|e| failed(&e))?;
+        let old = std::mem::replace(&mut state.origin, origin);
+        let files = (from..=state.segment).map(|segment| segment_path(&self.dir, &old, segment)).collect();
+        (state.file, state.segment, state.bytes) = (file, 0, 0);
+        state.generation += 1;
+        Ok(LeftJournal { origin: old, files, own: true })
     }
 
     /// Empties the current segment when everything in it is committed
@@ -269,10 +333,11 @@ impl Journal {
         }
     }
 
-    /// Deletes this journal's segments before `segment`, from `from` on.
+    /// Deletes the current origin's segments before `segment`, from `from` on.
     fn delete_segments(&self, from: u64, segment: u64) {
+        let Some((origin, _)) = self.origin() else { return };
         for old in from..segment {
-            let path = self.segment_path(old);
+            let path = segment_path(&self.dir, &origin, old);
             if let Err(error) = std::fs::remove_file(&path)
                 && error.kind() != std::io::ErrorKind::NotFound
             {
@@ -287,7 +352,7 @@ impl Journal {
 /// own and delete it.
 fn lock_dir(dir: &Path) -> std::io::Result<File> {
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
         if e == rustix::io::Errno::WOULDBLOCK {
             std::io::Error::other("another Meridian process uses this data directory (data_dir)")
@@ -306,8 +371,7 @@ fn open_segment(dir: &Path, origin: &str, segment: u64) -> std::io::Result<File>
     std::fs::OpenOptions::new().create_new(true).append(true).open(segment_path(dir, origin, segment))
 }
 
-/// The journals in `dir`, by origin, their events in order. A line that
-/// does not parse (the last one of a process killed mid-write) is skipped.
+/// The journals in `dir`, by origin, their segments in order.
 fn read_left(dir: &Path) -> std::io::Result<Vec<LeftJournal>> {
     let mut files: Vec<(String, u64, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -317,38 +381,75 @@ fn read_left(dir: &Path) -> std::io::Result<Vec<LeftJournal>> {
             continue;
         };
         let Some((origin, segment)) = stem.rsplit_once('-') else { continue };
-        let Ok(segment) = segment.parse() else { continue };
+        let Ok(segment) = segment.parse::<u64>() else { continue };
         files.push((origin.to_owned(), segment, path));
     }
     files.sort();
     let mut left: Vec<LeftJournal> = Vec::new();
     for (origin, _, path) in files {
-        if left.last().is_none_or(|journal| journal.origin != origin) {
-            left.push(LeftJournal { origin: origin.clone(), files: Vec::new(), events: Vec::new() });
+        match left.last_mut() {
+            Some(journal) if journal.origin == origin => journal.files.push(path),
+            _ => left.push(LeftJournal { origin, files: vec![path], own: false }),
         }
-        let Some(journal) = left.last_mut() else { continue };
-        let text = std::fs::read_to_string(&path)?;
-        let mut torn = 0;
-        for line in text.lines() {
-            match serde_json::from_str::<(u64, Event)>(line) {
-                Ok(numbered) => journal.events.push(numbered),
-                Err(_) => torn += 1,
-            }
-        }
-        if torn > 0 {
-            tracing::warn!(lines = torn, segment = %path.display(), "history journal: unreadable lines skipped");
-        }
-        journal.files.push(path);
     }
-    let events: usize = left.iter().map(|journal| journal.events.len()).sum();
-    if events > 0 {
-        tracing::info!(
-            events,
-            journals = left.len(),
-            "history: journals left by the last run are written first"
-        );
+    if !left.is_empty() {
+        tracing::info!(journals = left.len(), "history: journals left by the last run are written first");
     }
     Ok(left)
+}
+
+/// The numbered events of one segment file. A line that does not parse
+/// (the last one of a process killed mid-write) is skipped.
+fn read_segment(path: &Path) -> std::io::Result<Vec<(u64, Event)>> {
+    let bytes = std::fs::read(path)?;
+    let mut events = Vec::new();
+    let mut torn = 0;
+    for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        match serde_json::from_slice::<(u64, Event)>(line) {
+            Ok(numbered) => events.push(numbered),
+            Err(_) => torn += 1,
+        }
+    }
+    if torn > 0 {
+        tracing::warn!(lines = torn, segment = %path.display(), "history journal: unreadable lines skipped");
+    }
+    Ok(events)
+}
+
+/// Writes what `journal` holds beyond the database's mark for its origin,
+/// in transactions of [`MAX_BATCH`] that move the mark on; returns how many
+/// events were written and the highest event number it held.
+async fn write_journal(
+    store: &dyn HistoryStore,
+    journal: &LeftJournal,
+) -> Result<(usize, u64), HistoryError> {
+    let mut through = None;
+    let mut written = 0;
+    let mut highest = 0;
+    for file in &journal.files {
+        let events = match read_segment(file) {
+            Ok(events) => events,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(HistoryError::Unavailable(format!("{}: {error}", file.display()))),
+        };
+        if events.is_empty() {
+            continue;
+        }
+        highest = events.iter().map(|(seq, _)| *seq).fold(highest, u64::max);
+        let mark = match through {
+            Some(mark) => mark,
+            None => *through.insert(store.journal_mark(&journal.origin).await?.unwrap_or(0)),
+        };
+        let missing: Vec<&(u64, Event)> = events.iter().filter(|(seq, _)| *seq > mark).collect();
+        for chunk in missing.chunks(MAX_BATCH) {
+            let Some((last, _)) = chunk.last() else { continue };
+            let mark = JournalMark { origin: journal.origin.clone(), through: *last };
+            store.record(chunk.iter().map(|(_, event)| event.clone()).collect(), Some(mark)).await?;
+            through = Some(*last);
+            written += chunk.len();
+        }
+    }
+    Ok((written, highest))
 }
 
 /// The writer task's state.
@@ -363,9 +464,14 @@ struct Writer {
     left: Vec<LeftJournal>,
     /// This journal's oldest segment not yet deleted.
     oldest_segment: u64,
-    /// The first event that left memory uncommitted: the journal is kept
-    /// from there and the mark stays below it.
-    dropped_from: Option<u64>,
+    /// The current origin's generation: queued events of older ones are
+    /// written from disk.
+    generation: u32,
+    /// Whether the last commit's outcome is unknown (it failed, and the
+    /// database may have committed it all the same).
+    uncertain: bool,
+    /// Events kept in memory at most ([`MAX_PENDING`]).
+    max_pending: usize,
 }
 
 impl Writer {
@@ -376,13 +482,13 @@ impl Writer {
                 // Events wait for the database: try again when more come,
                 // or after a while when none do.
                 match tokio::time::timeout(RETRY, self.jobs.recv()).await {
-                    Ok(Some(job)) => self.pending.push_back(job),
+                    Ok(Some(job)) => self.take(job),
                     Ok(None) => break,
                     Err(_) => {}
                 }
             } else if self.pending.is_empty() && self.left.is_empty() {
                 match self.jobs.recv().await {
-                    Some(job) => self.pending.push_back(job),
+                    Some(job) => self.take(job),
                     None => break,
                 }
             }
@@ -415,7 +521,7 @@ impl Writer {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
                     job = self.jobs.recv() => match job {
-                        Some(job) => self.pending.push_back(job),
+                        Some(job) => self.take(job),
                         None => return false,
                     },
                 }
@@ -423,76 +529,83 @@ impl Writer {
         }
         loop {
             match self.jobs.try_recv() {
-                Ok(job) => self.pending.push_back(job),
+                Ok(job) => self.take(job),
                 Err(mpsc::error::TryRecvError::Empty) => return true,
                 Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
     }
 
-    /// Keeps at most [`MAX_PENDING`] events in memory.
-    fn bound_pending(&mut self) {
-        if self.pending.len() <= MAX_PENDING {
-            return;
-        }
-        let excess = self.pending.len() - MAX_PENDING;
-        for job in self.pending.drain(..excess) {
-            if job.done.is_none() {
-                self.dropped_from = Some(self.dropped_from.map_or(job.seq, |from| from.min(job.seq)));
-            }
-            if let Some(done) = job.done {
-                let _ = done.send(Err(HistoryError::Unavailable("the history database is down".into())));
-            }
-        }
-        self.shared.dropped.fetch_add(excess as u64, Ordering::Relaxed);
-        if self.journal.is_some() {
-            tracing::error!(
-                events = excess,
-                "history down too long: the oldest waiting events left memory; the journal keeps them for the next start"
-            );
-        } else {
-            tracing::error!(events = excess, "history down too long: oldest events dropped");
+    /// Adds a job to the pending ones (unless its origin was set aside:
+    /// then it is written from disk).
+    fn take(&mut self, job: Job) {
+        if self.journal.is_none() || job.generation == self.generation {
+            self.pending.push_back(job);
         }
     }
 
-    /// Writes the journals stopped processes left; false while the
-    /// database cannot take them.
+    /// Keeps at most [`MAX_PENDING`] events in memory.
+    fn bound_pending(&mut self) {
+        if self.pending.len() <= self.max_pending {
+            return;
+        }
+        let Some(journal) = &self.journal else {
+            let excess = self.pending.len() - self.max_pending;
+            for job in self.pending.drain(..excess) {
+                if let Some(done) = job.done {
+                    let _ = done.send(Err(HistoryError::Unavailable("the history database is down".into())));
+                }
+            }
+            self.shared.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+            tracing::error!(events = excess, "history down too long: oldest events dropped");
+            return;
+        };
+        // Everything waiting is in the journal: set it aside and write it
+        // from disk once the database is back.
+        match journal.set_aside(self.oldest_segment) {
+            Ok(left) => {
+                let events = self.pending.len();
+                self.pending.clear();
+                self.left.push(left);
+                self.oldest_segment = 0;
+                self.generation += 1;
+                self.uncertain = false;
+                self.shared.left_written.store(false, Ordering::Relaxed);
+                self.shared.dropped.fetch_add(events as u64, Ordering::Relaxed);
+                tracing::error!(
+                    events,
+                    "history down too long: the waiting events left memory; they are written from the journal once it is back"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "history journal: cannot set the journal aside; events stay in memory")
+            }
+        }
+    }
+
+    /// Writes the journals stopped processes left (and this one's set
+    /// aside), segment by segment; false while the database cannot take
+    /// them.
     async fn write_left(&mut self) -> bool {
         while let Some(journal) = self.left.first() {
-            let done = if journal.events.is_empty() {
-                Ok(0)
-            } else {
-                match self.store.journal_mark(&journal.origin).await {
-                    Ok(through) => {
-                        let through = through.unwrap_or(0);
-                        let missing: Vec<&(u64, Event)> =
-                            journal.events.iter().filter(|(seq, _)| *seq > through).collect();
-                        let mut written = Ok(());
-                        for chunk in missing.chunks(MAX_BATCH) {
-                            let Some((last, _)) = chunk.last() else { continue };
-                            let mark = JournalMark { origin: journal.origin.clone(), through: *last };
-                            let events = chunk.iter().map(|(_, event)| event.clone()).collect();
-                            written = self.store.record(events, Some(mark)).await;
-                            if written.is_err() {
-                                break;
-                            }
-                        }
-                        written.map(|()| missing.len())
-                    }
-                    Err(error) => Err(error),
-                }
-            };
-            match done {
-                Ok(written) => {
+            match write_journal(self.store.as_ref(), journal).await {
+                Ok((written, highest)) => {
                     if written > 0 {
-                        tracing::info!(events = written, "history: a stopped process's journal is written");
+                        tracing::info!(events = written, "history: a journal left waiting is written");
+                    }
+                    // This process's own events set aside are committed now.
+                    if journal.own {
+                        self.shared.committed.send_modify(|committed| *committed = (*committed).max(highest));
                     }
                     for file in &journal.files {
-                        if let Err(error) = std::fs::remove_file(file) {
+                        if let Err(error) = std::fs::remove_file(file)
+                            && error.kind() != std::io::ErrorKind::NotFound
+                        {
                             tracing::warn!(%error, segment = %file.display(), "history journal: cannot delete a written segment");
                         }
                     }
                     self.left.remove(0);
+                    self.shared.healthy.store(true, Ordering::Relaxed);
                     if self.left.is_empty() {
                         self.shared.left_written.store(true, Ordering::Relaxed);
                         self.shared.committed.send_modify(|_| {});
@@ -507,16 +620,54 @@ impl Writer {
         true
     }
 
+    /// Before retrying a commit whose outcome is unknown, drops the pending
+    /// events the database has after all; false when it cannot say.
+    async fn settle(&mut self) -> bool {
+        let Some((origin, _)) = self.journal.as_ref().and_then(|journal| journal.origin()) else {
+            return true;
+        };
+        match self.store.journal_mark(&origin).await {
+            Ok(through) => {
+                let through = through.unwrap_or(0);
+                let mut settled = 0;
+                while self.pending.front().is_some_and(|job| job.seq <= through) {
+                    self.pending.pop_front();
+                    settled += 1;
+                }
+                if settled > 0 {
+                    tracing::info!(
+                        events = settled,
+                        "history: a commit that seemed to fail had gone through"
+                    );
+                    self.shared.committed.send_modify(|committed| *committed = (*committed).max(through));
+                }
+                self.uncertain = false;
+                true
+            }
+            Err(error) => {
+                self.set_healthy(false, &error);
+                false
+            }
+        }
+    }
+
     /// Commits the oldest pending events (up to [`MAX_BATCH`]); false when
     /// the database failed.
     async fn commit_batch(&mut self) -> bool {
+        if self.uncertain && !self.settle().await {
+            return false;
+        }
+        if self.pending.is_empty() {
+            return true;
+        }
         let take = self.pending.len().min(MAX_BATCH);
         let events: Vec<Event> = self.pending.iter().take(take).map(|job| job.event.clone()).collect();
         let last = self.pending.get(take - 1).map_or((0, 0), |job| (job.seq, job.segment));
-        let mark = self.journal.as_ref().map(|journal| JournalMark {
-            origin: journal.origin.clone(),
-            through: self.dropped_from.map_or(last.0, |from| from.saturating_sub(1)),
-        });
+        let mark = self
+            .journal
+            .as_ref()
+            .and_then(|journal| journal.origin())
+            .map(|(origin, _)| JournalMark { origin, through: last.0 });
         match self.store.record(events, mark).await {
             Ok(()) => {
                 if !self.shared.healthy.load(Ordering::Relaxed) {
@@ -530,12 +681,10 @@ impl Writer {
                 }
                 if let Some(journal) = &self.journal {
                     self.shared.committed.send_replace(last.0);
-                    if self.dropped_from.is_none() {
-                        journal.delete_segments(self.oldest_segment, last.1);
-                        self.oldest_segment = self.oldest_segment.max(last.1);
-                        if self.pending.is_empty() {
-                            journal.truncate_if_committed(last.0);
-                        }
+                    journal.delete_segments(self.oldest_segment, last.1);
+                    self.oldest_segment = self.oldest_segment.max(last.1);
+                    if self.pending.is_empty() {
+                        journal.truncate_if_committed(last.0);
                     }
                 }
                 true
@@ -543,6 +692,7 @@ impl Writer {
             Err(error) => {
                 self.set_healthy(false, &error);
                 self.fail_waiters(&error.to_string());
+                self.uncertain = self.journal.is_some();
                 false
             }
         }
@@ -564,5 +714,168 @@ impl Writer {
         }
         // Whoever waits for a commit stops waiting.
         self.shared.committed.send_modify(|_| {});
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+    use crate::history::{HistoryFuture, OrganizationShare, Sighting, SqliteHistory, Subject};
+
+    /// SQLite that is down while `down` is set, and that reports the next
+    /// `lie` commits as failed after making them.
+    struct Unreliable {
+        inner: SqliteHistory,
+        down: AtomicBool,
+        lie: AtomicU32,
+    }
+
+    impl HistoryStore for Unreliable {
+        fn record(&self, events: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()> {
+            if self.down.load(Ordering::SeqCst) {
+                return Box::pin(std::future::ready(Err(HistoryError::Unavailable("down".into()))));
+            }
+            let lie = self.lie.load(Ordering::SeqCst) > 0;
+            Box::pin(async move {
+                self.inner.record(events, mark).await?;
+                if lie {
+                    self.lie.fetch_sub(1, Ordering::SeqCst);
+                    return Err(HistoryError::Unavailable("timed out (but committed)".into()));
+                }
+                Ok(())
+            })
+        }
+        fn journal_mark(&self, origin: &str) -> HistoryFuture<'_, Option<u64>> {
+            if self.down.load(Ordering::SeqCst) {
+                return Box::pin(std::future::ready(Err(HistoryError::Unavailable("down".into()))));
+            }
+            self.inner.journal_mark(origin)
+        }
+        fn recent(&self, a: &Subject, s: i64, l: u32) -> HistoryFuture<'_, Vec<Event>> {
+            self.inner.recent(a, s, l)
+        }
+        fn sightings(&self, a: &Subject, s: i64, l: u32) -> HistoryFuture<'_, Vec<Sighting>> {
+            self.inner.sightings(a, s, l)
+        }
+        fn organization(&self, o: &Subject, s: i64) -> HistoryFuture<'_, OrganizationShare> {
+            self.inner.organization(o, s)
+        }
+        fn organization_recent(&self, o: &Subject, s: i64, l: u32) -> HistoryFuture<'_, Vec<Event>> {
+            self.inner.organization_recent(o, s, l)
+        }
+        fn scan(&self, after: i64, s: i64, l: u32) -> HistoryFuture<'_, Vec<(i64, Event)>> {
+            self.inner.scan(after, s, l)
+        }
+        fn erase_account(&self, a: &Subject) -> HistoryFuture<'_, u64> {
+            self.inner.erase_account(a)
+        }
+        fn purge(&self, before: i64) -> HistoryFuture<'_, u64> {
+            self.inner.purge(before)
+        }
+        fn kind(&self) -> &'static str {
+            "unreliable"
+        }
+    }
+
+    fn event(n: i64) -> Event {
+        Event {
+            at_ms: 1_800_000_000_000 + n,
+            account: None,
+            organization: None,
+            network: "192.0.2.0/24".into(),
+            country: None,
+            asn: None,
+            zone: Some(format!("Zone/{n}")),
+            locale: Some("é-ü".into()),
+            restricted_device: false,
+            verdict: crate::verdict::Verdict::Allow,
+            score: 0,
+            reasons: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("meridian-recorder-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    async fn stored(store: &SqliteHistory) -> Vec<i64> {
+        let mut at: Vec<i64> =
+            store.scan(0, 0, 1_000).await.unwrap().into_iter().map(|(_, e)| e.at_ms).collect();
+        at.sort_unstable();
+        at
+    }
+
+    #[tokio::test]
+    async fn events_past_the_memory_bound_are_written_from_the_journal_once_each() {
+        let dir = scratch("bound");
+        let inner = SqliteHistory::in_memory().unwrap();
+        let store = Arc::new(Unreliable {
+            inner: inner.clone(),
+            down: AtomicBool::new(true),
+            lie: AtomicU32::new(0),
+        });
+        let recorder = Recorder::with_journal_keeping(store.clone(), &dir, 3).unwrap();
+        for n in 0..8 {
+            recorder.record(event(n)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        tokio::time::sleep(GATHER * 3).await;
+        assert!(recorder.dropped() > 0, "memory was bounded");
+        store.down.store(false, Ordering::SeqCst);
+        recorder.record(event(8)).await.unwrap();
+        let started = std::time::Instant::now();
+        while recorder.flush().await.is_err() && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        recorder.flush().await.unwrap();
+        assert_eq!(stored(&inner).await, (0..9).map(|n| 1_800_000_000_000 + n).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_seemed_to_fail_is_not_written_twice() {
+        let dir = scratch("uncertain");
+        let inner = SqliteHistory::in_memory().unwrap();
+        let store = Arc::new(Unreliable {
+            inner: inner.clone(),
+            down: AtomicBool::new(false),
+            lie: AtomicU32::new(1),
+        });
+        let recorder = Recorder::with_journal(store, &dir).unwrap();
+        for n in 0..3 {
+            recorder.record(event(n)).await.unwrap();
+        }
+        tokio::time::sleep(GATHER * 2).await;
+        assert!(!recorder.healthy(), "the commit was reported as failed");
+        recorder.record(event(3)).await.unwrap();
+        let started = std::time::Instant::now();
+        while recorder.flush().await.is_err() && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(stored(&inner).await, (0..4).map(|n| 1_800_000_000_000 + n).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn torn_and_non_utf8_lines_are_skipped_not_fatal() {
+        let dir = scratch("torn");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("journal-x-00000000.jsonl");
+        let mut bytes = serde_json::to_vec(&(1u64, event(1))).unwrap();
+        bytes.push(b'\n');
+        let second = serde_json::to_vec(&(2u64, event(2))).unwrap();
+        // Cut inside the two-byte "é" of the second line.
+        let cut = second.iter().position(|&b| b == 0xc3).unwrap() + 1;
+        bytes.extend_from_slice(&second[..cut]);
+        std::fs::write(&path, bytes).unwrap();
+        let events = read_segment(&path).unwrap();
+        assert_eq!(events.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -162,7 +162,9 @@ fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<Wr
             lower_priority();
             // Ends when every handle to the history is gone.
             while let Ok(job) = queue.recv() {
-                job(&mut connection);
+                // A write that panics fails alone (its caller hears so);
+                // the thread goes on with the next.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
             }
         })
         .map_err(unavailable)?;
