@@ -142,6 +142,11 @@ pub struct ServeConfig {
     /// The history's SQLite file, created on first run. Default
     /// `history.sqlite` in `data_dir`.
     pub history_db: Option<PathBuf>,
+    /// Folder where answered verifications wait until the database has
+    /// them (one process at a time: it is locked). Default:
+    /// `<history_db>-journal` beside a configured `history_db`, else
+    /// `history-journal` in `data_dir`.
+    pub history_journal: Option<PathBuf>,
     /// PostgreSQL URL (`postgres://user:password@host:port/db`) for a history
     /// shared by several instances; they must then share `history_key`.
     /// Default: none (the SQLite file).
@@ -198,6 +203,7 @@ impl Default for ServeConfig {
             request_timeout_ms: 5_000,
             history: true,
             history_db: None,
+            history_journal: None,
             database_url: None,
             history_key: None,
             history_key_file: None,
@@ -505,6 +511,7 @@ mod tests {
         ("request_timeout_ms", "999", "999"),
         ("history", "false", "false"),
         ("history_db", "/var/lib/meridian/h.sqlite", "\"/var/lib/meridian/h.sqlite\""),
+        ("history_journal", "/var/lib/meridian/journal", "\"/var/lib/meridian/journal\""),
         ("history_key", "AAAA", "\"AAAA\""),
         ("database_url", "postgres://m@127.0.0.1/m", "\"postgres://m@127.0.0.1/m\""),
         ("history_key_file", "{dir}/lines", "\"{dir}/lines\""),

@@ -52,6 +52,7 @@ pub struct Builder {
     config: ServeConfig,
     clock: Arc<dyn Clock>,
     intel: Option<IpIntel>,
+    reads_history: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -74,6 +75,14 @@ impl Builder {
         self
     }
 
+    /// Opens the history to read it only (`meridian report` beside a
+    /// running `meridian serve`): no journal, so the running server's stays
+    /// its own; this deployment must not verify.
+    pub fn history_reader(mut self) -> Self {
+        self.reads_history = true;
+        self
+    }
+
     /// Reads the keys and databases, connects the replay store and the
     /// history and applies the limits.
     ///
@@ -81,7 +90,7 @@ impl Builder {
     /// A message naming the setting that is wrong or the file that cannot
     /// be read.
     pub async fn build(self) -> Result<Deployment, ConfigError> {
-        let Self { config, clock, intel } = self;
+        let Self { config, clock, intel, reads_history } = self;
         let fail = |message: String| ConfigError(message);
         let mut notes = Vec::new();
         let jwks_text = std::fs::read_to_string(&config.jwks)
@@ -162,7 +171,7 @@ impl Builder {
             Verifier::new(Keys { collector, challenge }, policy, store).with_intel(Arc::new(intel));
         #[cfg(feature = "history")]
         let history = if config.history {
-            let history = open_history(&config, &mut notes).await?;
+            let history = open_history(&config, &mut notes, !reads_history).await?;
             verifier = verifier.with_history(history.clone());
             Some(history)
         } else {
@@ -224,6 +233,7 @@ impl Builder {
 async fn open_history(
     config: &ServeConfig,
     notes: &mut Vec<String>,
+    journal: bool,
 ) -> Result<crate::history::History, ConfigError> {
     use crate::history::{History, HistoryStore, PostgresHistory, SqliteHistory, SubjectKey};
     let fail = |message: String| ConfigError(message);
@@ -279,8 +289,19 @@ async fn open_history(
             Arc::new(store)
         }
     };
+    if !journal {
+        return Ok(History::new(store, key));
+    }
     // Answered events are journaled here until the database has them.
-    let journal = config.data_dir.join("history-journal");
+    let journal = match (&config.history_journal, &config.history_db) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(db)) => {
+            let mut name = db.file_name().unwrap_or_default().to_os_string();
+            name.push("-journal");
+            db.with_file_name(name)
+        }
+        (None, None) => config.data_dir.join("history-journal"),
+    };
     adopt_old_spool(&config.data_dir, &journal).map_err(fail)?;
     History::with_journal(store, key, &journal).map_err(|e| fail(e.to_string()))
 }
@@ -356,7 +377,7 @@ pub fn describe_data(intel: &IpIntel) -> String {
 impl Deployment {
     /// Starts building from `config`.
     pub fn builder(config: ServeConfig) -> Builder {
-        Builder { config, clock: Arc::new(SystemClock), intel: None }
+        Builder { config, clock: Arc::new(SystemClock), intel: None, reads_history: false }
     }
 
     /// The API's state (the verifier, limits, metrics).

@@ -1069,6 +1069,22 @@ async fn a_killed_process_loses_no_answered_verification() {
     let account: Value = account.json().await.unwrap();
     assert_eq!(account["logins"], answered, "every answered verification is in the history: {account}");
     assert!(serve.stderr().contains("journal"), "the restart wrote the journal:\n{}", serve.stderr());
+
+    // `meridian report` reads the same history while the server runs,
+    // without touching its journal.
+    let report = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["report", "--json"])
+        .current_dir(&serve.dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MERIDIAN_JWKS", serve.dir.join("jwks.json"))
+        .env("MERIDIAN_VERIFY_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["events"], answered, "{report}");
 }
 
 /// The history key the instances of a shared history share.

@@ -307,7 +307,9 @@ fn report(
     let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
     let runtime = runtime()?;
     let _entered = runtime.enter();
-    let deployment = runtime.block_on(Deployment::builder(config).build()).map_err(|e| e.to_string())?;
+    // Read only: a running `meridian serve` keeps its journal to itself.
+    let deployment =
+        runtime.block_on(Deployment::builder(config).history_reader().build()).map_err(|e| e.to_string())?;
     let verifier = deployment.state().verifier();
     let history = verifier.history().ok_or("the history is off in this configuration (history = false)")?;
     let days = days.unwrap_or(verifier.policy().history.window_days);
