@@ -13,8 +13,10 @@
 //
 // Script attributes (all optional): data-action (default "login"),
 // data-challenge-url (default: /v1/challenge on the script's origin),
-// data-forms (a CSS selector, default "form[data-meridian]"). A form's own
-// data-meridian="<action>" and data-meridian-challenge-url win.
+// data-forms (a CSS selector, default "form[data-meridian]"), data-signer
+// ("wasm": sign with the module's own Ed25519 even where the browser has
+// one). A form's own data-meridian="<action>" and
+// data-meridian-challenge-url win.
 // Single-page apps call `collect()` themselves.
 import init, { Session, keyId as embeddedKeyId } from './meridian_collector.js';
 
@@ -36,19 +38,43 @@ const settings = (script && script.dataset) || {};
 /** Default challenge endpoint: the script tag's, or the verifier that serves this script. */
 export const defaultChallengeUrl = settings.challengeUrl || new URL('/v1/challenge', here).href;
 
-// The collector's own session: a fresh realm (a hidden frame) and a Worker,
-// made once when the browser is idle after load (or by the first
-// collect()), so the first collection does not pay for them. The session
-// measures the challenge round trip, the clock, the Worker's view and the
-// integrity of the page's functions itself; this script only fetches.
+// The collector's own session: a fresh realm (a hidden frame), a Worker and
+// the signing key, made once when the browser is idle after load (or by the
+// first collect()), so the first collection does not pay for them. The
+// session measures the challenge round trip, the clock, the Worker's view
+// and the integrity of the page's functions itself; this script only
+// fetches. It signs with the browser's own Ed25519; a browser without it
+// gets the module with Ed25519 compiled in, fetched only then (and always
+// with data-signer="wasm").
 let session = null;
 function currentSession() {
-  if (session === null) session = new Session();
+  if (session === null) {
+    session = openSession();
+    session.catch(() => { session = null; });
+  }
   return session;
+}
+async function openSession() {
+  await ready;
+  if (settings.signer !== 'wasm') {
+    const current = new Session();
+    try {
+      await current.signer();
+      return current;
+    } catch {
+      current.free();
+    }
+  }
+  const fallback = await import('./meridian_collector_fallback.js');
+  await fallback.default({ module_or_path: new URL('meridian_collector_fallback_bg.wasm', here) });
+  return new fallback.Session();
 }
 if (typeof document !== 'undefined') {
   ready.then(() => (typeof requestIdleCallback === 'function' ? requestIdleCallback : setTimeout)(currentSession), () => {});
 }
+
+/** RFC 4648 base64url without padding. */
+const base64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
 
 /** Waits up to `ms` for the session's Worker to report. */
 async function workerAnswer(current, ms) {
@@ -79,13 +105,13 @@ async function fetchChallenge(url, current) {
  * @returns {Promise<string>}
  */
 export async function collect(options = {}) {
-  await ready;
-  const current = currentSession();
+  const current = await currentSession();
   // A Worker answers within milliseconds of starting; a token signed
   // without its view would only lack that cross-check.
   await workerAnswer(current, 1000);
   const challenge = await fetchChallenge(options.challengeUrl || defaultChallengeUrl, current);
-  return current.sign(challenge, options.action || settings.action || 'login');
+  const [input, signature] = current.sign(challenge, options.action || settings.action || 'login');
+  return `${input}.${base64url(new Uint8Array(await signature))}`;
 }
 
 /**

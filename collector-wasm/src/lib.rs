@@ -22,12 +22,12 @@ extern crate alloc;
 
 use alloc::{borrow::ToOwned, string::String};
 
-use ed25519_dalek::SigningKey;
-use js_sys::Object;
+use js_sys::{Array, Object, Promise};
 use meridian_protocol::{CLAIMS_VERSION, Claims, ClockSample, jws};
 use wasm_bindgen::prelude::*;
 
 pub mod signals;
+pub mod signer;
 
 /// A panic in the browser is a bug: stop the instance (the drop-in then
 /// submits the form with an error marker) without formatting a message.
@@ -57,9 +57,13 @@ export class Session {
   /** Whether the collector's Worker has reported (it usually has within
    *  milliseconds; a token signed before that carries no Worker view). */
   workerAnswered(): boolean;
+  /** Settles when the signer is ready; rejects when this browser cannot
+   *  sign with this build (no WebCrypto Ed25519: use the wasm-signer build). */
+  signer(): Promise<unknown>;
   /** Signs the page's signals with `challenge` (from `GET /v1/challenge`)
-   *  for `action` (e.g. "login"). */
-  sign(challenge: string, action: string): string;
+   *  for `action` (e.g. "login"): the JWS signing input and its signature;
+   *  the token is `${input}.${base64url(signature)}`. */
+  sign(challenge: string, action: string): [string, Uint8Array | Promise<ArrayBuffer>];
 }
 /** The key id (RFC 7638 thumbprint) of the embedded signing key, or undefined. */
 export function keyId(): string | undefined;
@@ -72,6 +76,7 @@ export function keyId(): string | undefined;
 pub struct Session {
     realm: signals::realm::Realm,
     worker_inbox: Option<Object>,
+    signer: signer::Signer,
     /// A `Cell`, so the JavaScript methods borrow the session shared: a
     /// `&mut self` method makes wasm-bindgen check for aliasing at run time,
     /// which costs kilobytes of glue.
@@ -92,7 +97,8 @@ impl Session {
     pub fn new() -> Session {
         let realm = signals::realm::Realm::fresh();
         let worker_inbox = realm.start_worker();
-        Session { realm, worker_inbox, sent_at: core::cell::Cell::new(None) }
+        let signer = signer::Signer::new(&realm, signing_key().map(|(seed, _)| seed));
+        Session { realm, worker_inbox, signer, sent_at: core::cell::Cell::new(None) }
     }
 
     /// Notes, on the realm's monotonic clock, when the challenge request leaves.
@@ -107,14 +113,20 @@ impl Session {
         self.worker_inbox.as_ref().is_some_and(|inbox| !signals::realm::worker_report(inbox).is_undefined())
     }
 
+    /// Settles when the signer is ready (see [`signer`]).
+    pub fn signer(&self) -> Promise {
+        self.signer.ready()
+    }
+
     /// Collects the page's signals and signs them with the challenge that
-    /// just arrived.
+    /// just arrived: `[input, signature]` (see [`signer::Signer::sign`]).
     ///
     /// # Errors
     /// When the challenge or action is empty, [`Self::challenge_sent`] was
-    /// not called first, or the collector was built without a signing key.
-    pub fn sign(&self, challenge: String, action: String) -> Result<String, JsError> {
-        let Some((seed, kid)) = signing_key() else {
+    /// not called first, or the collector cannot sign (no key in the build,
+    /// or no key imported).
+    pub fn sign(&self, challenge: String, action: String) -> Result<Array, JsError> {
+        let Some((_, kid)) = signing_key() else {
             return Err(JsError::new("meridian: this collector was built without a signing key"));
         };
         if challenge.is_empty() || action.is_empty() {
@@ -143,8 +155,7 @@ impl Session {
             },
             signed_at_ms: whole_ms(self.realm.wall_clock_ms()),
         };
-        let key = SigningKey::from_bytes(&seed);
-        Ok(jws::sign(claims.to_json().as_bytes(), &key, kid))
+        self.signer.sign(jws::signing_input(claims.to_json().as_bytes(), kid))
     }
 }
 
@@ -186,7 +197,7 @@ mod tests {
         match signing_key() {
             None => assert_eq!(key_id(), None),
             Some((seed, kid)) => {
-                let public = SigningKey::from_bytes(&seed).verifying_key();
+                let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
                 assert_eq!(meridian_protocol::jwk::thumbprint(&public), kid);
                 assert_eq!(key_id().as_deref(), Some(kid));
             }

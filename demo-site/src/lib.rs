@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -242,8 +242,16 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-async fn login_page(State(state): State<DemoState>) -> Html<String> {
-    Html(pages::login(&state.simulated))
+/// The sign-in page's query: `?signer=wasm` makes the collector sign with
+/// its wasm Ed25519 even where the browser has its own.
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    signer: String,
+}
+
+async fn login_page(State(state): State<DemoState>, Query(query): Query<LoginQuery>) -> Html<String> {
+    Html(pages::login(&state.simulated, query.signer == "wasm"))
 }
 
 #[derive(Debug, Deserialize)]

@@ -101,7 +101,7 @@ fn about() -> Markup {
 
 /// The login page: a normal form, marked for the drop-in collector, with
 /// the demo's simulated network origin selector.
-pub(crate) fn login(simulated: &[SimulatedOrigin]) -> String {
+pub(crate) fn login(simulated: &[SimulatedOrigin], wasm_signer: bool) -> String {
     page(
         "Sign in — Meridian demo",
         html! {
@@ -139,7 +139,8 @@ pub(crate) fn login(simulated: &[SimulatedOrigin]) -> String {
                 input type="hidden" name="meridian-token" value="";
                 button type="submit" id="sign-in" { "Sign in" }
             }
-            script type="module" src="/pkg/meridian.js" data-action="login" {}
+            script type="module" src="/pkg/meridian.js" data-action="login"
+                data-signer=[wasm_signer.then_some("wasm")] {}
             (about())
         },
     )
@@ -495,10 +496,20 @@ mod tests {
     fn pages_carry_no_inline_style() {
         // The policy allows style sheets from this origin only: an inline
         // style would be dropped by the browser, not drawn.
-        for page in [login(&[]), result("ada@example.com", &outcome_claiming("Asia/Tokyo"), None)] {
+        for page in [
+            login(&[], false),
+            login(&[], true),
+            result("ada@example.com", &outcome_claiming("Asia/Tokyo"), None),
+        ] {
             assert!(page.contains(r#"<link rel="stylesheet" href="/static/demo.css">"#), "{page}");
             assert!(!page.contains(" style=") && !page.contains("<style"), "{page}");
         }
+    }
+
+    #[test]
+    fn the_signer_is_chosen_on_the_script_tag() {
+        assert!(!login(&[], false).contains("data-signer"));
+        assert!(login(&[], true).contains(r#"data-action="login" data-signer="wasm""#));
     }
 
     #[test]

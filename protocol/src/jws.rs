@@ -21,26 +21,43 @@ pub const TYP: &str = "JWT";
 /// Signs `payload` with `key` and returns the compact JWS
 /// `header.payload.signature`, with `kid` in the protected header.
 pub fn sign(payload: &[u8], key: &SigningKey, kid: &str) -> String {
+    signed(signing_input(payload, kid), key)
+}
+
+/// The JWS signing input `header.payload` for `payload` under `kid`: what
+/// [`sign`] signs, for a signer outside this crate (the browser's own
+/// Ed25519). The token is this, a dot and the base64url signature.
+pub fn signing_input(payload: &[u8], kid: &str) -> String {
     let mut header = JsonWriter::new();
     header.begin_object();
     header.member_str("alg", ALG);
     header.member_str("kid", kid);
     header.member_str("typ", TYP);
     header.end_object();
-    sign_with_header(header.finish().as_bytes(), payload, key)
+    encode_input(header.finish().as_bytes(), payload)
 }
 
 /// Signs with a caller-made protected header, for test vectors (RFC 8037
 /// Appendix A.4 uses `{"alg":"EdDSA"}` alone).
 pub fn sign_with_header(header: &[u8], payload: &[u8], key: &SigningKey) -> String {
+    signed(encode_input(header, payload), key)
+}
+
+/// `input.signature`, signed with `key`.
+fn signed(mut input: String, key: &SigningKey) -> String {
+    let signature = key.sign(input.as_bytes());
+    input.push('.');
+    input.push_str(&b64::encode_public(&signature.to_bytes()));
+    input
+}
+
+/// `base64url(header).base64url(payload)`.
+fn encode_input(header: &[u8], payload: &[u8]) -> String {
     // Everything encoded here is public: no need for the constant-time encoder.
-    let mut token = b64::encode_public(header);
-    token.push('.');
-    token.push_str(&b64::encode_public(payload));
-    let signature = key.sign(token.as_bytes());
-    token.push('.');
-    token.push_str(&b64::encode_public(&signature.to_bytes()));
-    token
+    let mut input = b64::encode_public(header);
+    input.push('.');
+    input.push_str(&b64::encode_public(payload));
+    input
 }
 
 #[cfg(feature = "serde")]

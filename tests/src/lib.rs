@@ -664,7 +664,16 @@ impl Browser {
     /// # Panics
     /// When the page or the collector fails.
     pub async fn collect_token(&self, origin: &str, action: &str) -> String {
-        self.client.goto(&format!("{origin}/")).await.unwrap_or_else(|e| panic!("goto: {e}"));
+        self.collect_token_on(&format!("{origin}/"), action).await
+    }
+
+    /// [`Browser::collect_token`] on the sign-in page at `page` (e.g. the
+    /// demo's `/?signer=wasm`).
+    ///
+    /// # Panics
+    /// When the page or the collector fails.
+    pub async fn collect_token_on(&self, page: &str, action: &str) -> String {
+        self.client.goto(page).await.unwrap_or_else(|e| panic!("goto: {e}"));
         let script = match self.engine {
             Engine::Chromium | Engine::WebKit => {
                 "const [action, done] = arguments;

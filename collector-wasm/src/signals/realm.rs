@@ -58,15 +58,18 @@ impl Realm {
         (method("Function"), method("Date"))
     }
 
+    /// `new globalThis[class](...args)` of the realm, or `None`.
+    pub fn construct(&self, class: &str, args: &Array) -> Option<JsValue> {
+        let constructor = self.get(class).dyn_into::<Function>().ok()?;
+        Reflect::construct(&constructor, args).ok()
+    }
+
     /// Starts a dedicated Worker from a Blob URL; its one message lands in
     /// the returned `Map` under `"report"` (the handler is the realm's own
     /// `Map.prototype.set`, bound: no page function is ever called with
     /// it). `None` where Workers are unavailable or forbidden.
     pub fn start_worker(&self) -> Option<Object> {
-        let construct = |class: &str, args: &Array| {
-            let constructor = self.get(class).dyn_into::<Function>().ok()?;
-            Reflect::construct(&constructor, args).ok()
-        };
+        let construct = |class: &str, args: &Array| self.construct(class, args);
         let options = Object::new();
         Reflect::set(&options, &"type".into(), &"text/javascript".into()).ok()?;
         let blob = construct("Blob", &Array::of2(&Array::of1(&WORKER_SCRIPT.into()), &options))?;

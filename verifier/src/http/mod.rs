@@ -305,7 +305,17 @@ pub fn routers(state: ApiState) -> (Router, Router) {
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
             ))
-            .service(tower_http::services::ServeDir::new(dir.as_ref()));
+            // Which encoding is sent depends on the request's
+            // Accept-Encoding: caches must key on it.
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::VARY,
+                HeaderValue::from_static("accept-encoding"),
+            ))
+            // `scripts/build-collector` writes `.br` and `.gz` beside each
+            // file: sent as such to browsers that accept them.
+            .service(
+                tower_http::services::ServeDir::new(dir.as_ref()).precompressed_br().precompressed_gzip(),
+            );
         challenge = challenge.nest_service("/pkg", files);
     }
     let public = Router::new()

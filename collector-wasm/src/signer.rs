@@ -1,0 +1,169 @@
+//! Who signs the token.
+//!
+//! The default build signs with the browser's own Ed25519 (WebCrypto,
+//! shipped in Chromium 137, Firefox 129 and Safari 17): the build key is
+//! imported once, non-extractable, through the collector's fresh realm, and
+//! the resulting `CryptoKey` is kept where page scripts cannot reach it (an
+//! array of that realm the module alone holds), so the page gets no signing
+//! oracle — it can only ask for a signature over claims this module
+//! collected. Ed25519 is deterministic: the signature is the RFC 8032 one,
+//! byte for byte, whoever computes it.
+//!
+//! The `wasm-signer` build carries Ed25519 compiled into the module, for
+//! browsers without it; the drop-in fetches that build only when the
+//! import fails.
+
+use alloc::string::String;
+
+use js_sys::{Array, Promise, Uint8Array};
+#[cfg(not(feature = "wasm-signer"))]
+use js_sys::{Function, Object};
+#[cfg(not(feature = "wasm-signer"))]
+use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsError, JsValue};
+
+use crate::signals::realm::Realm;
+
+/// The algorithm, as WebCrypto names it.
+#[cfg(not(feature = "wasm-signer"))]
+const ALGORITHM: &str = "Ed25519";
+
+/// The DER of a PKCS #8 `PrivateKeyInfo` for an Ed25519 seed (RFC 8410 §7),
+/// up to the 32 seed bytes that follow it.
+#[cfg(not(feature = "wasm-signer"))]
+const PKCS8_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+/// The browser's Ed25519 key, once imported.
+#[cfg(not(feature = "wasm-signer"))]
+#[derive(Debug)]
+pub struct Signer {
+    /// The realm's `crypto.subtle`.
+    subtle: JsValue,
+    /// An array of the realm that receives the `CryptoKey` (its element 0).
+    inbox: Object,
+    /// Settles when the import has: fulfilled with the inbox's new length,
+    /// never with the key.
+    ready: Promise,
+}
+
+#[cfg(not(feature = "wasm-signer"))]
+impl Signer {
+    /// Starts importing `seed` into the realm's WebCrypto.
+    pub fn new(realm: &Realm, seed: Option<[u8; 32]>) -> Self {
+        let subtle = crate::signals::get(&realm.get("crypto"), "subtle");
+        // Objects of another realm fail `instanceof Object` here: no checked cast.
+        let inbox: Object = realm
+            .construct("Array", &Array::new())
+            .map_or_else(|| Array::new().into(), JsCast::unchecked_into);
+        let ready = seed.map_or_else(
+            || {
+                Promise::reject(
+                    &JsError::new("meridian: this collector was built without a signing key").into(),
+                )
+            },
+            |seed| Self::import(&subtle, &inbox, &seed),
+        );
+        Self { subtle, inbox, ready }
+    }
+
+    /// `subtle.importKey("pkcs8", …, "Ed25519", false, ["sign"])`, its key
+    /// pushed into `inbox` by the realm's own `Array.prototype.push`.
+    fn import(subtle: &JsValue, inbox: &Object, seed: &[u8; 32]) -> Promise {
+        // Zipped rather than `copy_from_slice`, whose length check would
+        // bring integer formatting into the module.
+        let mut der = [0u8; 48];
+        for (to, from) in der.iter_mut().zip(PKCS8_PREFIX.iter().chain(seed)) {
+            *to = *from;
+        }
+        let bytes = Uint8Array::from(&der[..]);
+        der.fill(0);
+        let arguments = Array::of5(
+            &"pkcs8".into(),
+            &bytes,
+            &ALGORITHM.into(),
+            &JsValue::FALSE,
+            &Array::of1(&"sign".into()),
+        );
+        let imported = crate::signals::get(subtle, "importKey")
+            .dyn_into::<Function>()
+            .map_err(|_| ())
+            .and_then(|import| import.apply(subtle, &arguments).map_err(|_| ()));
+        // importKey copied the bytes before returning.
+        bytes.fill(0, 0, 48);
+        // A promise of another realm fails `instanceof Promise` here.
+        let Ok(imported) =
+            imported.and_then(|p| if p.is_object() { Ok(p.unchecked_into::<Promise>()) } else { Err(()) })
+        else {
+            return Promise::reject(&JsError::new("meridian: this browser has no WebCrypto Ed25519").into());
+        };
+        let push = crate::signals::get(inbox, "push");
+        let store = crate::signals::get(&push, "bind")
+            .dyn_into::<Function>()
+            .ok()
+            .and_then(|bind| bind.call1(&push, inbox).ok())
+            .unwrap_or(JsValue::UNDEFINED);
+        // The realm's own `then`, like every function called here.
+        crate::signals::get(&imported, "then")
+            .dyn_into::<Function>()
+            .ok()
+            .and_then(|then| then.call1(&imported, &store).ok())
+            // Never `imported` itself: it resolves to the key.
+            .map_or_else(|| Promise::reject(&JsValue::UNDEFINED), JsCast::unchecked_into)
+    }
+
+    /// Settles once the key is imported (rejected when the browser cannot).
+    pub fn ready(&self) -> Promise {
+        self.ready.clone()
+    }
+
+    /// `[input, Promise<ArrayBuffer>]`: the signing input and its signature.
+    ///
+    /// # Errors
+    /// When the key is not imported (yet, or at all).
+    pub fn sign(&self, input: String) -> Result<Array, JsError> {
+        let key = crate::signals::get(&self.inbox, "0");
+        let sign = crate::signals::get(&self.subtle, "sign").dyn_into::<Function>();
+        let (false, Ok(sign)) = (key.is_undefined(), sign) else {
+            return Err(JsError::new("meridian: the browser's Ed25519 key is not imported"));
+        };
+        let data = Uint8Array::from(input.as_bytes());
+        let signature = sign
+            .call3(&self.subtle, &ALGORITHM.into(), &key, &data)
+            .map_err(|_| JsError::new("meridian: the browser refused to sign"))?;
+        Ok(Array::of2(&input.into(), &signature))
+    }
+}
+
+/// Ed25519 compiled into the module.
+#[cfg(feature = "wasm-signer")]
+#[derive(Debug)]
+pub struct Signer {
+    seed: Option<[u8; 32]>,
+}
+
+#[cfg(feature = "wasm-signer")]
+impl Signer {
+    /// A signer for `seed`; the realm is not needed.
+    pub fn new(_: &Realm, seed: Option<[u8; 32]>) -> Self {
+        Self { seed }
+    }
+
+    /// Already settled: there is nothing to import.
+    pub fn ready(&self) -> Promise {
+        Promise::resolve(&JsValue::TRUE)
+    }
+
+    /// `[input, Uint8Array]`: the signing input and its signature.
+    ///
+    /// # Errors
+    /// When the collector was built without a signing key.
+    pub fn sign(&self, input: String) -> Result<Array, JsError> {
+        use ed25519_dalek::{Signer as _, SigningKey};
+        let Some(seed) = self.seed else {
+            return Err(JsError::new("meridian: this collector was built without a signing key"));
+        };
+        let signature = SigningKey::from_bytes(&seed).sign(input.as_bytes()).to_bytes();
+        Ok(Array::of2(&input.into(), &Uint8Array::from(&signature[..])))
+    }
+}
