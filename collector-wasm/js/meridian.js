@@ -18,6 +18,9 @@
 // one). A form's own data-meridian="<action>" and
 // data-meridian-challenge-url win.
 // Single-page apps call `collect()` themselves.
+// scripts/build-collector puts the glue itself in place of this import, and
+// the key id of the key the module embeds, as text, in place of
+// the call of embeddedKeyId below: the page downloads one script.
 import init, { Session, keyId as embeddedKeyId } from './meridian_collector.js';
 
 const here = new URL(import.meta.url);
@@ -59,11 +62,9 @@ async function openSession() {
   if (settings.signer !== 'wasm') {
     const current = new Session();
     try {
-      await current.signer();
-      return current;
-    } catch {
-      current.free();
-    }
+      if (await current.signer()) return current;
+    } catch {}
+    current.free();
   }
   const fallback = await import('./meridian_collector_fallback.js');
   await fallback.default({ module_or_path: new URL('meridian_collector_fallback_bg.wasm', here) });

@@ -20,9 +20,9 @@
 
 extern crate alloc;
 
-use alloc::{borrow::ToOwned, string::String};
+use alloc::string::String;
 
-use js_sys::{Array, Object, Promise};
+use js_sys::{Array, Object};
 use meridian_protocol::{CLAIMS_VERSION, Claims, ClockSample, jws};
 use wasm_bindgen::prelude::*;
 
@@ -57,16 +57,15 @@ export class Session {
   /** Whether the collector's Worker has reported (it usually has within
    *  milliseconds; a token signed before that carries no Worker view). */
   workerAnswered(): boolean;
-  /** Settles when the signer is ready; rejects when this browser cannot
-   *  sign with this build (no WebCrypto Ed25519: use the wasm-signer build). */
-  signer(): Promise<unknown>;
+  /** Truthy, or a promise of it, when the signer is ready; falsy or a
+   *  rejected promise when this browser cannot sign with this build (no
+   *  WebCrypto Ed25519: use the wasm-signer build). */
+  signer(): unknown;
   /** Signs the page's signals with `challenge` (from `GET /v1/challenge`)
    *  for `action` (e.g. "login"): the JWS signing input and its signature;
    *  the token is `${input}.${base64url(signature)}`. */
   sign(challenge: string, action: string): [string, Uint8Array | Promise<ArrayBuffer>];
 }
-/** The key id (RFC 7638 thumbprint) of the embedded signing key, or undefined. */
-export function keyId(): string | undefined;
 "#;
 
 /// One collection on one page: the fresh realm, the Worker's inbox and the
@@ -113,8 +112,8 @@ impl Session {
         self.worker_inbox.as_ref().is_some_and(|inbox| !signals::realm::worker_report(inbox).is_undefined())
     }
 
-    /// Settles when the signer is ready (see [`signer`]).
-    pub fn signer(&self) -> Promise {
+    /// Whether the signer is ready, or a promise of it (see [`signer`]).
+    pub fn signer(&self) -> JsValue {
         self.signer.ready()
     }
 
@@ -164,12 +163,6 @@ fn whole_ms(ms: f64) -> i64 {
     if ms.is_finite() { ms as i64 } else { 0 }
 }
 
-/// The key id of the embedded signing key, if the build has one.
-#[wasm_bindgen(js_name = keyId, skip_typescript)]
-pub fn key_id() -> Option<String> {
-    signing_key().map(|(_, kid)| kid.to_owned())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
@@ -191,16 +184,13 @@ mod tests {
 
     #[test]
     fn the_embedded_key_unmasks_to_the_key_its_kid_names() {
-        // Without MERIDIAN_COLLECTOR_KEY there is no key and no kid; with
-        // one, the masked and shuffled bytes must rebuild the seed whose
-        // public key the build-time thumbprint names.
-        match signing_key() {
-            None => assert_eq!(key_id(), None),
-            Some((seed, kid)) => {
-                let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
-                assert_eq!(meridian_protocol::jwk::thumbprint(&public), kid);
-                assert_eq!(key_id().as_deref(), Some(kid));
-            }
+        // Without MERIDIAN_COLLECTOR_KEY there is no key; with one, the
+        // masked and shuffled bytes must rebuild the seed whose public key
+        // the build-time thumbprint names. (The drop-in's `keyId()` is
+        // written in by the build and checked against tokens in browsers.)
+        if let Some((seed, kid)) = signing_key() {
+            let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+            assert_eq!(meridian_protocol::jwk::thumbprint(&public), kid);
         }
     }
 }

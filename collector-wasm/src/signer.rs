@@ -15,7 +15,7 @@
 
 use alloc::string::String;
 
-use js_sys::{Array, Promise, Uint8Array};
+use js_sys::{Array, Uint8Array};
 #[cfg(not(feature = "wasm-signer"))]
 use js_sys::{Function, Object};
 #[cfg(not(feature = "wasm-signer"))]
@@ -43,8 +43,8 @@ pub struct Signer {
     /// An array of the realm that receives the `CryptoKey` (its element 0).
     inbox: Object,
     /// Settles when the import has: fulfilled with the inbox's new length,
-    /// never with the key.
-    ready: Promise,
+    /// never with the key; `undefined` when no import could start.
+    ready: JsValue,
 }
 
 #[cfg(not(feature = "wasm-signer"))]
@@ -56,20 +56,14 @@ impl Signer {
         let inbox: Object = realm
             .construct("Array", &Array::new())
             .map_or_else(|| Array::new().into(), JsCast::unchecked_into);
-        let ready = seed.map_or_else(
-            || {
-                Promise::reject(
-                    &JsError::new("meridian: this collector was built without a signing key").into(),
-                )
-            },
-            |seed| Self::import(&subtle, &inbox, &seed),
-        );
+        let ready = seed.map_or(JsValue::UNDEFINED, |seed| Self::import(&subtle, &inbox, &seed));
         Self { subtle, inbox, ready }
     }
 
     /// `subtle.importKey("pkcs8", …, "Ed25519", false, ["sign"])`, its key
-    /// pushed into `inbox` by the realm's own `Array.prototype.push`.
-    fn import(subtle: &JsValue, inbox: &Object, seed: &[u8; 32]) -> Promise {
+    /// pushed into `inbox` by the realm's own `Array.prototype.push`: the
+    /// promise `then` gives, or `undefined` when the import cannot start.
+    fn import(subtle: &JsValue, inbox: &Object, seed: &[u8; 32]) -> JsValue {
         // Zipped rather than `copy_from_slice`, whose length check would
         // bring integer formatting into the module.
         let mut der = [0u8; 48];
@@ -91,29 +85,27 @@ impl Signer {
             .and_then(|import| import.apply(subtle, &arguments).map_err(|_| ()));
         // importKey copied the bytes before returning.
         bytes.fill(0, 0, 48);
-        // A promise of another realm fails `instanceof Promise` here.
-        let Ok(imported) =
-            imported.and_then(|p| if p.is_object() { Ok(p.unchecked_into::<Promise>()) } else { Err(()) })
-        else {
-            return Promise::reject(&JsError::new("meridian: this browser has no WebCrypto Ed25519").into());
+        let Ok(imported) = imported else {
+            return JsValue::UNDEFINED;
         };
         let push = crate::signals::get(inbox, "push");
         let store = crate::signals::get(&push, "bind")
             .dyn_into::<Function>()
             .ok()
-            .and_then(|bind| bind.call1(&push, inbox).ok())
+            .and_then(|bind| bind.apply(&push, &Array::of1(inbox)).ok())
             .unwrap_or(JsValue::UNDEFINED);
         // The realm's own `then`, like every function called here.
         crate::signals::get(&imported, "then")
             .dyn_into::<Function>()
             .ok()
-            .and_then(|then| then.call1(&imported, &store).ok())
+            .and_then(|then| then.apply(&imported, &Array::of1(&store)).ok())
             // Never `imported` itself: it resolves to the key.
-            .map_or_else(|| Promise::reject(&JsValue::UNDEFINED), JsCast::unchecked_into)
+            .unwrap_or(JsValue::UNDEFINED)
     }
 
-    /// Settles once the key is imported (rejected when the browser cannot).
-    pub fn ready(&self) -> Promise {
+    /// A promise that settles once the key is imported (rejected when the
+    /// browser cannot), or `undefined` when it cannot even start.
+    pub fn ready(&self) -> JsValue {
         self.ready.clone()
     }
 
@@ -129,7 +121,7 @@ impl Signer {
         };
         let data = Uint8Array::from(input.as_bytes());
         let signature = sign
-            .call3(&self.subtle, &ALGORITHM.into(), &key, &data)
+            .apply(&self.subtle, &Array::of3(&ALGORITHM.into(), &key, &data))
             .map_err(|_| JsError::new("meridian: the browser refused to sign"))?;
         Ok(Array::of2(&input.into(), &signature))
     }
@@ -149,9 +141,9 @@ impl Signer {
         Self { seed }
     }
 
-    /// Already settled: there is nothing to import.
-    pub fn ready(&self) -> Promise {
-        Promise::resolve(&JsValue::TRUE)
+    /// Ready at once: there is nothing to import.
+    pub fn ready(&self) -> JsValue {
+        JsValue::TRUE
     }
 
     /// `[input, Uint8Array]`: the signing input and its signature.

@@ -70,18 +70,20 @@ impl JsonWriter {
         if value < 0 {
             self.out.push('-');
         }
+        // Least significant first, then written in reverse; no indexing, so
+        // no bounds check whose panic message would format integers.
         let mut magnitude = value.unsigned_abs();
         let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (magnitude % 10) as u8;
+        let mut count = 0;
+        for slot in &mut digits {
+            *slot = b'0' + (magnitude % 10) as u8;
             magnitude /= 10;
+            count += 1;
             if magnitude == 0 {
                 break;
             }
         }
-        digits[start..].iter().for_each(|&d| self.out.push(char::from(d)));
+        digits.iter().take(count).rev().for_each(|&d| self.out.push(char::from(d)));
         self.need_comma = true;
     }
 

@@ -81,13 +81,17 @@ async fn the_collector_signs_what_it_measured_not_what_the_page_says() {
         .execute_async(
             "const done = arguments[0];
              import('/pkg/meridian_collector.js').then(async (m) => {
-               await (await import('/pkg/meridian.js')).ready;
+               await m.default({ module_or_path: '/pkg/meridian_collector_bg.wasm' });
                const session = new m.Session();
+               await session.signer();
                let order;
                try { session.sign('x', 'login'); } catch (e) { order = String(e); }
                const c = await (await fetch('/v1/challenge')).json();
                session.challengeSent();
-               const token = session.sign(c.challenge, 'login');
+               const [input, signature] = session.sign(c.challenge, 'login');
+               const bytes = new Uint8Array(await signature);
+               const token = input + '.' + btoa(String.fromCharCode(...bytes))
+                 .replace(/=+$/, '').replace(/\\+/g, '-').replace(/\\//g, '_');
                done({ order, token, exports: Object.keys(m).sort() });
              }, (e) => done({ error: String(e) }));",
             vec![],

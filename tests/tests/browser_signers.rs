@@ -103,6 +103,15 @@ async fn a_token_signed_by(engine: Engine, force_wasm: bool) {
     let page = if force_wasm { "/?signer=wasm" } else { "/" };
     let token = browser.collect_token_on(&format!("{}{page}", demo.origin), "login").await;
     let fallback = fetched_fallback(&browser).await;
+    let key_id = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             import('/pkg/meridian.js').then((m) => m.ready.then(() => done(m.keyId())), (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{engine}: keyId(): {e}"));
     // On the sign-in page: the secure context the collector ran in.
     let webcrypto = webcrypto_signatures(&browser).await;
     drop(browser);
@@ -123,6 +132,13 @@ async fn a_token_signed_by(engine: Engine, force_wasm: bool) {
         "{engine}: fallback fetched {fallback}, expected {must_fall_back} (forced {force_wasm}, WebCrypto {webcrypto:?})"
     );
     eprintln!("{engine}: signed by {}", if fallback { "the wasm signer" } else { "WebCrypto" });
+
+    // keyId() names the key that signed.
+    let header =
+        token.split('.').next().and_then(|h| Base64UrlUnpadded::decode_vec(h).ok()).unwrap_or_default();
+    let header: Value = serde_json::from_slice(&header).unwrap_or_else(|e| panic!("{engine}: header: {e}"));
+    assert_eq!(header["kid"], key_id, "{engine}: keyId() is not the token's kid");
+    assert_eq!(header["kid"], json!(meridian_protocol::jwk::thumbprint(&collector_key().verifying_key())));
 
     // The same bytes the Rust signer makes.
     let (input, signature) = token.rsplit_once('.').unwrap_or_else(|| panic!("{engine}: not a JWS: {token}"));

@@ -63,7 +63,7 @@ pub fn collect(to_string: &Function, date_to_string: &Function) -> IntegrityClai
         if getter.dyn_ref::<Function>().is_none_or(|f| !is_native(to_string, f, property)) {
             non_native.push(name.to_owned());
         }
-        if Object::get_own_property_descriptor(navigator.unchecked_ref::<Object>(), &key).is_truthy() {
+        if !Object::get_own_property_descriptor(navigator.unchecked_ref::<Object>(), &key).is_undefined() {
             non_native.push(own.to_owned());
         }
     }
@@ -80,7 +80,7 @@ pub fn collect(to_string: &Function, date_to_string: &Function) -> IntegrityClai
         },
         intl_offset_min: intl_offset(&now),
         string_offset_min: date_to_string
-            .call0(&now)
+            .apply(&now, &Array::new())
             .ok()
             .and_then(|text| text.as_string())
             .and_then(|text| parse_gmt_offset(&text)),
@@ -90,15 +90,15 @@ pub fn collect(to_string: &Function, date_to_string: &Function) -> IntegrityClai
 /// Whether `function` stringifies as a native function named `name` and
 /// has no `prototype` of its own (constructors aside).
 fn is_native(to_string: &Function, function: &Function, name: &str) -> bool {
-    let Some(text) = to_string.call0(function).ok().and_then(|t| t.as_string()) else { return false };
+    let Some(text) = to_string.apply(function, &Array::new()).ok().and_then(|t| t.as_string()) else {
+        return false;
+    };
     let is_constructor = name == "DateTimeFormat";
     // WebKit prints a bound function with its target's name; its `name`
     // still says `bound …`.
     let own_name = get(function, "name").as_string().unwrap_or_default();
     let named = own_name == name || own_name.strip_prefix("get ") == Some(name);
-    named
-        && prints_as_native(&text, name)
-        && (is_constructor || !Reflect::has(function, &"prototype".into()).unwrap_or(true))
+    named && prints_as_native(&text, name) && (is_constructor || get(function, "prototype").is_undefined())
 }
 
 /// Whether `text` is the source every engine prints for a native function

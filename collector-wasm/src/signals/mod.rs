@@ -61,7 +61,8 @@ pub(crate) fn global() -> js_sys::Object {
 
 /// `target[name]`, or `undefined` when it cannot be read.
 pub fn get(target: &JsValue, name: &str) -> JsValue {
-    if target.is_undefined() || target.is_null() {
+    // Primitives have nothing to read here (and `Reflect.get` throws on them).
+    if !target.is_object() && !target.is_function() {
         return JsValue::UNDEFINED;
     }
     Reflect::get(target, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)

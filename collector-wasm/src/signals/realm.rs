@@ -74,19 +74,25 @@ impl Realm {
         Reflect::set(&options, &"type".into(), &"text/javascript".into()).ok()?;
         let blob = construct("Blob", &Array::of2(&Array::of1(&WORKER_SCRIPT.into()), &options))?;
         let url_class = self.get("URL");
-        let url =
-            get(&url_class, "createObjectURL").dyn_into::<Function>().ok()?.call1(&url_class, &blob).ok()?;
+        let url = get(&url_class, "createObjectURL")
+            .dyn_into::<Function>()
+            .ok()?
+            .apply(&url_class, &Array::of1(&blob))
+            .ok()?;
         let worker = construct("Worker", &Array::of1(&url));
         if let Ok(revoke) = get(&url_class, "revokeObjectURL").dyn_into::<Function>() {
-            let _ = revoke.call1(&url_class, &url);
+            let _ = revoke.apply(&url_class, &Array::of1(&url));
         }
         let worker = worker?;
         let inbox = construct("Map", &Array::new())?;
         let set = get(&inbox, "set");
-        // `set.bind(inbox, "report")`, called through `call2`: js-sys's typed
+        // `set.bind(inbox, "report")`, called through `apply`: js-sys's typed
         // `bind1` brings closure glue (and with it `core::fmt`) into the wasm.
-        let handler =
-            get(&set, "bind").dyn_into::<Function>().ok()?.call2(&set, &inbox, &"report".into()).ok()?;
+        let handler = get(&set, "bind")
+            .dyn_into::<Function>()
+            .ok()?
+            .apply(&set, &Array::of2(&inbox, &"report".into()))
+            .ok()?;
         Reflect::set(&worker, &"onmessage".into(), &handler).ok()?;
         // Objects of another realm fail `instanceof Object` here: check the type, not the class.
         inbox.is_object().then(|| inbox.unchecked_into())
@@ -98,7 +104,7 @@ pub fn worker_report(inbox: &Object) -> JsValue {
     let message = get(inbox, "get")
         .dyn_into::<Function>()
         .ok()
-        .and_then(|read| read.call1(inbox, &"report".into()).ok())
+        .and_then(|read| read.apply(inbox, &Array::of1(&"report".into())).ok())
         .unwrap_or(JsValue::UNDEFINED);
     get(&message, "data")
 }
@@ -108,7 +114,7 @@ fn call_method(target: &JsValue, name: &str) -> JsValue {
     get(target, name)
         .dyn_into::<Function>()
         .ok()
-        .and_then(|f| f.call0(target).ok())
+        .and_then(|f| f.apply(target, &Array::new()).ok())
         .unwrap_or(JsValue::UNDEFINED)
 }
 
@@ -116,14 +122,14 @@ fn call_method(target: &JsValue, name: &str) -> JsValue {
 fn frame_global() -> Option<Object> {
     let document = get(&global(), "document");
     let create = get(&document, "createElement").dyn_into::<Function>().ok()?;
-    let frame = create.call1(&document, &"iframe".into()).ok()?;
+    let frame = create.apply(&document, &Array::of1(&"iframe".into())).ok()?;
     for (name, value) in [("hidden", JsValue::TRUE), ("tabIndex", JsValue::from(-1))] {
         Reflect::set(&frame, &name.into(), &value).ok()?;
     }
     let set_attribute = get(&frame, "setAttribute").dyn_into::<Function>().ok()?;
-    let _ = set_attribute.call2(&frame, &"aria-hidden".into(), &"true".into());
+    let _ = set_attribute.apply(&frame, &Array::of2(&"aria-hidden".into(), &"true".into()));
     let root = get(&document, "documentElement");
-    get(&root, "append").dyn_into::<Function>().ok()?.call1(&root, &frame).ok()?;
+    get(&root, "append").dyn_into::<Function>().ok()?.apply(&root, &Array::of1(&frame)).ok()?;
     // A WindowProxy of another realm: `instanceof Object` is false here.
     let window = get(&frame, "contentWindow");
     window.is_object().then(|| window.unchecked_into())
