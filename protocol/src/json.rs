@@ -135,6 +135,8 @@ mod tests {
     proptest! {
         #[test]
         fn any_string_round_trips_through_serde_json(s in any::<String>(), n in any::<i64>()) {
+            // `s` is also a key: it must not be one of the others.
+            prop_assume!(s != "n" && s != "list");
             let mut w = JsonWriter::new();
             w.begin_object();
             w.member_str(&s, &s);
