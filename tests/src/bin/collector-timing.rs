@@ -26,9 +26,8 @@ const [meridianFirst, done] = arguments;
   await glue.default({ module_or_path: '/pkg/meridian_collector_bg.wasm?fresh=' + Math.random() });
   const wasmInit = performance.now() - t;
   const t1 = performance.now();
-  const fresh = await import('/pkg/meridian.js?fresh=' + Math.random());
+  await import('/pkg/meridian.js?fresh=' + Math.random());
   const dropIn = performance.now() - t1;
-  await fresh.ready;
   const m = await import('/pkg/meridian.js');
   await m.ready;
   // FingerprintJS OSS, when the bench script put it beside the collector.
@@ -43,13 +42,13 @@ const [meridianFirst, done] = arguments;
   // be charged for it, so start it first.
   new Intl.DateTimeFormat().resolvedOptions();
   await new Promise(r => setTimeout(r, 200));
-  // What the collector's session costs (its fresh realm, a hidden iframe,
-  // and its Worker; the drop-in makes one when the browser is idle after
-  // load): this is a second, made the same way.
-  const r0 = performance.now();
-  const session = new glue.Session();
-  const realm = performance.now() - r0;
-  session.free();
+  // A fresh drop-in instance, its module started but no session yet: the
+  // session (made when the browser is idle) is made by this first collect.
+  async function meridianWithSession() {
+    const fresh = await import('/pkg/meridian.js?fresh=' + Math.random());
+    await fresh.ready;
+    return meridian(fresh);
+  }
   async function meridian(instance = m) {
     performance.clearResourceTimings();
     const t0 = performance.now();
@@ -67,14 +66,22 @@ const [meridianFirst, done] = arguments;
   }
   let coldSession, cold, fpCold = null;
   if (meridianFirst || !fp) {
-    coldSession = await meridian(fresh);
+    coldSession = await meridianWithSession();
     cold = await meridian();
     if (fp) fpCold = await fingerprint();
   } else {
     fpCold = await fingerprint();
-    coldSession = await meridian(fresh);
+    coldSession = await meridianWithSession();
     cold = await meridian();
   }
+  // What the collector's session costs (its fresh realm, a hidden iframe,
+  // its Worker and the start of its key import; the drop-in makes one when
+  // the browser is idle after load): one more, made the same way, after
+  // the cold collections so that it warms nothing they time.
+  const r0 = performance.now();
+  const session = new glue.Session();
+  const realm = performance.now() - r0;
+  session.free();
   const warm = [], fpWarm = [];
   for (let i = 0; i < 20; i++) warm.push(await meridian());
   if (fp) for (let i = 0; i < 5; i++) fpWarm.push(await fingerprint());
