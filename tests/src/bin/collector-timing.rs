@@ -8,7 +8,10 @@
 //! (from Resource Timing), so the figures are the collector's own work.
 //! Prints medians and extremes.
 //!
-//!     cargo run --release -p meridian-tests --bin collector-timing [-- LOADS]
+//!     cargo run --release -p meridian-tests --bin collector-timing [-- LOADS [PAGE]]
+//!
+//! PAGE is the demo's sign-in page to load, `/` by default; `/?signer=wasm`
+//! times the collector signing with its wasm Ed25519.
 
 #![allow(clippy::panic, reason = "a measurement harness stops at the first failure")]
 
@@ -97,13 +100,15 @@ fn median(values: &mut [f64]) -> f64 {
 #[tokio::main]
 async fn main() {
     let loads: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    // The sign-in page, e.g. `/?signer=wasm` to time the wasm signer.
+    let page = std::env::args().nth(2).unwrap_or_else(|| "/".into());
     let demo = start_demo().await;
     let browser = start_browser(BrowserOptions::default()).await;
     let (mut wasm_init, mut drop_in, mut realm) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cold_session, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     let (mut fp_cold, mut fp_warm) = (Vec::new(), Vec::new());
     for i in 0..loads {
-        browser.client.goto(&format!("{}/", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
+        browser.client.goto(&format!("{}{page}", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
         let meridian_first = serde_json::Value::Bool(i % 2 == 0);
         let result = browser
             .client
