@@ -346,6 +346,10 @@ pub struct BrowserOptions {
     /// LibreWolf's defence): pages, iframes and workers then report
     /// `Atlantic/Reykjavik` at UTC+0 whatever `TZ` says. Firefox only.
     pub resist_fingerprinting: bool,
+    /// A host name the browser resolves to 127.0.0.1 (`--host-resolver-rules`),
+    /// e.g. `login.test`: a page loaded from it over HTTP is not a secure
+    /// context, so it has no `crypto.subtle`. Chromium only.
+    pub loopback_alias: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -361,13 +365,18 @@ fn free_port() -> u16 {
 /// # Panics
 /// When the engine or its driver is missing (install them with
 /// `scripts/test`), or when `options` asks for what the engine cannot do
-/// (`init_script` outside Chromium, `resist_fingerprinting` outside Firefox).
+/// (`init_script` or `loopback_alias` outside Chromium,
+/// `resist_fingerprinting` outside Firefox).
 pub async fn start_browser(options: BrowserOptions) -> Browser {
     let engine = options.engine;
     if engine != Engine::Chromium {
         assert!(
             options.init_script.is_none(),
             "BrowserOptions::init_script needs the Chrome DevTools Protocol: Chromium only, not {engine}"
+        );
+        assert!(
+            options.loopback_alias.is_none(),
+            "BrowserOptions::loopback_alias is a Chromium switch: Chromium only, not {engine}"
         );
     }
     if engine != Engine::Firefox {
@@ -502,6 +511,9 @@ async fn start_chromium(options: BrowserOptions) -> Browser {
     ];
     if !options.reveal_automation {
         args.push("--disable-blink-features=AutomationControlled".to_owned());
+    }
+    if let Some(alias) = &options.loopback_alias {
+        args.push(format!("--host-resolver-rules=MAP {alias} 127.0.0.1"));
     }
     if let Some(languages) = &options.accept_language {
         args.push(format!("--accept-lang={languages}"));

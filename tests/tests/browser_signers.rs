@@ -5,7 +5,9 @@
 //! latter, which is how an old browser is played here. Either way the
 //! token verifies and its signature is, byte for byte, the one the Rust
 //! signer makes over the same input with the same key — Ed25519 is
-//! deterministic — and the browser's Ed25519 gives RFC 8032's vectors.
+//! deterministic — and the browser's Ed25519 gives RFC 8032's vectors. A
+//! page outside a secure context, where no browser has WebCrypto, falls
+//! back by itself.
 
 #![allow(clippy::panic, reason = "tests fail by panicking")]
 
@@ -158,6 +160,35 @@ fn the_vectors_here_are_rfc_8032s() {
         let seed: [u8; 32] = unhex(secret).try_into().unwrap_or_else(|_| panic!("{secret}: not 32 bytes"));
         assert_eq!(hex(&SigningKey::from_bytes(&seed).sign(&unhex(message)).to_bytes()), signature);
     }
+}
+
+/// The sign-in page over plain HTTP from a name that is not loopback's own
+/// (`login.test`, resolved to 127.0.0.1): not a secure context, so the
+/// browser offers no `crypto.subtle`, and the drop-in fetches the wasm
+/// signer without being told to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_a_secure_context_the_wasm_signer_signs() {
+    let demo = start_demo_with(test_intel()).await;
+    let port = demo.origin.rsplit(':').next().unwrap_or_default().to_owned();
+    let browser = start_browser(BrowserOptions {
+        loopback_alias: Some("login.test".into()),
+        ..BrowserOptions::default()
+    })
+    .await;
+    let token = browser.collect_token_on(&format!("http://login.test:{port}/"), "login").await;
+    let context = browser.eval("[isSecureContext, typeof crypto.subtle]").await;
+    assert_eq!(context, json!([false, "undefined"]), "the page should not be a secure context");
+    assert!(fetched_fallback(&browser).await, "the wasm signer was not fetched");
+    drop(browser);
+
+    let (input, signature) = token.rsplit_once('.').unwrap_or_else(|| panic!("not a JWS: {token}"));
+    let signature = Base64UrlUnpadded::decode_vec(signature).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hex(&signature), hex(&collector_key().sign(input.as_bytes()).to_bytes()));
+    // The signature and the challenge pass; the demo accepts only its own
+    // loopback origins, and says so.
+    let (status, body) = verify(&demo.origin, json!({ "token": token, "remote_ip": FRENCH_IP })).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["error_codes"], json!(["origin-mismatch"]), "{body:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
