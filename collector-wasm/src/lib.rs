@@ -96,7 +96,7 @@ impl Session {
     pub fn new() -> Session {
         let realm = signals::realm::Realm::fresh();
         let worker_inbox = realm.start_worker();
-        let signer = signer::Signer::new(&realm, signing_key().map(|(seed, _)| seed));
+        let signer = signer::Signer::new(&realm);
         Session { realm, worker_inbox, signer, sent_at: core::cell::Cell::new(None) }
     }
 

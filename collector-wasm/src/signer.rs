@@ -15,14 +15,16 @@
 
 use alloc::string::String;
 
-use js_sys::{Array, Uint8Array};
 #[cfg(not(feature = "wasm-signer"))]
-use js_sys::{Function, Object};
+use js_sys::Object;
+use js_sys::{Array, Uint8Array};
 #[cfg(not(feature = "wasm-signer"))]
 use wasm_bindgen::JsCast;
 use wasm_bindgen::{JsError, JsValue};
 
 use crate::signals::realm::Realm;
+#[cfg(not(feature = "wasm-signer"))]
+use crate::signals::{call, get};
 
 /// The algorithm, as WebCrypto names it.
 #[cfg(not(feature = "wasm-signer"))]
@@ -49,21 +51,23 @@ pub struct Signer {
 
 #[cfg(not(feature = "wasm-signer"))]
 impl Signer {
-    /// Starts importing `seed` into the realm's WebCrypto.
-    pub fn new(realm: &Realm, seed: Option<[u8; 32]>) -> Self {
-        let subtle = crate::signals::get(&realm.get("crypto"), "subtle");
+    /// Starts importing the embedded key into the realm's WebCrypto.
+    pub fn new(realm: &Realm) -> Self {
+        let subtle = get(&realm.get("crypto"), "subtle");
         // Objects of another realm fail `instanceof Object` here: no checked cast.
         let inbox: Object = realm
             .construct("Array", &Array::new())
             .map_or_else(|| Array::new().into(), JsCast::unchecked_into);
-        let ready = seed.map_or(JsValue::UNDEFINED, |seed| Self::import(&subtle, &inbox, &seed));
+        let ready = crate::signing_key()
+            .and_then(|(seed, _)| Self::import(&subtle, &inbox, &seed))
+            .unwrap_or(JsValue::UNDEFINED);
         Self { subtle, inbox, ready }
     }
 
     /// `subtle.importKey("pkcs8", …, "Ed25519", false, ["sign"])`, its key
     /// pushed into `inbox` by the realm's own `Array.prototype.push`: the
-    /// promise `then` gives, or `undefined` when the import cannot start.
-    fn import(subtle: &JsValue, inbox: &Object, seed: &[u8; 32]) -> JsValue {
+    /// promise `then` gives, or `None` when the import cannot start.
+    fn import(subtle: &JsValue, inbox: &Object, seed: &[u8; 32]) -> Option<JsValue> {
         // Zipped rather than `copy_from_slice`, whose length check would
         // bring integer formatting into the module.
         let mut der = [0u8; 48];
@@ -79,28 +83,15 @@ impl Signer {
             &JsValue::FALSE,
             &Array::of1(&"sign".into()),
         );
-        let imported = crate::signals::get(subtle, "importKey")
-            .dyn_into::<Function>()
-            .map_err(|_| ())
-            .and_then(|import| import.apply(subtle, &arguments).map_err(|_| ()));
+        let imported = call(subtle, "importKey", &arguments);
         // importKey copied the bytes before returning.
         bytes.fill(0, 0, 48);
-        let Ok(imported) = imported else {
-            return JsValue::UNDEFINED;
-        };
-        let push = crate::signals::get(inbox, "push");
-        let store = crate::signals::get(&push, "bind")
-            .dyn_into::<Function>()
-            .ok()
-            .and_then(|bind| bind.apply(&push, &Array::of1(inbox)).ok())
-            .unwrap_or(JsValue::UNDEFINED);
-        // The realm's own `then`, like every function called here.
-        crate::signals::get(&imported, "then")
-            .dyn_into::<Function>()
-            .ok()
-            .and_then(|then| then.apply(&imported, &Array::of1(&store)).ok())
-            // Never `imported` itself: it resolves to the key.
-            .unwrap_or(JsValue::UNDEFINED)
+        // Without the bound `push`, `then(undefined)` would hand the page a
+        // promise of the key itself: no signer then.
+        let store = call(&get(inbox, "push"), "bind", &Array::of1(inbox))?;
+        // The realm's own `then`, like every function called here; never
+        // `imported` itself, which resolves to the key.
+        call(&imported?, "then", &Array::of1(&store))
     }
 
     /// A promise that settles once the key is imported (rejected when the
@@ -114,31 +105,28 @@ impl Signer {
     /// # Errors
     /// When the key is not imported (yet, or at all).
     pub fn sign(&self, input: String) -> Result<Array, JsError> {
-        let key = crate::signals::get(&self.inbox, "0");
-        let sign = crate::signals::get(&self.subtle, "sign").dyn_into::<Function>();
-        let (false, Ok(sign)) = (key.is_undefined(), sign) else {
+        let key = get(&self.inbox, "0");
+        if key.is_undefined() {
             return Err(JsError::new("meridian: the browser's Ed25519 key is not imported"));
-        };
+        }
         let data = Uint8Array::from(input.as_bytes());
-        let signature = sign
-            .apply(&self.subtle, &Array::of3(&ALGORITHM.into(), &key, &data))
-            .map_err(|_| JsError::new("meridian: the browser refused to sign"))?;
+        let signature = call(&self.subtle, "sign", &Array::of3(&ALGORITHM.into(), &key, &data))
+            .ok_or_else(|| JsError::new("meridian: the browser refused to sign"))?;
         Ok(Array::of2(&input.into(), &signature))
     }
 }
 
-/// Ed25519 compiled into the module.
+/// Ed25519 compiled into the module; the key is unmasked only while
+/// signing.
 #[cfg(feature = "wasm-signer")]
 #[derive(Debug)]
-pub struct Signer {
-    seed: Option<[u8; 32]>,
-}
+pub struct Signer;
 
 #[cfg(feature = "wasm-signer")]
 impl Signer {
-    /// A signer for `seed`; the realm is not needed.
-    pub fn new(_: &Realm, seed: Option<[u8; 32]>) -> Self {
-        Self { seed }
+    /// The signer; it needs no realm.
+    pub fn new(_: &Realm) -> Self {
+        Self
     }
 
     /// Ready at once: there is nothing to import.
@@ -152,7 +140,7 @@ impl Signer {
     /// When the collector was built without a signing key.
     pub fn sign(&self, input: String) -> Result<Array, JsError> {
         use ed25519_dalek::{Signer as _, SigningKey};
-        let Some(seed) = self.seed else {
+        let Some((seed, _)) = crate::signing_key() else {
             return Err(JsError::new("meridian: this collector was built without a signing key"));
         };
         let signature = SigningKey::from_bytes(&seed).sign(input.as_bytes()).to_bytes();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{Html, IntoResponse};
@@ -250,8 +251,13 @@ struct LoginQuery {
     signer: String,
 }
 
-async fn login_page(State(state): State<DemoState>, Query(query): Query<LoginQuery>) -> Html<String> {
-    Html(pages::login(&state.simulated, query.signer == "wasm"))
+async fn login_page(
+    State(state): State<DemoState>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
+) -> Html<String> {
+    // A query that does not parse is not a reason to refuse the page.
+    let wasm_signer = query.is_ok_and(|Query(query)| query.signer == "wasm");
+    Html(pages::login(&state.simulated, wasm_signer))
 }
 
 #[derive(Debug, Deserialize)]

@@ -47,3 +47,19 @@ async fn each_file_is_served_in_the_encoding_the_browser_accepts() {
         }
     }
 }
+
+/// The demo's sign-in page names the signer on its script tag only for
+/// `?signer=wasm`; a query that does not parse still gets the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_page_takes_any_query() {
+    let demo = start_demo().await;
+    for (query, wasm) in
+        [("", false), ("?signer=wasm", true), ("?signer=other", false), ("?signer=wasm&signer=wasm", false)]
+    {
+        let response =
+            reqwest::get(format!("{}/{query}", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 200, "{query}");
+        let page = response.text().await.unwrap_or_default();
+        assert_eq!(page.contains(r#"data-signer="wasm""#), wasm, "{query}: {page}");
+    }
+}

@@ -59,6 +59,13 @@ pub(crate) fn global() -> js_sys::Object {
     GlobalThis::global_this()
 }
 
+/// `target[name](...args)`, called through that function's own `apply`
+/// (one import for every arity, and the target realm's own `apply`), or
+/// `None` when it is not a function or throws.
+pub(crate) fn call(target: &JsValue, name: &str, args: &js_sys::Array) -> Option<JsValue> {
+    get(target, name).dyn_into::<js_sys::Function>().ok()?.apply(target, args).ok()
+}
+
 /// `target[name]`, or `undefined` when it cannot be read.
 pub fn get(target: &JsValue, name: &str) -> JsValue {
     // Primitives have nothing to read here (and `Reflect.get` throws on them).

@@ -14,7 +14,7 @@
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-use super::{get, global};
+use super::{call, get, global};
 
 /// The Worker's script: one report of what it sees, then it closes.
 const WORKER_SCRIPT: &str = "const o=Intl.DateTimeFormat().resolvedOptions();\
@@ -69,30 +69,19 @@ impl Realm {
     /// `Map.prototype.set`, bound: no page function is ever called with
     /// it). `None` where Workers are unavailable or forbidden.
     pub fn start_worker(&self) -> Option<Object> {
-        let construct = |class: &str, args: &Array| self.construct(class, args);
         let options = Object::new();
         Reflect::set(&options, &"type".into(), &"text/javascript".into()).ok()?;
-        let blob = construct("Blob", &Array::of2(&Array::of1(&WORKER_SCRIPT.into()), &options))?;
+        let blob = self.construct("Blob", &Array::of2(&Array::of1(&WORKER_SCRIPT.into()), &options))?;
         let url_class = self.get("URL");
-        let url = get(&url_class, "createObjectURL")
-            .dyn_into::<Function>()
-            .ok()?
-            .apply(&url_class, &Array::of1(&blob))
-            .ok()?;
-        let worker = construct("Worker", &Array::of1(&url));
-        if let Ok(revoke) = get(&url_class, "revokeObjectURL").dyn_into::<Function>() {
-            let _ = revoke.apply(&url_class, &Array::of1(&url));
-        }
+        let url = call(&url_class, "createObjectURL", &Array::of1(&blob))?;
+        let worker = self.construct("Worker", &Array::of1(&url));
+        let _ = call(&url_class, "revokeObjectURL", &Array::of1(&url));
         let worker = worker?;
-        let inbox = construct("Map", &Array::new())?;
+        let inbox = self.construct("Map", &Array::new())?;
         let set = get(&inbox, "set");
         // `set.bind(inbox, "report")`, called through `apply`: js-sys's typed
         // `bind1` brings closure glue (and with it `core::fmt`) into the wasm.
-        let handler = get(&set, "bind")
-            .dyn_into::<Function>()
-            .ok()?
-            .apply(&set, &Array::of2(&inbox, &"report".into()))
-            .ok()?;
+        let handler = call(&set, "bind", &Array::of2(&inbox, &"report".into()))?;
         Reflect::set(&worker, &"onmessage".into(), &handler).ok()?;
         // Objects of another realm fail `instanceof Object` here: check the type, not the class.
         inbox.is_object().then(|| inbox.unchecked_into())
@@ -101,35 +90,24 @@ impl Realm {
 
 /// The report a Worker left in its inbox, if it has answered.
 pub fn worker_report(inbox: &Object) -> JsValue {
-    let message = get(inbox, "get")
-        .dyn_into::<Function>()
-        .ok()
-        .and_then(|read| read.apply(inbox, &Array::of1(&"report".into())).ok())
-        .unwrap_or(JsValue::UNDEFINED);
+    let message = call(inbox, "get", &Array::of1(&"report".into())).unwrap_or(JsValue::UNDEFINED);
     get(&message, "data")
 }
 
 /// `target[name]()`, or `undefined`.
 fn call_method(target: &JsValue, name: &str) -> JsValue {
-    get(target, name)
-        .dyn_into::<Function>()
-        .ok()
-        .and_then(|f| f.apply(target, &Array::new()).ok())
-        .unwrap_or(JsValue::UNDEFINED)
+    call(target, name, &Array::new()).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// The global object of a new hidden iframe, if a document can host one.
 fn frame_global() -> Option<Object> {
     let document = get(&global(), "document");
-    let create = get(&document, "createElement").dyn_into::<Function>().ok()?;
-    let frame = create.apply(&document, &Array::of1(&"iframe".into())).ok()?;
+    let frame = call(&document, "createElement", &Array::of1(&"iframe".into()))?;
     for (name, value) in [("hidden", JsValue::TRUE), ("tabIndex", JsValue::from(-1))] {
         Reflect::set(&frame, &name.into(), &value).ok()?;
     }
-    let set_attribute = get(&frame, "setAttribute").dyn_into::<Function>().ok()?;
-    let _ = set_attribute.apply(&frame, &Array::of2(&"aria-hidden".into(), &"true".into()));
-    let root = get(&document, "documentElement");
-    get(&root, "append").dyn_into::<Function>().ok()?.apply(&root, &Array::of1(&frame)).ok()?;
+    let _ = call(&frame, "setAttribute", &Array::of2(&"aria-hidden".into(), &"true".into()));
+    call(&get(&document, "documentElement"), "append", &Array::of1(&frame))?;
     // A WindowProxy of another realm: `instanceof Object` is false here.
     let window = get(&frame, "contentWindow");
     window.is_object().then(|| window.unchecked_into())
