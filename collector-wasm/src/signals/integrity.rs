@@ -98,7 +98,11 @@ fn is_native(to_string: &Function, function: &Function, name: &str) -> bool {
     // still says `bound …`.
     let own_name = get(function, "name").as_string().unwrap_or_default();
     let named = own_name == name || own_name.strip_prefix("get ") == Some(name);
-    named && prints_as_native(&text, name) && (is_constructor || get(function, "prototype").is_undefined())
+    // `has`, not a read: a replaced function whose `prototype` was set to
+    // `undefined` still has one.
+    named
+        && prints_as_native(&text, name)
+        && (is_constructor || !Reflect::has(function, &"prototype".into()).unwrap_or(true))
 }
 
 /// Whether `text` is the source every engine prints for a native function
