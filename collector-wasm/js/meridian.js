@@ -4,10 +4,12 @@
 //           data-action="login"></script>
 //   <form data-meridian> … </form>
 //
-// Before a marked form submits, it fetches a fresh challenge, collects the
-// browser's signals, and puts the signed token into the form's
-// <input type="hidden" name="meridian-token"> (created when missing), so a
-// page left open for hours still submits a live token. If the verifier is
+// Before a marked form submits, it takes a fresh challenge (through the
+// verifier's echo, which seals the round trips it timed; a plain fetch
+// when that cannot run), collects the browser's signals, and puts the
+// signed token into the form's <input type="hidden" name="meridian-token">
+// (created when missing), so a page left open for hours still submits a
+// live token. If the verifier is
 // unreachable or WebAssembly cannot run, the form submits anyway with a
 // `meridian-error:<kind>` marker the verifier reports as `collector-error`.
 //
@@ -101,6 +103,39 @@ async function fetchChallenge(url, current) {
 }
 
 /**
+ * Takes the challenge through the verifier's echo (`GET /v1/echo`, a
+ * WebSocket beside the challenge URL): the verifier sends pings, this page
+ * sends each back at once, and the verifier seals the least round trip and
+ * its own TCP round trip into the challenge, which arrives last. Nothing
+ * of the timing passes through this script's hands. Rejects when the echo
+ * cannot run (no WebSocket, a blocking proxy, an old verifier).
+ */
+function echoChallenge(url, current) {
+  return new Promise((resolve, reject) => {
+    const echo = new URL(url);
+    echo.protocol = echo.protocol == 'https:' ? 'wss:' : 'ws:';
+    echo.pathname = echo.pathname.replace(/challenge$/, 'echo');
+    const socket = new WebSocket(echo);
+    socket.binaryType = 'arraybuffer';
+    const timer = setTimeout(() => socket.close(), 5000);
+    socket.onmessage = ({ data }) => {
+      if (typeof data == 'string') {
+        resolve(JSON.parse(data).challenge);
+        socket.close();
+      } else {
+        // The last ping's answer is the request the challenge answers.
+        if (new Uint8Array(data)[0] & 128) current.challengeSent();
+        socket.send(data);
+      }
+    };
+    socket.onclose = () => {
+      clearTimeout(timer);
+      reject(new Error('meridian: the echo closed early'));
+    };
+  });
+}
+
+/**
  * Resolves to a signed token.
  * @param {{challengeUrl?: string, action?: string}} [options]
  * @returns {Promise<string>}
@@ -110,7 +145,8 @@ export async function collect(options = {}) {
   // A Worker answers within milliseconds of starting; a token signed
   // without its view would only lack that cross-check.
   await workerAnswer(current, 1000);
-  const challenge = await fetchChallenge(options.challengeUrl || defaultChallengeUrl, current);
+  const url = options.challengeUrl || defaultChallengeUrl;
+  const challenge = (await echoChallenge(url, current).catch(() => {})) || (await fetchChallenge(url, current));
   const [input, signature] = current.sign(challenge, options.action || settings.action || 'login');
   return `${input}.${base64url(new Uint8Array(await signature))}`;
 }

@@ -350,6 +350,10 @@ pub struct BrowserOptions {
     /// e.g. `login.test`: a page loaded from it over HTTP is not a secure
     /// context, so it has no `crypto.subtle`. Chromium only.
     pub loopback_alias: Option<String>,
+    /// Every request through this proxy, loopback included
+    /// (`--proxy-server`, `--proxy-bypass-list=<-loopback>`), e.g.
+    /// `socks5://127.0.0.1:1080`. Chromium only.
+    pub proxy_server: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -365,7 +369,7 @@ fn free_port() -> u16 {
 /// # Panics
 /// When the engine or its driver is missing (install them with
 /// `scripts/test`), or when `options` asks for what the engine cannot do
-/// (`init_script` or `loopback_alias` outside Chromium,
+/// (`init_script`, `loopback_alias` or `proxy_server` outside Chromium,
 /// `resist_fingerprinting` outside Firefox).
 pub async fn start_browser(options: BrowserOptions) -> Browser {
     let engine = options.engine;
@@ -377,6 +381,10 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
         assert!(
             options.loopback_alias.is_none(),
             "BrowserOptions::loopback_alias is a Chromium switch: Chromium only, not {engine}"
+        );
+        assert!(
+            options.proxy_server.is_none(),
+            "BrowserOptions::proxy_server is a Chromium switch: Chromium only, not {engine}"
         );
     }
     if engine != Engine::Firefox {
@@ -514,6 +522,11 @@ async fn start_chromium(options: BrowserOptions) -> Browser {
     }
     if let Some(alias) = &options.loopback_alias {
         args.push(format!("--host-resolver-rules=MAP {alias} 127.0.0.1"));
+    }
+    if let Some(proxy) = &options.proxy_server {
+        args.push(format!("--proxy-server={proxy}"));
+        // Chromium never proxies loopback unless told to.
+        args.push("--proxy-bypass-list=<-loopback>".to_owned());
     }
     if let Some(languages) = &options.accept_language {
         args.push(format!("--accept-lang={languages}"));

@@ -142,6 +142,7 @@ fn run_checks(input: &Checked) -> usize {
         remote_ip: IP.parse().unwrap(),
         network: &input.facts,
         accept_language: Some("de-DE,de;q=0.9"),
+        latency: None,
     };
     checks::run(black_box(&evidence), &input.policy).len()
 }

@@ -7,9 +7,19 @@
 //! version (1) | key id (1) | nonce (16) | issued at ms (8, BE) | expires at ms (8, BE) | client IP (16) | tag (16)
 //! ```
 //!
+//! A challenge issued at the end of the echo (`GET /v1/echo`) is version 2:
+//! the same fields, then the round trips the verifier measured itself,
+//! before the tag:
+//!
+//! ```text
+//! … client IP (16) | TCP round trip µs (4, BE; all ones: unknown) | echo round trip µs (4, BE) | tag (16)
+//! ```
+//!
 //! Any instance holding the MAC key can open it, so challenges work across
 //! instances without shared state; the replay store then makes each nonce
-//! single-use. The IP is stored as IPv6 (IPv4 mapped).
+//! single-use. The IP is stored as IPv6 (IPv4 mapped). The timing is sealed
+//! by the same tag as the nonce and the IP: a client can drop it (by
+//! fetching a plain challenge) but not change it.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -20,7 +30,11 @@ use sha2::Sha256;
 use crate::net::canonical_ip;
 
 const VERSION: u8 = 1;
+const TIMED_VERSION: u8 = 2;
 const BODY_LEN: usize = 1 + 1 + 16 + 8 + 8 + 16;
+const TIMED_BODY_LEN: usize = BODY_LEN + 4 + 4;
+/// A TCP round trip the verifier could not read.
+const UNKNOWN_RTT: u32 = u32::MAX;
 const TAG_LEN: usize = 16;
 /// Separates Meridian's challenge MACs from any other use of the key.
 const DOMAIN: &[u8] = b"meridian/challenge/v1";
@@ -100,6 +114,27 @@ pub struct IssuedChallenge {
     pub expires_in_s: u32,
 }
 
+/// Round trips the verifier measured itself while issuing a challenge
+/// through the echo: what physics lets no client shorten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// The kernel's round trip of the echo's connection (`tcpi_min_rtt`),
+    /// or a trusted front proxy's figure for its client connection; `None`
+    /// when neither was available (behind a proxy that does not pass it).
+    pub tcp_rtt_us: Option<u32>,
+    /// The least round trip of the echoes through the page.
+    pub echo_rtt_us: u32,
+}
+
+impl Latency {
+    /// The hidden leg: how much longer the page took to answer than the
+    /// connection's own round trip, i.e. the path beyond the connection's
+    /// far end (a relay's exit). `None` without a TCP round trip.
+    pub fn hidden_leg_us(&self) -> Option<u32> {
+        self.tcp_rtt_us.map(|tcp| self.echo_rtt_us.saturating_sub(tcp))
+    }
+}
+
 /// A challenge whose MAC checked out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenedChallenge {
@@ -111,6 +146,8 @@ pub struct OpenedChallenge {
     pub expires_at_ms: i64,
     /// The IP the challenge was issued to.
     pub ip: IpAddr,
+    /// The round trips measured while issuing it (version 2 only).
+    pub latency: Option<Latency>,
 }
 
 /// Why a challenge does not open.
@@ -175,19 +212,59 @@ impl ChallengeKeys {
 
     /// Issues with a given nonce (tests and benchmarks need determinism).
     pub fn issue_with_nonce(&self, ip: IpAddr, now_ms: i64, nonce: [u8; 16]) -> IssuedChallenge {
+        self.seal(ip, now_ms, nonce, None)
+    }
+
+    /// Issues a challenge that carries the round trips the verifier just
+    /// measured (the end of `GET /v1/echo`).
+    ///
+    /// # Errors
+    /// When the OS has no secure random source for the nonce.
+    pub fn issue_timed(
+        &self,
+        ip: IpAddr,
+        now_ms: i64,
+        latency: Latency,
+    ) -> Result<IssuedChallenge, getrandom::Error> {
+        let mut nonce = [0; 16];
+        crate::random_bytes(&mut nonce)?;
+        Ok(self.seal(ip, now_ms, nonce, Some(latency)))
+    }
+
+    /// [`Self::issue_timed`] with a given nonce.
+    pub fn issue_timed_with_nonce(
+        &self,
+        ip: IpAddr,
+        now_ms: i64,
+        nonce: [u8; 16],
+        latency: Latency,
+    ) -> IssuedChallenge {
+        self.seal(ip, now_ms, nonce, Some(latency))
+    }
+
+    fn seal(&self, ip: IpAddr, now_ms: i64, nonce: [u8; 16], latency: Option<Latency>) -> IssuedChallenge {
         let key = &self.keys[0];
         let expires_at_ms = now_ms.saturating_add(self.lifetime_ms);
-        let mut sealed = [0u8; BODY_LEN + TAG_LEN];
-        sealed[0] = VERSION;
+        let mut sealed = [0u8; TIMED_BODY_LEN + TAG_LEN];
+        sealed[0] = if latency.is_some() { TIMED_VERSION } else { VERSION };
         sealed[1] = key.id;
         sealed[2..18].copy_from_slice(&nonce);
         sealed[18..26].copy_from_slice(&now_ms.to_be_bytes());
         sealed[26..34].copy_from_slice(&expires_at_ms.to_be_bytes());
         sealed[34..50].copy_from_slice(&ipv6_bytes(ip));
-        let tag = key.tag(&sealed[..BODY_LEN]).finalize().into_bytes();
-        sealed[BODY_LEN..].copy_from_slice(&tag[..TAG_LEN]);
+        let body_len = match latency {
+            None => BODY_LEN,
+            Some(latency) => {
+                let tcp = latency.tcp_rtt_us.unwrap_or(UNKNOWN_RTT);
+                sealed[50..54].copy_from_slice(&tcp.to_be_bytes());
+                sealed[54..58].copy_from_slice(&latency.echo_rtt_us.to_be_bytes());
+                TIMED_BODY_LEN
+            }
+        };
+        let tag = key.tag(&sealed[..body_len]).finalize().into_bytes();
+        sealed[body_len..body_len + TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
         IssuedChallenge {
-            challenge: base64url_encode(&sealed),
+            challenge: base64url_encode(&sealed[..body_len + TAG_LEN]),
             issued_at_ms: now_ms,
             expires_in_s: self.lifetime_s(),
         }
@@ -208,24 +285,32 @@ impl ChallengeKeys {
         if challenge.len() > 128 {
             return Err(ChallengeError::Malformed);
         }
-        let sealed: [u8; BODY_LEN + TAG_LEN] =
-            base64url_decode(challenge).and_then(|b| b.try_into().ok()).ok_or(ChallengeError::Malformed)?;
-        if sealed[0] != VERSION {
-            return Err(ChallengeError::Malformed);
-        }
+        let sealed = base64url_decode(challenge).ok_or(ChallengeError::Malformed)?;
+        let body_len = match (sealed.first(), sealed.len()) {
+            (Some(&VERSION), len) if len == BODY_LEN + TAG_LEN => BODY_LEN,
+            (Some(&TIMED_VERSION), len) if len == TIMED_BODY_LEN + TAG_LEN => TIMED_BODY_LEN,
+            _ => return Err(ChallengeError::Malformed),
+        };
         let key =
             self.keys.iter().find(|k| k.id == sealed[1]).ok_or(ChallengeError::UnknownKey(sealed[1]))?;
-        key.tag(&sealed[..BODY_LEN])
-            .verify_truncated_left(&sealed[BODY_LEN..])
+        key.tag(&sealed[..body_len])
+            .verify_truncated_left(&sealed[body_len..])
             .map_err(|_| ChallengeError::BadMac)?;
         let nonce = field::<16>(&sealed, 2);
         let issued_at_ms = i64::from_be_bytes(field::<8>(&sealed, 18));
         let expires_at_ms = i64::from_be_bytes(field::<8>(&sealed, 26));
         let ip = canonical_ip(IpAddr::V6(Ipv6Addr::from(field::<16>(&sealed, 34))));
+        let latency = (body_len == TIMED_BODY_LEN).then(|| {
+            let tcp = u32::from_be_bytes(field::<4>(&sealed, 50));
+            Latency {
+                tcp_rtt_us: (tcp != UNKNOWN_RTT).then_some(tcp),
+                echo_rtt_us: u32::from_be_bytes(field::<4>(&sealed, 54)),
+            }
+        });
         if issued_at_ms > now_ms.saturating_add(leeway_ms) {
             return Err(ChallengeError::NotYetValid);
         }
-        Ok(OpenedChallenge { nonce, issued_at_ms, expires_at_ms, ip })
+        Ok(OpenedChallenge { nonce, issued_at_ms, expires_at_ms, ip, latency })
     }
 }
 
@@ -259,7 +344,13 @@ mod tests {
             let opened = ring().open(&issued.challenge, 1_000, 0);
             assert_eq!(
                 opened,
-                Ok(OpenedChallenge { nonce: [9; 16], issued_at_ms: 1_000, expires_at_ms: 121_000, ip })
+                Ok(OpenedChallenge {
+                    nonce: [9; 16],
+                    issued_at_ms: 1_000,
+                    expires_at_ms: 121_000,
+                    ip,
+                    latency: None
+                })
             );
         }
     }
@@ -280,6 +371,37 @@ mod tests {
             assert!(ring().open(&base64url_encode(&bytes), 1_000, 0).is_err(), "flip at {i}");
             bytes[i] ^= 1;
         }
+    }
+
+    #[test]
+    fn timed_challenges_carry_the_sealed_round_trips() {
+        let ip: IpAddr = "2001:db8::7".parse().unwrap();
+        for tcp_rtt_us in [Some(0), Some(1_234), None] {
+            let latency = Latency { tcp_rtt_us, echo_rtt_us: 51_234 };
+            let issued = ring().issue_timed_with_nonce(ip, 1_000, [9; 16], latency);
+            assert!(issued.challenge.len() <= 128);
+            let opened = ring().open(&issued.challenge, 1_000, 0).unwrap();
+            assert_eq!(opened.latency, Some(latency));
+            assert_eq!(opened.nonce, [9; 16]);
+            assert_eq!(opened.ip, ip);
+        }
+        let latency = Latency { tcp_rtt_us: Some(1_000), echo_rtt_us: 61_000 };
+        assert_eq!(latency.hidden_leg_us(), Some(60_000));
+        assert_eq!(Latency { tcp_rtt_us: Some(9_000), echo_rtt_us: 8_000 }.hidden_leg_us(), Some(0));
+        assert_eq!(Latency { tcp_rtt_us: None, echo_rtt_us: 8_000 }.hidden_leg_us(), None);
+        // A client that edits the figures (every bit of them) breaks the
+        // tag; one that cuts them off and calls it version 1 does too.
+        let issued = ring().issue_timed_with_nonce(ip, 1_000, [9; 16], latency);
+        let mut bytes = base64url_decode(&issued.challenge).unwrap_or_default();
+        for i in 0..bytes.len() {
+            bytes[i] ^= 1;
+            assert!(ring().open(&base64url_encode(&bytes), 1_000, 0).is_err(), "flip at {i}");
+            bytes[i] ^= 1;
+        }
+        let mut plain = bytes[..BODY_LEN].to_vec();
+        plain[0] = VERSION;
+        plain.extend_from_slice(&bytes[TIMED_BODY_LEN..]);
+        assert_eq!(ring().open(&base64url_encode(&plain), 1_000, 0), Err(ChallengeError::BadMac));
     }
 
     #[test]

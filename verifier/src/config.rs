@@ -95,6 +95,12 @@ pub struct ServeConfig {
     /// `x-forwarded-for` (the default), `forwarded` or `x-real-ip`. Only
     /// this header is read; a client's copy of another is ignored.
     pub client_ip_header: crate::net::ClientIpHeader,
+    /// The header those proxies write the client connection's TCP round
+    /// trip into, in microseconds (nginx `$tcpinfo_rtt`, HAProxy
+    /// `%[fc_rtt(us)]`), e.g. `x-client-rtt-us`. Behind a proxy the
+    /// verifier's own socket times only the proxy, so without it the echo
+    /// (`GET /v1/echo`) has no hidden leg to report. Default: none.
+    pub tcp_rtt_header: Option<String>,
     /// IPv6 clients are rate-limited per network of this prefix length.
     /// Default 64.
     pub ipv6_rate_limit_prefix: u8,
@@ -185,6 +191,7 @@ impl Default for ServeConfig {
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             client_ip_header: crate::net::ClientIpHeader::default(),
+            tcp_rtt_header: None,
             ipv6_rate_limit_prefix: 64,
             data_dir: PathBuf::from(".meridian/data"),
             country_db: None,
@@ -494,6 +501,7 @@ mod tests {
         ("cors_origins", "https://a.example,https://b.example", "[\"https://a.example\"]"),
         ("trusted_proxies", "10.0.0.0/8", "[\"10.0.0.0/8\"]"),
         ("client_ip_header", "forwarded", "\"forwarded\""),
+        ("tcp_rtt_header", "x-client-rtt-us", "\"x-client-rtt-us\""),
         ("ipv6_rate_limit_prefix", "48", "48"),
         ("data_dir", "/var/lib/meridian", "\"/var/lib/meridian\""),
         ("country_db", "/data/c.mmdb", "\"/data/c.mmdb\""),

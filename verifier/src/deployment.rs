@@ -130,7 +130,9 @@ impl Builder {
         ));
         let proxies = TrustedProxies::parse(&config.trusted_proxies)
             .map_err(|e| fail(format!("trusted_proxies: {e}")))?
-            .with_header(config.client_ip_header);
+            .with_header(config.client_ip_header)
+            .with_rtt_header(config.tcp_rtt_header.as_deref())
+            .map_err(|e| fail(format!("tcp_rtt_header: {e}")))?;
         if !proxies.is_empty() {
             notes.push(format!(
                 "client IP: the first untrusted hop from the right of {} when the peer is a trusted proxy",

@@ -56,7 +56,7 @@ pub use challenge::{
 pub use error::{ErrorCode, TokenError};
 pub use keys::{CollectorKeys, Keys, KeysError};
 pub use policy::Policy;
-pub use service::{Network, Verifier, VerifyInput, VerifyOutcome};
+pub use service::{LatencyFigures, Network, Verifier, VerifyInput, VerifyOutcome};
 pub use token::{ClockSkew, UntrustedToken, VerifiedClaims, VerifyRules};
 
 /// Fills `out` from the operating system's secure random source.

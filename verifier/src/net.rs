@@ -60,6 +60,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 pub struct TrustedProxies {
     networks: Vec<IpNet>,
     header: ClientIpHeader,
+    rtt_header: Option<String>,
 }
 
 /// A trusted-proxy entry that is not a CIDR block or an address.
@@ -90,7 +91,47 @@ impl TrustedProxies {
                 .map_err(|_| BadCidr(entry.to_owned()))?;
             networks.push(network);
         }
-        Ok(Self { networks, header: ClientIpHeader::default() })
+        Ok(Self { networks, header: ClientIpHeader::default(), rtt_header: None })
+    }
+
+    /// Believes the client connection's TCP round trip, in microseconds,
+    /// from this header of the proxies (`tcp_rtt_header`).
+    ///
+    /// # Errors
+    /// When `name` is not a valid header name.
+    pub fn with_rtt_header(mut self, name: Option<&str>) -> Result<Self, String> {
+        self.rtt_header = match name.map(str::trim).filter(|n| !n.is_empty()) {
+            None => None,
+            Some(name) => {
+                // RFC 9110 token characters.
+                let valid =
+                    name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if !valid {
+                    return Err(format!("{name:?} is not a header name"));
+                }
+                Some(name.to_ascii_lowercase())
+            }
+        };
+        Ok(self)
+    }
+
+    /// The header the proxies write the client connection's TCP round trip
+    /// into, lower case.
+    pub fn rtt_header(&self) -> Option<&str> {
+        self.rtt_header.as_deref()
+    }
+
+    /// The client connection's TCP round trip, µs, from a request that came
+    /// from `peer` with `value` in [`Self::rtt_header`]: `None` when `peer`
+    /// is not a trusted proxy (then the verifier's own socket is the
+    /// client's connection), `Some(None)` when it is but the header is
+    /// missing or not a number, `Some(Some(µs))` otherwise.
+    pub fn forwarded_rtt_us(&self, peer: IpAddr, value: Option<&[u8]>) -> Option<Option<u32>> {
+        if !self.contains(peer) {
+            return None;
+        }
+        let text = value.and_then(|v| std::str::from_utf8(v).ok());
+        Some(text.and_then(|v| v.trim().parse::<u32>().ok()).filter(|&us| us < u32::MAX))
     }
 
     /// Reads the client address from `header` instead of `X-Forwarded-For`.

@@ -151,6 +151,11 @@ pub struct Policy {
     pub trusted_networks: Vec<TrustedNetwork>,
     /// The account and organisation history's thresholds (`[history]`).
     pub history: crate::history::signals::HistoryRules,
+    /// The hidden leg (echo round trip − TCP round trip, ms) above which
+    /// `relay_latency` fires. Default 25: direct connections show 0.3–8.5
+    /// ms, a browser behind a relay its whole distance to the exit. 0
+    /// turns the check off.
+    pub relay_latency_ms: u32,
 }
 
 /// A network the operator knows, and the countries its users may be in.
@@ -254,6 +259,7 @@ impl Default for Policy {
             collector_error: Verdict::Review,
             trusted_networks: Vec::new(),
             history: crate::history::signals::HistoryRules::default(),
+            relay_latency_ms: 25,
         }
     }
 }

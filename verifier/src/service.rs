@@ -61,7 +61,7 @@ pub struct VerifyInput<'a> {
 }
 
 /// The network side of the comparison.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct Network {
     /// The observed client IP, canonical.
@@ -81,6 +81,36 @@ pub struct Network {
     /// The privacy relay or Tor exit the IP belongs to, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<crate::geo::RelayKind>,
+    /// The round trips the verifier measured itself while issuing the
+    /// challenge (`GET /v1/echo`); absent when the page fetched a plain one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyFigures>,
+}
+
+/// Round trips in milliseconds, as `network.latency` of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+pub struct LatencyFigures {
+    /// The TCP round trip of the connection the echo ran on (the kernel's,
+    /// or a trusted proxy's); `null` when unknown.
+    pub tcp_rtt_ms: Option<f64>,
+    /// The least round trip of the echoes through the page.
+    pub echo_rtt_ms: f64,
+    /// `echo_rtt_ms − tcp_rtt_ms` (at least 0): the path beyond the
+    /// connection's far end; `null` without a TCP round trip.
+    pub hidden_leg_ms: Option<f64>,
+}
+
+impl From<crate::challenge::Latency> for LatencyFigures {
+    fn from(latency: crate::challenge::Latency) -> Self {
+        // Microseconds to milliseconds, to the hundredth.
+        let ms = |us: u32| f64::from(us / 10) / 100.0;
+        Self {
+            tcp_rtt_ms: latency.tcp_rtt_us.map(ms),
+            echo_rtt_ms: ms(latency.echo_rtt_us),
+            hidden_leg_ms: latency.hidden_leg_us().map(ms),
+        }
+    }
 }
 
 impl Network {
@@ -93,6 +123,7 @@ impl Network {
             org: facts.org,
             hosting: facts.hosting,
             relay: facts.relay.map(|relay| relay.kind),
+            latency: None,
         }
     }
 }
@@ -313,6 +344,7 @@ impl Verifier {
             remote_ip: input.remote_ip,
             network: &facts,
             accept_language: input.accept_language.filter(|h| !h.trim().is_empty()),
+            latency: challenge.latency,
         };
         let mut reasons = checks::run(&evidence, &self.policy);
         if let SingleUse::Unchecked(why) = single_use {
@@ -327,13 +359,15 @@ impl Verifier {
         reasons.extend(more);
         let (score, verdict) = self.policy.score(&reasons);
         let clock = verified.skew();
+        let mut network = Network::new(input.remote_ip, facts);
+        network.latency = challenge.latency.map(LatencyFigures::from);
         VerifyOutcome {
             success: true,
             verdict,
             score,
             reasons,
             error_codes: Vec::new(),
-            network: Some(Network::new(input.remote_ip, facts)),
+            network: Some(network),
             // The claims move into the outcome: no copy on the hot path.
             claims: Some(verified.into_claims()),
             clock: Some(clock),

@@ -253,3 +253,6 @@ pub fn test_relays() -> crate::geo::RelayLists {
         .and_then(|lists| lists.with_tor_exits("ExitAddress 2001:db8:7::1 2026-11-30 11:05:00\n"))
         .unwrap_or_else(|e| unreachable!("literal lists: {e}"))
 }
+
+#[cfg(feature = "http")]
+pub mod relay;

@@ -268,6 +268,18 @@ reason_codes! {
         weight: 30,
         confidence: Medium,
     },
+    /// The page answered the verifier's echoes much later than the
+    /// connection's own round trip allows: the browser sits far behind the
+    /// connection's exit (a proxy, Shadowsocks, V2Ray, a relay service).
+    /// Default weight 50: `review` alone (company gateways and satellite
+    /// accelerators relay honestly); at least the deny threshold when the
+    /// device's zone points into a restricted region.
+    RelayLatency = "relay_latency" {
+        title: "The browser is far behind its network exit",
+        fires_when: "the echo round trip through the page exceeds the connection's TCP round trip by more than `relay_latency_ms` (25 ms); weighs at least the deny threshold when the zone points into a restricted region; never for `trusted_networks`",
+        weight: 50,
+        confidence: Medium,
+    },
     /// The history could not be read or written: the history reasons are
     /// missing from this answer. Default weight 0: the rest of the answer
     /// stands on its own.

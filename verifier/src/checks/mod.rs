@@ -38,6 +38,9 @@ pub struct Evidence<'a> {
     pub network: &'a IpFacts,
     /// The login request's `Accept-Language`, if the backend forwarded it.
     pub accept_language: Option<&'a str>,
+    /// The round trips the verifier sealed into the challenge, if the page
+    /// took it through the echo.
+    pub latency: Option<crate::challenge::Latency>,
 }
 
 /// Zones a browser reports when it withholds its own: privacy browsers
@@ -294,9 +297,50 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
         );
     }
 
+    if let Some(detail) = relay_latency(evidence, policy, trusted.is_some()) {
+        let code = ReasonCode::RelayLatency;
+        // A relay from farther away plus a device that points into a
+        // restricted region: enough to deny, whatever the other weights.
+        let zone_restricted = !withheld
+            && country.is_none_or(|c| !restricted.contains(&c))
+            && tables::zone_countries(zone_name)
+                .iter()
+                .any(|c| Country::parse(c).is_some_and(|c| restricted.contains(&c)));
+        let weight = if zone_restricted {
+            policy.weights.of(code).max(policy.thresholds.deny)
+        } else {
+            policy.weights.of(code)
+        };
+        let detail = if zone_restricted {
+            format!("{detail} The browser's zone {zone_name} is in a restricted region.")
+        } else {
+            detail
+        };
+        reasons.push(Reason::new(code, weight, detail));
+    }
+
     crate::verdict::grade(&mut reasons);
     reasons.sort_by_key(|r| std::cmp::Reverse(r.weight));
     reasons
+}
+
+/// The hidden leg against the policy's `relay_latency_ms`; never for a
+/// network the operator trusts (a company's gateway relays honestly).
+fn relay_latency(evidence: &Evidence<'_>, policy: &Policy, trusted: bool) -> Option<String> {
+    let latency = evidence.latency?;
+    let (tcp, hidden) = (latency.tcp_rtt_us?, latency.hidden_leg_us()?);
+    let threshold_us = policy.relay_latency_ms.saturating_mul(1000);
+    if trusted || policy.relay_latency_ms == 0 || hidden <= threshold_us {
+        return None;
+    }
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    Some(format!(
+        "The page answered the server's echoes in {:.1} ms while the connection's own round trip is {:.1} ms: {:.1} ms lie beyond the connection's far end (more than the {} ms allowed), so the browser is that far behind a relay.",
+        ms(latency.echo_rtt_us),
+        ms(tcp),
+        ms(hidden),
+        policy.relay_latency_ms
+    ))
 }
 
 /// Compares the zone's offsets per the tz database with those the browser

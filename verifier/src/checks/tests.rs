@@ -71,6 +71,7 @@ proptest! {
             remote_ip,
             network: &network,
             accept_language: accept_language.as_deref(),
+            latency: None,
         };
         let policy = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
         let reasons = run(&evidence, &policy);

@@ -1,6 +1,7 @@
 //! The HTTP API (feature `http`).
 //!
-//! Public (pages and browsers): `GET /v1/challenge`, `GET /pkg/…` (the
+//! Public (pages and browsers): `GET /v1/challenge`, `GET /v1/echo` (the
+//! same challenge with the round trips the verifier measured), `GET /pkg/…` (the
 //! built collector, when configured), `GET /.well-known/jwks.json`,
 //! `GET /healthz`, `GET /openapi.json`. The backend's side, on the internal
 //! listener when one is configured: `POST /v1/verify`, `GET /readyz`,
@@ -15,12 +16,14 @@
 //! its login handler instead: its own form plus the verdict.
 
 mod client_ip;
+mod echo;
 mod error;
 mod extract;
 mod metrics;
 mod routes;
 mod secret;
 mod serve;
+mod tcp;
 
 use std::sync::Arc;
 
@@ -52,6 +55,7 @@ pub use metrics::Metrics;
 
 pub use secret::VerifySecret;
 pub use serve::{ServeLimits, serve, shutdown_signal};
+pub use tcp::{ProbedStream, TcpProbe, TcpRtt};
 
 /// The most header bytes (names and values) a request may carry.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -292,7 +296,8 @@ pub fn routers(state: ApiState) -> (Router, Router) {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(state.cors_origins.iter().cloned()))
         .allow_methods([Method::GET]);
-    let mut challenge = Router::new().route("/v1/challenge", get(routes::challenge));
+    let mut challenge =
+        Router::new().route("/v1/challenge", get(routes::challenge)).route("/v1/echo", get(echo::echo));
     if let Some(dir) = &state.collector_dir {
         let files = tower::ServiceBuilder::new()
             .layer(SetResponseHeaderLayer::overriding(

@@ -25,16 +25,27 @@ pub(crate) struct ChallengeResponse {
     expires_in_s: u32,
 }
 
+impl From<crate::challenge::IssuedChallenge> for ChallengeResponse {
+    fn from(issued: crate::challenge::IssuedChallenge) -> Self {
+        Self {
+            challenge: issued.challenge,
+            server_time_ms: issued.issued_at_ms,
+            expires_in_s: issued.expires_in_s,
+        }
+    }
+}
+
 /// The API's OpenAPI document, generated from the handlers below.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Meridian verifier", description = "Checks collector tokens and compares the browser's clock, time zone and languages with where its traffic comes from."),
-    paths(challenge, verify, jwks, healthz, readyz, metrics, openapi, account, organization, erase_account),
+    paths(challenge, super::echo::echo, verify, jwks, healthz, readyz, metrics, openapi, account, organization, erase_account),
     components(schemas(
         ChallengeResponse,
         VerifyRequest,
         crate::VerifyOutcome,
         crate::Network,
+        crate::LatencyFigures,
         crate::verdict::Reason,
         crate::verdict::ReasonCode,
         crate::verdict::Verdict,
@@ -89,11 +100,7 @@ pub(crate) async fn challenge(
         ApiError::internal("could not issue a challenge")
     })?;
     state.metrics.challenges.inc();
-    let body = ChallengeResponse {
-        challenge: issued.challenge,
-        server_time_ms: issued.issued_at_ms,
-        expires_in_s: issued.expires_in_s,
-    };
+    let body = ChallengeResponse::from(issued);
     Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
 }
 

@@ -12,6 +12,8 @@
 //!   client cannot hold sockets. Bodies and handlers are bounded by the
 //!   router's own request timeout.
 //! - **`TCP_NODELAY`** on every connection (see [`super::no_delay`]).
+//! - **The kernel's round trip** of each connection, for handlers that ask:
+//!   a [`super::TcpProbe`] in every request's extensions.
 //! - **Graceful shutdown.** When `shutdown` resolves the listener closes,
 //!   open connections finish their request in flight and close, and after
 //!   [`ServeLimits::drain_timeout`] whatever is left is dropped.
@@ -82,6 +84,7 @@ pub async fn serve(
             continue;
         };
         super::set_no_delay_on(&stream);
+        let (stream, probe) = super::tcp::ProbedStream::new(stream);
         let app = app.clone();
         let mut closing_seen = closing_seen.clone();
         tokio::spawn(async move {
@@ -89,11 +92,13 @@ pub async fn serve(
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                    request.extensions_mut().insert(probe.clone());
                     tower::ServiceExt::oneshot(app.clone(), request)
                 });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            // Upgrades: `GET /v1/echo` is a WebSocket.
+            let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {

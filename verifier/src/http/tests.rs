@@ -148,6 +148,7 @@ async fn openapi_lists_every_route_of_the_router() {
     let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
     for route in [
         "/v1/challenge",
+        "/v1/echo",
         "/v1/verify",
         "/.well-known/jwks.json",
         "/healthz",
@@ -166,7 +167,7 @@ async fn openapi_lists_every_route_of_the_router() {
         let response = app(&minter).oneshot(request).await.unwrap();
         assert_ne!(response.status(), StatusCode::NOT_FOUND, "{route}");
     }
-    assert_eq!(paths.len(), 9, "{paths:?}");
+    assert_eq!(paths.len(), 10, "{paths:?}");
     assert!(doc["paths"]["/v1/accounts/{account}"]["delete"].is_object(), "erasure is documented");
     assert!(doc["components"]["schemas"]["VerifyOutcome"]["properties"]["error_codes"].is_object());
     // The document is written out for the external validator in the serve tests.

@@ -1,0 +1,137 @@
+//! The hidden leg in real browsers: the drop-in takes its challenge through
+//! the verifier's echo in every engine; a Chromium behind a SOCKS5 relay
+//! that adds 30–80 ms on the browser's side is reported with
+//! `relay_latency` and the figures, while a direct one is not, even on a
+//! loaded machine.
+//!
+//! The demo places 127.0.0.0/8 in Singapore and trusts no proxy, so its own
+//! socket is the browser's (or the relay's) connection.
+
+#![allow(clippy::panic, reason = "tests fail by panicking")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use meridian_tests::{
+    BrowserOptions, DemoOptions, DemoServer, Engine, start_browser, start_demo_configured, verify,
+};
+use meridian_verifier::testkit::intel_placing;
+use meridian_verifier::testkit::relay::{DelayRelay, RelayMode};
+use serde_json::{Value, json};
+
+async fn demo_in_singapore() -> DemoServer {
+    start_demo_configured(DemoOptions {
+        intel: intel_placing(&[("127.0.0.0/8", "SG")]),
+        ..DemoOptions::default()
+    })
+    .await
+}
+
+fn singapore(engine: Engine) -> BrowserOptions {
+    BrowserOptions {
+        engine,
+        time_zone: Some("Asia/Singapore".into()),
+        accept_language: Some("en-SG,en".into()),
+        ..BrowserOptions::default()
+    }
+}
+
+async fn judge(demo: &DemoServer, token: &str) -> Value {
+    let (status, answer) = verify(&demo.origin, json!({ "token": token, "remote_ip": "127.0.0.1" })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["success"], true, "{answer}");
+    answer
+}
+
+fn codes(answer: &Value) -> Vec<String> {
+    answer["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn figure(answer: &Value, name: &str) -> f64 {
+    answer["network"]["latency"][name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("network.latency.{name} is missing: {answer}"))
+}
+
+#[tokio::test]
+async fn every_engine_takes_its_challenge_through_the_echo() {
+    let demo = demo_in_singapore().await;
+    for engine in Engine::ALL {
+        let browser = start_browser(singapore(engine)).await;
+        let token = browser.collect_token(&demo.origin, "login").await;
+        let answer = judge(&demo, &token).await;
+        let hidden = figure(&answer, "hidden_leg_ms");
+        println!(
+            "{engine}: tcp {} ms, echo {} ms, hidden leg {hidden} ms",
+            figure(&answer, "tcp_rtt_ms"),
+            figure(&answer, "echo_rtt_ms")
+        );
+        assert!(hidden < 25.0, "{engine}: {answer}");
+        assert!(!codes(&answer).iter().any(|c| c == "relay_latency"), "{engine}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_browser_behind_a_socks_relay_is_reported_with_its_distance() {
+    let demo = demo_in_singapore().await;
+    // 15 and 40 ms each way: 30 and 80 ms of round trip the demo's socket,
+    // which ends at the relay, never sees.
+    for one_way_ms in [15, 40] {
+        let relay = DelayRelay::start(RelayMode::Socks5, Duration::from_millis(one_way_ms))
+            .await
+            .unwrap_or_else(|e| panic!("relay: {e}"));
+        let browser = start_browser(BrowserOptions {
+            proxy_server: Some(format!("socks5://{}", relay.address)),
+            ..singapore(Engine::Chromium)
+        })
+        .await;
+        let token = browser.collect_token(&demo.origin, "login").await;
+        let answer = judge(&demo, &token).await;
+        let (tcp, hidden) = (figure(&answer, "tcp_rtt_ms"), figure(&answer, "hidden_leg_ms"));
+        println!("relay {one_way_ms} ms each way: tcp {tcp} ms, hidden leg {hidden} ms");
+        assert!(tcp < 10.0, "the socket times the relay only: {answer}");
+        assert!(hidden >= (2 * one_way_ms) as f64 - 1.0, "{answer}");
+        assert!(codes(&answer).iter().any(|c| c == "relay_latency"), "{answer}");
+        // Every browser signal agrees with Singapore: physics alone, review.
+        assert_eq!(answer["verdict"], "review", "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_direct_browser_on_a_loaded_machine_is_not_reported() {
+    let demo = demo_in_singapore().await;
+    let browser = start_browser(singapore(Engine::Chromium)).await;
+    // Both cores busy while the browser collects, for a bounded time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let burners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect();
+    let mut hidden = Vec::new();
+    for _ in 0..5 {
+        let token = browser.collect_token(&demo.origin, "login").await;
+        let answer = judge(&demo, &token).await;
+        hidden.push(figure(&answer, "hidden_leg_ms"));
+        assert!(!codes(&answer).iter().any(|c| c == "relay_latency"), "{answer}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for burner in burners {
+        let _ = burner.join();
+    }
+    println!("hidden legs under load: {hidden:?} ms");
+}

@@ -1,0 +1,210 @@
+//! The hidden leg over real sockets: `GET /v1/echo` answered directly and
+//! through a relay that ends the TCP connection and delays the client's
+//! side, as a browser far behind a Shadowsocks or SOCKS exit would be; the
+//! sealed figures through `POST /v1/verify`; and clients that withhold,
+//! forge or edit.
+
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use meridian_protocol::{base64url_decode, base64url_encode};
+use meridian_verifier::challenge::Latency;
+use meridian_verifier::clock::SystemClock;
+use meridian_verifier::geo::Country;
+use meridian_verifier::http::{ApiState, ServeLimits, VerifySecret, router};
+use meridian_verifier::replay::MemoryReplayStore;
+use meridian_verifier::testkit::relay::{DelayRelay, RelayMode};
+use meridian_verifier::testkit::{Minter, intel_placing};
+use meridian_verifier::{Policy, Verifier};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "echo-test-secret-0123456789";
+
+/// A verifier on loopback whose clients appear to be in Singapore, with CN
+/// restricted.
+struct Service {
+    address: SocketAddr,
+    minter: Minter,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Service {
+    async fn start() -> Self {
+        let minter = Minter::new(45);
+        let policy = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
+        let verifier = Verifier::new(minter.keys.clone(), policy, Arc::new(MemoryReplayStore::new(1_000)))
+            .with_intel(Arc::new(intel_placing(&[("127.0.0.0/8", "SG")])));
+        let api = ApiState::new(verifier, vec![VerifySecret::new(SECRET).unwrap()], Arc::new(SystemClock));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = router(api);
+        let task = tokio::spawn(async move {
+            let _ =
+                meridian_verifier::http::serve(listener, app, ServeLimits::default(), std::future::pending())
+                    .await;
+        });
+        Self { address, minter, task }
+    }
+
+    /// Signs claims of an honest browser in `zone` with `challenge` and
+    /// asks `/v1/verify` about them.
+    async fn verify(&self, challenge: &str, zone: &str, languages: &[&str]) -> Value {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut claims = self.minter.honest_claims(ip, now, [1; 16], zone, languages[0], languages).unwrap();
+        claims.challenge = challenge.to_owned();
+        let token = self.minter.sign(&claims);
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/verify", self.address))
+            .bearer_auth(SECRET)
+            .json(&json!({ "token": token, "remote_ip": "127.0.0.1" }))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    fn open(&self, challenge: &str) -> Option<Latency> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        self.minter.keys.challenge.open(challenge, now, 5_000).unwrap().latency
+    }
+}
+
+/// How the test client answers pings.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// Each ping straight back.
+    Echo,
+    /// Nothing (a page that does not take part).
+    Silent,
+    /// A made-up echo for every ping: the right index, a guessed nonce.
+    Forge,
+}
+
+/// Runs the echo as a page would, through `via` (the service itself or a
+/// relay in front of it), and returns the challenge response.
+async fn echo(via: SocketAddr, answer: Answer) -> Value {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{via}/v1/echo")).await.unwrap();
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap() {
+        match message.unwrap() {
+            Message::Binary(frame) => match answer {
+                Answer::Echo => socket.send(Message::Binary(frame)).await.unwrap(),
+                Answer::Silent => {}
+                Answer::Forge => {
+                    let mut forged = frame.to_vec();
+                    forged[1..].fill(0x42);
+                    socket.send(Message::Binary(forged.into())).await.unwrap();
+                }
+            },
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            _ => {}
+        }
+    }
+    panic!("the echo closed without a challenge");
+}
+
+fn reason_codes(answer: &Value) -> Vec<&str> {
+    answer["reasons"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_direct_page_shows_no_hidden_leg() {
+    let service = Service::start().await;
+    let response = echo(service.address, Answer::Echo).await;
+    assert!(response["server_time_ms"].as_i64().unwrap() > 0 && response["expires_in_s"] == 120);
+    let challenge = response["challenge"].as_str().unwrap();
+    let latency = service.open(challenge).expect("a timed challenge");
+    eprintln!("direct: {latency:?}");
+    let tcp = latency.tcp_rtt_us.expect("the kernel's round trip on loopback");
+    assert!(tcp < 20_000, "{latency:?}");
+    assert!(latency.hidden_leg_us().unwrap() < 25_000, "{latency:?}");
+
+    let answer = service.verify(challenge, "Asia/Singapore", &["en-SG", "en"]).await;
+    assert_eq!(answer["verdict"], "allow", "{answer}");
+    assert!(!reason_codes(&answer).contains(&"relay_latency"), "{answer}");
+    let figures = &answer["network"]["latency"];
+    assert!(figures["tcp_rtt_ms"].as_f64().unwrap() < 20.0, "{answer}");
+    assert!(figures["echo_rtt_ms"].as_f64().unwrap() >= 0.0, "{answer}");
+    assert!(figures["hidden_leg_ms"].as_f64().unwrap() < 25.0, "{answer}");
+}
+
+#[tokio::test]
+async fn a_page_behind_a_relay_shows_the_relays_distance() {
+    let service = Service::start().await;
+    // 20 ms each way between the page and the relay: 40 ms the server's
+    // socket cannot see.
+    let relay =
+        DelayRelay::start(RelayMode::Forward(service.address), Duration::from_millis(20)).await.unwrap();
+    let response = echo(relay.address, Answer::Echo).await;
+    let challenge = response["challenge"].as_str().unwrap().to_owned();
+    let latency = service.open(&challenge).expect("a timed challenge");
+    eprintln!("relayed (40 ms): {latency:?}");
+    assert!(latency.tcp_rtt_us.unwrap() < 20_000, "the socket times only the relay: {latency:?}");
+    assert!(latency.hidden_leg_us().unwrap() >= 39_000, "{latency:?}");
+
+    // Every browser signal agrees with Singapore: only physics speaks.
+    let answer = service.verify(&challenge, "Asia/Singapore", &["en-SG", "en"]).await;
+    assert_eq!(answer["verdict"], "review", "{answer}");
+    assert_eq!(reason_codes(&answer), ["relay_latency"], "{answer}");
+    let hidden = answer["network"]["latency"]["hidden_leg_ms"].as_f64().unwrap();
+    assert!(hidden >= 39.0, "{answer}");
+    let detail = answer["reasons"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains(&format!("{hidden:.1} ms")) || detail.contains(" ms lie beyond"), "{detail}");
+
+    // The same relay with a device that points into the restricted region
+    // (zone only, English): deny.
+    let response = echo(relay.address, Answer::Echo).await;
+    let answer =
+        service.verify(response["challenge"].as_str().unwrap(), "Asia/Shanghai", &["en-US", "en"]).await;
+    assert_eq!(answer["verdict"], "deny", "{answer}");
+    assert!(reason_codes(&answer).contains(&"relay_latency"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_page_that_withholds_or_forges_the_echo_gets_no_timing() {
+    let service = Service::start().await;
+    for answer in [Answer::Silent, Answer::Forge] {
+        let response = echo(service.address, answer).await;
+        let challenge = response["challenge"].as_str().unwrap();
+        assert_eq!(service.open(challenge), None, "a plain challenge");
+        let verdict = service.verify(challenge, "Asia/Singapore", &["en-SG", "en"]).await;
+        assert!(verdict["network"].get("latency").is_none(), "{verdict}");
+    }
+}
+
+#[tokio::test]
+async fn sealed_figures_edited_by_the_client_are_refused() {
+    let service = Service::start().await;
+    let relay =
+        DelayRelay::start(RelayMode::Forward(service.address), Duration::from_millis(20)).await.unwrap();
+    let response = echo(relay.address, Answer::Echo).await;
+    let challenge = response["challenge"].as_str().unwrap();
+    let mut bytes = base64url_decode(challenge).unwrap();
+    // The echo round trip (bytes 54..58): made to look direct.
+    let tcp = u32::from_be_bytes(bytes[50..54].try_into().unwrap());
+    bytes[54..58].copy_from_slice(&(tcp + 100).to_be_bytes());
+    let answer = service.verify(&base64url_encode(&bytes), "Asia/Singapore", &["en-SG", "en"]).await;
+    assert_eq!(answer["success"], false, "{answer}");
+    assert_eq!(answer["error_codes"], json!(["bad-challenge"]), "{answer}");
+}
+
+#[tokio::test]
+async fn the_echo_is_a_websocket_and_says_so() {
+    let service = Service::start().await;
+    let response = reqwest::get(format!("http://{}/v1/echo", service.address)).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_codes"], json!(["bad-request"]), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("WebSocket"), "{body}");
+}
