@@ -215,7 +215,7 @@ fn reasons(outcome: &VerifyOutcome) -> Markup {
                     li data-code=(reason.code.as_str()) {
                         strong { (reason.code.title()) }
                         " "
-                        span class="weight" { "+" (reason.weight) }
+                        span class="weight" { (format!("{:+}", reason.weight)) }
                         " "
                         span class="confidence" { (reason.confidence.as_str()) " confidence" }
                         br;

@@ -34,7 +34,7 @@ pub struct Outcome {
     /// The risk score.
     pub score: u8,
     /// Reason codes with their weights, strongest first.
-    pub reasons: Vec<(String, u32)>,
+    pub reasons: Vec<(String, i32)>,
     /// Error codes, when the token was rejected.
     pub errors: Vec<String>,
 }

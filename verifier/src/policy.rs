@@ -30,7 +30,7 @@ use crate::verdict::{Reason, ReasonCode, Verdict};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Weights {
     /// Indexed by the reason's position in [`ReasonCode::ALL`].
-    by_code: Vec<u32>,
+    by_code: Vec<i32>,
 }
 
 impl Default for Weights {
@@ -41,12 +41,12 @@ impl Default for Weights {
 
 impl Weights {
     /// The weight of one reason.
-    pub fn of(&self, code: ReasonCode) -> u32 {
+    pub fn of(&self, code: ReasonCode) -> i32 {
         self.by_code.get(Self::index(code)).copied().unwrap_or(code.spec().default_weight)
     }
 
     /// Sets the weight of one reason.
-    pub fn set(&mut self, code: ReasonCode, weight: u32) {
+    pub fn set(&mut self, code: ReasonCode, weight: i32) {
         if let Some(slot) = self.by_code.get_mut(Self::index(code)) {
             *slot = weight;
         }
@@ -87,7 +87,16 @@ impl<'de> Deserialize<'de> for Weights {
                             known.join(", ")
                         )));
                     };
-                    weights.set(code, map.next_value()?);
+                    let weight: i32 = map.next_value()?;
+                    // Never the reverse: only the exonerating reason takes
+                    // points away, and it never adds any.
+                    let exonerating = code == ReasonCode::OutsideRegionByLatency;
+                    if exonerating && weight > 0 || !exonerating && weight < 0 {
+                        return Err(serde::de::Error::custom(format!(
+                            "[weights] {name} = {weight}: only outside_region_by_latency weighs less than 0, and it never more"
+                        )));
+                    }
+                    weights.set(code, weight);
                 }
                 Ok(weights)
             }
@@ -156,6 +165,47 @@ pub struct Policy {
     /// ms, a browser behind a relay its whole distance to the exit. 0
     /// turns the check off.
     pub relay_latency_ms: u32,
+    /// Where this verifier runs, `[latitude, longitude]` in degrees: with
+    /// it, an echo fast enough to put the browser nearer than every
+    /// restricted region gives `outside_region_by_latency`. Several
+    /// instances in different places each set their own. Default: none.
+    pub server_location: Option<Location>,
+}
+
+/// A place on Earth, written `[latitude, longitude]` in degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "[f64; 2]", into = "[f64; 2]")]
+pub struct Location {
+    /// Degrees north, −90 to 90.
+    pub lat: f64,
+    /// Degrees east, −180 to 180.
+    pub lon: f64,
+}
+
+// Finite by construction (`TryFrom` refuses NaN), so equality is total.
+impl Eq for Location {}
+
+impl TryFrom<[f64; 2]> for Location {
+    type Error = String;
+
+    fn try_from([lat, lon]: [f64; 2]) -> Result<Self, Self::Error> {
+        if !(lat.is_finite()
+            && lon.is_finite()
+            && (-90.0..=90.0).contains(&lat)
+            && (-180.0..=180.0).contains(&lon))
+        {
+            return Err(format!(
+                "[{lat}, {lon}] is not [latitude, longitude] in degrees (latitude −90…90, longitude −180…180)"
+            ));
+        }
+        Ok(Self { lat, lon })
+    }
+}
+
+impl From<Location> for [f64; 2] {
+    fn from(location: Location) -> Self {
+        [location.lat, location.lon]
+    }
 }
 
 /// A network the operator knows, and the countries its users may be in.
@@ -260,6 +310,7 @@ impl Default for Policy {
             trusted_networks: Vec::new(),
             history: crate::history::signals::HistoryRules::default(),
             relay_latency_ms: 25,
+            server_location: None,
         }
     }
 }
@@ -316,10 +367,13 @@ impl Policy {
     /// for what the reasons show under restricted regions (a withheld zone;
     /// a restricted-region claim from an IP of unknown country).
     pub fn score(&self, reasons: &[Reason]) -> (u8, Verdict) {
-        let total = reasons.iter().fold(0u32, |sum, r| sum.saturating_add(r.weight));
+        let total = reasons.iter().fold(0i64, |sum, r| sum.saturating_add(i64::from(r.weight)));
+        let total = u32::try_from(total.max(0)).unwrap_or(u32::MAX);
         let mut verdict = self.verdict(total);
         let has = |code: ReasonCode| reasons.iter().any(|r| r.code == code);
-        if !self.restricted_regions.is_empty() {
+        // Physics put the browser outside every restricted region: what
+        // only its settings could not show no longer needs a floor.
+        if !self.restricted_regions.is_empty() && !has(ReasonCode::OutsideRegionByLatency) {
             if has(ReasonCode::PrivacyBrowser) {
                 verdict = verdict.max(self.withheld_zone);
             }
@@ -384,6 +438,26 @@ mod tests {
         assert!(error.contains("AS-nine"), "{error}");
         let error = Policy::from_toml(&text.replace("\"SG\"", "\"Singapore\"")).unwrap_err().to_string();
         assert!(error.contains("Singapore"), "{error}");
+    }
+
+    #[test]
+    fn only_the_exoneration_weighs_below_zero_and_locations_are_places() {
+        let policy = Policy::from_toml(
+            "server_location = [1.29, 103.85]\n[weights]\noutside_region_by_latency = -30\n",
+        )
+        .unwrap();
+        assert_eq!(policy.weights.of(ReasonCode::OutsideRegionByLatency), -30);
+        assert_eq!(policy.server_location, Some(Location { lat: 1.29, lon: 103.85 }));
+        for bad in ["[weights]\nhosting_ip = -5\n", "[weights]\noutside_region_by_latency = 5\n"] {
+            let error = Policy::from_toml(bad).unwrap_err().to_string();
+            assert!(error.contains("less than 0"), "{error}");
+        }
+        for bad in ["server_location = [91, 0]", "server_location = [0, 200]", "server_location = [1]"] {
+            assert!(Policy::from_toml(bad).is_err(), "{bad}");
+        }
+        // Written back as it was read.
+        let text = toml::to_string(&policy).unwrap();
+        assert_eq!(Policy::from_toml(&text).unwrap(), policy);
     }
 
     #[test]

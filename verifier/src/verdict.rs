@@ -84,8 +84,9 @@ pub struct ReasonSpec {
     pub title: &'static str,
     /// When it fires, in a sentence (the README's table).
     pub fires_when: &'static str,
-    /// Its weight unless the policy says otherwise.
-    pub default_weight: u32,
+    /// Its weight unless the policy says otherwise; below 0 only for
+    /// `outside_region_by_latency`, the one reason that speaks for a login.
+    pub default_weight: i32,
     /// What its evidence is worth on its own ([`grade`] raises it).
     pub confidence: Confidence,
 }
@@ -280,6 +281,18 @@ reason_codes! {
         weight: 50,
         confidence: Medium,
     },
+    /// The echo came back so fast that the browser must be nearer the
+    /// verifier than any restricted region: light covers at most 150 km
+    /// per millisecond of round trip. Default weight −50, but it never
+    /// takes away more than the zone and language reasons of the same
+    /// answer add: it clears what only the device's settings said, never
+    /// what the network or tampering showed.
+    OutsideRegionByLatency = "outside_region_by_latency" {
+        title: "The browser is too near to be in a restricted region",
+        fires_when: "with `server_location` set, the echo round trip puts the browser within 150 km per ms of round trip (light in vacuum; fibre is slower) of the verifier, and every restricted region is farther; takes away at most the weight of the answer's zone and language reasons",
+        weight: -50,
+        confidence: High,
+    },
     /// The history could not be read or written: the history reasons are
     /// missing from this answer. Default weight 0: the rest of the answer
     /// stands on its own.
@@ -352,8 +365,9 @@ pub enum Confidence {
 pub struct Reason {
     /// Stable code.
     pub code: ReasonCode,
-    /// Points this adds to the score.
-    pub weight: u32,
+    /// Points this adds to the score (taken away, for the one exonerating
+    /// reason, `outside_region_by_latency`).
+    pub weight: i32,
     /// A sentence that explains it.
     pub detail: String,
     /// How strongly the evidence supports it.
@@ -363,7 +377,7 @@ pub struct Reason {
 impl Reason {
     /// A reason with the confidence its evidence alone gives; the checks
     /// raise it when other reasons corroborate ([`grade`]).
-    pub fn new(code: ReasonCode, weight: u32, detail: String) -> Self {
+    pub fn new(code: ReasonCode, weight: i32, detail: String) -> Self {
         Self { code, weight, detail, confidence: code.spec().confidence }
     }
 }

@@ -307,7 +307,7 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
                 .iter()
                 .any(|c| Country::parse(c).is_some_and(|c| restricted.contains(&c)));
         let weight = if zone_restricted {
-            policy.weights.of(code).max(policy.thresholds.deny)
+            policy.weights.of(code).max(i32::try_from(policy.thresholds.deny).unwrap_or(i32::MAX))
         } else {
             policy.weights.of(code)
         };
@@ -316,6 +316,15 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
         } else {
             detail
         };
+        reasons.push(Reason::new(code, weight, detail));
+    }
+
+    if let Some(detail) = outside_by_latency(evidence, policy) {
+        // It takes away at most what the device's settings added.
+        let settings: i32 =
+            reasons.iter().filter(|r| SETTINGS_REASONS.contains(&r.code)).map(|r| r.weight).sum();
+        let code = ReasonCode::OutsideRegionByLatency;
+        let weight = policy.weights.of(code).max(-settings.max(0)).min(0);
         reasons.push(Reason::new(code, weight, detail));
     }
 
@@ -340,6 +349,56 @@ fn relay_latency(evidence: &Evidence<'_>, policy: &Policy, trusted: bool) -> Opt
         ms(tcp),
         ms(hidden),
         policy.relay_latency_ms
+    ))
+}
+
+/// The reasons only the device's settings (zone, offsets, languages) give,
+/// which `outside_region_by_latency` may offset. Not the network's, not
+/// tampering, not the `Accept-Language` header against the page.
+const SETTINGS_REASONS: [ReasonCode; 5] = [
+    ReasonCode::TzOffsetMismatch,
+    ReasonCode::TzCountryMismatch,
+    ReasonCode::LocaleCountryMismatch,
+    ReasonCode::RestrictedRegionClaim,
+    ReasonCode::PrivacyBrowser,
+];
+
+/// Kilometres of distance per millisecond of round trip that nothing can
+/// beat: light in vacuum (299 792 km/s) there and back. Fibre is slower
+/// (about 204 km/ms one way), but microwave and satellite laser links are
+/// not, so the bound takes the vacuum figure: it never clears a browser
+/// that could be in a restricted region.
+pub const KM_PER_MS_OF_ROUND_TRIP: f64 = 149.896;
+
+/// Whether the echo puts the browser nearer the verifier than every
+/// restricted region (a short round trip proves where someone is not; a
+/// long one proves nothing): the reason's sentence.
+fn outside_by_latency(evidence: &Evidence<'_>, policy: &Policy) -> Option<String> {
+    let location = policy.server_location?;
+    let latency = evidence.latency?;
+    if policy.restricted_regions.is_empty() {
+        return None;
+    }
+    let bound_km = f64::from(latency.echo_rtt_us) / 1000.0 * KM_PER_MS_OF_ROUND_TRIP;
+    let mut nearest: Option<(f64, Country)> = None;
+    for region in &policy.restricted_regions {
+        // The kept points overestimate a distance by at most the gap:
+        // take it off, so the distance is never more than the map's.
+        let km = crate::geo::distance::distance_to_country_km(region.as_str(), location.lat, location.lon)?;
+        let km = (km - crate::geo::distance::sampling_gap_km(region.as_str())?).max(0.0);
+        if nearest.is_none_or(|(best, _)| km < best) {
+            nearest = Some((km, *region));
+        }
+    }
+    let (nearest_km, region) = nearest?;
+    if bound_km >= nearest_km {
+        return None;
+    }
+    Some(format!(
+        "The page answered the server's echo in {:.1} ms, so the browser is within {:.0} km of this verifier (light covers no more); the nearest restricted region, {region}, is at least {:.0} km away.",
+        f64::from(latency.echo_rtt_us) / 1000.0,
+        bound_km,
+        nearest_km
     ))
 }
 

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::geo::IpFacts;
+use crate::verdict::Verdict;
 
 fn any_ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
@@ -49,6 +50,8 @@ proptest! {
         at_ms in -8_000_000_000_000i64..8_000_000_000_000i64,
         accept_language in prop::option::of(".{0,60}"),
         hosting in any::<Option<bool>>(),
+        latency in prop::option::of((prop::option::of(any::<u32>()), any::<u32>())),
+        located in any::<bool>(),
     ) {
         let mut claims = meridian_protocol::Claims::example();
         claims.time_zone.zone = zone;
@@ -71,11 +74,24 @@ proptest! {
             remote_ip,
             network: &network,
             accept_language: accept_language.as_deref(),
-            latency: None,
+            latency: latency.map(|(tcp_rtt_us, echo_rtt_us)| crate::challenge::Latency { tcp_rtt_us, echo_rtt_us }),
         };
-        let policy = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
+        let policy = Policy {
+            restricted_regions: vec![Country::parse("CN").unwrap()],
+            server_location: located.then_some(SINGAPORE),
+            ..Policy::default()
+        };
         let reasons = run(&evidence, &policy);
         prop_assert!(reasons.windows(2).all(|w| w[0].weight >= w[1].weight));
+        // The exoneration never takes away more than the settings added.
+        let settings: i32 = reasons.iter().filter(|r| SETTINGS_REASONS.contains(&r.code)).map(|r| r.weight).sum();
+        for reason in &reasons {
+            if reason.code == ReasonCode::OutsideRegionByLatency {
+                prop_assert!(reason.weight <= 0 && -reason.weight <= settings);
+            } else {
+                prop_assert!(reason.weight >= 0);
+            }
+        }
     }
 }
 
@@ -89,4 +105,82 @@ fn every_offset_of_a_country_is_found() {
     assert!(us.contains(&-240) && us.contains(&-600), "{us:?}");
     assert!(tz::country_offsets("ZZ", summer).is_empty());
     assert_eq!(tz::format_offset(-210), "−03:30");
+}
+
+const SINGAPORE: crate::policy::Location = crate::policy::Location { lat: 1.29, lon: 103.85 };
+
+/// What the checks say about an honest browser in `zone` with `languages`,
+/// seen from a Singapore IP by a verifier in Singapore restricting CN, whose
+/// echo took `echo_ms`.
+fn physics(zone: &str, languages: &[&str], echo_ms: Option<u32>, tampered: bool) -> (Vec<Reason>, Policy) {
+    let at: Timestamp = "2027-03-01T08:00:00Z".parse().unwrap();
+    let mut claims = meridian_protocol::Claims::example();
+    claims.signed_at_ms = at.as_millisecond();
+    crate::testkit::report_honestly(&mut claims, zone, languages[0], languages).unwrap();
+    if tampered {
+        claims.integrity.as_mut().unwrap().non_native.push("Intl.DateTimeFormat".into());
+    }
+    let network = IpFacts { country: Country::parse("SG"), asn: None, org: None, hosting: None, relay: None };
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    let evidence = Evidence {
+        claims: &claims,
+        skew: ClockSkew { skew_ms: 0, uncertainty_ms: 5 },
+        at,
+        challenge_ip: ip,
+        remote_ip: ip,
+        network: &network,
+        accept_language: None,
+        latency: echo_ms
+            .map(|ms| crate::challenge::Latency { tcp_rtt_us: Some(ms * 1000), echo_rtt_us: ms * 1000 }),
+    };
+    let policy = Policy {
+        restricted_regions: vec![Country::parse("CN").unwrap()],
+        server_location: Some(SINGAPORE),
+        ..Policy::default()
+    };
+    (run(&evidence, &policy), policy)
+}
+
+fn has(reasons: &[Reason], code: ReasonCode) -> bool {
+    reasons.iter().any(|r| r.code == code)
+}
+
+#[test]
+fn a_quick_echo_clears_what_only_the_settings_said() {
+    // A Chinese-speaking traveller in Singapore, 2 ms from a Singapore
+    // verifier: within 300 km, and China is farther.
+    let (reasons, policy) = physics("Asia/Shanghai", &["zh-CN", "zh"], Some(2), false);
+    assert!(has(&reasons, ReasonCode::RestrictedRegionClaim), "{reasons:?}");
+    let exoneration = reasons.iter().find(|r| r.code == ReasonCode::OutsideRegionByLatency).unwrap();
+    assert_eq!(exoneration.weight, -50);
+    assert!(
+        exoneration.detail.contains("within 300 km") && exoneration.detail.contains("CN"),
+        "{}",
+        exoneration.detail
+    );
+    assert_eq!(policy.score(&reasons).1, Verdict::Allow, "{reasons:?}");
+    // Without the echo the same browser is denied.
+    let (reasons, policy) = physics("Asia/Shanghai", &["zh-CN", "zh"], None, false);
+    assert_eq!(policy.score(&reasons).1, Verdict::Deny, "{reasons:?}");
+}
+
+#[test]
+fn a_slow_echo_proves_nothing() {
+    // 30 ms: within 4 500 km, which reaches China.
+    let (reasons, policy) = physics("Asia/Shanghai", &["zh-CN", "zh"], Some(30), false);
+    assert!(!has(&reasons, ReasonCode::OutsideRegionByLatency), "{reasons:?}");
+    assert_eq!(policy.score(&reasons).1, Verdict::Deny);
+}
+
+#[test]
+fn the_exoneration_never_outweighs_more_than_the_settings() {
+    // Nothing to clear: it is reported with no weight.
+    let (reasons, policy) = physics("Asia/Singapore", &["en-SG", "en"], Some(2), false);
+    let exoneration = reasons.iter().find(|r| r.code == ReasonCode::OutsideRegionByLatency).unwrap();
+    assert_eq!(exoneration.weight, 0);
+    assert_eq!(policy.score(&reasons), (0, Verdict::Allow));
+    // Tampering is not the settings: it stays.
+    let (reasons, policy) = physics("Asia/Singapore", &["en-SG", "en"], Some(2), true);
+    assert!(has(&reasons, ReasonCode::TamperedApi), "{reasons:?}");
+    assert_eq!(policy.score(&reasons), (60, Verdict::Review), "{reasons:?}");
 }
