@@ -111,7 +111,9 @@ fn codes(body: &Value) -> Vec<String> {
 pub async fn sample(cases: &[Case], count: usize) -> Result<Vec<BrowserResult>, String> {
     let demo = start_demo_configured(DemoOptions {
         intel: crate::world::intel(),
-        policy: Some(evaluate::policy("restrict-cn")?),
+        // Without `server_location`: the browser's echo runs over loopback,
+        // and the case's IP is only what `X-Forwarded-For` says.
+        policy: Some(meridian_verifier::Policy { server_location: None, ..evaluate::policy("restrict-cn")? }),
         trusted_proxies: vec!["127.0.0.1/32".into()],
     })
     .await;
@@ -147,7 +149,9 @@ pub async fn sample(cases: &[Case], count: usize) -> Result<Vec<BrowserResult>, 
         } else {
             format!("rejected ({status}: {})", body["error_codes"])
         };
-        let library = deployment.run(case, index, now).await?;
+        // The browser's echo runs over loopback; the library run is compared
+        // without the latency model.
+        let library = deployment.run(case, index, now, false).await?;
         let mut library_reasons: Vec<String> = library.reasons.iter().map(|(c, _)| c.clone()).collect();
         library_reasons.sort();
         results.push(BrowserResult {

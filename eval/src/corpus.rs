@@ -851,6 +851,72 @@ fn satellite() -> Vec<Case> {
     d.cases
 }
 
+/// People in CN whose VPN carries their own connections to an exit (an IP
+/// tunnel: WireGuard, OpenVPN, IPsec), with zh-CN and the Shanghai clock
+/// kept, or with the system zone (and half the time the locale) set to
+/// the exit's: the echo sees no hidden leg through a full tunnel.
+fn full_tunnels(engine_spoof: bool) -> Vec<Case> {
+    let mut d = Draw::new(if engine_spoof { "full-tunnel-engine-spoof" } else { "full-tunnel-exit" });
+    let exits: Vec<&str> = NEIGHBOURS.iter().chain(FAR).copied().collect();
+    for index in 0..10 {
+        d.engine = d.any_engine();
+        let exit = *pick(&mut d.rng, &exits);
+        let network = if d.rng.random_bool(0.5) { NetworkKind::Hosting } else { NetworkKind::Residential };
+        let mut person =
+            if engine_spoof && index % 2 == 1 { d.resident_of(exit) } else { d.restricted_user() };
+        if engine_spoof {
+            person.zone = world::country(exit).zones[0].to_owned();
+        }
+        let (at, skew) = (d.instant(), d.skew());
+        let story = if engine_spoof {
+            format!(
+                "A user in CN through a full-tunnel VPN to a {} exit in {exit}, with the system zone set to {}{}",
+                if network == NetworkKind::Hosting { "hosting" } else { "residential" },
+                person.zone,
+                if index % 2 == 0 { " and zh-CN kept" } else { " and the exit country's locale" }
+            )
+        } else {
+            format!(
+                "A user in CN through a full-tunnel VPN to a {} exit in {exit}, browser untouched ({}, {})",
+                if network == NetworkKind::Hosting { "hosting" } else { "residential" },
+                person.zone,
+                person.locale
+            )
+        };
+        d.push(Class::Evasion, story, at, person, None, via(exit, network), None, skew, "restrict-cn");
+    }
+    d.cases
+}
+
+/// Staff in the company's countries logging in through its Singapore
+/// gateway (a proxy: their connections end there) on a site that does not
+/// know the gateway (`restrict-cn`, no trusted networks).
+fn untrusted_gateway() -> Vec<Case> {
+    let mut d = Draw::new("corporate-gateway-untrusted");
+    for _ in 0..20 {
+        d.engine = d.any_engine();
+        let code = *pick(&mut d.rng, world::CORPORATE_COUNTRIES);
+        let person = d.resident_of(code);
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "Staff in {code} ({}, {}) logging in through the company's Singapore gateway, unknown to the site",
+            person.zone, person.locale
+        );
+        d.push(
+            Class::Honest,
+            story,
+            at,
+            person,
+            None,
+            via("SG", NetworkKind::CorporateEgress),
+            None,
+            skew,
+            "restrict-cn",
+        );
+    }
+    d.cases
+}
+
 /// The whole corpus, in a fixed order.
 pub fn generate() -> Vec<Case> {
     [
@@ -886,6 +952,9 @@ pub fn generate() -> Vec<Case> {
         corporate(false),
         corporate(true),
         satellite(),
+        full_tunnels(false),
+        full_tunnels(true),
+        untrusted_gateway(),
     ]
     .concat()
 }

@@ -60,16 +60,24 @@ pub fn policy(name: &str) -> Result<Policy, String> {
     match name {
         "restrict-cn" => Ok(Policy {
             restricted_regions: meridian_verifier::geo::Country::parse("CN").into_iter().collect(),
+            server_location: Some(server_location()),
             ..Policy::default()
         }),
-        "neutral" => Ok(Policy::default()),
+        "neutral" => Ok(Policy { server_location: Some(server_location()), ..Policy::default() }),
         "restrict-cn-corporate" => Ok(Policy {
             restricted_regions: meridian_verifier::geo::Country::parse("CN").into_iter().collect(),
             trusted_networks: vec![crate::world::corporate_network()],
+            server_location: Some(server_location()),
             ..Policy::default()
         }),
         other => Err(format!("unknown policy {other:?}")),
     }
+}
+
+/// Where the evaluation's verifier runs ([`crate::latency::SERVER`]).
+fn server_location() -> meridian_verifier::policy::Location {
+    let (lat, lon) = crate::latency::SERVER;
+    meridian_verifier::policy::Location { lat, lon }
 }
 
 /// A verifier per policy, over the evaluation's IP databases.
@@ -101,12 +109,20 @@ impl Deployment {
         &self.minter
     }
 
-    /// Verifies case number `index` as if it happened at `at`.
+    /// Verifies case number `index` as if it happened at `at`, its
+    /// challenge taken through the echo when `timed` (see
+    /// [`simulate::login`]).
     ///
     /// # Errors
     /// When the case cannot be simulated or names an unknown policy.
-    pub async fn run(&self, case: &Case, index: usize, at: Timestamp) -> Result<Outcome, String> {
-        let login = simulate::login(case, &self.minter, index, at)?;
+    pub async fn run(
+        &self,
+        case: &Case,
+        index: usize,
+        at: Timestamp,
+        timed: bool,
+    ) -> Result<Outcome, String> {
+        let login = simulate::login(case, &self.minter, index, at, timed)?;
         let verifier = self
             .verifiers
             .get(&case.policy)
@@ -141,15 +157,16 @@ impl Default for Deployment {
     }
 }
 
-/// Every case through the library, each at its own instant.
+/// Every case through the library, each at its own instant, its challenge
+/// taken through the echo when `timed`.
 ///
 /// # Errors
 /// The first case that cannot be run.
-pub async fn library(cases: &[Case]) -> Result<Vec<Outcome>, String> {
+pub async fn library(cases: &[Case], timed: bool) -> Result<Vec<Outcome>, String> {
     let deployment = Deployment::new();
     let mut outcomes = Vec::with_capacity(cases.len());
     for (index, case) in cases.iter().enumerate() {
-        outcomes.push(deployment.run(case, index, case.at).await?);
+        outcomes.push(deployment.run(case, index, case.at, timed).await?);
     }
     Ok(outcomes)
 }
@@ -268,10 +285,19 @@ fn reasons_text(outcome: &Outcome) -> String {
     parts.join(", ")
 }
 
+/// The family physics cannot see: a full tunnel carries the browser's own
+/// connection, and an engine-level spoof leaves nothing in the page.
+pub const BLIND_SPOT: &str = "full-tunnel-engine-spoof";
+
 /// The library section of docs/EVALUATION.md: deterministic, so the test
-/// suite can prove the committed figures are current.
-pub fn library_report(cases: &[Case], outcomes: &[Outcome]) -> String {
+/// suite can prove the committed figures are current. `outcomes` took
+/// their challenges through the echo; `without` are the same cases with
+/// plain challenges (a page that skips the echo), for comparison.
+pub fn library_report(cases: &[Case], outcomes: &[Outcome], without: &[Outcome]) -> String {
     let summary = Summary::of(outcomes);
+    let plain = Summary::of(without);
+    let seen: Vec<Outcome> = outcomes.iter().filter(|o| o.family != BLIND_SPOT).cloned().collect();
+    let visible = Summary::of(&seen);
     let mut out = String::new();
     let row = |tally: &Tally| {
         let t = tally.total();
@@ -312,10 +338,21 @@ pub fn library_report(cases: &[Case], outcomes: &[Outcome]) -> String {
     let denied = summary.honest_denied();
     let reviewed = summary.honest_reviewed();
     let _ =
-        writeln!(out, "| evasion caught (review or deny) ≥ 95 % | {caught:.1} % | {} |", yes(caught >= 95.0));
+        writeln!(out, "| evasion caught (review or deny) ≥ 97 % | {caught:.1} % | {} |", yes(caught >= 97.0));
     let _ = writeln!(out, "| honest users denied ≤ 0.5 % | {denied:.1} % | {} |", yes(denied <= 0.5));
     let _ =
         writeln!(out, "| honest users sent to review ≤ 3 % | {reviewed:.1} % | {} |", yes(reviewed <= 3.0));
+    let _ = writeln!(
+        out,
+        "\nWithout the echo (the same cases, plain challenges): evasion caught {:.1} %, honest denied {:.1} %, honest sent to review {:.1} %. Outside the named blind spot (`{BLIND_SPOT}`): evasion caught {:.1} % ({} of {}).\n",
+        plain.evasion_caught(),
+        plain.honest_denied(),
+        plain.honest_reviewed(),
+        visible.evasion_caught(),
+        visible.evasion.review + visible.evasion.deny,
+        visible.evasion.total()
+    );
+    let _ = writeln!(out, "| anchor | measured | met |\n|---|---|---|");
     for (id, expected, label) in [
         (
             "anchor-motivating",
@@ -348,22 +385,30 @@ pub fn library_report(cases: &[Case], outcomes: &[Outcome]) -> String {
     let _ = writeln!(out, "\n### By family\n");
     let _ = writeln!(
         out,
-        "| family | class | cases | allow | review | deny | right |\n|---|---|---|---|---|---|---|"
+        "| family | class | cases | hidden leg, median | allow | review | deny | right | right without the echo |\n|---|---|---|---|---|---|---|---|---|"
     );
+    let right = |class: &Class, tally: &Tally| match class {
+        Class::Honest => tally.allow,
+        Class::Evasion => tally.review + tally.deny,
+    };
     for (family, (class, tally)) in &summary.families {
-        let right = match class {
-            Class::Honest => tally.allow,
-            Class::Evasion => tally.review + tally.deny,
-        };
+        let mut legs: Vec<u32> = cases
+            .iter()
+            .filter(|c| &c.family == family)
+            .filter_map(|c| crate::latency::latency(c).hidden_leg_us())
+            .collect();
+        legs.sort_unstable();
+        let median = legs.get(legs.len() / 2).map_or(0.0, |us| f64::from(*us) / 1000.0);
+        let before = plain.families.get(family).map_or(0.0, |(_, t)| percent(right(class, t), t.total()));
         let _ = writeln!(
             out,
-            "| {family} | {} | {} | {} | {} | {} | {:.0} % |",
+            "| {family} | {} | {} | {median:.1} ms | {} | {} | {} | {:.0} % | {before:.0} % |",
             if *class == Class::Honest { "honest" } else { "evasion" },
             tally.total(),
             tally.allow,
             tally.review,
             tally.deny,
-            percent(right, tally.total())
+            percent(right(class, tally), tally.total())
         );
     }
 

@@ -6,5 +6,6 @@
 pub mod browser;
 pub mod corpus;
 pub mod evaluate;
+pub mod latency;
 pub mod simulate;
 pub mod world;

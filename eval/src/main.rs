@@ -99,8 +99,9 @@ async fn run(corpus_path: &PathBuf, report: &PathBuf, sample: usize, check: bool
     let text = std::fs::read_to_string(corpus_path).map_err(|e| format!("{}: {e}", corpus_path.display()))?;
     let cases = corpus::from_jsonl(&text).map_err(|e| format!("{}: {e}", corpus_path.display()))?;
     eprintln!("running {} cases through the library…", cases.len());
-    let outcomes = evaluate::library(&cases).await?;
-    let library = evaluate::library_report(&cases, &outcomes);
+    let outcomes = evaluate::library(&cases, true).await?;
+    let without = evaluate::library(&cases, false).await?;
+    let library = evaluate::library_report(&cases, &outcomes, &without);
     let document = std::fs::read_to_string(report).map_err(|e| format!("{}: {e}", report.display()))?;
     let mut updated = splice(&document, LIBRARY_BEGIN, LIBRARY_END, &library)?;
     if check {

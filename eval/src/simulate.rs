@@ -93,17 +93,23 @@ pub fn reported_languages(case: &Case) -> Vec<String> {
     }
 }
 
+/// The IP, issue time and nonce of the case's challenge.
+fn challenge(case: &Case, index: usize, at: Timestamp) -> (IpAddr, i64, [u8; 16]) {
+    let (_, challenge_ip) = ips(case, index);
+    let issued_ms = at.as_millisecond() - 1_500;
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&(index as u64).to_le_bytes());
+    nonce[8..].copy_from_slice(&at.as_millisecond().to_le_bytes());
+    (challenge_ip, issued_ms, nonce)
+}
+
 /// The claims of the case's browser, bound to a challenge issued at `at`.
 ///
 /// # Errors
 /// When the case names a zone the tz database does not know.
 pub fn claims(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Result<Claims, String> {
-    let (_, challenge_ip) = ips(case, index);
+    let (challenge_ip, issued_ms, nonce) = challenge(case, index, at);
     let skew_ms = i64::from(case.skew_s) * 1000;
-    let issued_ms = at.as_millisecond() - 1_500;
-    let mut nonce = [0u8; 16];
-    nonce[..8].copy_from_slice(&(index as u64).to_le_bytes());
-    nonce[8..].copy_from_slice(&at.as_millisecond().to_le_bytes());
     let mut claims = minter.claims(challenge_ip, issued_ms, nonce);
     claims.clock.received_at_ms = issued_ms + 3 + skew_ms;
     claims.clock.round_trip_ms = 6;
@@ -180,8 +186,24 @@ pub fn claims(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Resu
 ///
 /// # Errors
 /// As [`claims`].
-pub fn login(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Result<Login, String> {
-    let claims = claims(case, minter, index, at)?;
+///
+/// With `timed`, the challenge carries the round trips the verifier's echo
+/// would have measured for the case ([`crate::latency`]); without, it is a
+/// plain one, as from a page that skipped the echo.
+pub fn login(
+    case: &Case,
+    minter: &Minter,
+    index: usize,
+    at: Timestamp,
+    timed: bool,
+) -> Result<Login, String> {
+    let mut claims = claims(case, minter, index, at)?;
+    if timed {
+        let (ip, issued_ms, nonce) = challenge(case, index, at);
+        let latency = crate::latency::latency(case);
+        claims.challenge =
+            minter.keys.challenge.issue_timed_with_nonce(ip, issued_ms, nonce, latency).challenge;
+    }
     let (remote_ip, _) = ips(case, index);
     Ok(Login {
         token: minter.sign(&claims),

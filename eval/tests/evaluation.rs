@@ -41,14 +41,15 @@ fn corpus_is_what_the_generator_makes() {
 #[tokio::test]
 async fn report_figures_are_current_and_anchors_hold() {
     let cases = committed();
-    let outcomes = evaluate::library(&cases).await.unwrap();
+    let outcomes = evaluate::library(&cases, true).await.unwrap();
+    let without = evaluate::library(&cases, false).await.unwrap();
     let verdict = |id: &str| outcomes.iter().find(|o| o.id == id).unwrap().verdict;
     assert_eq!(verdict("anchor-motivating"), Some(Verdict::Deny));
     assert_eq!(verdict("anchor-german-in-tokyo"), Some(Verdict::Allow));
     assert!(outcomes.iter().all(|o| o.verdict.is_some()), "every token verifies");
 
     let report = std::fs::read_to_string(root().join("docs/EVALUATION.md")).unwrap();
-    let section = evaluate::library_report(&cases, &outcomes);
+    let section = evaluate::library_report(&cases, &outcomes, &without);
     assert!(
         report.contains(&section),
         "docs/EVALUATION.md's library section is out of date (weights, checks or corpus changed): \

@@ -365,7 +365,8 @@ impl Policy {
     /// The risk score (sum of weights, capped at 100) and the verdict: the
     /// thresholds applied to the uncapped sum, raised to the policy's floor
     /// for what the reasons show under restricted regions (a withheld zone;
-    /// a restricted-region claim from an IP of unknown country).
+    /// a restricted-region claim from an IP of unknown country), and held
+    /// at `review` when a relay's distance explains everything else.
     pub fn score(&self, reasons: &[Reason]) -> (u8, Verdict) {
         let total = reasons.iter().fold(0i64, |sum, r| sum.saturating_add(i64::from(r.weight)));
         let total = u32::try_from(total.max(0)).unwrap_or(u32::MAX);
@@ -382,6 +383,24 @@ impl Policy {
             if has(ReasonCode::IpCountryUnknown) && has(ReasonCode::RestrictedRegionClaim) {
                 verdict = verdict.max(Verdict::Review);
             }
+        }
+        // A browser far behind a relay whose zone and language point to
+        // where it says it is (not into a restricted region: that weighs
+        // the deny threshold by itself) is what an honest person behind a
+        // company gateway or a VPN looks like: the distance explains the
+        // mismatches, so together they are `review` at most.
+        let explained = [
+            ReasonCode::RelayLatency,
+            ReasonCode::HostingIp,
+            ReasonCode::TzOffsetMismatch,
+            ReasonCode::TzCountryMismatch,
+            ReasonCode::LocaleCountryMismatch,
+        ];
+        let relay = reasons.iter().find(|r| r.code == ReasonCode::RelayLatency);
+        if relay.is_some_and(|r| u32::try_from(r.weight).unwrap_or(0) < self.thresholds.deny)
+            && reasons.iter().all(|r| r.weight <= 0 || explained.contains(&r.code))
+        {
+            verdict = verdict.min(Verdict::Review);
         }
         (u8::try_from(total.min(100)).unwrap_or(100), verdict)
     }
@@ -458,6 +477,28 @@ mod tests {
         // Written back as it was read.
         let text = toml::to_string(&policy).unwrap();
         assert_eq!(Policy::from_toml(&text).unwrap(), policy);
+    }
+
+    #[test]
+    fn a_relays_distance_explains_the_mismatches_it_comes_with() {
+        let policy = Policy::default();
+        let reason = |code: ReasonCode| Reason::new(code, policy.weights.of(code), String::new());
+        let far = vec![
+            reason(ReasonCode::RelayLatency),
+            reason(ReasonCode::HostingIp),
+            reason(ReasonCode::TzOffsetMismatch),
+            reason(ReasonCode::TzCountryMismatch),
+        ];
+        assert_eq!(policy.score(&far), (100, Verdict::Review));
+        // Anything else on top is not explained by distance.
+        let mut tampered = far.clone();
+        tampered.push(reason(ReasonCode::TamperedApi));
+        assert_eq!(policy.score(&tampered).1, Verdict::Deny);
+        // Nor is a zone in a restricted region (the relay then weighs the
+        // deny threshold).
+        let mut pointed = far;
+        pointed[0].weight = 80;
+        assert_eq!(policy.score(&pointed).1, Verdict::Deny);
     }
 
     #[test]

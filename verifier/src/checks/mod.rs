@@ -297,7 +297,10 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
         );
     }
 
-    if let Some(detail) = relay_latency(evidence, policy, trusted.is_some()) {
+    // A listed relay (Private Relay, WARP, Tor) already says the traffic is
+    // relayed, and the trusted networks are relays the operator knows.
+    let known_relay = trusted.is_some() || evidence.network.relay.is_some();
+    if let Some(detail) = relay_latency(evidence, policy, known_relay) {
         let code = ReasonCode::RelayLatency;
         // A relay from farther away plus a device that points into a
         // restricted region: enough to deny, whatever the other weights.
@@ -334,12 +337,13 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
 }
 
 /// The hidden leg against the policy's `relay_latency_ms`; never for a
-/// network the operator trusts (a company's gateway relays honestly).
-fn relay_latency(evidence: &Evidence<'_>, policy: &Policy, trusted: bool) -> Option<String> {
+/// network the operator trusts (a company's gateway relays honestly) or a
+/// listed relay (`known`).
+fn relay_latency(evidence: &Evidence<'_>, policy: &Policy, known: bool) -> Option<String> {
     let latency = evidence.latency?;
     let (tcp, hidden) = (latency.tcp_rtt_us?, latency.hidden_leg_us()?);
     let threshold_us = policy.relay_latency_ms.saturating_mul(1000);
-    if trusted || policy.relay_latency_ms == 0 || hidden <= threshold_us {
+    if known || policy.relay_latency_ms == 0 || hidden <= threshold_us {
         return None;
     }
     let ms = |us: u32| f64::from(us) / 1000.0;
