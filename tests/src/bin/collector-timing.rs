@@ -4,9 +4,11 @@
 //! the first `collect()` of a fresh drop-in instance (cold, its session —
 //! fresh realm, Worker and key import — included), the first `collect()` of
 //! the page's own instance (its session made when the browser was idle) and
-//! 20 more (warm), each minus the duration of its `/v1/challenge` request
-//! (from Resource Timing), so the figures are the collector's own work.
-//! Prints medians and extremes.
+//! 20 more (warm), each with a plain challenge (`echo: false`) and minus
+//! the duration of its `/v1/challenge` request (from Resource Timing), so
+//! the figures are the collector's own work; then 10 collections through
+//! the echo, network included, next to 10 with a plain challenge request,
+//! for what the echo adds to a login. Prints medians and extremes.
 //!
 //!     cargo run --release -p meridian-tests --bin collector-timing [-- LOADS [PAGE]]
 //!
@@ -52,13 +54,26 @@ const [meridianFirst, done] = arguments;
     await fresh.ready;
     return meridian(fresh);
   }
+  // Without the echo, minus the challenge request: the collector's own work.
   async function meridian(instance = m) {
     performance.clearResourceTimings();
     const t0 = performance.now();
-    await instance.collect({ action: 'login' });
+    await instance.collect({ action: 'login', echo: false });
     const total = performance.now() - t0;
     const fetch = performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/challenge')).pop();
     return total - (fetch ? fetch.duration : 0);
+  }
+  // With the echo, all of it: what a login waits for.
+  async function meridianEcho() {
+    const t0 = performance.now();
+    await m.collect({ action: 'login' });
+    return performance.now() - t0;
+  }
+  // The plain challenge request alone, as the page makes it.
+  async function challengeFetch() {
+    const t0 = performance.now();
+    await (await fetch('/v1/challenge', { cache: 'no-store', credentials: 'omit' })).json();
+    return performance.now() - t0;
   }
   let agent = null;
   async function fingerprint() {
@@ -87,8 +102,13 @@ const [meridianFirst, done] = arguments;
   session.free();
   const warm = [], fpWarm = [];
   for (let i = 0; i < 20; i++) warm.push(await meridian());
+  const echo = [], plain = [];
+  for (let i = 0; i < 10; i++) {
+    echo.push(await meridianEcho());
+    plain.push((await meridian()) + (await challengeFetch()));
+  }
   if (fp) for (let i = 0; i < 5; i++) fpWarm.push(await fingerprint());
-  done({ wasmInit, dropIn, realm, coldSession, cold, warm, fpCold, fpWarm });
+  done({ wasmInit, dropIn, realm, coldSession, cold, warm, fpCold, fpWarm, echo, plain });
 })().catch(e => done({ error: String(e) }));
 "#;
 
@@ -107,6 +127,7 @@ async fn main() {
     let (mut wasm_init, mut drop_in, mut realm) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cold_session, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     let (mut fp_cold, mut fp_warm) = (Vec::new(), Vec::new());
+    let (mut echo, mut plain) = (Vec::new(), Vec::new());
     for i in 0..loads {
         browser.client.goto(&format!("{}{page}", demo.origin)).await.unwrap_or_else(|e| panic!("{e}"));
         let meridian_first = serde_json::Value::Bool(i % 2 == 0);
@@ -125,6 +146,8 @@ async fn main() {
         cold.push(result["cold"].as_f64().unwrap_or(f64::NAN));
         warm.extend(result["warm"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64));
         fp_cold.extend(result["fpCold"].as_f64());
+        echo.extend(result["echo"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64));
+        plain.extend(result["plain"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64));
         fp_warm
             .extend(result["fpWarm"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64));
     }
@@ -159,6 +182,12 @@ async fn main() {
         "warm collect (challenge fetch excluded): median {:.2} ms, max {:.2} ms",
         median(&mut warm),
         max(&warm)
+    );
+    let (echo_median, plain_median) = (median(&mut echo), median(&mut plain));
+    println!(
+        "warm collect with the echo, network included: median {echo_median:.2} ms, max {:.2} ms; with a plain challenge fetch: median {plain_median:.2} ms; the echo adds {:.2} ms",
+        max(&echo),
+        echo_median - plain_median
     );
     if fp_cold.is_empty() {
         println!("FingerprintJS: not measured (no /pkg/fp.min.js; scripts/bench provides it)");
