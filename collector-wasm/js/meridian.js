@@ -99,7 +99,36 @@ async function fetchChallenge(url, current) {
   if (!response.ok) throw new Error(`meridian: challenge request answered HTTP ${response.status}`);
   const body = await response.json().catch(() => ({}));
   if (typeof body.challenge !== 'string') throw new Error('meridian: challenge response has no challenge');
-  return body.challenge;
+  return body;
+}
+
+/**
+ * The second origin: asks the verifier's UDP port (`udp` in the challenge
+ * answer) for a TURN allocation with the challenge as user name, from the
+ * browser itself, around any HTTP or SOCKS proxy. The verifier notes where
+ * the datagrams came from and refuses; the refusal (an ICE candidate
+ * error) means it has seen them. Never fails: without WebRTC, or after
+ * 600 ms, there is simply no UDP origin.
+ */
+function udpProbe({ challenge, udp }) {
+  return new Promise((resolve) => {
+    let peer;
+    try {
+      peer = new RTCPeerConnection({
+        iceServers: [{ urls: `turn:${udp}?transport=udp`, username: challenge, credential: 'meridian' }],
+      });
+    } catch {
+      return resolve();
+    }
+    const done = () => {
+      peer.close();
+      resolve();
+    };
+    peer.onicecandidateerror = done;
+    setTimeout(done, 600);
+    peer.createDataChannel('');
+    peer.createOffer().then((offer) => peer.setLocalDescription(offer)).catch(done);
+  });
 }
 
 /**
@@ -120,7 +149,7 @@ function echoChallenge(url, current) {
     const timer = setTimeout(() => socket.close(), 5000);
     socket.onmessage = ({ data }) => {
       if (typeof data == 'string') {
-        resolve(JSON.parse(data).challenge);
+        resolve(JSON.parse(data));
         socket.close();
       } else {
         // The last ping's answer is the request the challenge answers.
@@ -148,11 +177,14 @@ export async function collect(options = {}) {
   // without its view would only lack that cross-check.
   await workerAnswer(current, 1000);
   const url = options.challengeUrl || defaultChallengeUrl;
-  const challenge =
+  const body =
     (options.echo !== false && (await echoChallenge(url, current).catch(() => {}))) ||
     (await fetchChallenge(url, current));
-  const [input, signature] = current.sign(challenge, options.action || settings.action || 'login');
-  return `${input}.${base64url(new Uint8Array(await signature))}`;
+  const probe = body.udp && udpProbe(body);
+  const [input, signature] = current.sign(body.challenge, options.action || settings.action || 'login');
+  const token = `${input}.${base64url(new Uint8Array(await signature))}`;
+  await probe;
+  return token;
 }
 
 /**

@@ -115,6 +115,7 @@ pub async fn sample(cases: &[Case], count: usize) -> Result<Vec<BrowserResult>, 
         // and the case's IP is only what `X-Forwarded-For` says.
         policy: Some(meridian_verifier::Policy { server_location: None, ..evaluate::policy("restrict-cn")? }),
         trusted_proxies: vec!["127.0.0.1/32".into()],
+        udp_origin: false,
     })
     .await;
     let deployment = Deployment::new();

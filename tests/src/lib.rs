@@ -93,6 +93,8 @@ pub struct DemoOptions {
     /// Proxies whose `X-Forwarded-For` is believed, e.g. `127.0.0.1/32`, so
     /// a browser can present any client IP through [`Browser::forward_for`].
     pub trusted_proxies: Vec<String>,
+    /// Open the UDP origin's port (`udp_listen` on a free loopback port).
+    pub udp_origin: bool,
 }
 
 /// Starts the demo as `options` say, through the same configuration and
@@ -101,7 +103,7 @@ pub struct DemoOptions {
 /// # Panics
 /// When the demo cannot start.
 pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
-    let DemoOptions { intel, policy, trusted_proxies } = options;
+    let DemoOptions { intel, policy, trusted_proxies, udp_origin } = options;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
     let clock = Arc::new(ShiftedClock::default());
@@ -113,6 +115,9 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
     }
     let proxies: Vec<toml::Value> = trusted_proxies.iter().map(|p| toml::Value::String(p.clone())).collect();
     defaults.insert("trusted_proxies".into(), toml::Value::Array(proxies));
+    if udp_origin {
+        defaults.insert("udp_listen".into(), toml::Value::String("127.0.0.1:0".into()));
+    }
     defaults.insert("verify_secret".into(), toml::Value::Array(vec![VERIFY_SECRET.into()]));
     // Each demo keeps its own history, so tests never see each other's.
     let data = scratch_dir("demo");
@@ -354,6 +359,10 @@ pub struct BrowserOptions {
     /// (`--proxy-server`, `--proxy-bypass-list=<-loopback>`), e.g.
     /// `socks5://127.0.0.1:1080`. Chromium only.
     pub proxy_server: Option<String>,
+    /// The profile preference `webrtc.ip_handling_policy`, e.g.
+    /// `disable_non_proxied_udp` (WebRTC's UDP only through the proxy, so
+    /// none at all through a SOCKS or HTTP proxy). Chromium only.
+    pub webrtc_ip_handling_policy: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -383,8 +392,8 @@ pub async fn start_browser(options: BrowserOptions) -> Browser {
             "BrowserOptions::loopback_alias is a Chromium switch: Chromium only, not {engine}"
         );
         assert!(
-            options.proxy_server.is_none(),
-            "BrowserOptions::proxy_server is a Chromium switch: Chromium only, not {engine}"
+            options.proxy_server.is_none() && options.webrtc_ip_handling_policy.is_none(),
+            "BrowserOptions::proxy_server and webrtc_ip_handling_policy are Chromium settings: Chromium only, not {engine}"
         );
     }
     if engine != Engine::Firefox {
@@ -533,7 +542,11 @@ async fn start_chromium(options: BrowserOptions) -> Browser {
         args.push(format!("--lang={}", languages.split(',').next().unwrap_or("en-US")));
     }
     let mut capabilities = serde_json::Map::new();
-    capabilities.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium, "args": args }));
+    let mut chrome_options = serde_json::json!({ "binary": chromium, "args": args });
+    if let Some(policy) = &options.webrtc_ip_handling_policy {
+        chrome_options["prefs"] = serde_json::json!({ "webrtc.ip_handling_policy": policy });
+    }
+    capabilities.insert("goog:chromeOptions".into(), chrome_options);
     let url = format!("http://127.0.0.1:{port}");
     let client = connect(Engine::Chromium, &url, &capabilities).await;
     let browser = Browser { client, engine: Engine::Chromium, driver, profile, driver_url: url, port };

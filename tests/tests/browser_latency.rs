@@ -135,3 +135,55 @@ async fn a_direct_browser_on_a_loaded_machine_is_not_reported() {
     }
     println!("hidden legs under load: {hidden:?} ms");
 }
+
+/// A demo whose UDP port is open, trusting loopback as its proxy so that
+/// the browser's login can present a Singapore address while its UDP comes
+/// from this machine's own address (192.0.2.0/24 here, placed in CN).
+async fn demo_with_udp() -> DemoServer {
+    start_demo_configured(DemoOptions {
+        intel: intel_placing(&[("198.51.100.0/24", "SG"), ("192.0.2.0/24", "CN"), ("127.0.0.0/8", "CN")]),
+        trusted_proxies: vec!["127.0.0.1/32".into()],
+        udp_origin: true,
+        ..DemoOptions::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_browser_behind_a_proxy_shows_its_second_origin_over_udp() {
+    let demo = demo_with_udp().await;
+    let browser = start_browser(singapore(Engine::Chromium)).await;
+    let login: std::net::IpAddr = [198, 51, 100, 10].into();
+    browser.forward_for(login).await;
+    let token = browser.collect_token(&demo.origin, "login").await;
+    let (status, answer) =
+        verify(&demo.origin, json!({ "token": token, "remote_ip": login.to_string() })).await;
+    assert_eq!(status, 200, "{answer}");
+    println!("second origin: {}", answer["network"]["udp_origin"]);
+    let udp = &answer["network"]["udp_origin"];
+    assert_eq!(udp["country"], "CN", "{answer}");
+    assert_ne!(udp["ip"], login.to_string(), "{answer}");
+    let codes = codes(&answer);
+    assert!(codes.iter().any(|c| c == "udp_origin_mismatch"), "{answer}");
+    assert!(codes.iter().any(|c| c == "restricted_region_ip"), "{answer}");
+    assert_eq!(answer["verdict"], "deny", "{answer}");
+}
+
+#[tokio::test]
+async fn a_browser_whose_udp_is_blocked_is_not_penalised() {
+    let demo = demo_with_udp().await;
+    let browser = start_browser(BrowserOptions {
+        webrtc_ip_handling_policy: Some("disable_non_proxied_udp".into()),
+        ..singapore(Engine::Chromium)
+    })
+    .await;
+    let login: std::net::IpAddr = [198, 51, 100, 10].into();
+    browser.forward_for(login).await;
+    let token = browser.collect_token(&demo.origin, "login").await;
+    let (status, answer) =
+        verify(&demo.origin, json!({ "token": token, "remote_ip": login.to_string() })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["network"].get("udp_origin").is_none(), "{answer}");
+    assert_eq!(answer["verdict"], "allow", "{answer}");
+    assert!(codes(&answer).is_empty(), "{answer}");
+}

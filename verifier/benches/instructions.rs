@@ -143,6 +143,7 @@ fn run_checks(input: &Checked) -> usize {
         network: &input.facts,
         accept_language: Some("de-DE,de;q=0.9"),
         latency: None,
+        udp_origin: None,
     };
     checks::run(black_box(&evidence), &input.policy).len()
 }

@@ -171,6 +171,15 @@ pub struct ServeConfig {
     /// Folder of the built collector, served under `/pkg/` (CORS for
     /// `cors_origins`). Default `.meridian/pkg` when it holds `meridian.js`.
     pub collector_dir: Option<PathBuf>,
+    /// A UDP address for the second origin (`network.udp_origin`): the
+    /// collector sends a TURN request there from the browser, around any
+    /// HTTP or SOCKS proxy, and the source is noted against its challenge.
+    /// E.g. `0.0.0.0:3478`. Default: off.
+    pub udp_listen: Option<SocketAddr>,
+    /// `host:port` browsers send that UDP to, when it is not `udp_listen`
+    /// itself (a wildcard address, a public name, NAT in front). Default:
+    /// the bound `udp_listen`.
+    pub udp_public: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -192,6 +201,8 @@ impl Default for ServeConfig {
             trusted_proxies: Vec::new(),
             client_ip_header: crate::net::ClientIpHeader::default(),
             tcp_rtt_header: None,
+            udp_listen: None,
+            udp_public: None,
             ipv6_rate_limit_prefix: 64,
             data_dir: PathBuf::from(".meridian/data"),
             country_db: None,
@@ -526,6 +537,8 @@ mod tests {
         ("retention_days", "30", "30"),
         ("log_format", "json", "\"json\""),
         ("collector_dir", "/srv/pkg", "\"/srv/pkg\""),
+        ("udp_listen", "127.0.0.1:3478", "\"127.0.0.1:3478\""),
+        ("udp_public", "verifier.example:3478", "\"verifier.example:3478\""),
     ];
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Deployment {
     listen: SocketAddr,
     internal_listen: Option<SocketAddr>,
     limits: ServeLimits,
+    /// The UDP port of the second origin, and the address browsers use.
+    udp: Option<(SocketAddr, Option<String>)>,
     /// The history and its retention in days, purged hourly while serving.
     #[cfg(feature = "history")]
     history: Option<(crate::history::History, u32)>,
@@ -168,9 +170,20 @@ impl Builder {
             None => notes.push("challenge budget: none (bound the Redis store with maxmemory)".into()),
         }
         let store = replay_store(&config, &mut notes)?;
-        #[allow(unused_mut, reason = "only the history feature changes it")]
         let mut verifier =
             Verifier::new(Keys { collector, challenge }, policy, store).with_intel(Arc::new(intel));
+        if let Some(address) = config.udp_listen {
+            if address.ip().is_unspecified() && config.udp_public.is_none() {
+                return Err(fail(format!(
+                    "udp_public: browsers cannot send to {address}; name the host:port they reach"
+                )));
+            }
+            // One entry per challenge that sent a probe, as many as the
+            // replay store may hold.
+            let capacity = budget.unwrap_or(config.replay_capacity);
+            verifier = verifier.with_udp_origins(Arc::new(crate::udp::UdpOrigins::new(capacity)));
+            notes.push(format!("UDP origin: TURN probes on {address}"));
+        }
         #[cfg(feature = "history")]
         let history = if config.history {
             let history = open_history(&config, &mut notes, !reads_history).await?;
@@ -223,6 +236,7 @@ impl Builder {
             listen: config.listen,
             internal_listen: config.internal_listen,
             limits,
+            udp: config.udp_listen.map(|address| (address, config.udp_public.clone())),
             #[cfg(feature = "history")]
             history: history.map(|history| (history, config.retention_days)),
         })
@@ -432,7 +446,22 @@ impl Deployment {
         }
         #[cfg(feature = "history")]
         let self_history = self.history.clone();
-        let Self { state, data, limits, .. } = self;
+        let Self { state, data, limits, udp, .. } = self;
+        let udp_task = match udp {
+            None => None,
+            Some((address, public)) => {
+                let socket = tokio::net::UdpSocket::bind(address)
+                    .await
+                    .map_err(|e| format!("udp_listen: cannot bind {address}: {e}"))?;
+                let bound = socket.local_addr().map_err(|e| format!("udp_listen: {e}"))?;
+                tracing::info!(address = %bound, "UDP origin: TURN probes");
+                state.set_udp_address(public.unwrap_or_else(|| bound.to_string()));
+                let keys = state.verifier().keys().challenge.clone();
+                let origins = state.verifier().udp_origins().cloned();
+                let clock = state.clock_handle();
+                origins.map(|origins| tokio::spawn(crate::udp::serve(socket, keys, origins, clock)))
+            }
+        };
         // The bound address: with port 0 configured, the one the system chose.
         if let Ok(address) = public.local_addr() {
             tracing::info!(%address, "meridian verifier listening");
@@ -450,6 +479,9 @@ impl Deployment {
             loop {
                 tick.tick().await;
                 housekeeping.housekeeping();
+                if let Some(origins) = housekeeping.verifier().udp_origins() {
+                    origins.purge(housekeeping.clock().now().as_millisecond());
+                }
                 #[cfg(feature = "history")]
                 if let Some((history, days)) = &retention
                     && ticks.is_multiple_of(120)
@@ -488,6 +520,9 @@ impl Deployment {
             }
         };
         chores.abort();
+        if let Some(task) = udp_task {
+            task.abort();
+        }
         // What was answered goes to the database now rather than from the
         // journal at the next start.
         #[cfg(feature = "history")]

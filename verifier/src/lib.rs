@@ -40,6 +40,7 @@ pub mod replay;
 mod service;
 pub mod tables;
 mod token;
+pub mod udp;
 #[cfg(feature = "cli")]
 pub mod update;
 pub mod verdict;
@@ -56,7 +57,7 @@ pub use challenge::{
 pub use error::{ErrorCode, TokenError};
 pub use keys::{CollectorKeys, Keys, KeysError};
 pub use policy::Policy;
-pub use service::{LatencyFigures, Network, Verifier, VerifyInput, VerifyOutcome};
+pub use service::{LatencyFigures, Network, UdpOrigin, Verifier, VerifyInput, VerifyOutcome};
 pub use token::{ClockSkew, UntrustedToken, VerifiedClaims, VerifyRules};
 
 /// Fills `out` from the operating system's secure random source.

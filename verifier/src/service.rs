@@ -28,6 +28,7 @@ pub struct Verifier {
     store: Arc<dyn ReplayStore>,
     #[cfg(feature = "history")]
     history: Option<crate::history::History>,
+    udp_origins: Option<Arc<crate::udp::UdpOrigins>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -85,6 +86,21 @@ pub struct Network {
     /// challenge (`GET /v1/echo`); absent when the page fetched a plain one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyFigures>,
+    /// Where the browser's UDP came from, as the verifier's UDP port saw
+    /// it for this challenge; absent when no probe arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp_origin: Option<UdpOrigin>,
+}
+
+/// The source of the browser's UDP probe (`network.udp_origin`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+pub struct UdpOrigin {
+    /// The address the datagrams came from.
+    #[cfg_attr(feature = "http", schema(value_type = String, example = "198.51.100.7"))]
+    pub ip: IpAddr,
+    /// Its ISO 3166-1 alpha-2 country, when known.
+    pub country: Option<String>,
 }
 
 /// Round trips in milliseconds, as `network.latency` of the answer.
@@ -124,6 +140,7 @@ impl Network {
             hosting: facts.hosting,
             relay: facts.relay.map(|relay| relay.kind),
             latency: None,
+            udp_origin: None,
         }
     }
 }
@@ -222,7 +239,20 @@ impl Verifier {
             store,
             #[cfg(feature = "history")]
             history: None,
+            udp_origins: None,
         }
+    }
+
+    /// Reads the UDP sources the verifier's UDP port saw for each challenge
+    /// (`udp_listen`) into `network.udp_origin` and the checks.
+    pub fn with_udp_origins(mut self, origins: Arc<crate::udp::UdpOrigins>) -> Self {
+        self.udp_origins = Some(origins);
+        self
+    }
+
+    /// The UDP sources seen per challenge, when the UDP port is on.
+    pub fn udp_origins(&self) -> Option<&Arc<crate::udp::UdpOrigins>> {
+        self.udp_origins.as_ref()
     }
 
     /// Records every verification in `history` and weighs accounts' and
@@ -331,6 +361,14 @@ impl Verifier {
         let Accepted { verified, single_use } = accepted;
         let claims = verified.claims();
         let challenge = verified.challenge();
+        // The UDP source of this challenge's probe: one that differs from
+        // the login's address when there is one (that is the evidence).
+        let udp_origin = self.udp_origins.as_ref().and_then(|origins| {
+            let seen = origins.lookup(&challenge.nonce, now.as_millisecond());
+            let login = canonical_ip(input.remote_ip);
+            let ip = seen.iter().copied().find(|ip| *ip != login).or_else(|| seen.first().copied())?;
+            Some((ip, self.intel.load().lookup(ip)))
+        });
         // The instant the claims describe: the browser's signing time, but
         // never outside the challenge's life as the verifier measured it.
         let at_ms = claims
@@ -345,6 +383,7 @@ impl Verifier {
             network: &facts,
             accept_language: input.accept_language.filter(|h| !h.trim().is_empty()),
             latency: challenge.latency,
+            udp_origin: udp_origin.as_ref().map(|(ip, facts)| (*ip, facts.country)),
         };
         let mut reasons = checks::run(&evidence, &self.policy);
         if let SingleUse::Unchecked(why) = single_use {
@@ -361,6 +400,8 @@ impl Verifier {
         let clock = verified.skew();
         let mut network = Network::new(input.remote_ip, facts);
         network.latency = challenge.latency.map(LatencyFigures::from);
+        network.udp_origin = udp_origin
+            .map(|(ip, facts)| UdpOrigin { ip, country: facts.country.map(|c| c.as_str().to_owned()) });
         VerifyOutcome {
             success: true,
             verdict,

@@ -293,6 +293,15 @@ reason_codes! {
         weight: -50,
         confidence: High,
     },
+    /// The browser's UDP (WebRTC, sent around an HTTP or SOCKS proxy) came
+    /// from another country than its login. Default weight 30; when that
+    /// country is restricted, `restricted_region_ip` comes with it.
+    UdpOriginMismatch = "udp_origin_mismatch" {
+        title: "The browser's UDP comes from another country",
+        fires_when: "the source of the browser's UDP probe (`udp_listen`) is in another country than the login's IP; a restricted country adds `restricted_region_ip`; no probe is no penalty",
+        weight: 30,
+        confidence: High,
+    },
     /// The history could not be read or written: the history reasons are
     /// missing from this answer. Default weight 0: the rest of the answer
     /// stands on its own.

@@ -41,6 +41,9 @@ pub struct Evidence<'a> {
     /// The round trips the verifier sealed into the challenge, if the page
     /// took it through the echo.
     pub latency: Option<crate::challenge::Latency>,
+    /// The source of the browser's UDP probe and its country, if the
+    /// verifier's UDP port saw one for this challenge.
+    pub udp_origin: Option<(IpAddr, Option<Country>)>,
 }
 
 /// Zones a browser reports when it withholds its own: privacy browsers
@@ -295,6 +298,35 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
             ReasonCode::IpChanged,
             format!("The challenge was fetched from {challenge_ip} but the login came from {remote_ip}."),
         );
+    }
+
+    // The second origin: UDP the browser sent around its proxy.
+    if let Some((udp_ip, udp_country)) = evidence.udp_origin
+        && canonical_ip(udp_ip) != canonical_ip(evidence.remote_ip)
+    {
+        let named =
+            |c: Option<Country>| c.map_or_else(|| "an unknown country".to_owned(), |c| c.as_str().to_owned());
+        // Another address in the same country is a dual-stack or carrier
+        // pool, not a second origin.
+        if udp_country.is_some() && udp_country != country {
+            add(
+                ReasonCode::UdpOriginMismatch,
+                format!(
+                    "The browser's UDP came from {udp_ip} ({}) while its login came from {} ({}): its web traffic goes through a proxy.",
+                    named(udp_country),
+                    canonical_ip(evidence.remote_ip),
+                    named(country)
+                ),
+            );
+        }
+        if let Some(region) = udp_country.filter(|c| restricted.contains(c))
+            && country.is_none_or(|c| !restricted.contains(&c))
+        {
+            add(
+                ReasonCode::RestrictedRegionIp,
+                format!("The browser's UDP came from {udp_ip} in {region}, a restricted region."),
+            );
+        }
     }
 
     // A listed relay (Private Relay, WARP, Tor) already says the traffic is

@@ -52,6 +52,7 @@ proptest! {
         hosting in any::<Option<bool>>(),
         latency in prop::option::of((prop::option::of(any::<u32>()), any::<u32>())),
         located in any::<bool>(),
+        udp in prop::option::of((any_ip(), prop::option::of("[A-Z]{2}"))),
     ) {
         let mut claims = meridian_protocol::Claims::example();
         claims.time_zone.zone = zone;
@@ -75,6 +76,7 @@ proptest! {
             network: &network,
             accept_language: accept_language.as_deref(),
             latency: latency.map(|(tcp_rtt_us, echo_rtt_us)| crate::challenge::Latency { tcp_rtt_us, echo_rtt_us }),
+            udp_origin: udp.map(|(ip, country)| (ip, country.as_deref().and_then(Country::parse))),
         };
         let policy = Policy {
             restricted_regions: vec![Country::parse("CN").unwrap()],
@@ -132,6 +134,7 @@ fn physics(zone: &str, languages: &[&str], echo_ms: Option<u32>, tampered: bool)
         accept_language: None,
         latency: echo_ms
             .map(|ms| crate::challenge::Latency { tcp_rtt_us: Some(ms * 1000), echo_rtt_us: ms * 1000 }),
+        udp_origin: None,
     };
     let policy = Policy {
         restricted_regions: vec![Country::parse("CN").unwrap()],

@@ -117,7 +117,7 @@ async fn session(mut socket: WebSocket, state: &ApiState, client: ClientIp, sour
         return;
     };
     state.metrics.challenges.inc();
-    let body = ChallengeResponse::from(issued);
+    let body = ChallengeResponse::new(issued, state);
     let Ok(json) = serde_json::to_string(&body) else { return };
     if socket.send(Message::Text(json.into())).await.is_ok() {
         let _ = socket.send(Message::Close(None)).await;

@@ -77,6 +77,8 @@ pub struct ApiState {
     metrics: Arc<Metrics>,
     ready: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     collector_dir: Option<Arc<std::path::PathBuf>>,
+    /// `host:port` of the UDP origin's port, once bound.
+    udp_address: Arc<std::sync::OnceLock<String>>,
 }
 
 struct Inner {
@@ -117,7 +119,24 @@ impl ApiState {
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(|| None),
             collector_dir: None,
+            udp_address: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// Tells pages, in every challenge answer (`udp`), where to send the
+    /// UDP probe of the second origin. Set once, when the port is bound.
+    pub fn set_udp_address(&self, address: String) {
+        let _ = self.udp_address.set(address);
+    }
+
+    /// Where pages send the UDP probe, once the port is bound.
+    pub fn udp_address(&self) -> Option<&str> {
+        self.udp_address.get().map(String::as_str)
+    }
+
+    /// The clock, shared.
+    pub fn clock_handle(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
     }
 
     /// Serves the built collector (`meridian.js`, the wasm and its glue)

@@ -23,14 +23,21 @@ pub(crate) struct ChallengeResponse {
     server_time_ms: i64,
     /// Seconds until the challenge (and any token bound to it) expires.
     expires_in_s: u32,
+    /// `host:port` to send the UDP probe of the second origin to (a TURN
+    /// allocation with the challenge as user name); absent when off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udp: Option<String>,
 }
 
-impl From<crate::challenge::IssuedChallenge> for ChallengeResponse {
-    fn from(issued: crate::challenge::IssuedChallenge) -> Self {
+impl ChallengeResponse {
+    /// The answer for `issued`, with the UDP probe's address when `state`
+    /// has one.
+    pub(crate) fn new(issued: crate::challenge::IssuedChallenge, state: &ApiState) -> Self {
         Self {
             challenge: issued.challenge,
             server_time_ms: issued.issued_at_ms,
             expires_in_s: issued.expires_in_s,
+            udp: state.udp_address().map(str::to_owned),
         }
     }
 }
@@ -46,6 +53,7 @@ impl From<crate::challenge::IssuedChallenge> for ChallengeResponse {
         crate::VerifyOutcome,
         crate::Network,
         crate::LatencyFigures,
+        crate::UdpOrigin,
         crate::verdict::Reason,
         crate::verdict::ReasonCode,
         crate::verdict::Verdict,
@@ -100,7 +108,7 @@ pub(crate) async fn challenge(
         ApiError::internal("could not issue a challenge")
     })?;
     state.metrics.challenges.inc();
-    let body = ChallengeResponse::from(issued);
+    let body = ChallengeResponse::new(issued, &state);
     Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
 }
 
