@@ -10,14 +10,16 @@
 //! the echo, network included, next to 10 with a plain challenge request,
 //! for what the echo adds to a login. Prints medians and extremes.
 //!
-//!     cargo run --release -p meridian-tests --bin collector-timing [-- LOADS [PAGE]]
+//!     cargo run --release -p meridian-tests --bin collector-timing [-- LOADS [PAGE [udp]]]
 //!
 //! PAGE is the demo's sign-in page to load, `/` by default; `/?signer=wasm`
-//! times the collector signing with its wasm Ed25519.
+//! times the collector signing with its wasm Ed25519. `udp` opens the
+//! demo's UDP origin port, so the collections through the echo also send
+//! the UDP probe and wait for the verifier to have seen it.
 
 #![allow(clippy::panic, reason = "a measurement harness stops at the first failure")]
 
-use meridian_tests::{BrowserOptions, start_browser, start_demo};
+use meridian_tests::{BrowserOptions, DemoOptions, start_browser, start_demo_configured};
 
 const SCRIPT: &str = r#"
 const [meridianFirst, done] = arguments;
@@ -122,7 +124,8 @@ async fn main() {
     let loads: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     // The sign-in page, e.g. `/?signer=wasm` to time the wasm signer.
     let page = std::env::args().nth(2).unwrap_or_else(|| "/".into());
-    let demo = start_demo().await;
+    let udp_origin = std::env::args().nth(3).is_some_and(|a| a == "udp");
+    let demo = start_demo_configured(DemoOptions { udp_origin, ..DemoOptions::default() }).await;
     let browser = start_browser(BrowserOptions::default()).await;
     let (mut wasm_init, mut drop_in, mut realm) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cold_session, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
@@ -185,8 +188,10 @@ async fn main() {
     );
     let (echo_median, plain_median) = (median(&mut echo), median(&mut plain));
     println!(
-        "warm collect with the echo, network included: median {echo_median:.2} ms, max {:.2} ms; with a plain challenge fetch: median {plain_median:.2} ms; the echo adds {:.2} ms",
+        "warm collect with the echo{}, network included: median {echo_median:.2} ms, max {:.2} ms; with a plain challenge fetch: median {plain_median:.2} ms; the echo{} adds {:.2} ms",
+        if udp_origin { " and the UDP probe" } else { "" },
         max(&echo),
+        if udp_origin { " and the UDP probe" } else { "" },
         echo_median - plain_median
     );
     if fp_cold.is_empty() {
