@@ -157,7 +157,8 @@ function echoChallenge(url, current) {
         socket.send(data);
       }
     };
-    socket.onclose = () => {
+    // A connection that a CSP or the browser refuses may fire only error.
+    socket.onclose = socket.onerror = () => {
       clearTimeout(timer);
       reject(new Error('meridian: the echo closed early'));
     };

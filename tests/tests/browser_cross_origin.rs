@@ -81,6 +81,8 @@ async fn a_page_on_another_origin_uses_the_drop_in_from_the_verifier() {
     let text = verdict.text().await.unwrap();
     assert_eq!(verdict.attr("data-success").await.ok().flatten().as_deref(), Some("true"), "{text}");
     assert!(text.contains(&shop_origin), "the claims name the shop's origin: {text}");
+    // The challenge came through the verifier's echo, across origins.
+    assert!(text.contains("\"hidden_leg_ms\""), "no network.latency: {text}");
 
     // The collector files go out as scripts only: not sniffed, not framed.
     let script = reqwest::get(format!("{verifier_origin}/pkg/meridian.js")).await.unwrap();

@@ -208,3 +208,19 @@ async fn the_echo_is_a_websocket_and_says_so() {
     assert_eq!(body["error_codes"], json!(["bad-request"]), "{body}");
     assert!(body["message"].as_str().unwrap().contains("WebSocket"), "{body}");
 }
+
+#[tokio::test]
+async fn an_oversized_frame_ends_the_echo_without_a_challenge() {
+    let service = Service::start().await;
+    let url = format!("ws://{}/v1/echo", service.address);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket.send(Message::Binary(vec![0u8; 4096].into())).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => panic!("a challenge after an oversized frame: {text}"),
+            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => break,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the echo stayed open after an oversized frame"),
+        }
+    }
+}

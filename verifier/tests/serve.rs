@@ -498,7 +498,75 @@ fn the_example_configuration_checks_out() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // A UDP port on every interface needs the address browsers reach.
+    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["check-config"])
+        .current_dir(&dir)
+        .env_clear()
+        .env("MERIDIAN_VERIFY_SECRET", SECRET)
+        .env("MERIDIAN_JWKS", dir.join("jwks.json"))
+        .env("MERIDIAN_UDP_LISTEN", "0.0.0.0:3478")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("udp_public"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One TURN Allocate to `to` from `socket`, with `username` when given:
+/// the error code of the answer.
+async fn allocate(socket: &tokio::net::UdpSocket, to: &str, username: Option<&str>) -> u16 {
+    use bytecodec::{DecodeExt as _, EncodeExt as _};
+    use stun_codec::rfc5389::Attribute;
+    use stun_codec::rfc5389::attributes::{ErrorCode, Username};
+    use stun_codec::{Message, MessageClass, MessageDecoder, MessageEncoder, TransactionId};
+    let mut request = Message::<Attribute>::new(
+        MessageClass::Request,
+        stun_codec::rfc5766::methods::ALLOCATE,
+        TransactionId::new([9; 12]),
+    );
+    if let Some(name) = username {
+        request.add_attribute(Username::new(name.into()).unwrap());
+    }
+    socket.send_to(&MessageEncoder::new().encode_into_bytes(request).unwrap(), to).await.unwrap();
+    let mut buffer = [0u8; 1500];
+    let (length, _) =
+        tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buffer)).await.unwrap().unwrap();
+    let reply = MessageDecoder::<Attribute>::new().decode_from_bytes(&buffer[..length]).unwrap().unwrap();
+    assert_eq!(reply.class(), MessageClass::ErrorResponse);
+    reply.get_attribute::<ErrorCode>().unwrap().code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_udp_port_notes_where_a_challenges_probe_came_from() {
+    let serve = Serve::start("udp", &[("MERIDIAN_UDP_LISTEN", "127.0.0.1:0")]);
+    let body: Value =
+        client().get(format!("{}/v1/challenge", serve.origin)).send().await.unwrap().json().await.unwrap();
+    let udp = body["udp"].as_str().unwrap_or_else(|| panic!("no udp in {body}")).to_owned();
+    assert!(udp.starts_with("127.0.0.1:") && !udp.ends_with(":0"), "{udp}");
+    let challenge = body["challenge"].as_str().unwrap().to_owned();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(allocate(&socket, &udp, None).await, 401, "credentials are asked for");
+    assert_eq!(allocate(&socket, &udp, Some("not-a-challenge")).await, 403);
+    assert_eq!(allocate(&socket, &udp, Some(&challenge)).await, 403, "seen, and nothing is relayed");
+
+    let minter = Minter::new(SEED);
+    let mut claims =
+        minter.claims("127.0.0.1".parse().unwrap(), jiff::Timestamp::now().as_millisecond(), [0; 16]);
+    claims.challenge = challenge;
+    let answer =
+        verify(&serve.origin, &json!({ "token": minter.sign(&claims), "remote_ip": "198.51.100.7" })).await;
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert_eq!(answer.1["network"]["udp_origin"]["ip"], "127.0.0.1", "{}", answer.1);
+    // Another challenge, never probed: no UDP origin.
+    let (status, answer) =
+        verify(&serve.origin, &json!({ "token": token(77), "remote_ip": "127.0.0.1" })).await;
+    assert_eq!(status, 200);
+    assert!(answer["network"].get("udp_origin").is_none(), "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
