@@ -805,7 +805,21 @@ fn tor() -> Vec<Case> {
 }
 
 fn corporate(restricted: bool) -> Vec<Case> {
-    let mut d = Draw::new(if restricted { "corporate-egress-restricted" } else { "corporate-egress-honest" });
+    let family = if restricted { "corporate-egress-restricted" } else { "corporate-egress-honest" };
+    staff_behind_gateway(family, restricted, "egress", "restrict-cn-corporate")
+}
+
+/// Staff in the company's countries logging in through its Singapore
+/// gateway (a proxy: their connections end there) on a site that does not
+/// know the gateway (`restrict-cn`, no trusted networks).
+fn untrusted_gateway() -> Vec<Case> {
+    staff_behind_gateway("corporate-gateway-untrusted", false, "gateway, unknown to the site", "restrict-cn")
+}
+
+/// Twenty staff behind the company's Singapore egress: in CN when
+/// `restricted`, else in one of its countries; `what` ends the story.
+fn staff_behind_gateway(family: &'static str, restricted: bool, what: &str, policy: &str) -> Vec<Case> {
+    let mut d = Draw::new(family);
     for _ in 0..20 {
         d.engine = d.any_engine();
         let (person, code) = if restricted {
@@ -816,21 +830,11 @@ fn corporate(restricted: bool) -> Vec<Case> {
         };
         let (at, skew) = (d.instant(), d.skew());
         let story = format!(
-            "Staff in {code} ({}, {}) logging in through the company's Singapore egress",
+            "Staff in {code} ({}, {}) logging in through the company's Singapore {what}",
             person.zone, person.locale
         );
         let class = if restricted { Class::Evasion } else { Class::Honest };
-        d.push(
-            class,
-            story,
-            at,
-            person,
-            None,
-            via("SG", NetworkKind::CorporateEgress),
-            None,
-            skew,
-            "restrict-cn-corporate",
-        );
+        d.push(class, story, at, person, None, via("SG", NetworkKind::CorporateEgress), None, skew, policy);
     }
     d.cases
 }
@@ -884,35 +888,6 @@ fn full_tunnels(engine_spoof: bool) -> Vec<Case> {
             )
         };
         d.push(Class::Evasion, story, at, person, None, via(exit, network), None, skew, "restrict-cn");
-    }
-    d.cases
-}
-
-/// Staff in the company's countries logging in through its Singapore
-/// gateway (a proxy: their connections end there) on a site that does not
-/// know the gateway (`restrict-cn`, no trusted networks).
-fn untrusted_gateway() -> Vec<Case> {
-    let mut d = Draw::new("corporate-gateway-untrusted");
-    for _ in 0..20 {
-        d.engine = d.any_engine();
-        let code = *pick(&mut d.rng, world::CORPORATE_COUNTRIES);
-        let person = d.resident_of(code);
-        let (at, skew) = (d.instant(), d.skew());
-        let story = format!(
-            "Staff in {code} ({}, {}) logging in through the company's Singapore gateway, unknown to the site",
-            person.zone, person.locale
-        );
-        d.push(
-            Class::Honest,
-            story,
-            at,
-            person,
-            None,
-            via("SG", NetworkKind::CorporateEgress),
-            None,
-            skew,
-            "restrict-cn",
-        );
     }
     d.cases
 }

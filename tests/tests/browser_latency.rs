@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use meridian_tests::{
-    BrowserOptions, DemoOptions, DemoServer, Engine, start_browser, start_demo_configured, verify,
+    Browser, BrowserOptions, DemoOptions, DemoServer, Engine, start_browser, start_demo_configured, verify,
 };
 use meridian_verifier::testkit::intel_placing;
 use meridian_verifier::testkit::relay::{DelayRelay, RelayMode};
@@ -149,16 +149,23 @@ async fn demo_with_udp() -> DemoServer {
     .await
 }
 
-#[tokio::test]
-async fn a_browser_behind_a_proxy_shows_its_second_origin_over_udp() {
-    let demo = demo_with_udp().await;
-    let browser = start_browser(singapore(Engine::Chromium)).await;
+/// Collects through the demo as a login from a Singapore address (through
+/// the trusted proxy) and verifies it: the address and the answer.
+async fn sign_in_from_singapore(demo: &DemoServer, browser: &Browser) -> (std::net::IpAddr, Value) {
     let login: std::net::IpAddr = [198, 51, 100, 10].into();
     browser.forward_for(login).await;
     let token = browser.collect_token(&demo.origin, "login").await;
     let (status, answer) =
         verify(&demo.origin, json!({ "token": token, "remote_ip": login.to_string() })).await;
     assert_eq!(status, 200, "{answer}");
+    (login, answer)
+}
+
+#[tokio::test]
+async fn a_browser_behind_a_proxy_shows_its_second_origin_over_udp() {
+    let demo = demo_with_udp().await;
+    let browser = start_browser(singapore(Engine::Chromium)).await;
+    let (login, answer) = sign_in_from_singapore(&demo, &browser).await;
     println!("second origin: {}", answer["network"]["udp_origin"]);
     let udp = &answer["network"]["udp_origin"];
     assert_eq!(udp["country"], "CN", "{answer}");
@@ -177,12 +184,7 @@ async fn a_browser_whose_udp_is_blocked_is_not_penalised() {
         ..singapore(Engine::Chromium)
     })
     .await;
-    let login: std::net::IpAddr = [198, 51, 100, 10].into();
-    browser.forward_for(login).await;
-    let token = browser.collect_token(&demo.origin, "login").await;
-    let (status, answer) =
-        verify(&demo.origin, json!({ "token": token, "remote_ip": login.to_string() })).await;
-    assert_eq!(status, 200, "{answer}");
+    let (_, answer) = sign_in_from_singapore(&demo, &browser).await;
     assert!(answer["network"].get("udp_origin").is_none(), "{answer}");
     assert_eq!(answer["verdict"], "allow", "{answer}");
     assert!(codes(&answer).is_empty(), "{answer}");

@@ -482,38 +482,24 @@ fn the_example_configuration_checks_out() {
     assert!(stdout.contains("configuration is valid"), "{stdout}");
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "a secret was printed");
 
-    // A wrong key is explained with its name.
-    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["check-config"])
-        .current_dir(&dir)
-        .env_clear()
-        .env("MERIDIAN_VERIFY_SECRET", SECRET)
-        .env("MERIDIAN_JWKS", dir.join("jwks.json"))
-        .env("MERIDIAN_TRUSTED_PROXIES", "10.0.0.0/99")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("trusted_proxies"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // A UDP port on every interface needs the address browsers reach.
-    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["check-config"])
-        .current_dir(&dir)
-        .env_clear()
-        .env("MERIDIAN_VERIFY_SECRET", SECRET)
-        .env("MERIDIAN_JWKS", dir.join("jwks.json"))
-        .env("MERIDIAN_UDP_LISTEN", "0.0.0.0:3478")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("udp_public"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // A wrong key is explained with its name; a UDP port on every
+    // interface needs the address browsers reach.
+    for (variable, value, named) in [
+        ("MERIDIAN_TRUSTED_PROXIES", "10.0.0.0/99", "trusted_proxies"),
+        ("MERIDIAN_UDP_LISTEN", "0.0.0.0:3478", "udp_public"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["check-config"])
+            .current_dir(&dir)
+            .env_clear()
+            .env("MERIDIAN_VERIFY_SECRET", SECRET)
+            .env("MERIDIAN_JWKS", dir.join("jwks.json"))
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(named), "{variable}={value}: {stderr}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -75,10 +75,7 @@ pub(crate) async fn echo(
             "GET /v1/echo is a WebSocket (or use GET /v1/challenge for a challenge without timing): {why}"
         ))
     })?;
-    if let Err(why) = state.allow_challenge(client) {
-        state.metrics.challenges_limited.inc();
-        return Err(ApiError::rate_limited(why));
-    }
+    state.admit_challenge(client)?;
     let proxies = state.proxies.clone();
     let forwarded = proxies.rtt_header().map(|name| headers.get(name).map(|v| v.as_bytes()));
     let source = match proxies.forwarded_rtt_us(peer.ip(), forwarded.flatten()) {

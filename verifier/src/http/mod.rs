@@ -212,6 +212,15 @@ impl ApiState {
         self
     }
 
+    /// Lets `ip` have another challenge now (`GET /v1/challenge` and the
+    /// echo alike), or refuses with 429 `rate-limited`, counted.
+    fn admit_challenge(&self, ip: ClientIp) -> Result<(), ApiError> {
+        self.allow_challenge(ip).map_err(|why| {
+            self.metrics.challenges_limited.inc();
+            ApiError::rate_limited(why)
+        })
+    }
+
     /// Whether `ip` may have another challenge now.
     fn allow_challenge(&self, ip: ClientIp) -> Result<(), &'static str> {
         let key = crate::net::rate_key(ip.0, self.ipv6_prefix);

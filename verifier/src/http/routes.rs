@@ -98,10 +98,7 @@ pub(crate) async fn challenge(
     State(state): State<ApiState>,
     client: super::ClientIp,
 ) -> Result<Response, ApiError> {
-    if let Err(why) = state.allow_challenge(client) {
-        state.metrics.challenges_limited.inc();
-        return Err(ApiError::rate_limited(why));
-    }
+    state.admit_challenge(client)?;
     let now_ms = state.clock().now().as_millisecond();
     let issued = state.verifier().keys().challenge.issue(client.0, now_ms).map_err(|error| {
         tracing::error!(%error, "no randomness for a challenge nonce");
