@@ -144,7 +144,9 @@ mod responder {
             let (length, peer) = match socket.recv_from(&mut buffer).await {
                 Ok(received) => received,
                 Err(error) => {
+                    // Never a busy loop on an error that persists.
                     tracing::debug!(%error, "udp: receive failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 }
             };
@@ -233,6 +235,10 @@ mod tests {
         let source: IpAddr = "198.51.100.7".parse().unwrap();
         let first = answer(&allocate(None), source, &keys(), &origins, "n0nce", 1_000).unwrap();
         assert_eq!(error_code(&first), 401);
+        // The reflection factor docs/SECURITY.md states: at most 80 bytes
+        // (the server's nonce is 22 characters in service).
+        let first = answer(&allocate(None), source, &keys(), &origins, &"n".repeat(22), 1_000).unwrap();
+        assert!(first.len() <= 80, "{} bytes", first.len());
         let message = MessageDecoder::<Attribute>::new().decode_from_bytes(&first).unwrap().unwrap();
         assert!(message.get_attribute::<Realm>().is_some() && message.get_attribute::<Nonce>().is_some());
 
