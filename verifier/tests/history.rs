@@ -104,6 +104,20 @@ impl HistoryStore for Flaky {
     fn purge(&self, before_ms: i64) -> HistoryFuture<'_, u64> {
         self.inner.purge(before_ms)
     }
+    fn counts(&self, since_ms: i64, bucket_ms: i64) -> HistoryFuture<'_, meridian_verifier::history::Counts> {
+        self.inner.counts(since_ms, bucket_ms)
+    }
+    fn summaries(
+        &self,
+        kind: meridian_verifier::history::SubjectKind,
+        flagged: bool,
+        limit: u32,
+    ) -> HistoryFuture<'_, Vec<meridian_verifier::history::report::Summary>> {
+        self.inner.summaries(kind, flagged, limit)
+    }
+    fn latest(&self, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
+        self.inner.latest(limit)
+    }
     fn kind(&self) -> &'static str {
         "flaky"
     }
@@ -520,4 +534,179 @@ async fn the_axum_extractor_names_the_account_from_a_form_field() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].account, Some(fixture.key.account("ada@example.com").unwrap()));
     assert_eq!(events[0].organization, Some(fixture.key.organization("Example Corp").unwrap()));
+}
+
+/// Counts by time, by country and by reason, each with its verdict, sorted.
+type CountsTable = (Vec<(i64, String, u64)>, Vec<(String, String, u64)>, Vec<(String, String, u64)>);
+
+/// What the console's counts must be, computed from the events themselves.
+fn counts_from_events(events: &[Event], since_ms: i64, bucket_ms: i64) -> CountsTable {
+    use std::collections::BTreeMap;
+    let mut series = BTreeMap::<(i64, String), u64>::new();
+    let mut countries = BTreeMap::<(String, String), u64>::new();
+    let mut reasons = BTreeMap::<(String, String), u64>::new();
+    for event in events.iter().filter(|e| e.at_ms >= since_ms) {
+        let verdict = event.verdict.as_str().to_owned();
+        *series.entry((event.at_ms / bucket_ms * bucket_ms, verdict.clone())).or_default() += 1;
+        let country = event.country.map_or("??".to_owned(), |c| c.as_str().to_owned());
+        *countries.entry((country, verdict.clone())).or_default() += 1;
+        for code in &event.reasons {
+            *reasons.entry((code.as_str().to_owned(), verdict.clone())).or_default() += 1;
+        }
+    }
+    (
+        series.into_iter().map(|((a, b), n)| (a, b, n)).collect(),
+        countries.into_iter().map(|((a, b), n)| (a, b, n)).collect(),
+        reasons.into_iter().map(|((a, b), n)| (a, b, n)).collect(),
+    )
+}
+
+/// The store's counts in the same shape, sorted.
+async fn counts_from_store(store: &dyn HistoryStore, since_ms: i64, bucket_ms: i64) -> CountsTable {
+    let counts = store.counts(since_ms, bucket_ms).await.unwrap();
+    let mut series: Vec<_> =
+        counts.series.into_iter().map(|(a, v, n)| (a, v.as_str().to_owned(), n)).collect();
+    let mut countries: Vec<_> =
+        counts.countries.into_iter().map(|(a, v, n)| (a, v.as_str().to_owned(), n)).collect();
+    let mut reasons: Vec<_> = counts
+        .reasons
+        .into_iter()
+        .map(|(a, v, n)| (a.as_str().to_owned(), v.as_str().to_owned(), n))
+        .collect();
+    series.sort();
+    countries.sort();
+    reasons.sort();
+    (series, countries, reasons)
+}
+
+/// Events with every kind of value, drawn from a fixed stream.
+fn assorted_events(key: &SubjectKey, count: u64) -> Vec<Event> {
+    use meridian_verifier::verdict::Verdict;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut draw = |n: u64| {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let codes = [
+        ReasonCode::RestrictedRegionClaim,
+        ReasonCode::RestrictedRegionIp,
+        ReasonCode::TzCountryMismatch,
+        ReasonCode::ImpossibleTravel,
+        ReasonCode::AccountRegionHistory,
+        ReasonCode::OrganizationRegionShare,
+        ReasonCode::ZoneFlip,
+    ];
+    (0..count)
+        .map(|n| {
+            let restricted = draw(3) == 0;
+            let verdict = [Verdict::Allow, Verdict::Review, Verdict::Deny][usize::try_from(draw(3)).unwrap()];
+            let account = draw(12);
+            Event {
+                at_ms: T0 + i64::try_from(n).unwrap() * 1_234_567,
+                account: (account < 10).then(|| key.account(&format!("user-{account}")).unwrap()),
+                organization: (draw(4) > 0)
+                    .then(|| key.organization(&format!("org-{}", account % 3)).unwrap()),
+                network: "192.0.2.0/24".into(),
+                country: ["SG", "DE", "CN", "??"]
+                    .get(usize::try_from(draw(4)).unwrap())
+                    .and_then(|c| Country::parse(c)),
+                asn: None,
+                zone: Some(if restricted { "Asia/Shanghai" } else { "Europe/Berlin" }.into()),
+                locale: Some("en".into()),
+                restricted_device: restricted,
+                verdict,
+                score: 0,
+                reasons: codes.iter().copied().filter(|_| draw(4) == 0).collect(),
+                error: (draw(10) == 0).then_some(meridian_verifier::ErrorCode::Expired),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_consoles_running_counts_agree_with_the_events_through_erasure_and_purge() {
+    let store = SqliteHistory::in_memory().unwrap();
+    let key = SubjectKey::new([4; 32]);
+    let events = assorted_events(&key, 400);
+    for batch in events.chunks(37) {
+        store.record(batch.to_vec(), None).await.unwrap();
+    }
+    let check = |label: &'static str| {
+        let store = &store;
+        async move {
+            let stored: Vec<Event> =
+                store.scan(0, 0, 10_000).await.unwrap().into_iter().map(|(_, e)| e).collect();
+            for (since, bucket) in
+                [(0, 3_600_000), (T0 + 100_000_000, 86_400_000), (T0 + 300_000_000, 7_200_000)]
+            {
+                assert_eq!(
+                    counts_from_store(store, since, bucket).await,
+                    counts_from_events(&stored, since.div_euclid(3_600_000) * 3_600_000, bucket),
+                    "{label}: counts since {since} by {bucket}"
+                );
+            }
+            let summaries = store
+                .summaries(meridian_verifier::history::SubjectKind::Account, false, 1_000)
+                .await
+                .unwrap();
+            let accounts: std::collections::BTreeSet<_> =
+                stored.iter().filter_map(|e| e.account.clone()).collect();
+            assert_eq!(summaries.len(), accounts.len(), "{label}: one summary per account with events");
+            for summary in &summaries {
+                let mine: Vec<Event> =
+                    stored.iter().filter(|e| e.account.as_ref() == Some(&summary.subject)).cloned().collect();
+                let report = meridian_verifier::history::report::subject_report(
+                    summary.subject.clone(),
+                    90,
+                    mine.clone(),
+                    None,
+                    0,
+                );
+                assert_eq!(summary.evidence.logins, report.logins, "{label}");
+                assert_eq!(summary.evidence.restricted_device, report.restricted_device_logins, "{label}");
+                assert_eq!(
+                    (summary.risk().0, summary.risk().1),
+                    (report.risk, report.risk_reasons.clone()),
+                    "{label}"
+                );
+                assert_eq!(summary.last_ms, mine.iter().map(|e| e.at_ms).max().unwrap(), "{label}");
+            }
+            let organizations = store
+                .summaries(meridian_verifier::history::SubjectKind::Organization, false, 1_000)
+                .await
+                .unwrap();
+            for summary in &organizations {
+                let share = store.organization(&summary.subject, 0).await.unwrap();
+                assert_eq!(summary.share, Some(share), "{label}: an organisation's share");
+            }
+            let flagged =
+                store.summaries(meridian_verifier::history::SubjectKind::Account, true, 1_000).await.unwrap();
+            assert!(
+                flagged.iter().all(|s| s.risk().0 > meridian_verifier::history::report::Risk::Low),
+                "{label}"
+            );
+            let latest = store.latest(5).await.unwrap();
+            assert_eq!(
+                latest,
+                stored.iter().rev().take(5).cloned().collect::<Vec<_>>(),
+                "{label}: newest first"
+            );
+        }
+    };
+    check("recorded").await;
+    let erased = key.account("user-3").unwrap();
+    assert!(store.erase_account(&erased).await.unwrap() > 0);
+    check("after an erasure").await;
+    assert!(store.purge(T0 + 200 * 1_234_567).await.unwrap() > 0);
+    check("after a purge").await;
+    assert!(store.purge(T0 + 400 * 1_234_567).await.unwrap() > 0, "the rest goes");
+    let empty = store.counts(0, 3_600_000).await.unwrap();
+    assert!(empty.series.is_empty() && empty.countries.is_empty() && empty.reasons.is_empty(), "{empty:?}");
+    assert!(
+        store
+            .summaries(meridian_verifier::history::SubjectKind::Organization, false, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

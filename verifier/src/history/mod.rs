@@ -24,6 +24,8 @@ mod postgres;
 #[cfg(feature = "history")]
 mod recorder;
 pub mod report;
+#[cfg(feature = "history")]
+mod rollup;
 pub mod signals;
 #[cfg(feature = "history")]
 mod sqlite;
@@ -282,6 +284,28 @@ pub struct OrganizationShare {
     pub restricted_accounts: u32,
 }
 
+/// Accounts or organisations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectKind {
+    /// Accounts.
+    Account,
+    /// Organisations.
+    Organization,
+}
+
+/// Verifications counted for the console, each list of (key, verdict,
+/// count) in no particular order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// By time: the start of each bucket (Unix ms).
+    pub series: Vec<(i64, Verdict, u64)>,
+    /// By network country (`??` when unknown).
+    pub countries: Vec<(String, Verdict, u64)>,
+    /// By reason: how often each fired.
+    pub reasons: Vec<(ReasonCode, Verdict, u64)>,
+}
+
 /// The history could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -347,6 +371,24 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// `after` (0: from the start), in order, each with its position: a
     /// scan of the whole history in pages.
     fn scan(&self, after: i64, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<(i64, Event)>>;
+
+    /// Verifications since `since_ms` (rounded down to the hour) counted by
+    /// `bucket_ms` (a whole number of hours), by country and by reason,
+    /// each with its verdict.
+    fn counts(&self, since_ms: i64, bucket_ms: i64) -> HistoryFuture<'_, Counts>;
+
+    /// Accounts or organisations summed over everything retained, at most
+    /// `limit`: with `flagged`, only those with anything against them, the
+    /// strongest evidence first; else the most recently seen first.
+    fn summaries(
+        &self,
+        kind: SubjectKind,
+        flagged: bool,
+        limit: u32,
+    ) -> HistoryFuture<'_, Vec<report::Summary>>;
+
+    /// The latest `limit` events, newest first.
+    fn latest(&self, limit: u32) -> HistoryFuture<'_, Vec<Event>>;
 
     /// Erases every event of the account; returns how many there were.
     fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64>;

@@ -9,9 +9,10 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
+use super::report::{Evidence, REGION_EVIDENCE, Summary};
 use super::{
-    Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting, Subject,
-    now_ms,
+    Counts, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting,
+    Subject, SubjectKind, now_ms,
 };
 use crate::ErrorCode;
 use crate::geo::Country;
@@ -194,6 +195,58 @@ fn events(rows: &[Row]) -> Result<Vec<Event>, tokio_postgres::Error> {
     rows.iter().map(event_from_row).collect()
 }
 
+/// The counts a summary is judged on, summed over `events` grouped by
+/// `column` (`account` or `organization`). PostgreSQL sums the events
+/// themselves: it does in parallel what SQLite's running counts save.
+fn summary_sql(column: &str) -> String {
+    let region: String = REGION_EVIDENCE
+        .iter()
+        .enumerate()
+        .map(|(i, code)| {
+            format!(
+                ", COUNT(*) FILTER (WHERE position(',{},' IN ',' || reasons || ',') > 0) AS r{i}",
+                code.as_str()
+            )
+        })
+        .collect();
+    format!(
+        "SELECT {column} AS subject,
+            (array_agg(organization ORDER BY at_ms DESC) FILTER (WHERE organization IS NOT NULL))[1] AS organization,
+            COUNT(*) AS logins, COUNT(*) FILTER (WHERE restricted_device) AS restricted,
+            COUNT(*) FILTER (WHERE verdict IN ('deny', 'review')) AS held{region}, MAX(at_ms) AS last_ms
+         FROM events WHERE {column} IS NOT NULL GROUP BY {column}"
+    )
+}
+
+fn summary_from_row(row: &Row, with_share: bool) -> Result<Summary, tokio_postgres::Error> {
+    let count = |name: &str| -> Result<u32, tokio_postgres::Error> {
+        Ok(u32::try_from(row.try_get::<_, i64>(name)?.max(0)).unwrap_or(u32::MAX))
+    };
+    let mut region = [0u32; 5];
+    for (i, slot) in region.iter_mut().enumerate() {
+        *slot = count(&format!("r{i}"))?;
+    }
+    Ok(Summary {
+        subject: Subject::from_stored(row.try_get("subject")?),
+        organization: row.try_get::<_, Option<String>>("organization")?.map(Subject::from_stored),
+        evidence: Evidence {
+            logins: count("logins")?,
+            restricted_device: count("restricted")?,
+            held: count("held")?,
+            region,
+        },
+        last_ms: row.try_get("last_ms")?,
+        share: if with_share {
+            Some(OrganizationShare {
+                accounts: count("member_accounts")?,
+                restricted_accounts: count("member_restricted")?,
+            })
+        } else {
+            None
+        },
+    })
+}
+
 impl HistoryStore for PostgresHistory {
     fn record(&self, batch: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()> {
         self.with(move |client| async move {
@@ -368,6 +421,87 @@ impl HistoryStore for PostgresHistory {
             let purged = client.execute("DELETE FROM events WHERE at_ms < $1", &[&before_ms]).await?;
             client.execute("DELETE FROM journal_marks WHERE at_ms < $1", &[&before_ms]).await?;
             Ok(purged)
+        })
+    }
+
+    fn counts(&self, since_ms: i64, bucket_ms: i64) -> HistoryFuture<'_, Counts> {
+        let since = since_ms.div_euclid(super::rollup::HOUR_MS) * super::rollup::HOUR_MS;
+        let bucket = (bucket_ms / super::rollup::HOUR_MS).max(1) * super::rollup::HOUR_MS;
+        self.with(move |client| async move {
+            let verdict = |row: &Row| {
+                Verdict::from_name(&row.get::<_, String>(1)).unwrap_or(Verdict::Deny)
+            };
+            let total = |row: &Row| u64::try_from(row.get::<_, i64>(2)).unwrap_or(0);
+            let series = client
+                .query(
+                    "SELECT (at_ms / $2) * $2, verdict, COUNT(*) FROM events WHERE at_ms >= $1 GROUP BY 1, 2",
+                    &[&since, &bucket],
+                )
+                .await?;
+            let countries = client
+                .query(
+                    "SELECT COALESCE(country, '??'), verdict, COUNT(*) FROM events WHERE at_ms >= $1 GROUP BY 1, 2",
+                    &[&since],
+                )
+                .await?;
+            let reasons = client
+                .query(
+                    "SELECT reason, verdict, COUNT(*) FROM events,
+                        unnest(string_to_array(NULLIF(reasons, ''), ',')) AS reason
+                     WHERE at_ms >= $1 GROUP BY 1, 2",
+                    &[&since],
+                )
+                .await?;
+            Ok(Counts {
+                series: series.iter().map(|row| (row.get(0), verdict(row), total(row))).collect(),
+                countries: countries.iter().map(|row| (row.get(0), verdict(row), total(row))).collect(),
+                reasons: reasons
+                    .iter()
+                    .filter_map(|row| {
+                        Some((ReasonCode::from_name(&row.get::<_, String>(0))?, verdict(row), total(row)))
+                    })
+                    .collect(),
+            })
+        })
+    }
+
+    fn summaries(&self, kind: SubjectKind, flagged: bool, limit: u32) -> HistoryFuture<'_, Vec<Summary>> {
+        let order = if flagged {
+            "(r0 + r2 + r3 + r4 > 0 OR (logins >= 3 AND restricted * 2 >= logins)) DESC, restricted DESC, held DESC, last_ms DESC"
+        } else {
+            "last_ms DESC"
+        };
+        let filter =
+            if flagged { "(restricted > 0 OR held > 0 OR r0 + r1 + r2 + r3 + r4 > 0)" } else { "TRUE" };
+        let sql = match kind {
+            SubjectKind::Account => {
+                format!("SELECT * FROM ({}) s WHERE {filter} ORDER BY {order} LIMIT $1", summary_sql("account"))
+            }
+            SubjectKind::Organization => format!(
+                "SELECT s.*, COALESCE(m.accounts, 0) AS member_accounts, COALESCE(m.restricted, 0) AS member_restricted
+                 FROM ({}) s LEFT JOIN (
+                    SELECT organization, COUNT(*) AS accounts, COUNT(*) FILTER (WHERE r * 2 > a) AS restricted FROM (
+                        SELECT organization, account, COUNT(*) FILTER (WHERE restricted_device) AS r, COUNT(*) AS a
+                        FROM events WHERE organization IS NOT NULL AND account IS NOT NULL AND error IS NULL
+                        GROUP BY 1, 2) x GROUP BY organization
+                 ) m ON m.organization = s.subject
+                 WHERE {filter} OR COALESCE(m.restricted, 0) > 0
+                 ORDER BY member_restricted DESC, {order} LIMIT $1",
+                summary_sql("organization")
+            ),
+        };
+        let with_share = kind == SubjectKind::Organization;
+        self.with(move |client| async move {
+            let rows = client.query(&sql, &[&i64::from(limit)]).await?;
+            rows.iter().map(|row| summary_from_row(row, with_share)).collect()
+        })
+    }
+
+    fn latest(&self, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
+        self.with(move |client| async move {
+            let rows =
+                client.query("SELECT * FROM events ORDER BY id DESC LIMIT $1", &[&i64::from(limit)]).await?;
+            events(&rows)
         })
     }
 

@@ -775,6 +775,20 @@ mod tests {
         fn purge(&self, before: i64) -> HistoryFuture<'_, u64> {
             self.inner.purge(before)
         }
+        fn counts(&self, s: i64, b: i64) -> HistoryFuture<'_, crate::history::Counts> {
+            self.inner.counts(s, b)
+        }
+        fn summaries(
+            &self,
+            k: crate::history::SubjectKind,
+            f: bool,
+            l: u32,
+        ) -> HistoryFuture<'_, Vec<crate::history::report::Summary>> {
+            self.inner.summaries(k, f, l)
+        }
+        fn latest(&self, l: u32) -> HistoryFuture<'_, Vec<Event>> {
+            self.inner.latest(l)
+        }
         fn kind(&self) -> &'static str {
             "unreliable"
         }

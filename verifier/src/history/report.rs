@@ -34,7 +34,7 @@ impl Risk {
 }
 
 /// Reasons that tie a sign-in to a restricted region or to a relay hop.
-const REGION_EVIDENCE: [ReasonCode; 5] = [
+pub const REGION_EVIDENCE: [ReasonCode; 5] = [
     ReasonCode::RestrictedRegionClaim,
     ReasonCode::RestrictedRegionIp,
     ReasonCode::AccountRegionHistory,
@@ -103,8 +103,36 @@ impl Tally {
         self.reasons.get(code.as_str()).copied().unwrap_or(0)
     }
 
-    /// The risk and its reasons.
-    fn risk(&self, share: Option<OrganizationShare>) -> (Risk, Vec<String>) {
+    /// What the risk is judged on.
+    fn evidence(&self) -> Evidence {
+        Evidence {
+            logins: self.logins,
+            restricted_device: self.restricted_device,
+            held: self.verdicts.get(Verdict::Deny.as_str()).copied().unwrap_or(0)
+                + self.verdicts.get(Verdict::Review.as_str()).copied().unwrap_or(0),
+            region: REGION_EVIDENCE.map(|code| self.count(code)),
+        }
+    }
+}
+
+/// What an account's or organisation's risk is judged on: counts over its
+/// sign-ins, from events ([`subject_report`]) or kept by the store
+/// ([`Summary`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    /// Verifications.
+    pub logins: u32,
+    /// Of those, from a device whose zone points into a restricted region.
+    pub restricted_device: u32,
+    /// Denied or held for review.
+    pub held: u32,
+    /// How often each of [`REGION_EVIDENCE`] fired, in its order.
+    pub region: [u32; 5],
+}
+
+impl Evidence {
+    /// The risk and its reasons; `share` for an organisation.
+    pub fn risk(&self, share: Option<OrganizationShare>) -> (Risk, Vec<String>) {
         let mut risk = Risk::Low;
         let mut why = Vec::new();
         let mut raise = |level: Risk, sentence: String| {
@@ -128,8 +156,7 @@ impl Tally {
                 ),
             );
         }
-        for code in REGION_EVIDENCE {
-            let count = self.count(code);
+        for (code, count) in REGION_EVIDENCE.into_iter().zip(self.region) {
             if count > 0 {
                 let level = if code == ReasonCode::RestrictedRegionIp { Risk::Medium } else { Risk::High };
                 raise(level, format!("{} ({}): {count} time(s)", code.title(), code.as_str()));
@@ -151,12 +178,34 @@ impl Tally {
                 ),
             );
         }
-        let held = self.verdicts.get(Verdict::Deny.as_str()).copied().unwrap_or(0)
-            + self.verdicts.get(Verdict::Review.as_str()).copied().unwrap_or(0);
-        if held > 0 {
-            raise(Risk::Medium, format!("{held} sign-in(s) were denied or held for review"));
+        if self.held > 0 {
+            raise(Risk::Medium, format!("{} sign-in(s) were denied or held for review", self.held));
         }
         (risk, why)
+    }
+}
+
+/// An account or organisation as the store keeps it summed over everything
+/// retained: what the console's riskiest lists read without going through
+/// every event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// The stored (keyed-hash) form of the id.
+    pub subject: Subject,
+    /// For an account: the organisation of its latest sign-in.
+    pub organization: Option<Subject>,
+    /// The counts.
+    pub evidence: Evidence,
+    /// The latest sign-in, Unix ms.
+    pub last_ms: i64,
+    /// For an organisation: its accounts' share.
+    pub share: Option<OrganizationShare>,
+}
+
+impl Summary {
+    /// The risk and its reasons.
+    pub fn risk(&self) -> (Risk, Vec<String>) {
+        self.evidence.risk(self.share)
     }
 }
 
@@ -171,7 +220,7 @@ pub fn subject_report(
 ) -> SubjectReport {
     let mut tally = Tally::default();
     events.iter().for_each(|event| tally.add(event));
-    let (risk, risk_reasons) = tally.risk(accounts);
+    let (risk, risk_reasons) = tally.evidence().risk(accounts);
     let mut recent_events = events;
     recent_events.truncate(recent);
     SubjectReport {
@@ -275,15 +324,14 @@ impl OverviewBuilder {
     /// The overview with the `top` riskiest accounts and organisations.
     pub fn finish(mut self, top: usize) -> Overview {
         let rank = |subject: Subject, tally: &Tally, share: Option<OrganizationShare>| {
-            let (risk, risk_reasons) = tally.risk(share);
-            let held = tally.verdicts.get("deny").copied().unwrap_or(0)
-                + tally.verdicts.get("review").copied().unwrap_or(0);
+            let evidence = tally.evidence();
+            let (risk, risk_reasons) = evidence.risk(share);
             Ranked {
                 subject,
                 risk,
                 logins: tally.logins,
                 restricted_device_logins: tally.restricted_device,
-                held,
+                held: evidence.held,
                 risk_reasons,
             }
         };

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::report::{Evidence, Summary};
+use super::rollup::{ACCOUNT, HOUR_MS, MEMBER, ORGANIZATION, Rollup};
 use super::{
-    Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting, Subject,
-    now_ms,
+    Counts, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting,
+    Subject, SubjectKind, now_ms,
 };
 use crate::ErrorCode;
 use crate::geo::Country;
@@ -45,7 +47,37 @@ const MIGRATIONS: &[&str] = &[
         through INTEGER NOT NULL,
         at_ms INTEGER NOT NULL
     );",
+    // 3: the console's running counts (`rollup.rs`), filled from the
+    // events already there by `backfill`.
+    "CREATE TABLE tallies (
+        reason TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        country TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (reason, hour, country, verdict)
+    ) WITHOUT ROWID;
+    CREATE TABLE subjects (
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        organization TEXT,
+        logins INTEGER NOT NULL,
+        accepted INTEGER NOT NULL,
+        restricted INTEGER NOT NULL,
+        held INTEGER NOT NULL,
+        claim INTEGER NOT NULL,
+        ip INTEGER NOT NULL,
+        account_history INTEGER NOT NULL,
+        organization_share INTEGER NOT NULL,
+        travel INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        PRIMARY KEY (kind, subject)
+    ) WITHOUT ROWID;
+    CREATE INDEX subjects_organization ON subjects (organization) WHERE organization IS NOT NULL;",
 ];
+
+/// The schema version that added the running counts.
+const ROLLUP_VERSION: usize = 3;
 
 /// Work for the writer thread.
 type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -196,11 +228,163 @@ fn migrate(connection: &mut Connection) -> Result<(), HistoryError> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let transaction = connection.transaction().map_err(unavailable)?;
         transaction.execute_batch(sql).map_err(unavailable)?;
+        if index + 1 == ROLLUP_VERSION {
+            backfill(&transaction)?;
+        }
         transaction.pragma_update(None, "user_version", index + 1).map_err(unavailable)?;
         transaction.commit().map_err(unavailable)?;
     }
     Ok(())
 }
+
+/// Counts the events a database had before the running counts existed,
+/// a page at a time.
+fn backfill(connection: &Connection) -> Result<(), HistoryError> {
+    const PAGE: i64 = 50_000;
+    let mut after = 0i64;
+    let mut done = 0u64;
+    loop {
+        let mut query = connection
+            .prepare_cached("SELECT * FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(unavailable)?;
+        let page = query
+            .query_map(params![after, PAGE], |row| Ok((row.get::<_, i64>("id")?, event_from_row(row)?)))
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        let events: Vec<Event> = page.into_iter().map(|(_, event)| event).collect();
+        apply(connection, &Rollup::of(&events, 1))?;
+        done += events.len() as u64;
+        tracing::info!(events = done, "history: counting the events already recorded for the console");
+    }
+    Ok(())
+}
+
+/// Adds a rollup to the running counts; drops rows counted down to zero.
+fn apply(connection: &Connection, rollup: &Rollup) -> Result<(), HistoryError> {
+    let mut tally = connection
+        .prepare_cached(
+            "INSERT INTO tallies (reason, hour, country, verdict, n) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (reason, hour, country, verdict) DO UPDATE SET n = n + excluded.n",
+        )
+        .map_err(unavailable)?;
+    let mut emptied = false;
+    for ((hour, country, verdict, reason), n) in &rollup.tallies {
+        tally.execute(params![reason, hour, country, verdict, n]).map_err(unavailable)?;
+        emptied |= *n < 0;
+    }
+    let mut subject = connection
+        .prepare_cached(
+            "INSERT INTO subjects (kind, subject, organization, logins, accepted, restricted, held,
+                claim, ip, account_history, organization_share, travel, last_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (kind, subject) DO UPDATE SET
+                organization = CASE WHEN excluded.organization IS NOT NULL AND excluded.last_ms >= last_ms
+                    THEN excluded.organization ELSE organization END,
+                logins = logins + excluded.logins, accepted = accepted + excluded.accepted,
+                restricted = restricted + excluded.restricted, held = held + excluded.held,
+                claim = claim + excluded.claim, ip = ip + excluded.ip,
+                account_history = account_history + excluded.account_history,
+                organization_share = organization_share + excluded.organization_share,
+                travel = travel + excluded.travel, last_ms = MAX(last_ms, excluded.last_ms)",
+        )
+        .map_err(unavailable)?;
+    for ((kind, id), delta) in &rollup.subjects {
+        let [claim, ip, account_history, organization_share, travel] = delta.region;
+        subject
+            .execute(params![
+                kind,
+                id,
+                delta.organization,
+                delta.logins,
+                delta.accepted,
+                delta.restricted,
+                delta.held,
+                claim,
+                ip,
+                account_history,
+                organization_share,
+                travel,
+                delta.last_ms
+            ])
+            .map_err(unavailable)?;
+        emptied |= delta.logins < 0;
+    }
+    if emptied {
+        connection
+            .execute_batch("DELETE FROM tallies WHERE n <= 0; DELETE FROM subjects WHERE logins <= 0;")
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Takes the events `filter` selects (`WHERE …` with `?1`) out of the
+/// running counts and the events table; returns how many there were.
+fn erase_where(
+    connection: &mut Connection,
+    filter: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<u64, HistoryError> {
+    let transaction = connection.transaction().map_err(unavailable)?;
+    let events = {
+        let mut query =
+            transaction.prepare(&format!("SELECT * FROM events WHERE {filter}")).map_err(unavailable)?;
+        query
+            .query_map([value], event_from_row)
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?
+    };
+    apply(&transaction, &Rollup::of(&events, -1))?;
+    let erased =
+        transaction.execute(&format!("DELETE FROM events WHERE {filter}"), [value]).map_err(unavailable)?;
+    transaction.commit().map_err(unavailable)?;
+    Ok(u64::try_from(erased).unwrap_or(u64::MAX))
+}
+
+/// A summary row of `subjects` (with the organisation's share columns
+/// last, when asked).
+fn summary_from_row(row: &rusqlite::Row<'_>, with_share: bool) -> rusqlite::Result<Summary> {
+    let count = |name: &str| -> rusqlite::Result<u32> {
+        Ok(u32::try_from(row.get::<_, i64>(name)?.max(0)).unwrap_or(u32::MAX))
+    };
+    Ok(Summary {
+        subject: Subject::from_stored(row.get("subject")?),
+        organization: row.get::<_, Option<String>>("organization")?.map(Subject::from_stored),
+        evidence: Evidence {
+            logins: count("logins")?,
+            restricted_device: count("restricted")?,
+            held: count("held")?,
+            region: [
+                count("claim")?,
+                count("ip")?,
+                count("account_history")?,
+                count("organization_share")?,
+                count("travel")?,
+            ],
+        },
+        last_ms: row.get("last_ms")?,
+        share: if with_share {
+            Some(OrganizationShare {
+                accounts: count("member_accounts")?,
+                restricted_accounts: count("member_restricted")?,
+            })
+        } else {
+            None
+        },
+    })
+}
+
+/// Whether a summary has anything against it (SQL over `subjects`).
+const FLAGGED: &str =
+    "(restricted > 0 OR held > 0 OR claim + ip + account_history + organization_share + travel > 0)";
+
+/// The strongest evidence first (SQL over `subjects`): what the risk
+/// levels rank on.
+const STRONGEST_FIRST: &str = "(claim + account_history + organization_share + travel > 0
+    OR (logins >= 3 AND restricted * 2 >= logins)) DESC, restricted DESC, held DESC, last_ms DESC";
 
 /// The reason codes as stored: comma-separated names.
 fn reasons_text(reasons: &[ReasonCode]) -> String {
@@ -259,6 +443,7 @@ impl HistoryStore for SqliteHistory {
                         .map_err(unavailable)?;
                 }
             }
+            apply(&transaction, &Rollup::of(&events, 1))?;
             if let Some(mark) = mark {
                 transaction
                     .execute(
@@ -379,27 +564,149 @@ impl HistoryStore for SqliteHistory {
 
     fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64> {
         let account = account.clone();
-        self.write(move |connection| {
-            let erased = connection
-                .execute("DELETE FROM events WHERE account = ?1", params![account.as_str()])
-                .map_err(unavailable)?;
-            Ok(u64::try_from(erased).unwrap_or(u64::MAX))
-        })
+        self.write(move |connection| erase_where(connection, "account = ?1", &account.as_str()))
     }
 
     fn purge(&self, before_ms: i64) -> HistoryFuture<'_, u64> {
         self.write(move |connection| {
-            let purged = connection
-                .execute("DELETE FROM events WHERE at_ms < ?1", params![before_ms])
-                .map_err(unavailable)?;
+            let purged = erase_where(connection, "at_ms < ?1", &before_ms)?;
             connection
                 .execute("DELETE FROM journal_marks WHERE at_ms < ?1", params![before_ms])
                 .map_err(unavailable)?;
-            Ok(u64::try_from(purged).unwrap_or(u64::MAX))
+            Ok(purged)
+        })
+    }
+
+    fn counts(&self, since_ms: i64, bucket_ms: i64) -> HistoryFuture<'_, Counts> {
+        Self::with(&self.reader, move |connection| {
+            let since = since_ms.div_euclid(HOUR_MS);
+            let bucket = (bucket_ms / HOUR_MS).max(1);
+            let verdict = |text: String| Verdict::from_name(&text).unwrap_or(Verdict::Deny);
+            let total = |n: i64| u64::try_from(n).unwrap_or(0);
+            let mut counts = Counts::default();
+            let mut query = connection
+                .prepare_cached(
+                    "SELECT hour / ?2, verdict, SUM(n) FROM tallies WHERE reason = '' AND hour >= ?1 GROUP BY 1, 2",
+                )
+                .map_err(unavailable)?;
+            counts.series = query
+                .query_map(params![since, bucket], |row| {
+                    Ok((row.get::<_, i64>(0)? * bucket * HOUR_MS, verdict(row.get(1)?), total(row.get(2)?)))
+                })
+                .map_err(unavailable)?
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            let mut query = connection
+                .prepare_cached(
+                    "SELECT country, verdict, SUM(n) FROM tallies WHERE reason = '' AND hour >= ?1 GROUP BY 1, 2",
+                )
+                .map_err(unavailable)?;
+            counts.countries = query
+                .query_map(params![since], |row| Ok((row.get(0)?, verdict(row.get(1)?), total(row.get(2)?))))
+                .map_err(unavailable)?
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            let mut query = connection
+                .prepare_cached(
+                    "SELECT reason, verdict, SUM(n) FROM tallies WHERE reason > '' AND hour >= ?1 GROUP BY 1, 2",
+                )
+                .map_err(unavailable)?;
+            let rows: Vec<(String, String, i64)> = query
+                .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .map_err(unavailable)?
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            counts.reasons = rows
+                .into_iter()
+                .filter_map(|(reason, v, n)| Some((ReasonCode::from_name(&reason)?, verdict(v), total(n))))
+                .collect();
+            Ok(counts)
+        })
+    }
+
+    fn summaries(&self, kind: SubjectKind, flagged: bool, limit: u32) -> HistoryFuture<'_, Vec<Summary>> {
+        Self::with(&self.reader, move |connection| {
+            let order = if flagged { STRONGEST_FIRST } else { "last_ms DESC" };
+            let filter = if flagged { FLAGGED } else { "1" };
+            let sql = match kind {
+                SubjectKind::Account => format!(
+                    "SELECT * FROM subjects WHERE kind = '{ACCOUNT}' AND {filter} ORDER BY {order} LIMIT ?1"
+                ),
+                SubjectKind::Organization => format!(
+                    "SELECT * FROM (SELECT s.*, COALESCE(m.accounts, 0) AS member_accounts,
+                        COALESCE(m.restricted, 0) AS member_restricted
+                     FROM subjects s LEFT JOIN (
+                        SELECT organization, SUM(accepted > 0) AS accounts,
+                            SUM(accepted > 0 AND restricted * 2 > accepted) AS restricted
+                        FROM subjects WHERE kind = '{MEMBER}' GROUP BY organization
+                     ) m ON m.organization = s.subject
+                     WHERE s.kind = '{ORGANIZATION}')
+                     WHERE {filter} OR member_restricted > 0 ORDER BY member_restricted DESC, {order} LIMIT ?1"
+                ),
+            };
+            let mut query = connection.prepare_cached(&sql).map_err(unavailable)?;
+            let with_share = kind == SubjectKind::Organization;
+            let rows = query
+                .query_map(params![limit], |row| summary_from_row(row, with_share))
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+    }
+
+    fn latest(&self, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
+        Self::with(&self.reader, move |connection| {
+            let mut query = connection
+                .prepare_cached("SELECT * FROM events ORDER BY id DESC LIMIT ?1")
+                .map_err(unavailable)?;
+            let rows = query.query_map(params![limit], event_from_row).map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
     }
 
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_from_before_the_running_counts_is_counted_when_upgraded() {
+        let dir = std::env::temp_dir().join(format!("meridian-upgrade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history.sqlite");
+        let _ = std::fs::remove_file(&path);
+        {
+            // A version-2 database with two events in it.
+            let connection = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                connection.execute_batch(sql).unwrap();
+            }
+            connection.pragma_update(None, "user_version", 2).unwrap();
+            for (at, verdict, reasons) in
+                [(HOUR_MS * 5, "deny", "restricted_region_claim"), (HOUR_MS * 5 + 1, "allow", "")]
+            {
+                connection
+                    .execute(
+                        "INSERT INTO events (at_ms, account, network, country, restricted_device, verdict, score,
+                            reasons) VALUES (?1, 'acct', '192.0.2.0/24', 'SG', 0, ?2, 0, ?3)",
+                        params![at, verdict, reasons],
+                    )
+                    .unwrap();
+            }
+        }
+        let store = SqliteHistory::open(&path).unwrap();
+        let counts = store.counts(0, HOUR_MS).await.unwrap();
+        let mut series = counts.series.clone();
+        series.sort_by_key(|(_, verdict, _)| verdict.as_str());
+        assert_eq!(series, vec![(HOUR_MS * 5, Verdict::Allow, 1), (HOUR_MS * 5, Verdict::Deny, 1)]);
+        assert_eq!(counts.reasons, vec![(ReasonCode::RestrictedRegionClaim, Verdict::Deny, 1)]);
+        let accounts = store.summaries(SubjectKind::Account, false, 10).await.unwrap();
+        assert_eq!((accounts.len(), accounts[0].evidence.logins, accounts[0].evidence.held), (1, 2, 1));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
