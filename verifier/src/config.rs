@@ -166,6 +166,15 @@ pub struct ServeConfig {
     pub history_key_file: Option<PathBuf>,
     /// Days the history keeps an event. Default 90.
     pub retention_days: u32,
+    /// The operator console's secret (at least 16 characters, not a verify
+    /// secret): with it, `meridian serve` serves the console under
+    /// `/console`, on `internal_listen` when set. Default: none (no console).
+    pub console_secret: Option<Secret>,
+    /// File holding the console secret.
+    pub console_secret_file: Option<PathBuf>,
+    /// Minutes a console session lasts without a request (at most 12 hours
+    /// after sign-in whatever this is). Default 30.
+    pub console_idle_minutes: u32,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
     /// Folder of the built collector, served under `/pkg/` (CORS for
@@ -226,6 +235,9 @@ impl Default for ServeConfig {
             history_key: None,
             history_key_file: None,
             retention_days: 90,
+            console_secret: None,
+            console_secret_file: None,
+            console_idle_minutes: 30,
             log_format: LogFormat::Text,
             collector_dir: None,
         }
@@ -233,7 +245,8 @@ impl Default for ServeConfig {
 }
 
 /// Keys whose values are secrets.
-const SECRET_KEYS: &[&str] = &["verify_secret", "challenge_key", "redis_url", "history_key", "database_url"];
+const SECRET_KEYS: &[&str] =
+    &["verify_secret", "challenge_key", "redis_url", "history_key", "database_url", "console_secret"];
 
 /// A TOML file as a table. On a syntax error the message names the file,
 /// line and problem only: toml's own text quotes the offending line, which
@@ -326,6 +339,9 @@ impl ServeConfig {
         }
         if let Some(path) = &self.history_key_file {
             self.history_key = lines(path, "history_key_file")?.into_iter().next();
+        }
+        if let Some(path) = &self.console_secret_file {
+            self.console_secret = lines(path, "console_secret_file")?.into_iter().next();
         }
         Ok(())
     }
@@ -535,6 +551,9 @@ mod tests {
         ("database_url", "postgres://m@127.0.0.1/m", "\"postgres://m@127.0.0.1/m\""),
         ("history_key_file", "{dir}/lines", "\"{dir}/lines\""),
         ("retention_days", "30", "30"),
+        ("console_secret", "console-0123456789abcdef", "\"console-0123456789abcdef\""),
+        ("console_secret_file", "{dir}/lines", "\"{dir}/lines\""),
+        ("console_idle_minutes", "15", "15"),
         ("log_format", "json", "\"json\""),
         ("collector_dir", "/srv/pkg", "\"/srv/pkg\""),
         ("udp_listen", "127.0.0.1:3478", "\"127.0.0.1:3478\""),

@@ -220,6 +220,14 @@ impl Builder {
         if let Some(dir) = collector_dir {
             state = state.with_collector_dir(dir);
         }
+        if let Some(secret) = &config.console_secret {
+            state = state.with_console(console(&config, secret)?);
+            notes.push(format!(
+                "console: /console on {} (sessions end after {} idle minutes)",
+                config.internal_listen.unwrap_or(config.listen),
+                config.console_idle_minutes
+            ));
+        }
         if let Some(budget) = budget {
             let lifetime = Duration::from_secs(u64::from(state.verifier().keys().challenge.lifetime_s()));
             state = state.with_challenge_budget(budget, lifetime);
@@ -241,6 +249,27 @@ impl Builder {
             history: history.map(|history| (history, config.retention_days)),
         })
     }
+}
+
+/// The operator console, when its secret is acceptable.
+fn console(
+    config: &ServeConfig,
+    secret: &crate::config::Secret,
+) -> Result<crate::console::Console, ConfigError> {
+    let fail = |message: String| ConfigError(message);
+    if !config.history {
+        return Err(fail(
+            "console_secret: the console shows the history, which is off (history = false)".into(),
+        ));
+    }
+    if config.verify_secret.iter().any(|v| v.expose() == secret.expose()) {
+        return Err(fail("console_secret: must differ from every verify_secret".into()));
+    }
+    if config.console_idle_minutes == 0 {
+        return Err(fail("console_idle_minutes: at least 1".into()));
+    }
+    let idle = Duration::from_secs(u64::from(config.console_idle_minutes) * 60);
+    crate::console::Console::new(secret.expose(), idle, config.retention_days).map_err(fail)
 }
 
 /// The configured history: the SQLite file and the id key, each made on

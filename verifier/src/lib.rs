@@ -28,6 +28,8 @@ pub mod clock;
 #[cfg(feature = "http")]
 pub mod config;
 #[cfg(feature = "http")]
+pub mod console;
+#[cfg(feature = "http")]
 pub mod deployment;
 mod error;
 pub mod fs;

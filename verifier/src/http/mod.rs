@@ -79,6 +79,8 @@ pub struct ApiState {
     collector_dir: Option<Arc<std::path::PathBuf>>,
     /// `host:port` of the UDP origin's port, once bound.
     udp_address: Arc<std::sync::OnceLock<String>>,
+    /// The operator console, when configured.
+    console: Option<Arc<crate::console::Console>>,
 }
 
 struct Inner {
@@ -120,7 +122,26 @@ impl ApiState {
             ready: Arc::new(|| None),
             collector_dir: None,
             udp_address: Arc::new(std::sync::OnceLock::new()),
+            console: None,
         }
+    }
+
+    /// Serves the operator console under `/console` (beside `/v1/verify`:
+    /// on the internal listener when there is one). Needs the verifier's
+    /// history.
+    pub fn with_console(mut self, console: crate::console::Console) -> Self {
+        self.console = Some(Arc::new(console));
+        self
+    }
+
+    /// The console, when configured.
+    pub fn console(&self) -> Option<&crate::console::Console> {
+        self.console.as_deref()
+    }
+
+    /// Whether `peer` is one of the trusted proxies.
+    pub fn trusts_proxy(&self, peer: std::net::IpAddr) -> bool {
+        self.proxies.contains(peer)
     }
 
     /// Tells pages, in every challenge answer (`udp`), where to send the
@@ -187,6 +208,9 @@ impl ApiState {
         if let Some(limiter) = &self.limiter {
             limiter.retain_recent();
             limiter.shrink_to_fit();
+        }
+        if let Some(console) = &self.console {
+            console.housekeeping();
         }
     }
 
@@ -356,7 +380,7 @@ pub fn routers(state: ApiState) -> (Router, Router) {
         .route("/healthz", get(routes::healthz))
         .route("/openapi.json", get(routes::openapi))
         .merge(challenge.layer(cors));
-    let internal = Router::new()
+    let mut internal = Router::new()
         .route(
             "/v1/verify",
             post(routes::verify)
@@ -366,6 +390,9 @@ pub fn routers(state: ApiState) -> (Router, Router) {
         .route("/v1/accounts/{account}", get(routes::account).delete(routes::erase_account))
         .route("/v1/organizations/{organization}", get(routes::organization))
         .route("/metrics", get(routes::metrics));
+    if state.console.is_some() {
+        internal = internal.merge(crate::console::routes());
+    }
     (with_limits(public, state.clone()), with_limits(internal, state))
 }
 
