@@ -26,11 +26,12 @@ const VERIFY: &str = "verify-secret-for-tests-0123456";
 /// 2027-01-15T08:00:00Z.
 const T0: i64 = 1_800_000_000_000;
 
-struct Fixed(i64);
+/// A clock tests move by hand.
+struct Fixed(std::sync::atomic::AtomicI64);
 
 impl Clock for Fixed {
     fn now(&self) -> jiff::Timestamp {
-        jiff::Timestamp::from_millisecond(self.0).unwrap()
+        jiff::Timestamp::from_millisecond(self.0.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
     }
 }
 
@@ -41,6 +42,7 @@ struct Console_ {
     app: axum::Router,
     store: SqliteHistory,
     key: SubjectKey,
+    clock: Arc<Fixed>,
 }
 
 fn console(idle: Duration) -> Console_ {
@@ -49,12 +51,13 @@ fn console(idle: Duration) -> Console_ {
     let policy = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
     let verifier = Verifier::new(Minter::new(70).keys.clone(), policy, Arc::new(MemoryReplayStore::new(100)))
         .with_history(History::new(Arc::new(store.clone()), key.clone()));
-    let state = ApiState::new(verifier, vec![VerifySecret::new(VERIFY).unwrap()], Arc::new(Fixed(T0)))
+    let clock = Arc::new(Fixed(std::sync::atomic::AtomicI64::new(T0)));
+    let state = ApiState::new(verifier, vec![VerifySecret::new(VERIFY).unwrap()], clock.clone())
         .with_trusted_proxies(TrustedProxies::parse(["10.0.0.0/8"]).unwrap())
         .with_console(Console::new(OPERATOR, idle, 90).unwrap());
     let bare = router(state);
     let app = bare.clone().layer(MockConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 1))));
-    Console_ { bare, app, store, key }
+    Console_ { bare, app, store, key, clock }
 }
 
 struct Answer {
@@ -217,10 +220,12 @@ async fn only_a_signed_in_operator_sees_pages_and_signing_in_takes_the_secret() 
 
 #[tokio::test]
 async fn too_many_wrong_secrets_are_slowed_and_sessions_expire() {
-    let console = console(Duration::from_millis(300));
+    let console = console(Duration::from_secs(30 * 60));
     let app = &console.app;
     let (cookie, _) = sign_in(app).await;
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    console.clock.0.fetch_add(29 * 60_000, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(send(app, get("/console", Some(&cookie))).await.status, StatusCode::OK, "still in use");
+    console.clock.0.fetch_add(31 * 60_000, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         send(app, get("/console", Some(&cookie))).await.status,
         StatusCode::SEE_OTHER,

@@ -181,7 +181,7 @@ impl FromRequestParts<ApiState> for Operator {
         let Some((console, _)) = self::parts(state) else { return Err(off()) };
         let secure = over_tls(parts, state).await;
         let token = session::cookie_value(&parts.headers, SESSION_COOKIE).unwrap_or("");
-        match console.sessions.get(token) {
+        match console.sessions.get(token, state.clock().now().as_millisecond()) {
             Some(session) => Ok(Self { csrf: session.csrf, token: token.to_owned(), secure }),
             None => Err(Redirect::to("/console/login").into_response()),
         }
@@ -210,7 +210,9 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 async fn login_form(State(state): State<ApiState>, navigation: Navigation, headers: HeaderMap) -> Response {
     let Some((console, _)) = parts(&state) else { return off() };
-    let signed_in = session::cookie_value(&headers, SESSION_COOKIE).and_then(|t| console.sessions.get(t));
+    let now = state.clock().now().as_millisecond();
+    let signed_in =
+        session::cookie_value(&headers, SESSION_COOKIE).and_then(|t| console.sessions.get(t, now));
     if signed_in.is_some() {
         return Redirect::to("/console").into_response();
     }
@@ -267,7 +269,7 @@ async fn login(
             navigation.secure,
         );
     }
-    let Some(token) = console.sessions.open() else {
+    let Some(token) = console.sessions.open(state.clock().now().as_millisecond()) else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions are open. Try again later.");
     };
     tracing::info!(%client, "console: operator signed in");

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -36,8 +36,9 @@ const MAX_SESSIONS: usize = 1_000;
 pub(crate) struct Session {
     /// The token its forms carry.
     pub csrf: String,
-    started: Instant,
-    seen: Instant,
+    /// Unix ms, by the verifier's clock.
+    started: i64,
+    seen: i64,
 }
 
 /// The operator secret and the sessions it opened.
@@ -78,39 +79,42 @@ impl Sessions {
         Sha256::digest(attempt.as_bytes()).ct_eq(&self.secret).into()
     }
 
-    /// Opens a session: its cookie value, or `None` when full or without
-    /// randomness.
-    pub(crate) fn open(&self) -> Option<String> {
+    /// Opens a session at `now` (Unix ms): its cookie value, or `None` when
+    /// full or without randomness.
+    pub(crate) fn open(&self, now: i64) -> Option<String> {
         let token = random_token()?;
         let csrf = random_token()?;
         let mut open = self.open.lock().ok()?;
         if open.len() >= MAX_SESSIONS {
-            open.retain(|_, session| self.live(session));
+            open.retain(|_, session| self.live(session, now));
             if open.len() >= MAX_SESSIONS {
                 tracing::warn!("console: {MAX_SESSIONS} sessions open; refusing another sign-in");
                 return None;
             }
         }
-        let now = Instant::now();
         open.insert(Sha256::digest(token.as_bytes()).into(), Session { csrf, started: now, seen: now });
         Some(token)
     }
 
-    fn live(&self, session: &Session) -> bool {
-        session.seen.elapsed() < self.idle && session.started.elapsed() < MAX_AGE
+    fn live(&self, session: &Session, now: i64) -> bool {
+        let within = |since: i64, limit: Duration| {
+            u128::try_from(now.saturating_sub(since)).is_ok_and(|age| age < limit.as_millis())
+        };
+        within(session.seen, self.idle) && within(session.started, MAX_AGE)
     }
 
-    /// The session `token` names, when it is open and live; marks it seen.
-    pub(crate) fn get(&self, token: &str) -> Option<Session> {
+    /// The session `token` names, when it is open and live at `now`; marks
+    /// it seen.
+    pub(crate) fn get(&self, token: &str, now: i64) -> Option<Session> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut open = self.open.lock().ok()?;
-        let live = open.get(&key).is_some_and(|session| self.live(session));
+        let live = open.get(&key).is_some_and(|session| self.live(session, now));
         if !live {
             open.remove(&key);
             return None;
         }
         let session = open.get_mut(&key)?;
-        session.seen = Instant::now();
+        session.seen = now;
         Some(session.clone())
     }
 
@@ -119,16 +123,6 @@ impl Sessions {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Ok(mut open) = self.open.lock() {
             open.remove(&key);
-        }
-    }
-
-    /// Ages every session by `by` (tests: a session that expired).
-    #[cfg(test)]
-    pub(crate) fn age(&self, by: Duration) {
-        if let Ok(mut open) = self.open.lock() {
-            for session in open.values_mut() {
-                session.seen = session.seen.checked_sub(by).unwrap_or(session.seen);
-            }
         }
     }
 }
@@ -186,15 +180,23 @@ mod tests {
         assert!(sessions.is_secret("operator-secret-0123456789"));
         assert!(!sessions.is_secret("operator-secret-012345678"));
         assert!(!sessions.is_secret(""));
-        let token = sessions.open().unwrap();
-        let session = sessions.get(&token).unwrap();
+        let token = sessions.open(0).unwrap();
+        let session = sessions.get(&token, 59_000).unwrap();
         assert_eq!(session.csrf.len(), 43);
-        assert!(sessions.get("not-a-session").is_none());
+        assert!(sessions.get(&token, 118_000).is_some(), "each request keeps it alive");
+        assert!(sessions.get("not-a-session", 0).is_none());
         sessions.close(&token);
-        assert!(sessions.get(&token).is_none(), "logged out");
-        let token = sessions.open().unwrap();
-        sessions.age(Duration::from_secs(61));
-        assert!(sessions.get(&token).is_none(), "idle too long");
+        assert!(sessions.get(&token, 118_000).is_none(), "logged out");
+        let token = sessions.open(0).unwrap();
+        assert!(sessions.get(&token, 61_000).is_none(), "idle too long");
+        let token = sessions.open(0).unwrap();
+        let mut at = 0;
+        while at < 12 * 3_600_000 - 30_000 {
+            at += 30_000;
+            assert!(sessions.get(&token, at).is_some());
+        }
+        assert!(sessions.get(&token, at + 30_000).is_none(), "twelve hours after sign-in, however busy");
+        assert!(sessions.get(&sessions.open(0).unwrap(), -5).is_none(), "a clock that went back");
     }
 
     #[test]
