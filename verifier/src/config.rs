@@ -150,7 +150,7 @@ pub struct ServeConfig {
     pub history_db: Option<PathBuf>,
     /// Folder where answered verifications wait until the database has
     /// them (one process at a time: it is locked). Default:
-    /// `<history_db>-journal` beside a configured `history_db`, else
+    /// `<history_db>.pending` beside a configured `history_db`, else
     /// `history-journal` in `data_dir`.
     pub history_journal: Option<PathBuf>,
     /// PostgreSQL URL (`postgres://user:password@host:port/db`) for a history

@@ -301,6 +301,9 @@ async fn open_history(
                     .map_err(|e| fail(format!("{}: {e}", key_path.display())))?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let (text, key) = SubjectKey::generate().map_err(|e| fail(e.to_string()))?;
+                    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                        fail(format!("history key: cannot create {}: {e}", config.data_dir.display()))
+                    })?;
                     crate::fs::write_private(&key_path, &text)
                         .map_err(|e| fail(format!("history key: {e}")))?;
                     notes.push(format!(
@@ -313,6 +316,15 @@ async fn open_history(
             }
         }
     };
+    // Answered events are journaled here until the database has them.
+    let journal_dir = match (&config.history_journal, &config.history_db) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(db)) => beside(db, ".pending"),
+        (None, None) => config.data_dir.join("history-journal"),
+    };
+    if config.database_url.is_none() && config.history_journal.is_none() {
+        move_misnamed_journal(&path, &journal_dir, journal, notes).map_err(fail)?;
+    }
     let store: Arc<dyn HistoryStore> = match &config.database_url {
         Some(url) => {
             let timeout = Duration::from_millis(config.store_timeout_ms.max(1_000));
@@ -337,18 +349,53 @@ async fn open_history(
     if !journal {
         return Ok(History::new(store, key));
     }
-    // Answered events are journaled here until the database has them.
-    let journal = match (&config.history_journal, &config.history_db) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(db)) => {
-            let mut name = db.file_name().unwrap_or_default().to_os_string();
-            name.push("-journal");
-            db.with_file_name(name)
-        }
-        (None, None) => config.data_dir.join("history-journal"),
-    };
-    adopt_old_spool(&config.data_dir, &journal).map_err(fail)?;
-    History::with_journal(store, key, &journal).map_err(|e| fail(e.to_string()))
+    adopt_old_spool(&config.data_dir, &journal_dir).map_err(fail)?;
+    History::with_journal(store, key, &journal_dir).map_err(|e| fail(e.to_string()))
+}
+
+/// `path` with `suffix` added to its file name.
+#[cfg(feature = "history")]
+fn beside(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Earlier versions kept the journal of a configured `history_db` in the
+/// folder `<history_db>-journal`: the name SQLite gives its own rollback
+/// journal, so SQLite failed to open the database ("disk I/O error") once
+/// that folder existed. Serving moves it to its new place; reading only
+/// (`meridian report`) says what to do.
+#[cfg(feature = "history")]
+fn move_misnamed_journal(
+    db: &std::path::Path,
+    journal: &std::path::Path,
+    serving: bool,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    let old = beside(db, "-journal");
+    if !old.is_dir() {
+        return Ok(());
+    }
+    if !serving {
+        return Err(format!(
+            "{} is a folder of journaled events where SQLite expects its own journal; start `meridian serve` once (it moves the folder to {}) and read again",
+            old.display(),
+            journal.display()
+        ));
+    }
+    if journal.exists() {
+        return Err(format!(
+            "{} and {} both exist: move the events of the first into the second, or set history_journal",
+            old.display(),
+            journal.display()
+        ));
+    }
+    std::fs::rename(&old, journal).map_err(|e| {
+        format!("history journal: cannot move {} to {}: {e}", old.display(), journal.display())
+    })?;
+    notes.push(format!("history journal: moved {} to {}", old.display(), journal.display()));
+    Ok(())
 }
 
 /// Moves the events an earlier Meridian left waiting in

@@ -1141,6 +1141,30 @@ async fn a_killed_process_loses_no_answered_verification() {
     assert_eq!(report["events"], answered, "{report}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_history_db_opens_again_after_a_restart() {
+    // Earlier versions journaled beside a configured `history_db` in
+    // `<history_db>-journal`, SQLite's own journal name: the database then
+    // failed to open on the next start. Such a folder is moved aside.
+    let dir = scratch("history-db-restart");
+    let db = dir.join("h.sqlite");
+    std::fs::create_dir_all(dir.join("h.sqlite-journal")).unwrap();
+    let db_setting = db.display().to_string();
+    let extra = [("MERIDIAN_HISTORY_DB", db_setting.as_str())];
+    let serve = Serve::start_in(dir, &extra);
+    assert!(serve.stderr().contains("moved"), "{}", serve.stderr());
+    for n in 0..3 {
+        let body = json!({ "token": token(5_400 + n), "remote_ip": "127.0.0.1", "account": "ada" });
+        assert_eq!(verify(&serve.origin, &body).await.0, 200);
+    }
+    let serve = serve.kill_and_restart(&extra);
+    assert!(!serve.dir.join("h.sqlite-journal").exists() && serve.dir.join("h.sqlite.pending").is_dir());
+    let account =
+        client().get(format!("{}/v1/accounts/ada", serve.origin)).bearer_auth(SECRET).send().await.unwrap();
+    let account: Value = account.json().await.unwrap();
+    assert_eq!(account["logins"], 3, "{account}");
+}
+
 /// The history key the instances of a shared history share.
 const HISTORY_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 
