@@ -52,6 +52,28 @@ pub struct DemoServer {
     data: PathBuf,
 }
 
+impl DemoServer {
+    /// Its history's SQLite file.
+    pub fn history_db(&self) -> PathBuf {
+        self.data.join("history.sqlite")
+    }
+}
+
+/// The development collector key the suite builds the collector with
+/// (`.meridian/keys/collector.jwk`), for tests that sign what a browser
+/// could not.
+///
+/// # Panics
+/// When set-up has not made it.
+pub fn collector_key() -> ed25519_dalek::SigningKey {
+    let path = meridian_home().join("keys/collector.jwk");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup)", path.display()));
+    let jwk: meridian_protocol::jwk::Jwk =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    jwk.signing_key().unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 impl Drop for DemoServer {
     fn drop(&mut self) {
         self.task.abort();
@@ -95,6 +117,8 @@ pub struct DemoOptions {
     pub trusted_proxies: Vec<String>,
     /// Open the UDP origin's port (`udp_listen` on a free loopback port).
     pub udp_origin: bool,
+    /// Serve the operator console with this secret.
+    pub console_secret: Option<String>,
 }
 
 /// Starts the demo as `options` say, through the same configuration and
@@ -103,7 +127,7 @@ pub struct DemoOptions {
 /// # Panics
 /// When the demo cannot start.
 pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
-    let DemoOptions { intel, policy, trusted_proxies, udp_origin } = options;
+    let DemoOptions { intel, policy, trusted_proxies, udp_origin, console_secret } = options;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
     let clock = Arc::new(ShiftedClock::default());
@@ -117,6 +141,9 @@ pub async fn start_demo_configured(options: DemoOptions) -> DemoServer {
     defaults.insert("trusted_proxies".into(), toml::Value::Array(proxies));
     if udp_origin {
         defaults.insert("udp_listen".into(), toml::Value::String("127.0.0.1:0".into()));
+    }
+    if let Some(secret) = console_secret {
+        defaults.insert("console_secret".into(), toml::Value::String(secret));
     }
     defaults.insert("verify_secret".into(), toml::Value::Array(vec![VERIFY_SECRET.into()]));
     // Each demo keeps its own history, so tests never see each other's.

@@ -13,9 +13,8 @@
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
-use meridian_protocol::jwk::Jwk;
 use meridian_tests::{
-    Browser, BrowserOptions, Engine, meridian_home, start_browser, start_demo_with, verify,
+    Browser, BrowserOptions, Engine, collector_key, start_browser, start_demo_with, verify,
 };
 use meridian_verifier::testkit::test_intel;
 use serde_json::{Value, json};
@@ -48,15 +47,6 @@ fn hex(bytes: &[u8]) -> String {
 
 fn unhex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or_default()).collect()
-}
-
-/// The development collector key the suite builds the collector with.
-fn collector_key() -> SigningKey {
-    let path = meridian_home().join("keys/collector.jwk");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup)", path.display()));
-    let jwk: Jwk = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    jwk.signing_key().unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// RFC 8032's vectors through the browser's own `crypto.subtle` (PKCS #8

@@ -90,7 +90,8 @@ pub(crate) fn columns(id: &str, title: &str, columns: &[(String, Stack)]) -> Mar
     let max = columns.iter().map(|(_, s)| s.total()).max().unwrap_or(0).max(1);
     let slot = (WIDTH - LEFT) / columns.len().max(1) as f64;
     let scale = (HEIGHT - BOTTOM - 8.0) / max as f64;
-    let every = (columns.len() / 8).max(1);
+    // About six labels, none cut at the right edge.
+    let every = columns.len().div_ceil(6).max(1);
     let total: u64 = columns.iter().map(|(_, s)| s.total()).sum();
     html! {
         figure.chart id=(id) {
@@ -109,8 +110,8 @@ pub(crate) fn columns(id: &str, title: &str, columns: &[(String, Stack)]) -> Mar
                             rect class=(class) x=(x + slot * 0.1) y=(top) width=(slot * 0.8) height=(h) {}
                         }
                     }
-                    @if i % every == 0 {
-                        text x=(x + slot / 2.0) y=(HEIGHT - 8.0) text-anchor="middle" class="tick" { (label) }
+                    @if i % every == 0 && i + every / 2 < columns.len() {
+                        text x=(x) y=(HEIGHT - 8.0) text-anchor="start" class="tick" { (label) }
                     }
                 }
             }
@@ -121,12 +122,12 @@ pub(crate) fn columns(id: &str, title: &str, columns: &[(String, Stack)]) -> Mar
 
 /// Stacked horizontal bars, one per row, its label on the left.
 pub(crate) fn bars(id: &str, title: &str, key: &str, rows: &[(String, Stack)]) -> Markup {
-    const WIDTH: f64 = 720.0;
-    const LABEL: f64 = 210.0;
+    const WIDTH: f64 = 480.0;
+    const LABEL: f64 = 180.0;
     const ROW: f64 = 22.0;
     let height = ROW * rows.len().max(1) as f64 + 4.0;
     let max = rows.iter().map(|(_, s)| s.total()).max().unwrap_or(0).max(1);
-    let scale = (WIDTH - LABEL - 60.0) / max as f64;
+    let scale = (WIDTH - LABEL - 40.0) / max as f64;
     html! {
         figure.chart id=(id) {
             figcaption { h2 { (title) } }
