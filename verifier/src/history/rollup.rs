@@ -13,9 +13,9 @@ use super::report::REGION_EVIDENCE;
 /// One hour, Unix ms divided by this.
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 
-/// The key of an hourly count: hour, network country (`??` unknown),
+/// The key of an hourly count: hour, network country (`None` unknown),
 /// verdict, and reason (empty: the verifications themselves).
-pub(crate) type TallyKey = (i64, String, &'static str, &'static str);
+pub(crate) type TallyKey = (i64, Option<crate::geo::Country>, &'static str, &'static str);
 
 /// `account` or `organization`, as the summary table names them.
 pub(crate) const ACCOUNT: &str = "account";
@@ -50,11 +50,10 @@ impl Rollup {
     /// Counts `event` once, `sign` +1 (recorded) or −1 (erased, purged).
     pub(crate) fn add(&mut self, event: &Event, sign: i64) {
         let hour = event.at_ms.div_euclid(HOUR_MS);
-        let country = event.country.map_or_else(|| "??".to_owned(), |c| c.as_str().to_owned());
         let verdict = event.verdict.as_str();
-        *self.tallies.entry((hour, country.clone(), verdict, "")).or_default() += sign;
+        *self.tallies.entry((hour, event.country, verdict, "")).or_default() += sign;
         for code in &event.reasons {
-            *self.tallies.entry((hour, country.clone(), verdict, code.as_str())).or_default() += sign;
+            *self.tallies.entry((hour, event.country, verdict, code.as_str())).or_default() += sign;
         }
         let held = i64::from(matches!(
             event.verdict,
@@ -128,8 +127,8 @@ mod tests {
             error: None,
         };
         let mut rollup = Rollup::of(std::slice::from_ref(&event), 1);
-        assert_eq!(rollup.tallies[&(7, "SG".into(), "deny", "")], 1);
-        assert_eq!(rollup.tallies[&(7, "SG".into(), "deny", "restricted_region_claim")], 1);
+        assert_eq!(rollup.tallies[&(7, Country::parse("SG"), "deny", "")], 1);
+        assert_eq!(rollup.tallies[&(7, Country::parse("SG"), "deny", "restricted_region_claim")], 1);
         assert_eq!(rollup.tallies.len(), 3);
         let account = &rollup.subjects[&(ACCOUNT, event.account.clone().unwrap().as_str().to_owned())];
         assert_eq!((account.logins, account.accepted, account.restricted, account.held), (1, 1, 1, 1));

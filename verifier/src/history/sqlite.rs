@@ -47,8 +47,8 @@ const MIGRATIONS: &[&str] = &[
         through INTEGER NOT NULL,
         at_ms INTEGER NOT NULL
     );",
-    // 3: the console's running counts (`rollup.rs`), filled from the
-    // events already there by `backfill`.
+    // 3: the console's running counts (`rollup.rs`) and the last event
+    // counted in them; the writer counts the events after it (`fold`).
     "CREATE TABLE tallies (
         reason TEXT NOT NULL,
         hour INTEGER NOT NULL,
@@ -73,11 +73,19 @@ const MIGRATIONS: &[&str] = &[
         last_ms INTEGER NOT NULL,
         PRIMARY KEY (kind, subject)
     ) WITHOUT ROWID;
-    CREATE INDEX subjects_organization ON subjects (organization) WHERE organization IS NOT NULL;",
+    CREATE INDEX subjects_organization ON subjects (organization) WHERE organization IS NOT NULL;
+    CREATE TABLE rollup_mark (id INTEGER NOT NULL);
+    INSERT INTO rollup_mark VALUES (0);",
 ];
 
-/// The schema version that added the running counts.
-const ROLLUP_VERSION: usize = 3;
+/// How often the writer adds newly committed events to the running counts
+/// when it is not asked sooner (a console page asks first). Counting many
+/// events at once touches each account's row once, not once per commit.
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Events counted per transaction at most (a first count of a large
+/// history goes in steps, each kept).
+const FOLD_PAGE: i64 = 50_000;
 
 /// Work for the writer thread.
 type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -185,6 +193,22 @@ impl SqliteHistory {
     }
 }
 
+impl SqliteHistory {
+    /// Brings the running counts up to every committed event, then runs
+    /// `read` on the reader connection.
+    fn counted_then<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Connection) -> Result<T, HistoryError> + Send + 'static,
+    ) -> HistoryFuture<'static, T> {
+        let counted = self.write(|connection| fold(connection).map(drop));
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            counted.await?;
+            Self::with(&reader, read).await
+        })
+    }
+}
+
 /// Starts the thread that owns the writer connection.
 fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<WriteJob>, HistoryError> {
     let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
@@ -192,11 +216,25 @@ fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<Wr
         .name("meridian-history-writer".into())
         .spawn(move || {
             lower_priority();
+            let mut folded = std::time::Instant::now();
             // Ends when every handle to the history is gone.
-            while let Ok(job) = queue.recv() {
-                // A write that panics fails alone (its caller hears so);
-                // the thread goes on with the next.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
+            loop {
+                match queue.recv_timeout(FOLD_EVERY) {
+                    // A write that panics fails alone (its caller hears so);
+                    // the thread goes on with the next.
+                    Ok(job) => {
+                        let _ =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if folded.elapsed() >= FOLD_EVERY {
+                    folded = std::time::Instant::now();
+                    if let Err(error) = fold(&mut connection) {
+                        tracing::debug!(%error, "history: counting for the console failed; retried");
+                    }
+                }
             }
         })
         .map_err(unavailable)?;
@@ -228,38 +266,67 @@ fn migrate(connection: &mut Connection) -> Result<(), HistoryError> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let transaction = connection.transaction().map_err(unavailable)?;
         transaction.execute_batch(sql).map_err(unavailable)?;
-        if index + 1 == ROLLUP_VERSION {
-            backfill(&transaction)?;
-        }
         transaction.pragma_update(None, "user_version", index + 1).map_err(unavailable)?;
         transaction.commit().map_err(unavailable)?;
     }
     Ok(())
 }
 
-/// Counts the events a database had before the running counts existed,
-/// a page at a time.
-fn backfill(connection: &Connection) -> Result<(), HistoryError> {
-    const PAGE: i64 = 50_000;
-    let mut after = 0i64;
+/// Adds the events committed since the last count to the running counts,
+/// a page per transaction; returns how many.
+fn fold(connection: &mut Connection) -> Result<u64, HistoryError> {
     let mut done = 0u64;
     loop {
-        let mut query = connection
-            .prepare_cached("SELECT * FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
-            .map_err(unavailable)?;
-        let page = query
-            .query_map(params![after, PAGE], |row| Ok((row.get::<_, i64>("id")?, event_from_row(row)?)))
-            .map_err(unavailable)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
-        let Some((last, _)) = page.last() else { break };
-        after = *last;
+        let transaction = connection.transaction().map_err(unavailable)?;
+        let mark: i64 =
+            transaction.query_row("SELECT id FROM rollup_mark", [], |row| row.get(0)).map_err(unavailable)?;
+        let page = {
+            // What the counts need of each event, and no more.
+            let mut query = transaction
+                .prepare_cached(
+                    "SELECT id, at_ms, account, organization, country, restricted_device, verdict, reasons, error
+                     FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            query
+                .query_map(params![mark, FOLD_PAGE], |row| {
+                    Ok((row.get::<_, i64>(0)?, counted_from_row(row)?))
+                })
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?
+        };
+        let Some(&(last, _)) = page.last() else { return Ok(done) };
         let events: Vec<Event> = page.into_iter().map(|(_, event)| event).collect();
-        apply(connection, &Rollup::of(&events, 1))?;
+        apply(&transaction, &Rollup::of(&events, 1))?;
+        transaction.execute("UPDATE rollup_mark SET id = ?1", params![last]).map_err(unavailable)?;
+        transaction.commit().map_err(unavailable)?;
         done += events.len() as u64;
-        tracing::info!(events = done, "history: counting the events already recorded for the console");
+        if done >= FOLD_PAGE as u64 {
+            tracing::info!(events = done, "history: counting recorded events for the console");
+        }
     }
-    Ok(())
+}
+
+/// The columns of an event the counts read (`fold`), as an event.
+fn counted_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let reasons: String = row.get(7)?;
+    let verdict: String = row.get(6)?;
+    Ok(Event {
+        at_ms: row.get(1)?,
+        account: row.get::<_, Option<String>>(2)?.map(Subject::from_stored),
+        organization: row.get::<_, Option<String>>(3)?.map(Subject::from_stored),
+        network: String::new(),
+        country: row.get::<_, Option<String>>(4)?.as_deref().and_then(Country::parse),
+        asn: None,
+        zone: None,
+        locale: None,
+        restricted_device: row.get(5)?,
+        verdict: Verdict::from_name(&verdict).unwrap_or(Verdict::Deny),
+        score: 0,
+        reasons: reasons.split(',').filter_map(ReasonCode::from_name).collect(),
+        error: row.get::<_, Option<String>>(8)?.as_deref().and_then(ErrorCode::from_name),
+    })
 }
 
 /// Adds a rollup to the running counts; drops rows counted down to zero.
@@ -272,6 +339,7 @@ fn apply(connection: &Connection, rollup: &Rollup) -> Result<(), HistoryError> {
         .map_err(unavailable)?;
     let mut emptied = false;
     for ((hour, country, verdict, reason), n) in &rollup.tallies {
+        let country = country.as_ref().map_or("??", |c| c.as_str());
         tally.execute(params![reason, hour, country, verdict, n]).map_err(unavailable)?;
         emptied |= *n < 0;
     }
@@ -416,14 +484,25 @@ impl HistoryStore for SqliteHistory {
         self.write(move |connection| {
             let transaction = connection.transaction().map_err(unavailable)?;
             {
+                // Every new event is numbered after both the newest event and
+                // the last one counted (SQLite would reuse the number of an
+                // erased newest event, which the counts then never see).
+                let mut id: i64 = transaction
+                    .query_row(
+                        "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0), (SELECT id FROM rollup_mark))",
+                        [],
+                        |row| row.get(0),
+                    )
+                    .map_err(unavailable)?;
                 let mut insert = transaction
                     .prepare_cached(
-                        "INSERT INTO events (at_ms, account, organization, network, country, asn, zone, locale,
+                        "INSERT INTO events (id, at_ms, account, organization, network, country, asn, zone, locale,
                             restricted_device, verdict, score, reasons, error)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                         VALUES (?14, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     )
                     .map_err(unavailable)?;
                 for event in &events {
+                    id += 1;
                     insert
                         .execute(params![
                             event.at_ms,
@@ -439,11 +518,11 @@ impl HistoryStore for SqliteHistory {
                             event.score,
                             reasons_text(&event.reasons),
                             event.error.map(ErrorCode::as_str),
+                            id,
                         ])
                         .map_err(unavailable)?;
                 }
             }
-            apply(&transaction, &Rollup::of(&events, 1))?;
             if let Some(mark) = mark {
                 transaction
                     .execute(
@@ -578,7 +657,7 @@ impl HistoryStore for SqliteHistory {
     }
 
     fn counts(&self, since_ms: i64, bucket_ms: i64) -> HistoryFuture<'_, Counts> {
-        Self::with(&self.reader, move |connection| {
+        self.counted_then(move |connection| {
             let since = since_ms.div_euclid(HOUR_MS);
             let bucket = (bucket_ms / HOUR_MS).max(1);
             let verdict = |text: String| Verdict::from_name(&text).unwrap_or(Verdict::Deny);
@@ -625,7 +704,7 @@ impl HistoryStore for SqliteHistory {
     }
 
     fn summaries(&self, kind: SubjectKind, flagged: bool, limit: u32) -> HistoryFuture<'_, Vec<Summary>> {
-        Self::with(&self.reader, move |connection| {
+        self.counted_then(move |connection| {
             let order = if flagged { STRONGEST_FIRST } else { "last_ms DESC" };
             let filter = if flagged { FLAGGED } else { "1" };
             let sql = match kind {
