@@ -32,6 +32,9 @@ pub struct DemoConfig {
     pub serve: ServeConfig,
     /// Set when the verify secret was generated because none was configured.
     pub generated_secret: Option<String>,
+    /// The operator console's secret, when it was generated (none was
+    /// configured): printed at start so the console can be opened.
+    pub generated_console_secret: Option<String>,
     /// The clock (tests shift it).
     pub clock: Arc<dyn Clock>,
     /// IP databases to use instead of the files in `data_dir` (tests).
@@ -132,9 +135,17 @@ impl DemoConfig {
             serve.verify_secret.push(Secret::new(text.clone()));
             generated_secret = Some(text);
         }
+        // The demo shows its own verifications in the operator console.
+        let mut generated_console_secret = None;
+        if serve.console_secret.is_none() && serve.history {
+            let (text, _) = VerifySecret::generate().map_err(|e| format!("no secure randomness: {e}"))?;
+            serve.console_secret = Some(Secret::new(text.clone()));
+            generated_console_secret = Some(text);
+        }
         Ok(Self {
             serve,
             generated_secret,
+            generated_console_secret,
             clock: Arc::new(SystemClock),
             intel: None,
             simulated_origins: default_simulated_origins(),

@@ -38,6 +38,11 @@ async fn main() -> ExitCode {
         println!("MERIDIAN_VERIFY_SECRET was unset; this run's verify secret is {secret}");
     }
     let origin = format!("http://{}", config.serve.listen);
+    if let Some(secret) = &config.generated_console_secret {
+        println!(
+            "MERIDIAN_CONSOLE_SECRET was unset; the operator console at {origin}/console opens with {secret}"
+        );
+    }
     let demo = match meridian_demo::Demo::build(config).await {
         Ok(demo) => demo,
         Err(message) => {

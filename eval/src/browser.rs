@@ -116,6 +116,7 @@ pub async fn sample(cases: &[Case], count: usize) -> Result<Vec<BrowserResult>, 
         policy: Some(meridian_verifier::Policy { server_location: None, ..evaluate::policy("restrict-cn")? }),
         trusted_proxies: vec!["127.0.0.1/32".into()],
         udp_origin: false,
+        console_secret: None,
     })
     .await;
     let deployment = Deployment::new();

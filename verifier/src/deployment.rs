@@ -184,6 +184,8 @@ impl Builder {
             verifier = verifier.with_udp_origins(Arc::new(crate::udp::UdpOrigins::new(capacity)));
             notes.push(format!("UDP origin: TURN probes on {address}"));
         }
+        // Checked before the history is opened.
+        let console = config.console_secret.as_ref().map(|secret| console_of(&config, secret)).transpose()?;
         #[cfg(feature = "history")]
         let history = if config.history {
             let history = open_history(&config, &mut notes, !reads_history).await?;
@@ -220,8 +222,8 @@ impl Builder {
         if let Some(dir) = collector_dir {
             state = state.with_collector_dir(dir);
         }
-        if let Some(secret) = &config.console_secret {
-            state = state.with_console(console(&config, secret)?);
+        if let Some(console) = console {
+            state = state.with_console(console);
             notes.push(format!(
                 "console: /console on {} (sessions end after {} idle minutes)",
                 config.internal_listen.unwrap_or(config.listen),
@@ -252,7 +254,7 @@ impl Builder {
 }
 
 /// The operator console, when its secret is acceptable.
-fn console(
+fn console_of(
     config: &ServeConfig,
     secret: &crate::config::Secret,
 ) -> Result<crate::console::Console, ConfigError> {

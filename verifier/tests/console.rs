@@ -340,3 +340,35 @@ async fn pages_show_what_the_history_holds_and_escape_what_browsers_sent() {
     let unknown = format!("/console/accounts/{}", key.account("nobody").unwrap().as_str());
     assert_eq!(send(app, get(&unknown, Some(&cookie))).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_console_secret_that_is_short_shared_or_without_a_history_is_refused() {
+    use meridian_verifier::config::ServeConfig;
+    use meridian_verifier::deployment::Deployment;
+    let dir = std::env::temp_dir().join(format!("meridian-console-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("jwks.json"), Minter::new(71).jwks_json()).unwrap();
+    let build = |extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("MERIDIAN_JWKS".to_owned(), dir.join("jwks.json").display().to_string()),
+            ("MERIDIAN_DATA_DIR".to_owned(), dir.join("data").display().to_string()),
+            ("MERIDIAN_VERIFY_SECRET".to_owned(), VERIFY.to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        async move {
+            let config = ServeConfig::load(None, env).map_err(|e| e.to_string())?;
+            Deployment::builder(config).build().await.map(|d| d.notes().join("\n")).map_err(|e| e.to_string())
+        }
+    };
+    let short = build(&[("MERIDIAN_CONSOLE_SECRET", "short")]).await.unwrap_err();
+    assert!(short.contains("at least 16"), "{short}");
+    let shared = build(&[("MERIDIAN_CONSOLE_SECRET", VERIFY)]).await.unwrap_err();
+    assert!(shared.contains("differ from every verify_secret"), "{shared}");
+    let off =
+        build(&[("MERIDIAN_CONSOLE_SECRET", OPERATOR), ("MERIDIAN_HISTORY", "false")]).await.unwrap_err();
+    assert!(off.contains("history"), "{off}");
+    assert!(!off.contains(OPERATOR) && !shared.contains(VERIFY), "secrets stay out of messages");
+    let notes = build(&[("MERIDIAN_CONSOLE_SECRET", OPERATOR)]).await.unwrap();
+    assert!(notes.contains("console: /console"), "{notes}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
