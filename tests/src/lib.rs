@@ -799,6 +799,40 @@ impl Browser {
         .await;
     }
 
+    /// A full-page PNG of the current page (Chromium, through CDP), saved
+    /// as `target/screenshots/<name>`; returns its width in pixels.
+    ///
+    /// # Panics
+    /// When the browser gives no PNG or the file cannot be written.
+    pub async fn screenshot(&self, name: &str) -> u32 {
+        use base64ct::Encoding as _;
+        let answer = self
+            .cdp(
+                "Page.captureScreenshot",
+                serde_json::json!({ "format": "png", "captureBeyondViewport": true }),
+            )
+            .await;
+        let data = answer["value"]["data"].as_str().unwrap_or_else(|| panic!("no screenshot: {answer}"));
+        let png = base64ct::Base64::decode_vec(data).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}: not a PNG");
+        let path = screenshot_dir().join(name);
+        std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // IHDR: width and height are the first two big-endian u32s of its data.
+        png.get(16..20).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes)
+    }
+
+    /// Fails unless the page is no wider than the viewport.
+    ///
+    /// # Panics
+    /// When it is wider.
+    pub async fn assert_fits_viewport(&self, page: &str) {
+        let overflow = self.eval("document.documentElement.scrollWidth - window.innerWidth").await;
+        assert!(
+            overflow.as_i64().is_some_and(|o| o <= 0),
+            "{page}: wider than the viewport by {overflow} px"
+        );
+    }
+
     /// Evaluates a JavaScript expression in the page.
     ///
     /// In Firefox, WebDriver scripts run in a sandbox with its own `Date`,

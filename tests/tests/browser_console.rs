@@ -15,8 +15,8 @@ use std::time::Duration;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use fantoccini::Locator;
 use meridian_tests::{
-    Browser, BrowserOptions, DemoOptions, collector_key, screenshot_dir, site_listener, start_browser,
-    start_demo_configured, verify,
+    Browser, BrowserOptions, DemoOptions, collector_key, site_listener, start_browser, start_demo_configured,
+    verify,
 };
 use meridian_verifier::history::{Event, HistoryStore, SqliteHistory};
 use meridian_verifier::testkit::test_intel;
@@ -27,19 +27,11 @@ const CONSOLE_SECRET: &str = "console-secret-for-the-browser-test";
 const SINGAPORE: &str = "192.0.2.10";
 const GERMANY: &str = "192.0.2.200";
 
-/// A full-page PNG through CDP under `target/screenshots/`; checks that the
-/// page is no wider than the viewport.
+/// A screenshot `console-<name>.png`, once the page is seen to fit its
+/// viewport.
 async fn screenshot(browser: &Browser, name: &str) {
-    let overflow = browser.eval("document.documentElement.scrollWidth - window.innerWidth").await;
-    assert!(overflow.as_i64().unwrap() <= 0, "{name}: wider than the viewport by {overflow} px");
-    let answer = browser
-        .cdp("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": true }))
-        .await;
-    let data = answer["value"]["data"].as_str().unwrap_or_else(|| panic!("no screenshot: {answer}"));
-    let png = base64ct::Base64::decode_vec(data).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}: not a PNG");
-    let path = screenshot_dir().join(format!("console-{name}.png"));
-    std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    browser.assert_fits_viewport(name).await;
+    browser.screenshot(&format!("console-{name}.png")).await;
 }
 
 async fn set_width(browser: &Browser, width: u32, mobile: bool) {

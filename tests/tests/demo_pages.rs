@@ -6,30 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 
-use base64ct::Encoding;
 use fantoccini::Locator;
-use meridian_tests::{Browser, BrowserOptions, screenshot_dir, start_browser, start_demo_with};
+use meridian_tests::{BrowserOptions, start_browser, start_demo_with};
 use meridian_verifier::testkit::test_intel;
 use serde_json::json;
-
-/// A full-page PNG through CDP, saved under `name`; returns its width.
-async fn screenshot(browser: &Browser, name: &str) -> u32 {
-    let answer = browser
-        .cdp("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": true }))
-        .await;
-    let data = answer["value"]["data"].as_str().unwrap_or_else(|| panic!("no screenshot: {answer}"));
-    let png = base64ct::Base64::decode_vec(data).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}: not a PNG");
-    let path = screenshot_dir().join(name);
-    std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // IHDR: width and height are the first two big-endian u32s of its data.
-    u32::from_be_bytes(png[16..20].try_into().unwrap())
-}
-
-async fn fits_the_viewport(browser: &Browser, page: &str) {
-    let overflow = browser.eval("document.documentElement.scrollWidth - window.innerWidth").await;
-    assert!(overflow.as_i64().unwrap() <= 0, "{page}: wider than the viewport by {overflow} px");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_and_result_pages_at_desktop_and_mobile_widths() {
@@ -60,8 +40,8 @@ async fn login_and_result_pages_at_desktop_and_mobile_widths() {
             .eval("[...document.querySelectorAll('input:not([type=hidden]), select')].filter(e => !e.closest('label')).length")
             .await;
         assert_eq!(unlabelled, json!(0), "{name}: every control has a label");
-        fits_the_viewport(&browser, &format!("{name} login")).await;
-        let drawn = screenshot(&browser, &format!("login-{name}.png")).await;
+        browser.assert_fits_viewport(&format!("{name} login")).await;
+        let drawn = browser.screenshot(&format!("login-{name}.png")).await;
         assert!((width - 20..=width).contains(&drawn), "{name} login screenshot is {drawn} px wide");
 
         client.find(Locator::Id("simulate")).await.unwrap().select_by_value("192.0.2.10").await.unwrap();
@@ -92,8 +72,8 @@ async fn login_and_result_pages_at_desktop_and_mobile_widths() {
         let picture = client.find(Locator::Id("offset-strip")).await.unwrap();
         let (_, _, drawn_width, _) = picture.rectangle().await.unwrap();
         assert!(drawn_width > 300.0, "{name}: the offset picture is drawn {drawn_width} px wide");
-        fits_the_viewport(&browser, &format!("{name} result")).await;
-        let drawn = screenshot(&browser, &format!("result-deny-{name}.png")).await;
+        browser.assert_fits_viewport(&format!("{name} result")).await;
+        let drawn = browser.screenshot(&format!("result-deny-{name}.png")).await;
         assert!((width - 20..=width).contains(&drawn), "{name} result-deny screenshot is {drawn} px wide");
     }
 }
