@@ -189,6 +189,10 @@ async fn an_operator_reads_the_console_in_chromium() {
     client.find(Locator::Css("form.sign-in button")).await.unwrap().click().await.unwrap();
     client.wait().for_element(Locator::Id("chart-time")).await.unwrap();
 
+    let unlabelled = operator
+        .eval("[...document.querySelectorAll('input:not([type=hidden]), select')].filter(e => !e.labels || !e.labels.length).length")
+        .await;
+    assert_eq!(unlabelled, json!(0), "every control has a label");
     let total = operator.eval("document.querySelector('#totals dd[data-total]').dataset.total").await;
     assert_eq!(total, json!(events.len().to_string()));
     assert_eq!(bars(&operator, "chart-countries").await, by_country, "countries match the database");

@@ -333,6 +333,27 @@ async fn pages_show_what_the_history_holds_and_escape_what_browsers_sent() {
     let live = send(app, get("/console/live", Some(&cookie))).await;
     assert!(!live.body.contains("<script>") && live.body.contains(r#"http-equiv="refresh""#));
 
+    // The stylesheet is cached, then revalidated by its tag.
+    let css = send(app, get("/console/static/console.css", None)).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.headers[header::CACHE_CONTROL], "public, max-age=86400");
+    let tag = css.headers[header::ETAG].to_str().unwrap().to_owned();
+    let again =
+        Request::get("/console/static/console.css").header(header::IF_NONE_MATCH, &tag).body(Body::empty());
+    assert_eq!(send(app, again.unwrap()).await.status, StatusCode::NOT_MODIFIED);
+
+    // Looking an account up by the id the backend knows: hashed here, then its page.
+    let (other, other_csrf) = sign_in(app).await;
+    let fields = [("csrf", other_csrf.as_str()), ("kind", "account"), ("id", "li")];
+    let found = send(app, post("/console/find", &cookie).body(form_body(&fields)).unwrap()).await;
+    assert_eq!(found.status, StatusCode::FORBIDDEN, "another session's token");
+    let found = send(app, post("/console/find", &other).body(form_body(&fields)).unwrap()).await;
+    assert_eq!(found.headers[header::LOCATION], format!("/console/accounts/{}", li.as_str()));
+    let long = "x".repeat(300);
+    let fields = [("csrf", other_csrf.as_str()), ("kind", "account"), ("id", long.as_str())];
+    let refused = send(app, post("/console/find", &other).body(form_body(&fields)).unwrap()).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+
     assert_eq!(
         send(app, get("/console/accounts/not-a-hash", Some(&cookie))).await.status,
         StatusCode::NOT_FOUND

@@ -1165,14 +1165,20 @@ async fn a_configured_history_db_opens_again_after_a_restart() {
     assert_eq!(account["logins"], 3, "{account}");
 }
 
+/// The operator console's secret in the shared-history test.
+const CONSOLE_SECRET: &str = "console-secret-0123456789";
+
 /// The history key the instances of a shared history share.
 const HISTORY_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_on_one_postgres_see_each_others_history_and_survive_its_crash() {
     let postgres = Postgres::start("postgres");
-    let shared =
-        [("MERIDIAN_DATABASE_URL", postgres.url()), ("MERIDIAN_HISTORY_KEY", HISTORY_KEY.to_owned())];
+    let shared = [
+        ("MERIDIAN_DATABASE_URL", postgres.url()),
+        ("MERIDIAN_HISTORY_KEY", HISTORY_KEY.to_owned()),
+        ("MERIDIAN_CONSOLE_SECRET", CONSOLE_SECRET.to_owned()),
+    ];
     let shared: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = Serve::start("history-a", &shared);
     let b = Serve::start("history-b", &shared);
@@ -1250,4 +1256,45 @@ async fn instances_on_one_postgres_see_each_others_history_and_survive_its_crash
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(postgres.events(), answered, "every answered verification is in the history");
+
+    // The console over PostgreSQL counts the same events.
+    let overview = console_page(&b.origin, "/console?range=24h").await.unwrap_or_else(|e| {
+        panic!("{e}\n{}", b.stderr().lines().rev().take(5).collect::<Vec<_>>().join("\n"))
+    });
+    assert!(overview.contains(&format!(r#"data-total="{answered}""#)), "{overview}");
+    let accounts = console_page(&b.origin, "/console/accounts?risk=all").await.unwrap();
+    assert_eq!(accounts.matches("<tr data-risk=").count(), 1, "ada: {accounts}");
+}
+
+/// Signs in to the console of `origin` and returns the page at `path`.
+async fn console_page(origin: &str, path: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookie = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+    };
+    let form = client.get(format!("{origin}/console/login")).send().await.unwrap();
+    let login = cookie(&form, "meridian_console_login");
+    let body = form.text().await.unwrap();
+    let at = body.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
+    let csrf = body[at..].split('"').next().unwrap().to_owned();
+    let signed = client
+        .post(format!("{origin}/console/login"))
+        .header("cookie", login)
+        .form(&[("secret", CONSOLE_SECRET), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let session = cookie(&signed, "meridian_console");
+    let page = client.get(format!("{origin}{path}")).header("cookie", session).send().await.unwrap();
+    let status = page.status();
+    let text = page.text().await.unwrap();
+    if status == 200 { Ok(text) } else { Err(format!("{path}: {status}")) }
 }

@@ -478,15 +478,15 @@ impl HistoryStore for PostgresHistory {
                 format!("SELECT * FROM ({}) s WHERE {filter} ORDER BY {order} LIMIT $1", summary_sql("account"))
             }
             SubjectKind::Organization => format!(
-                "SELECT s.*, COALESCE(m.accounts, 0) AS member_accounts, COALESCE(m.restricted, 0) AS member_restricted
+                "SELECT s.*, COALESCE(m.n_accounts, 0) AS member_accounts, COALESCE(m.n_restricted, 0) AS member_restricted
                  FROM ({}) s LEFT JOIN (
-                    SELECT organization, COUNT(*) AS accounts, COUNT(*) FILTER (WHERE r * 2 > a) AS restricted FROM (
+                    SELECT organization, COUNT(*) AS n_accounts, COUNT(*) FILTER (WHERE r * 2 > a) AS n_restricted FROM (
                         SELECT organization, account, COUNT(*) FILTER (WHERE restricted_device) AS r, COUNT(*) AS a
                         FROM events WHERE organization IS NOT NULL AND account IS NOT NULL AND error IS NULL
                         GROUP BY 1, 2) x GROUP BY organization
                  ) m ON m.organization = s.subject
-                 WHERE {filter} OR COALESCE(m.restricted, 0) > 0
-                 ORDER BY member_restricted DESC, {order} LIMIT $1",
+                 WHERE {filter} OR COALESCE(m.n_restricted, 0) > 0
+                 ORDER BY COALESCE(m.n_restricted, 0) DESC, {order} LIMIT $1",
                 summary_sql("organization")
             ),
         };
