@@ -25,11 +25,25 @@ pub(crate) const ORGANIZATION: &str = "organization";
 /// what an organisation's share is counted from.
 pub(crate) const MEMBER: &str = "member";
 
+/// Which row of the summaries: the kind, the subject, and for a member
+/// the account within the organisation (the subject).
+pub(crate) type SummaryKey<'a> = (&'static str, &'a str, Option<&'a str>);
+
+/// The stored subject of a summary row (`organisation:account` for a
+/// member).
+pub(crate) fn stored_subject(key: &SummaryKey<'_>) -> String {
+    match key.2 {
+        Some(account) => format!("{}:{account}", key.1),
+        None => key.1.to_owned(),
+    }
+}
+
 /// Changes to one account's or organisation's counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct SubjectDelta {
-    /// For an account: the organisation of its latest sign-in here.
-    pub(crate) organization: Option<String>,
+pub(crate) struct SubjectDelta<'a> {
+    /// For an account: the organisation of its latest sign-in here; for a
+    /// member, its organisation.
+    pub(crate) organization: Option<&'a str>,
     pub(crate) logins: i64,
     pub(crate) accepted: i64,
     pub(crate) restricted: i64,
@@ -39,16 +53,17 @@ pub(crate) struct SubjectDelta {
     pub(crate) last_ms: i64,
 }
 
-/// What a set of events adds to (or, erased, takes from) the counts.
+/// What a set of events adds to (or, erased, takes from) the counts,
+/// borrowing their ids.
 #[derive(Debug, Default)]
-pub(crate) struct Rollup {
+pub(crate) struct Rollup<'a> {
     pub(crate) tallies: HashMap<TallyKey, i64>,
-    pub(crate) subjects: HashMap<(&'static str, String), SubjectDelta>,
+    pub(crate) subjects: HashMap<SummaryKey<'a>, SubjectDelta<'a>>,
 }
 
-impl Rollup {
+impl<'a> Rollup<'a> {
     /// Counts `event` once, `sign` +1 (recorded) or −1 (erased, purged).
-    pub(crate) fn add(&mut self, event: &Event, sign: i64) {
+    pub(crate) fn add(&mut self, event: &'a Event, sign: i64) {
         let hour = event.at_ms.div_euclid(HOUR_MS);
         let verdict = event.verdict.as_str();
         *self.tallies.entry((hour, event.country, verdict, "")).or_default() += sign;
@@ -59,8 +74,9 @@ impl Rollup {
             event.verdict,
             crate::verdict::Verdict::Deny | crate::verdict::Verdict::Review
         ));
-        let mut count = |kind: &'static str, subject: &str, organization: Option<&str>| {
-            let delta = self.subjects.entry((kind, subject.to_owned())).or_default();
+        let mut count = |key: SummaryKey<'a>, organization: Option<&'a str>| {
+            let kind = key.0;
+            let delta = self.subjects.entry(key).or_default();
             delta.logins += sign;
             delta.accepted += sign * i64::from(event.error.is_none());
             // An organisation's share counts its members' accepted
@@ -76,24 +92,25 @@ impl Rollup {
             if sign > 0 && event.at_ms >= delta.last_ms {
                 delta.last_ms = event.at_ms;
                 if organization.is_some() {
-                    delta.organization = organization.map(str::to_owned);
+                    delta.organization = organization;
                 }
             }
         };
-        if let Some(account) = &event.account {
-            count(ACCOUNT, account.as_str(), event.organization.as_ref().map(super::Subject::as_str));
+        let account = event.account.as_ref().map(super::Subject::as_str);
+        let organization = event.organization.as_ref().map(super::Subject::as_str);
+        if let Some(account) = account {
+            count((ACCOUNT, account, None), organization);
         }
-        if let Some(organization) = &event.organization {
-            count(ORGANIZATION, organization.as_str(), None);
-            if let Some(account) = &event.account {
-                let member = format!("{}:{}", organization.as_str(), account.as_str());
-                count(MEMBER, &member, Some(organization.as_str()));
+        if let Some(organization) = organization {
+            count((ORGANIZATION, organization, None), None);
+            if let Some(account) = account {
+                count((MEMBER, organization, Some(account)), Some(organization));
             }
         }
     }
 
     /// The rollup of `events`, each counted with `sign`.
-    pub(crate) fn of(events: &[Event], sign: i64) -> Self {
+    pub(crate) fn of(events: &'a [Event], sign: i64) -> Self {
         let mut rollup = Self::default();
         events.iter().for_each(|event| rollup.add(event, sign));
         rollup
@@ -130,10 +147,16 @@ mod tests {
         assert_eq!(rollup.tallies[&(7, Country::parse("SG"), "deny", "")], 1);
         assert_eq!(rollup.tallies[&(7, Country::parse("SG"), "deny", "restricted_region_claim")], 1);
         assert_eq!(rollup.tallies.len(), 3);
-        let account = &rollup.subjects[&(ACCOUNT, event.account.clone().unwrap().as_str().to_owned())];
+        let account = &rollup.subjects[&(ACCOUNT, event.account.as_ref().unwrap().as_str(), None)];
         assert_eq!((account.logins, account.accepted, account.restricted, account.held), (1, 1, 1, 1));
         assert_eq!(account.region, [1, 0, 0, 0, 0]);
-        assert_eq!(account.organization.as_deref(), event.organization.as_ref().map(|o| o.as_str()));
+        assert_eq!(account.organization, event.organization.as_ref().map(|o| o.as_str()));
+        let member = (
+            MEMBER,
+            event.organization.as_ref().unwrap().as_str(),
+            Some(event.account.as_ref().unwrap().as_str()),
+        );
+        assert_eq!(stored_subject(&member).len(), 43 * 2 + 1);
         rollup.add(&event, -1);
         assert!(rollup.tallies.values().all(|n| *n == 0));
         assert!(rollup.subjects.values().all(|d| d.logins == 0 && d.region == [0; 5]));

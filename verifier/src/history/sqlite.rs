@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::report::{Evidence, Summary};
-use super::rollup::{ACCOUNT, HOUR_MS, MEMBER, ORGANIZATION, Rollup};
+use super::rollup::{ACCOUNT, HOUR_MS, MEMBER, ORGANIZATION, Rollup, stored_subject};
 use super::{
     Counts, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting,
     Subject, SubjectKind, now_ms,
@@ -359,12 +359,12 @@ fn apply(connection: &Connection, rollup: &Rollup) -> Result<(), HistoryError> {
                 travel = travel + excluded.travel, last_ms = MAX(last_ms, excluded.last_ms)",
         )
         .map_err(unavailable)?;
-    for ((kind, id), delta) in &rollup.subjects {
+    for (key, delta) in &rollup.subjects {
         let [claim, ip, account_history, organization_share, travel] = delta.region;
         subject
             .execute(params![
-                kind,
-                id,
+                key.0,
+                stored_subject(key),
                 delta.organization,
                 delta.logins,
                 delta.accepted,
