@@ -143,7 +143,8 @@ pub(super) fn overview(csrf: &str, view: &OverviewView) -> Page {
     }
     let label = |at: i64| {
         let text = time(at);
-        if view.bucket >= super::DAY { text[5..10].to_owned() } else { text[5..].to_owned() }
+        let part = if view.bucket >= super::DAY { text.get(5..10) } else { text.get(5..) };
+        part.unwrap_or(&text).to_owned()
     };
     let series: Vec<(String, Stack)> = buckets.into_iter().map(|(at, s)| (label(at), s)).collect();
     let mut countries: BTreeMap<String, Stack> = BTreeMap::new();
