@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::report::{Evidence, REGION_EVIDENCE, Summary};
+use super::report::{FLAGGED_SQL, REGION_EVIDENCE, STRONGEST_FIRST_SQL, SUMMARY_COLUMNS, Summary};
 use super::{
     Counts, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting,
     Subject, SubjectKind, now_ms,
@@ -204,8 +204,9 @@ fn summary_sql(column: &str) -> String {
         .enumerate()
         .map(|(i, code)| {
             format!(
-                ", COUNT(*) FILTER (WHERE position(',{},' IN ',' || reasons || ',') > 0) AS r{i}",
-                code.as_str()
+                ", COUNT(*) FILTER (WHERE position(',{},' IN ',' || reasons || ',') > 0) AS {}",
+                code.as_str(),
+                SUMMARY_COLUMNS[i + 3]
             )
         })
         .collect();
@@ -219,32 +220,13 @@ fn summary_sql(column: &str) -> String {
 }
 
 fn summary_from_row(row: &Row, with_share: bool) -> Result<Summary, tokio_postgres::Error> {
-    let count = |name: &str| -> Result<u32, tokio_postgres::Error> {
-        Ok(u32::try_from(row.try_get::<_, i64>(name)?.max(0)).unwrap_or(u32::MAX))
-    };
-    let mut region = [0u32; 5];
-    for (i, slot) in region.iter_mut().enumerate() {
-        *slot = count(&format!("r{i}"))?;
-    }
-    Ok(Summary {
-        subject: Subject::from_stored(row.try_get("subject")?),
-        organization: row.try_get::<_, Option<String>>("organization")?.map(Subject::from_stored),
-        evidence: Evidence {
-            logins: count("logins")?,
-            restricted_device: count("restricted")?,
-            held: count("held")?,
-            region,
-        },
-        last_ms: row.try_get("last_ms")?,
-        share: if with_share {
-            Some(OrganizationShare {
-                accounts: count("member_accounts")?,
-                restricted_accounts: count("member_restricted")?,
-            })
-        } else {
-            None
-        },
-    })
+    Summary::from_row(
+        row.try_get("subject")?,
+        row.try_get("organization")?,
+        row.try_get("last_ms")?,
+        with_share,
+        |name| row.try_get(name),
+    )
 }
 
 impl HistoryStore for PostgresHistory {
@@ -466,13 +448,8 @@ impl HistoryStore for PostgresHistory {
     }
 
     fn summaries(&self, kind: SubjectKind, flagged: bool, limit: u32) -> HistoryFuture<'_, Vec<Summary>> {
-        let order = if flagged {
-            "(r0 + r2 + r3 + r4 > 0 OR (logins >= 3 AND restricted * 2 >= logins)) DESC, restricted DESC, held DESC, last_ms DESC"
-        } else {
-            "last_ms DESC"
-        };
-        let filter =
-            if flagged { "(restricted > 0 OR held > 0 OR r0 + r1 + r2 + r3 + r4 > 0)" } else { "TRUE" };
+        let order = if flagged { STRONGEST_FIRST_SQL } else { "last_ms DESC" };
+        let filter = if flagged { FLAGGED_SQL } else { "TRUE" };
         let sql = match kind {
             SubjectKind::Account => {
                 format!("SELECT * FROM ({}) s WHERE {filter} ORDER BY {order} LIMIT $1", summary_sql("account"))

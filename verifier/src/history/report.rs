@@ -202,10 +202,59 @@ pub struct Summary {
     pub share: Option<OrganizationShare>,
 }
 
+/// The columns a store keeps (SQLite) or sums (PostgreSQL) for a summary:
+/// sign-ins, restricted-device sign-ins, denied or held, then how often
+/// each of [`REGION_EVIDENCE`] fired, in its order.
+pub(crate) const SUMMARY_COLUMNS: [&str; 8] =
+    ["logins", "restricted", "held", "claim", "ip", "account_history", "organization_share", "travel"];
+
+/// Whether a summary row has anything against it (SQL over
+/// [`SUMMARY_COLUMNS`]).
+pub(crate) const FLAGGED_SQL: &str =
+    "(restricted > 0 OR held > 0 OR claim + ip + account_history + organization_share + travel > 0)";
+
+/// Summary rows with the strongest evidence first (SQL over
+/// [`SUMMARY_COLUMNS`]): what the risk levels rank on.
+pub(crate) const STRONGEST_FIRST_SQL: &str = "(claim + account_history + organization_share + travel > 0
+    OR (logins >= 3 AND restricted * 2 >= logins)) DESC, restricted DESC, held DESC, last_ms DESC";
+
 impl Summary {
     /// The risk and its reasons.
     pub fn risk(&self) -> (Risk, Vec<String>) {
         self.evidence.risk(self.share)
+    }
+
+    /// A summary from a store's row: `count` reads a column of
+    /// [`SUMMARY_COLUMNS`] (and, `with_share`, `member_accounts` and
+    /// `member_restricted`); counts below zero read as zero.
+    pub(crate) fn from_row<E>(
+        subject: String,
+        organization: Option<String>,
+        last_ms: i64,
+        with_share: bool,
+        count: impl Fn(&str) -> Result<i64, E>,
+    ) -> Result<Self, E> {
+        let count = |name: &str| count(name).map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
+        let mut counts = [0u32; 8];
+        for (slot, name) in counts.iter_mut().zip(SUMMARY_COLUMNS) {
+            *slot = count(name)?;
+        }
+        let [logins, restricted_device, held, region @ ..] = counts;
+        let share = if with_share {
+            Some(OrganizationShare {
+                accounts: count("member_accounts")?,
+                restricted_accounts: count("member_restricted")?,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            subject: Subject::from_stored(subject),
+            organization: organization.map(Subject::from_stored),
+            evidence: Evidence { logins, restricted_device, held, region },
+            last_ms,
+            share,
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::report::{Evidence, Summary};
+use super::report::{FLAGGED_SQL, STRONGEST_FIRST_SQL, Summary};
 use super::rollup::{ACCOUNT, HOUR_MS, MEMBER, ORGANIZATION, Rollup, stored_subject};
 use super::{
     Counts, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting,
@@ -412,47 +412,38 @@ fn erase_where(
     Ok(u64::try_from(erased).unwrap_or(u64::MAX))
 }
 
-/// A summary row of `subjects` (with the organisation's share columns
-/// last, when asked).
+/// A summary row of `subjects` (with the organisation's share columns,
+/// when asked).
 fn summary_from_row(row: &rusqlite::Row<'_>, with_share: bool) -> rusqlite::Result<Summary> {
-    let count = |name: &str| -> rusqlite::Result<u32> {
-        Ok(u32::try_from(row.get::<_, i64>(name)?.max(0)).unwrap_or(u32::MAX))
-    };
-    Ok(Summary {
-        subject: Subject::from_stored(row.get("subject")?),
-        organization: row.get::<_, Option<String>>("organization")?.map(Subject::from_stored),
-        evidence: Evidence {
-            logins: count("logins")?,
-            restricted_device: count("restricted")?,
-            held: count("held")?,
-            region: [
-                count("claim")?,
-                count("ip")?,
-                count("account_history")?,
-                count("organization_share")?,
-                count("travel")?,
-            ],
-        },
-        last_ms: row.get("last_ms")?,
-        share: if with_share {
-            Some(OrganizationShare {
-                accounts: count("member_accounts")?,
-                restricted_accounts: count("member_restricted")?,
-            })
-        } else {
-            None
-        },
-    })
+    Summary::from_row(
+        row.get("subject")?,
+        row.get("organization")?,
+        row.get("last_ms")?,
+        with_share,
+        |name| row.get(name),
+    )
 }
 
-/// Whether a summary has anything against it (SQL over `subjects`).
-const FLAGGED: &str =
-    "(restricted > 0 OR held > 0 OR claim + ip + account_history + organization_share + travel > 0)";
-
-/// The strongest evidence first (SQL over `subjects`): what the risk
-/// levels rank on.
-const STRONGEST_FIRST: &str = "(claim + account_history + organization_share + travel > 0
-    OR (logins >= 3 AND restricted * 2 >= logins)) DESC, restricted DESC, held DESC, last_ms DESC";
+/// Rows of (key, verdict, count) from a grouping query over `tallies`.
+fn grouped<K: rusqlite::types::FromSql>(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(K, Verdict, u64)>, HistoryError> {
+    let mut query = connection.prepare_cached(sql).map_err(unavailable)?;
+    let rows = query
+        .query_map(params, |row| {
+            let verdict: String = row.get(1)?;
+            let n: i64 = row.get(2)?;
+            Ok((
+                row.get(0)?,
+                Verdict::from_name(&verdict).unwrap_or(Verdict::Deny),
+                u64::try_from(n).unwrap_or(0),
+            ))
+        })
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
+}
 
 /// The reason codes as stored: comma-separated names.
 fn reasons_text(reasons: &[ReasonCode]) -> String {
@@ -660,53 +651,34 @@ impl HistoryStore for SqliteHistory {
         self.counted_then(move |connection| {
             let since = since_ms.div_euclid(HOUR_MS);
             let bucket = (bucket_ms / HOUR_MS).max(1);
-            let verdict = |text: String| Verdict::from_name(&text).unwrap_or(Verdict::Deny);
-            let total = |n: i64| u64::try_from(n).unwrap_or(0);
-            let mut counts = Counts::default();
-            let mut query = connection
-                .prepare_cached(
-                    "SELECT hour / ?2, verdict, SUM(n) FROM tallies WHERE reason = '' AND hour >= ?1 GROUP BY 1, 2",
-                )
-                .map_err(unavailable)?;
-            counts.series = query
-                .query_map(params![since, bucket], |row| {
-                    Ok((row.get::<_, i64>(0)? * bucket * HOUR_MS, verdict(row.get(1)?), total(row.get(2)?)))
-                })
-                .map_err(unavailable)?
-                .collect::<Result<_, _>>()
-                .map_err(unavailable)?;
-            let mut query = connection
-                .prepare_cached(
-                    "SELECT country, verdict, SUM(n) FROM tallies WHERE reason = '' AND hour >= ?1 GROUP BY 1, 2",
-                )
-                .map_err(unavailable)?;
-            counts.countries = query
-                .query_map(params![since], |row| Ok((row.get(0)?, verdict(row.get(1)?), total(row.get(2)?))))
-                .map_err(unavailable)?
-                .collect::<Result<_, _>>()
-                .map_err(unavailable)?;
-            let mut query = connection
-                .prepare_cached(
-                    "SELECT reason, verdict, SUM(n) FROM tallies WHERE reason > '' AND hour >= ?1 GROUP BY 1, 2",
-                )
-                .map_err(unavailable)?;
-            let rows: Vec<(String, String, i64)> = query
-                .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                .map_err(unavailable)?
-                .collect::<Result<_, _>>()
-                .map_err(unavailable)?;
-            counts.reasons = rows
+            let series = grouped(
+                connection,
+                "SELECT hour / ?2 * ?2 * 3600000, verdict, SUM(n) FROM tallies WHERE reason = '' AND hour >= ?1 GROUP BY 1, 2",
+                params![since, bucket],
+            )?;
+            let countries = grouped(
+                connection,
+                "SELECT country, verdict, SUM(n) FROM tallies WHERE reason = '' AND hour >= ?1 GROUP BY 1, 2",
+                params![since],
+            )?;
+            let reasons: Vec<(String, Verdict, u64)> = grouped(
+                connection,
+                "SELECT reason, verdict, SUM(n) FROM tallies WHERE reason > '' AND hour >= ?1 GROUP BY 1, 2",
+                params![since],
+            )?;
+            let reasons = reasons
                 .into_iter()
-                .filter_map(|(reason, v, n)| Some((ReasonCode::from_name(&reason)?, verdict(v), total(n))))
+                .filter_map(|(reason, verdict, n)| Some((ReasonCode::from_name(&reason)?, verdict, n)))
                 .collect();
+            let counts = Counts { series, countries, reasons };
             Ok(counts)
         })
     }
 
     fn summaries(&self, kind: SubjectKind, flagged: bool, limit: u32) -> HistoryFuture<'_, Vec<Summary>> {
         self.counted_then(move |connection| {
-            let order = if flagged { STRONGEST_FIRST } else { "last_ms DESC" };
-            let filter = if flagged { FLAGGED } else { "1" };
+            let order = if flagged { STRONGEST_FIRST_SQL } else { "last_ms DESC" };
+            let filter = if flagged { FLAGGED_SQL } else { "1" };
             let sql = match kind {
                 SubjectKind::Account => format!(
                     "SELECT * FROM subjects WHERE kind = '{ACCOUNT}' AND {filter} ORDER BY {order} LIMIT ?1"
