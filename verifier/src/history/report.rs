@@ -205,16 +205,19 @@ pub struct Summary {
 /// The columns a store keeps (SQLite) or sums (PostgreSQL) for a summary:
 /// sign-ins, restricted-device sign-ins, denied or held, then how often
 /// each of [`REGION_EVIDENCE`] fired, in its order.
+#[cfg(feature = "history")]
 pub(crate) const SUMMARY_COLUMNS: [&str; 8] =
     ["logins", "restricted", "held", "claim", "ip", "account_history", "organization_share", "travel"];
 
 /// Whether a summary row has anything against it (SQL over
 /// [`SUMMARY_COLUMNS`]).
+#[cfg(feature = "history")]
 pub(crate) const FLAGGED_SQL: &str =
     "(restricted > 0 OR held > 0 OR claim + ip + account_history + organization_share + travel > 0)";
 
 /// Summary rows with the strongest evidence first (SQL over
 /// [`SUMMARY_COLUMNS`]): what the risk levels rank on.
+#[cfg(feature = "history")]
 pub(crate) const STRONGEST_FIRST_SQL: &str = "(claim + account_history + organization_share + travel > 0
     OR (logins >= 3 AND restricted * 2 >= logins)) DESC, restricted DESC, held DESC, last_ms DESC";
 
@@ -227,6 +230,7 @@ impl Summary {
     /// A summary from a store's row: `count` reads a column of
     /// [`SUMMARY_COLUMNS`] (and, `with_share`, `member_accounts` and
     /// `member_restricted`); counts below zero read as zero.
+    #[cfg(feature = "history")]
     pub(crate) fn from_row<E>(
         subject: String,
         organization: Option<String>,
