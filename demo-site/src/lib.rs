@@ -53,9 +53,16 @@ pub struct SimulatedOrigin {
     pub ip: IpAddr,
 }
 
-/// The demo's default policy: neutral weights, `CN` restricted.
+/// The demo's default policy: neutral weights, `CN` restricted, a page that
+/// skipped the echo held for review.
 pub fn demo_policy() -> Policy {
-    Policy { restricted_regions: Country::parse("CN").into_iter().collect(), ..Policy::default() }
+    Policy {
+        restricted_regions: Country::parse("CN").into_iter().collect(),
+        // Its page runs the drop-in, which takes the echo: a login whose
+        // page skipped it is held for review.
+        withheld_echo: meridian_verifier::verdict::Verdict::Review,
+        ..Policy::default()
+    }
 }
 
 /// The demo's defaults, under whatever `MERIDIAN_<KEY>` variables say: the

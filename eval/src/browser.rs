@@ -113,13 +113,16 @@ pub async fn sample(cases: &[Case], count: usize) -> Result<Vec<BrowserResult>, 
         intel: crate::world::intel(),
         // Without `server_location`: the browser's echo runs over loopback,
         // and the case's IP is only what `X-Forwarded-For` says.
-        policy: Some(meridian_verifier::Policy { server_location: None, ..evaluate::policy("restrict-cn")? }),
+        policy: Some(meridian_verifier::Policy {
+            server_location: None,
+            ..evaluate::policy("restrict-cn", false)?
+        }),
         trusted_proxies: vec!["127.0.0.1/32".into()],
         udp_origin: false,
         console_secret: None,
     })
     .await;
-    let deployment = Deployment::new();
+    let deployment = Deployment::new(false);
     let mut results = Vec::new();
     for (n, (index, case)) in draw(cases, count).into_iter().enumerate() {
         eprintln!("  [{}/{count}] {}: {}", n + 1, case.id, case.story);
@@ -153,7 +156,7 @@ pub async fn sample(cases: &[Case], count: usize) -> Result<Vec<BrowserResult>, 
         };
         // The browser's echo runs over loopback; the library run is compared
         // without the latency model.
-        let library = deployment.run(case, index, now, false).await?;
+        let library = deployment.run(case, index, now).await?;
         let mut library_reasons: Vec<String> = library.reasons.iter().map(|(c, _)| c.clone()).collect();
         library_reasons.sort();
         results.push(BrowserResult {

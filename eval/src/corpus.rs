@@ -563,8 +563,12 @@ fn relays() -> Vec<Case> {
     d.cases
 }
 
-fn engine_spoofs() -> Vec<Case> {
-    let mut d = Draw::new("engine-spoof");
+/// People in CN behind a residential proxy exit with the system zone set
+/// to the exit's (no trace in the page); with `echo_blocked` they also
+/// block the verifier's echo (one filter rule on `/v1/echo`), so that the
+/// relay's distance goes unmeasured.
+fn engine_spoofs(echo_blocked: bool) -> Vec<Case> {
+    let mut d = Draw::new(if echo_blocked { "echo-blocked-engine-spoof" } else { "engine-spoof" });
     let exits: Vec<&str> = NEIGHBOURS.iter().chain(FAR).copied().collect();
     for index in 0..10 {
         let exit = *pick(&mut d.rng, &exits);
@@ -572,9 +576,10 @@ fn engine_spoofs() -> Vec<Case> {
         person.zone = world::country(exit).zones[0].to_owned();
         let (at, skew) = (d.instant(), d.skew());
         let story = format!(
-            "A user in CN behind a residential exit in {exit}, with the system zone set to {}{} (no trace in the page)",
+            "A user in CN behind a residential exit in {exit}, with the system zone set to {}{} (no trace in the page){}",
             person.zone,
-            if index % 2 == 0 { " and zh-CN kept" } else { " and the exit country's locale" }
+            if index % 2 == 0 { " and zh-CN kept" } else { " and the exit country's locale" },
+            if echo_blocked { ", the verifier's echo blocked by a filter rule" } else { "" }
         );
         d.push(Class::Evasion, story, at, person, None, residential(exit), None, skew, "restrict-cn");
     }
@@ -839,6 +844,25 @@ fn staff_behind_gateway(family: &'static str, restricted: bool, what: &str, poli
     d.cases
 }
 
+/// Residents at home outside the restricted region whose network lets
+/// no WebSocket through (a filtering proxy, security software): the page
+/// fetches a plain challenge, as an evader's blocked echo does.
+fn echo_blocked_honest() -> Vec<Case> {
+    let mut d = Draw::new("echo-blocked-honest");
+    for _ in 0..10 {
+        d.engine = d.any_engine();
+        let code = *pick(&mut d.rng, world::CORPORATE_COUNTRIES);
+        let person = d.resident_of(code);
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "A resident of {code} ({}, {}) whose network blocks WebSockets, so the echo never runs",
+            person.zone, person.locale
+        );
+        d.push(Class::Honest, story, at, person, None, residential(code), None, skew, "restrict-cn");
+    }
+    d.cases
+}
+
 fn satellite() -> Vec<Case> {
     let mut d = Draw::new("satellite");
     for _ in 0..20 {
@@ -914,7 +938,7 @@ pub fn generate() -> Vec<Case> {
         ),
         spoofed_zones(),
         relays(),
-        engine_spoofs(),
+        engine_spoofs(false),
         engine_residents("firefox-resident", Engine::Firefox),
         engine_residents("webkit-resident", Engine::Webkit),
         webkit_travellers(),
@@ -930,6 +954,8 @@ pub fn generate() -> Vec<Case> {
         full_tunnels(false),
         full_tunnels(true),
         untrusted_gateway(),
+        engine_spoofs(true),
+        echo_blocked_honest(),
     ]
     .concat()
 }

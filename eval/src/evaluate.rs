@@ -52,23 +52,26 @@ impl Outcome {
 /// Every policy cases may name.
 pub const POLICIES: [&str; 3] = ["restrict-cn", "neutral", "restrict-cn-corporate"];
 
-/// The policies cases name.
+/// The policies cases name, for a deployment whose pages take their
+/// challenges through the echo (`echo`: a page that skips it is held at
+/// `review`, the policy's `withheld_echo`) or one without the echo.
 ///
 /// # Errors
 /// On a policy name the evaluation does not know.
-pub fn policy(name: &str) -> Result<Policy, String> {
+pub fn policy(name: &str, echo: bool) -> Result<Policy, String> {
+    let base = Policy {
+        server_location: Some(server_location()),
+        withheld_echo: if echo { Verdict::Review } else { Verdict::Allow },
+        ..Policy::default()
+    };
+    let restricted = || meridian_verifier::geo::Country::parse("CN").into_iter().collect();
     match name {
-        "restrict-cn" => Ok(Policy {
-            restricted_regions: meridian_verifier::geo::Country::parse("CN").into_iter().collect(),
-            server_location: Some(server_location()),
-            ..Policy::default()
-        }),
-        "neutral" => Ok(Policy { server_location: Some(server_location()), ..Policy::default() }),
+        "restrict-cn" => Ok(Policy { restricted_regions: restricted(), ..base }),
+        "neutral" => Ok(base),
         "restrict-cn-corporate" => Ok(Policy {
-            restricted_regions: meridian_verifier::geo::Country::parse("CN").into_iter().collect(),
+            restricted_regions: restricted(),
             trusted_networks: vec![crate::world::corporate_network()],
-            server_location: Some(server_location()),
-            ..Policy::default()
+            ..base
         }),
         other => Err(format!("unknown policy {other:?}")),
     }
@@ -84,24 +87,27 @@ fn server_location() -> meridian_verifier::policy::Location {
 #[derive(Debug)]
 pub struct Deployment {
     minter: Minter,
+    /// Whether its pages take their challenges through the echo.
+    echo: bool,
     verifiers: BTreeMap<String, Verifier>,
 }
 
 impl Deployment {
-    /// The deployment every library evaluation uses.
-    pub fn new() -> Self {
+    /// The deployment every library evaluation uses, its pages taking the
+    /// echo or not (see [`policy`]).
+    pub fn new(echo: bool) -> Self {
         let minter = Minter::new(MINTER_SEED);
         let intel = Arc::new(crate::world::intel());
         let verifiers = POLICIES
             .into_iter()
             .filter_map(|name| {
                 let store = Arc::new(MemoryReplayStore::new(100_000));
-                let verifier =
-                    Verifier::new(minter.keys.clone(), policy(name).ok()?, store).with_intel(intel.clone());
+                let verifier = Verifier::new(minter.keys.clone(), policy(name, echo).ok()?, store)
+                    .with_intel(intel.clone());
                 Some((name.to_owned(), verifier))
             })
             .collect();
-        Self { minter, verifiers }
+        Self { minter, echo, verifiers }
     }
 
     /// The test minter.
@@ -110,19 +116,13 @@ impl Deployment {
     }
 
     /// Verifies case number `index` as if it happened at `at`, its
-    /// challenge taken through the echo when `timed` (see
-    /// [`simulate::login`]).
+    /// challenge taken through the echo when the deployment's pages take it
+    /// (see [`simulate::login`]).
     ///
     /// # Errors
     /// When the case cannot be simulated or names an unknown policy.
-    pub async fn run(
-        &self,
-        case: &Case,
-        index: usize,
-        at: Timestamp,
-        timed: bool,
-    ) -> Result<Outcome, String> {
-        let login = simulate::login(case, &self.minter, index, at, timed)?;
+    pub async fn run(&self, case: &Case, index: usize, at: Timestamp) -> Result<Outcome, String> {
+        let login = simulate::login(case, &self.minter, index, at, self.echo)?;
         let verifier = self
             .verifiers
             .get(&case.policy)
@@ -151,22 +151,17 @@ impl Deployment {
     }
 }
 
-impl Default for Deployment {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Every case through the library, each at its own instant, its challenge
-/// taken through the echo when `timed`.
+/// Every case through the library, each at its own instant, in a
+/// deployment whose pages take the echo when `echo` (without it, every
+/// challenge is plain and none is held to `withheld_echo`).
 ///
 /// # Errors
 /// The first case that cannot be run.
-pub async fn library(cases: &[Case], timed: bool) -> Result<Vec<Outcome>, String> {
-    let deployment = Deployment::new();
+pub async fn library(cases: &[Case], echo: bool) -> Result<Vec<Outcome>, String> {
+    let deployment = Deployment::new(echo);
     let mut outcomes = Vec::with_capacity(cases.len());
     for (index, case) in cases.iter().enumerate() {
-        outcomes.push(deployment.run(case, index, case.at, timed).await?);
+        outcomes.push(deployment.run(case, index, case.at).await?);
     }
     Ok(outcomes)
 }
@@ -344,7 +339,7 @@ pub fn library_report(cases: &[Case], outcomes: &[Outcome], without: &[Outcome])
         writeln!(out, "| honest users sent to review ≤ 3 % | {reviewed:.1} % | {} |", yes(reviewed <= 3.0));
     let _ = writeln!(
         out,
-        "\nWithout the echo (the same cases, plain challenges): evasion caught {:.1} %, honest denied {:.1} %, honest sent to review {:.1} %. Outside the named blind spot (`{BLIND_SPOT}`): evasion caught {:.1} % ({} of {}).\n",
+        "\nWithout the echo (the same cases in a deployment whose pages do not take it: plain challenges, no `withheld_echo` floor): evasion caught {:.1} %, honest denied {:.1} %, honest sent to review {:.1} %. Outside the named blind spot (`{BLIND_SPOT}`): evasion caught {:.1} % ({} of {}).\n",
         plain.evasion_caught(),
         plain.honest_denied(),
         plain.honest_reviewed(),
@@ -395,14 +390,17 @@ pub fn library_report(cases: &[Case], outcomes: &[Outcome], without: &[Outcome])
         let mut legs: Vec<u32> = cases
             .iter()
             .filter(|c| &c.family == family)
-            .filter_map(|c| crate::latency::latency(c).hidden_leg_us())
+            .filter_map(|c| crate::latency::latency(c)?.hidden_leg_us())
             .collect();
         legs.sort_unstable();
-        let median = legs.get(legs.len() / 2).map_or(0.0, |us| f64::from(*us) / 1000.0);
+        // No echo ran for a family whose echo is blocked.
+        let median = legs
+            .get(legs.len() / 2)
+            .map_or_else(|| "—".to_owned(), |us| format!("{:.1} ms", f64::from(*us) / 1000.0));
         let before = plain.families.get(family).map_or(0.0, |(_, t)| percent(right(class, t), t.total()));
         let _ = writeln!(
             out,
-            "| {family} | {} | {} | {median:.1} ms | {} | {} | {} | {:.0} % | {before:.0} % |",
+            "| {family} | {} | {} | {median} | {} | {} | {} | {:.0} % | {before:.0} % |",
             if *class == Class::Honest { "honest" } else { "evasion" },
             tally.total(),
             tally.allow,

@@ -52,6 +52,10 @@ pub enum Via {
     Proxy,
     /// iCloud Private Relay: two proxy hops inside the user's region.
     PrivateRelay,
+    /// No echo reaches the verifier: a filter rule drops the WebSocket, or
+    /// the network's proxy cannot pass it; the page fetches a plain
+    /// challenge.
+    Blocked,
 }
 
 /// How each family's traffic travels, and where from.
@@ -69,6 +73,7 @@ pub fn via(case: &Case) -> Via {
         | "corporate-gateway-untrusted" => Via::Proxy,
         "roaming" | "warp" | "full-tunnel-exit" | "full-tunnel-engine-spoof" => Via::FullTunnel,
         "private-relay" => Via::PrivateRelay,
+        "echo-blocked-engine-spoof" | "echo-blocked-honest" => Via::Blocked,
         // The relay family's echo runs where its challenge was fetched:
         // directly from there.
         _ => Via::Direct,
@@ -96,8 +101,9 @@ fn browser_country(case: &Case) -> String {
     case.challenge_from.as_ref().unwrap_or(&case.login_from).country.clone()
 }
 
-/// The round trips the echo would seal for `case`.
-pub fn latency(case: &Case) -> Latency {
+/// The round trips the echo would seal for `case`; none when its echo is
+/// blocked.
+pub fn latency(case: &Case) -> Option<Latency> {
     let salt = case.id.bytes().fold(0x6c61_7465_6e63_7921_u64, |h, b| h.rotate_left(9) ^ u64::from(b));
     let mut rng = ChaCha8Rng::seed_from_u64(salt);
     let browser_in = browser_country(case);
@@ -130,9 +136,10 @@ pub fn latency(case: &Case) -> Latency {
             let tcp = round_trip(&mut rng, exit, SERVER, false) + rng.random_range(0.2..1.0);
             (tcp, tcp + access + rng.random_range(5.0..20.0))
         }
+        Via::Blocked => return None,
     };
     let us = |ms: f64| (ms * 1000.0).round().clamp(0.0, f64::from(u32::MAX - 1)) as u32;
-    Latency { tcp_rtt_us: Some(us(tcp_ms)), echo_rtt_us: us(echo_ms) }
+    Some(Latency { tcp_rtt_us: Some(us(tcp_ms)), echo_rtt_us: us(echo_ms) })
 }
 
 /// A round trip between two places, ms (see the module documentation).

@@ -188,8 +188,9 @@ pub fn claims(case: &Case, minter: &Minter, index: usize, at: Timestamp) -> Resu
 /// As [`claims`].
 ///
 /// With `timed`, the challenge carries the round trips the verifier's echo
-/// would have measured for the case ([`crate::latency`]); without, it is a
-/// plain one, as from a page that skipped the echo.
+/// would have measured for the case ([`crate::latency`]); without, or when
+/// the case's echo is blocked, it is a plain one, as from a page that
+/// skipped the echo.
 pub fn login(
     case: &Case,
     minter: &Minter,
@@ -198,9 +199,8 @@ pub fn login(
     timed: bool,
 ) -> Result<Login, String> {
     let mut claims = claims(case, minter, index, at)?;
-    if timed {
+    if let Some(latency) = crate::latency::latency(case).filter(|_| timed) {
         let (ip, issued_ms, nonce) = challenge(case, index, at);
-        let latency = crate::latency::latency(case);
         claims.challenge =
             minter.keys.challenge.issue_timed_with_nonce(ip, issued_ms, nonce, latency).challenge;
     }

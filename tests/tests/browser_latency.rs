@@ -2,7 +2,7 @@
 //! the verifier's echo in every engine; a Chromium behind a SOCKS5 relay
 //! that adds 30–80 ms on the browser's side is reported with
 //! `relay_latency` and the figures, while a direct one is not, even on a
-//! loaded machine.
+//! loaded machine; one that blocks the echo is held for review.
 //!
 //! The demo places 127.0.0.0/8 in Singapore and trusts no proxy, so its own
 //! socket is the browser's (or the relay's) connection.
@@ -101,6 +101,34 @@ async fn a_browser_behind_a_socks_relay_is_reported_with_its_distance() {
         // Every browser signal agrees with Singapore: physics alone, review.
         assert_eq!(answer["verdict"], "review", "{answer}");
     }
+}
+
+#[tokio::test]
+async fn a_relayed_browser_that_blocks_the_echo_is_still_reviewed() {
+    // The person hiding behind the relay above, who has learnt that the
+    // echo gives them away and blocks it (here the page's WebSocket is
+    // broken, as an extension or a filter rule would): the drop-in falls
+    // back to a plain challenge, so no distance is measured. The demo's
+    // policy expects the echo (`withheld_echo = "review"`).
+    let demo = demo_in_singapore().await;
+    let relay = DelayRelay::start(RelayMode::Socks5, Duration::from_millis(40))
+        .await
+        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let browser = start_browser(BrowserOptions {
+        proxy_server: Some(format!("socks5://{}", relay.address)),
+        init_script: Some(
+            "window.WebSocket = class { constructor() { throw new DOMException('blocked', 'SecurityError'); } };"
+                .into(),
+        ),
+        ..singapore(Engine::Chromium)
+    })
+    .await;
+    let token = browser.collect_token(&demo.origin, "login").await;
+    let answer = judge(&demo, &token).await;
+    println!("echo blocked behind the relay: {}", answer["reasons"]);
+    assert!(answer["network"]["latency"].is_null(), "no echo ran: {answer}");
+    assert_eq!(codes(&answer), ["echo_withheld"], "{answer}");
+    assert_eq!(answer["verdict"], "review", "{answer}");
 }
 
 #[tokio::test]

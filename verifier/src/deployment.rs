@@ -130,6 +130,12 @@ impl Builder {
             regions.join(", "),
             policy.store_failure
         ));
+        if !regions.is_empty() && policy.withheld_echo == crate::verdict::Verdict::Allow {
+            notes.push(
+                "withheld_echo = allow: a page that skips the echo hides a relay's distance at no cost; set \"review\" once your pages take it (docs/INTEGRATION.md)"
+                    .into(),
+            );
+        }
         let proxies = TrustedProxies::parse(&config.trusted_proxies)
             .map_err(|e| fail(format!("trusted_proxies: {e}")))?
             .with_header(config.client_ip_header)

@@ -149,6 +149,16 @@ pub struct Policy {
     /// the network alone, `deny` refuses privacy browsers outright. Without
     /// restricted regions it has no effect.
     pub withheld_zone: Verdict,
+    /// The least verdict for a page whose token carries a challenge not
+    /// taken through the echo (`echo_withheld`) while regions are
+    /// restricted. Skipping the echo is the client's choice, and it hides
+    /// the relay's distance, so `review` is what a deployment whose pages
+    /// run the drop-in should set (the example configuration and the demo
+    /// do). Default `allow`, which raises nothing: pages that use
+    /// `collect({echo: false})`, and front proxies that cannot pass
+    /// WebSocket upgrades, never take the echo. `native:` tokens, trusted
+    /// networks and listed relays are never held to it.
+    pub withheld_echo: Verdict,
     /// The verdict for the drop-in's `meridian-error:<kind>` marker (the
     /// collector could not run). Anyone can submit the marker, so it is
     /// never a free pass: default `review`. `allow` lets users whose
@@ -306,6 +316,7 @@ impl Default for Policy {
             allowed_actions: Vec::new(),
             store_failure: StoreFailure::Closed,
             withheld_zone: Verdict::Review,
+            withheld_echo: Verdict::Allow,
             collector_error: Verdict::Review,
             trusted_networks: Vec::new(),
             history: crate::history::signals::HistoryRules::default(),
@@ -364,8 +375,8 @@ impl Policy {
 
     /// The risk score (sum of weights, capped at 100) and the verdict: the
     /// thresholds applied to the uncapped sum, raised to the policy's floor
-    /// for what the reasons show under restricted regions (a withheld zone;
-    /// a restricted-region claim from an IP of unknown country), and held
+    /// for what the reasons show under restricted regions (a withheld zone or
+    /// echo; a restricted-region claim from an IP of unknown country), and held
     /// at `review` when a relay's distance explains everything else.
     pub fn score(&self, reasons: &[Reason]) -> (u8, Verdict) {
         let total = reasons.iter().fold(0i64, |sum, r| sum.saturating_add(i64::from(r.weight)));
@@ -377,6 +388,9 @@ impl Policy {
         if !self.restricted_regions.is_empty() && !has(ReasonCode::OutsideRegionByLatency) {
             if has(ReasonCode::PrivacyBrowser) {
                 verdict = verdict.max(self.withheld_zone);
+            }
+            if has(ReasonCode::EchoWithheld) {
+                verdict = verdict.max(self.withheld_echo);
             }
             // Unknown is not innocent: a device pointing into a restricted
             // region from an address no database places.

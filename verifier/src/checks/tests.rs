@@ -187,3 +187,60 @@ fn the_exoneration_never_outweighs_more_than_the_settings() {
     assert!(has(&reasons, ReasonCode::TamperedApi), "{reasons:?}");
     assert_eq!(policy.score(&reasons), (60, Verdict::Review), "{reasons:?}");
 }
+
+/// The checks on an honest Singapore browser whose page fetched a plain
+/// challenge (no echo), from `origin`, under `policy`.
+fn without_echo(origin: &str, policy: &Policy) -> Vec<Reason> {
+    let at: Timestamp = "2027-03-01T08:00:00Z".parse().unwrap();
+    let mut claims = meridian_protocol::Claims::example();
+    claims.signed_at_ms = at.as_millisecond();
+    claims.origin = origin.to_owned();
+    crate::testkit::report_honestly(&mut claims, "Asia/Singapore", "en-SG", &["en-SG", "en"]).unwrap();
+    let network = IpFacts { country: Country::parse("SG"), asn: None, org: None, hosting: None, relay: None };
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    let evidence = Evidence {
+        claims: &claims,
+        skew: ClockSkew { skew_ms: 0, uncertainty_ms: 5 },
+        at,
+        challenge_ip: ip,
+        remote_ip: ip,
+        network: &network,
+        accept_language: None,
+        latency: None,
+        udp_origin: None,
+    };
+    run(&evidence, policy)
+}
+
+#[test]
+fn a_page_that_skipped_the_echo_is_held_where_the_policy_expects_it() {
+    let restricted = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
+    // By default a plain challenge raises nothing.
+    let reasons = without_echo("https://shop.example", &restricted);
+    assert_eq!(restricted.score(&reasons), (0, Verdict::Allow), "{reasons:?}");
+    // Expected: whatever else the browser shows, the login is reviewed.
+    let expects = Policy { withheld_echo: Verdict::Review, ..restricted.clone() };
+    let reasons = without_echo("https://shop.example", &expects);
+    let withheld = reasons.iter().find(|r| r.code == ReasonCode::EchoWithheld).unwrap();
+    assert_eq!(withheld.weight, 10);
+    assert!(
+        withheld.detail.contains("without the echo") && withheld.detail.contains("review"),
+        "{}",
+        withheld.detail
+    );
+    assert_eq!(expects.score(&reasons), (10, Verdict::Review));
+    let strict = Policy { withheld_echo: Verdict::Deny, ..restricted.clone() };
+    assert_eq!(strict.score(&without_echo("https://shop.example", &strict)).1, Verdict::Deny);
+    // A native client has no echo to take.
+    assert!(without_echo("native:https://api.example", &expects).is_empty());
+    // Nor does a network the operator trusts have a hidden leg to show.
+    let trusted = Policy::from_toml(
+        "restricted_regions = [\"CN\"]\nwithheld_echo = \"review\"\n\
+         [[trusted_networks]]\nname = \"Singapore office\"\nnetworks = [\"192.0.2.0/24\"]\ncountries = [\"SG\"]",
+    )
+    .unwrap();
+    assert!(without_echo("https://shop.example", &trusted).is_empty());
+    // Without restricted regions there is nothing for it to guard.
+    let open = Policy { restricted_regions: Vec::new(), ..expects };
+    assert!(without_echo("https://shop.example", &open).is_empty());
+}
