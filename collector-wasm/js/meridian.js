@@ -174,13 +174,15 @@ function echoChallenge(url, current) {
  */
 export async function collect(options = {}) {
   const current = await currentSession();
-  // A Worker answers within milliseconds of starting; a token signed
-  // without its view would only lack that cross-check.
-  await workerAnswer(current, 1000);
+  // A new session's Worker starts while the challenge travels; the token
+  // waits for its view (a token signed without it would only lack that
+  // cross-check).
+  const worker = workerAnswer(current, 1000);
   const url = options.challengeUrl || defaultChallengeUrl;
   const body =
     (options.echo !== false && (await echoChallenge(url, current).catch(() => {}))) ||
     (await fetchChallenge(url, current));
+  await worker;
   const probe = body.udp && udpProbe(body);
   const [input, signature] = current.sign(body.challenge, options.action || settings.action || 'login');
   const token = `${input}.${base64url(new Uint8Array(await signature))}`;

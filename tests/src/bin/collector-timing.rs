@@ -6,7 +6,8 @@
 //! the page's own instance (its session made when the browser was idle) and
 //! 20 more (warm), each with a plain challenge (`echo: false`) and minus
 //! the duration of its `/v1/challenge` request (from Resource Timing), so
-//! the figures are the collector's own work; then 10 collections through
+//! the figures are the collector's own work; a fresh instance's first
+//! `collect()` through the echo, network included; then 10 collections through
 //! the echo, network included, next to 10 with a plain challenge request,
 //! for what the echo adds to a login. Prints medians and extremes.
 //!
@@ -56,6 +57,15 @@ const [meridianFirst, done] = arguments;
     await fresh.ready;
     return meridian(fresh);
   }
+  // The same through the echo, all of it: what the first login of a page
+  // that collects at once waits for.
+  async function meridianWithSessionEcho() {
+    const fresh = await import('/pkg/meridian.js?fresh=' + Math.random());
+    await fresh.ready;
+    const t0 = performance.now();
+    await fresh.collect({ action: 'login' });
+    return performance.now() - t0;
+  }
   // Without the echo, minus the challenge request: the collector's own work.
   async function meridian(instance = m) {
     performance.clearResourceTimings();
@@ -94,6 +104,7 @@ const [meridianFirst, done] = arguments;
     coldSession = await meridianWithSession();
     cold = await meridian();
   }
+  const coldEcho = await meridianWithSessionEcho();
   // What the collector's session costs (its fresh realm, a hidden iframe,
   // its Worker and the start of its key import; the drop-in makes one when
   // the browser is idle after load): one more, made the same way, after
@@ -110,7 +121,7 @@ const [meridianFirst, done] = arguments;
     plain.push((await meridian()) + (await challengeFetch()));
   }
   if (fp) for (let i = 0; i < 5; i++) fpWarm.push(await fingerprint());
-  done({ wasmInit, dropIn, realm, coldSession, cold, warm, fpCold, fpWarm, echo, plain });
+  done({ wasmInit, dropIn, realm, coldSession, coldEcho, cold, warm, fpCold, fpWarm, echo, plain });
 })().catch(e => done({ error: String(e) }));
 "#;
 
@@ -129,6 +140,7 @@ async fn main() {
     let browser = start_browser(BrowserOptions::default()).await;
     let (mut wasm_init, mut drop_in, mut realm) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cold_session, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cold_echo = Vec::new();
     let (mut fp_cold, mut fp_warm) = (Vec::new(), Vec::new());
     let (mut echo, mut plain) = (Vec::new(), Vec::new());
     for i in 0..loads {
@@ -146,6 +158,7 @@ async fn main() {
         drop_in.push(result["dropIn"].as_f64().unwrap_or(f64::NAN));
         realm.push(result["realm"].as_f64().unwrap_or(f64::NAN));
         cold_session.push(result["coldSession"].as_f64().unwrap_or(f64::NAN));
+        cold_echo.push(result["coldEcho"].as_f64().unwrap_or(f64::NAN));
         cold.push(result["cold"].as_f64().unwrap_or(f64::NAN));
         warm.extend(result["warm"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64));
         fp_cold.extend(result["fpCold"].as_f64());
@@ -175,6 +188,12 @@ async fn main() {
     println!(
         "cold collect with its session (fresh realm, Worker, key import; challenge fetch excluded): median {cold_session_median:.2} ms, max {:.2} ms",
         max(&cold_session)
+    );
+    println!(
+        "cold collect with its session and the echo{}, network included: median {:.2} ms, max {:.2} ms",
+        if udp_origin { " and the UDP probe" } else { "" },
+        median(&mut cold_echo),
+        max(&cold_echo)
     );
     let cold_median = median(&mut cold);
     println!(
