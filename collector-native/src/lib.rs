@@ -18,7 +18,9 @@
 //!   offsets now, on 1 January and on 1 July from the zone's rules; the
 //!   locale and preferred languages (`LC_ALL`, `LC_MESSAGES`, `LANG`,
 //!   `LANGUAGE`, else the OS's settings); the wall clock when the
-//!   challenge arrived and the round trip that fetched it.
+//!   challenge arrived and the round trip that fetched it. The challenge
+//!   comes through the verifier's echo when it answers, as in a browser,
+//!   so a relay's distance shows (docs/SECURITY.md, "The hidden leg").
 //! - **What it does not.** No page, so no Worker view and no page
 //!   integrity report: those blocks are absent and the verifier's checks of
 //!   them do not apply. Zone, language, clock, network and history checks
@@ -39,6 +41,8 @@ use ed25519_dalek::SigningKey;
 use jiff::Timestamp;
 use meridian_protocol::{CLAIMS_VERSION, Claims, ClockSample, jws};
 
+#[cfg(feature = "fetch")]
+mod echo;
 pub mod environment;
 
 include!(concat!(env!("OUT_DIR"), "/key.rs"));
@@ -54,12 +58,24 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ChallengeSource {
     url: String,
+    echo: bool,
 }
 
 impl ChallengeSource {
-    /// The verifier's (or the service's) `GET /v1/challenge` URL.
+    /// The verifier's (or the service's) `GET /v1/challenge` URL. The
+    /// challenge is taken through the echo beside it (`…/v1/echo`) when
+    /// the server answers there, else fetched plain.
     pub fn url(url: impl Into<String>) -> Self {
-        Self { url: url.into() }
+        Self { url: url.into(), echo: true }
+    }
+
+    /// Fetches a plain challenge, without the echo: the token then carries
+    /// no timing, and a service whose policy expects the echo
+    /// (`withheld_echo`) holds it for review.
+    #[must_use]
+    pub fn without_echo(mut self) -> Self {
+        self.echo = false;
+        self
     }
 
     /// The origin the token is bound to: `native:` and the URL's
@@ -208,15 +224,27 @@ pub async fn collect_with_key(
         .user_agent(concat!("meridian-native/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| CollectError::Challenge(e.to_string()))?;
-    let collection = Collection::start();
-    let response = client
-        .get(&source.url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| CollectError::Challenge(e.to_string()))?;
-    let body: ChallengeResponse =
-        response.json().await.map_err(|e| CollectError::Challenge(e.to_string()))?;
+    // Through the echo, so that a relay's distance shows; a server without
+    // it (or a proxy that refuses the upgrade) gets the plain request.
+    let echoed = match echo::echo_url(&source.url).filter(|_| source.echo) {
+        Some(url) => echo::challenge(&client, &url).await.ok(),
+        None => None,
+    };
+    let (body, collection) = match echoed {
+        Some((body, sent)) => (body, Collection { sent }),
+        None => {
+            let collection = Collection::start();
+            let response = client
+                .get(&source.url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| CollectError::Challenge(e.to_string()))?;
+            let body: ChallengeResponse =
+                response.json().await.map_err(|e| CollectError::Challenge(e.to_string()))?;
+            (body, collection)
+        }
+    };
     collection.sign_with_key(&source.url, &body.challenge, action, key, kid)
 }
 

@@ -149,15 +149,16 @@ pub struct Policy {
     /// the network alone, `deny` refuses privacy browsers outright. Without
     /// restricted regions it has no effect.
     pub withheld_zone: Verdict,
-    /// The least verdict for a page whose token carries a challenge not
-    /// taken through the echo (`echo_withheld`) while regions are
-    /// restricted. Skipping the echo is the client's choice, and it hides
-    /// the relay's distance, so `review` is what a deployment whose pages
-    /// run the drop-in should set (the example configuration and the demo
-    /// do). Default `allow`, which raises nothing: pages that use
-    /// `collect({echo: false})`, and front proxies that cannot pass
-    /// WebSocket upgrades, never take the echo. `native:` tokens, trusted
-    /// networks and listed relays are never held to it.
+    /// The least verdict for a token whose challenge was not taken through
+    /// the echo (`echo_withheld`) while regions are restricted. Skipping
+    /// the echo is the client's choice, and it hides the relay's distance,
+    /// so `review` is what a deployment whose clients run the drop-in or
+    /// `meridian collect` should set (the example configuration and the
+    /// demo do). Default `allow`, which raises nothing: pages that use
+    /// `collect({echo: false})`, apps that fetch `GET /v1/challenge`
+    /// themselves, and front proxies that cannot pass WebSocket upgrades
+    /// never take the echo. Trusted networks and listed relays are never
+    /// held to it.
     pub withheld_echo: Verdict,
     /// The verdict for the drop-in's `meridian-error:<kind>` marker (the
     /// collector could not run). Anyone can submit the marker, so it is

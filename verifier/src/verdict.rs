@@ -311,15 +311,15 @@ reason_codes! {
         weight: 0,
         confidence: High,
     },
-    /// The page took its challenge without the echo, so the browser's
-    /// distance behind its network exit went unmeasured. A client chooses
-    /// that (one filter rule blocks a WebSocket), so under restricted
-    /// regions the policy's `withheld_echo` is the least verdict. Default
-    /// weight 10. Never for `native:` tokens, trusted networks or listed
-    /// relays, where the echo has nothing to show.
+    /// The client took its challenge without the echo, so its distance
+    /// behind its network exit went unmeasured. A client chooses that (one
+    /// filter rule blocks a WebSocket), so under restricted regions the
+    /// policy's `withheld_echo` is the least verdict. Default weight 10.
+    /// Never for trusted networks or listed relays, where the echo has
+    /// nothing to show.
     EchoWithheld = "echo_withheld" {
-        title: "The page skipped the echo",
-        fires_when: "under restricted regions, with the policy's `withheld_echo` other than `allow`, a page's token carries a challenge not taken through the echo (`GET /v1/echo`): `withheld_echo` is the least verdict; never for `native:` tokens, `trusted_networks` or listed relays",
+        title: "The client skipped the echo",
+        fires_when: "under restricted regions, with the policy's `withheld_echo` other than `allow`, the token carries a challenge not taken through the echo (`GET /v1/echo`; the drop-in and `meridian collect` take it): `withheld_echo` is the least verdict; never for `trusted_networks` or listed relays",
         weight: 10,
         confidence: Medium,
     },

@@ -58,7 +58,11 @@ impl Drop for Service {
 impl Service {
     async fn start(name: &str, country: &str) -> Self {
         let minter = Minter::new(44);
-        let policy = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
+        let policy = Policy {
+            restricted_regions: vec![Country::parse("CN").unwrap()],
+            withheld_echo: meridian_verifier::verdict::Verdict::Review,
+            ..Policy::default()
+        };
         let verifier = Verifier::new(minter.keys.clone(), policy, Arc::new(MemoryReplayStore::new(1_000)))
             .with_intel(Arc::new(intel_placing(&[("127.0.0.0/8", country)])));
         let api = ApiState::new(verifier, vec![VerifySecret::new(SECRET).unwrap()], Arc::new(SystemClock));
@@ -83,6 +87,25 @@ impl Service {
     /// `meridian collect` in a process of its own, with only `env` set.
     fn collect(&self, env: &[(&str, &str)]) -> String {
         collect_from(&format!("{}/v1/challenge", self.origin), &self.key, env)
+    }
+
+    /// What `POST /v1/verify` answers about a token made for `origin`
+    /// (this service's, or a relay's in front of it).
+    async fn verify(&self, token: &str, origin: &str) -> Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/verify", self.origin))
+            .bearer_auth(SECRET)
+            .json(&json!({
+                "token": token,
+                "remote_ip": "127.0.0.1",
+                "expected_action": "api",
+                "expected_origin": format!("native:{origin}"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
     }
 
     /// Calls the guarded route with `token` in the header.
@@ -264,4 +287,62 @@ fn the_integration_guide_shows_the_tested_examples_verbatim() {
         let text = std::fs::read_to_string(root.join("examples/native").join(file)).unwrap();
         assert!(guide.contains(&text), "docs/INTEGRATION.md does not show examples/native/{file} as it is");
     }
+}
+
+fn reason_codes(answer: &Value) -> Vec<&str> {
+    answer["reasons"].as_array().into_iter().flatten().filter_map(|r| r["code"].as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_line_client_far_behind_a_relay_shows_its_distance() {
+    use meridian_verifier::testkit::relay::{DelayRelay, RelayMode};
+    let service = Service::start("relayed", "SG").await;
+    let singapore = [("TZ", "Asia/Singapore"), ("LANG", "en_SG.UTF-8")];
+    // Direct: the echo ran, its hidden leg is loopback's.
+    let token = service.collect(&singapore);
+    let answer = service.verify(&token, &service.origin).await;
+    let hidden = answer["network"]["latency"]["hidden_leg_ms"].as_f64().unwrap_or_else(|| panic!("{answer}"));
+    println!("native, direct: hidden leg {hidden} ms");
+    assert!(hidden < 25.0, "{answer}");
+    assert_eq!((answer["verdict"].as_str(), reason_codes(&answer)), (Some("allow"), vec![]), "{answer}");
+
+    // Through a relay that ends the connection and adds 30 ms each way on
+    // the client's side, as a proxy exit far from its user does.
+    let address: std::net::SocketAddr = service.origin.trim_start_matches("http://").parse().unwrap();
+    let relay =
+        DelayRelay::start(RelayMode::Forward(address), std::time::Duration::from_millis(30)).await.unwrap();
+    let relayed = format!("http://{}", relay.address);
+    let token = collect_from(&format!("{relayed}/v1/challenge"), &service.key, &singapore);
+    let answer = service.verify(&token, &relayed).await;
+    let hidden = answer["network"]["latency"]["hidden_leg_ms"].as_f64().unwrap_or_else(|| panic!("{answer}"));
+    println!("native, 60 ms behind a relay: hidden leg {hidden} ms");
+    assert!(hidden >= 59.0, "{answer}");
+    assert!(reason_codes(&answer).contains(&"relay_latency"), "{answer}");
+    assert_eq!(answer["verdict"], "review", "{answer}");
+
+    // The same client skipping the echo gets no timing, and this policy
+    // expects the echo: held for review all the same.
+    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "collect",
+            "--no-echo",
+            "--action",
+            "api",
+            "--challenge-url",
+            &format!("{relayed}/v1/challenge"),
+            "--key",
+        ])
+        .arg(&service.key)
+        .env_clear()
+        .envs(singapore)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let answer = service.verify(String::from_utf8(output.stdout).unwrap().trim(), &relayed).await;
+    assert!(answer["network"]["latency"].is_null(), "{answer}");
+    assert_eq!(
+        (answer["verdict"].as_str(), reason_codes(&answer)),
+        (Some("review"), vec!["echo_withheld"]),
+        "{answer}"
+    );
 }

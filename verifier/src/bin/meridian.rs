@@ -124,6 +124,11 @@ enum Command {
         /// time (development and tests; `meridian keygen` makes one).
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Fetch a plain challenge instead of taking it through the echo
+        /// beside the challenge URL (`…/v1/echo`); a service whose policy
+        /// expects the echo holds such a token for review.
+        #[arg(long)]
+        no_echo: bool,
     },
     /// Build an ASN database (.mmdb, GeoLite2-ASN field names) from
     /// ip-location-db CSV files (`start,end,asn,organisation`).
@@ -207,7 +212,9 @@ fn main() -> ExitCode {
         Command::Inspect { token, jwks } => inspect(&token, jwks.as_deref()),
         Command::Lookup { ip, data } => lookup(&ip, &data),
         Command::BuildAsnDb { csv, out } => build_asn_db(&csv, &out),
-        Command::Collect { challenge_url, action, key } => collect(&challenge_url, &action, key.as_deref()),
+        Command::Collect { challenge_url, action, key, no_echo } => {
+            collect(&challenge_url, &action, key.as_deref(), !no_echo)
+        }
         Command::Report { config, days, top, ids, json } => {
             report(config.as_deref(), days, top, ids.as_deref(), json)
         }
@@ -453,9 +460,10 @@ fn inspect(token: &str, jwks: Option<&Path>) -> Result<(), String> {
 }
 
 /// `meridian collect`.
-fn collect(challenge_url: &str, action: &str, key: Option<&Path>) -> Result<(), String> {
+fn collect(challenge_url: &str, action: &str, key: Option<&Path>, echo: bool) -> Result<(), String> {
     use meridian_native::{ChallengeSource, collect, collect_with_key};
     let source = ChallengeSource::url(challenge_url);
+    let source = if echo { source } else { source.without_echo() };
     let runtime = runtime()?;
     let token = match key {
         None => runtime.block_on(collect(&source, action)),

@@ -356,20 +356,19 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
 
     // Without the echo the relay's distance went unmeasured, by the
     // client's choice or its network's: the policy's `withheld_echo` floor
-    // decides. A native client has no echo, and a trusted network or a
-    // listed relay has nothing for it to show.
+    // decides. A trusted network or a listed relay has nothing for it to
+    // show. The native collector takes the echo as the drop-in does.
     if evidence.latency.is_none()
         && !restricted.is_empty()
         && policy.withheld_echo != Verdict::Allow
         && !known_relay
-        && !claims.origin.starts_with(NATIVE_ORIGIN)
     {
         let code = ReasonCode::EchoWithheld;
         reasons.push(Reason::new(
             code,
             policy.weights.of(code),
             format!(
-                "The page took its challenge without the echo, so how far the browser sits behind its network exit was not measured; the policy holds such a login at {} or above.",
+                "The client took its challenge without the echo, so how far the browser sits behind its network exit was not measured; the policy holds such a login at {} or above.",
                 policy.withheld_echo.as_str()
             ),
         ));
@@ -388,9 +387,6 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
     reasons.sort_by_key(|r| std::cmp::Reverse(r.weight));
     reasons
 }
-
-/// The prefix of a native collector's origin (`native:https://…`).
-const NATIVE_ORIGIN: &str = "native:";
 
 /// The hidden leg against the policy's `relay_latency_ms`; never for a
 /// network the operator trusts (a company's gateway relays honestly) or a

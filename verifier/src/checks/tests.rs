@@ -122,12 +122,23 @@ fn physics(zone: &str, languages: &[&str], echo_ms: Option<u32>, tampered: bool)
     if tampered {
         claims.integrity.as_mut().unwrap().non_native.push("Intl.DateTimeFormat".into());
     }
+    let policy = Policy {
+        restricted_regions: vec![Country::parse("CN").unwrap()],
+        server_location: Some(SINGAPORE),
+        ..Policy::default()
+    };
+    (from_singapore(&claims, echo_ms, &policy), policy)
+}
+
+/// The checks on `claims` signed at their `signed_at_ms`, from a Singapore
+/// IP, whose echo took `echo_ms` (none: a plain challenge).
+fn from_singapore(claims: &meridian_protocol::Claims, echo_ms: Option<u32>, policy: &Policy) -> Vec<Reason> {
     let network = IpFacts { country: Country::parse("SG"), asn: None, org: None, hosting: None, relay: None };
     let ip: IpAddr = "192.0.2.10".parse().unwrap();
     let evidence = Evidence {
-        claims: &claims,
+        claims,
         skew: ClockSkew { skew_ms: 0, uncertainty_ms: 5 },
-        at,
+        at: Timestamp::from_millisecond(claims.signed_at_ms).unwrap(),
         challenge_ip: ip,
         remote_ip: ip,
         network: &network,
@@ -136,12 +147,7 @@ fn physics(zone: &str, languages: &[&str], echo_ms: Option<u32>, tampered: bool)
             .map(|ms| crate::challenge::Latency { tcp_rtt_us: Some(ms * 1000), echo_rtt_us: ms * 1000 }),
         udp_origin: None,
     };
-    let policy = Policy {
-        restricted_regions: vec![Country::parse("CN").unwrap()],
-        server_location: Some(SINGAPORE),
-        ..Policy::default()
-    };
-    (run(&evidence, &policy), policy)
+    run(&evidence, policy)
 }
 
 fn has(reasons: &[Reason], code: ReasonCode) -> bool {
@@ -196,20 +202,7 @@ fn without_echo(origin: &str, policy: &Policy) -> Vec<Reason> {
     claims.signed_at_ms = at.as_millisecond();
     claims.origin = origin.to_owned();
     crate::testkit::report_honestly(&mut claims, "Asia/Singapore", "en-SG", &["en-SG", "en"]).unwrap();
-    let network = IpFacts { country: Country::parse("SG"), asn: None, org: None, hosting: None, relay: None };
-    let ip: IpAddr = "192.0.2.10".parse().unwrap();
-    let evidence = Evidence {
-        claims: &claims,
-        skew: ClockSkew { skew_ms: 0, uncertainty_ms: 5 },
-        at,
-        challenge_ip: ip,
-        remote_ip: ip,
-        network: &network,
-        accept_language: None,
-        latency: None,
-        udp_origin: None,
-    };
-    run(&evidence, policy)
+    from_singapore(&claims, None, policy)
 }
 
 #[test]
@@ -231,8 +224,8 @@ fn a_page_that_skipped_the_echo_is_held_where_the_policy_expects_it() {
     assert_eq!(expects.score(&reasons), (10, Verdict::Review));
     let strict = Policy { withheld_echo: Verdict::Deny, ..restricted.clone() };
     assert_eq!(strict.score(&without_echo("https://shop.example", &strict)).1, Verdict::Deny);
-    // A native client has no echo to take.
-    assert!(without_echo("native:https://api.example", &expects).is_empty());
+    // A native client takes the echo too: without it, the same.
+    assert_eq!(expects.score(&without_echo("native:https://api.example", &expects)).1, Verdict::Review);
     // Nor does a network the operator trusts have a hidden leg to show.
     let trusted = Policy::from_toml(
         "restricted_regions = [\"CN\"]\nwithheld_echo = \"review\"\n\
