@@ -175,7 +175,7 @@ impl Builder {
             )),
             None => notes.push("challenge budget: none (bound the Redis store with maxmemory)".into()),
         }
-        let store = replay_store(&config, &mut notes)?;
+        let (store, shared) = replay_store(&config, &mut notes)?;
         let mut verifier =
             Verifier::new(Keys { collector, challenge }, policy, store).with_intel(Arc::new(intel));
         if let Some(address) = config.udp_listen {
@@ -187,8 +187,19 @@ impl Builder {
             // One entry per challenge that sent a probe, as many as the
             // replay store may hold.
             let capacity = budget.unwrap_or(config.replay_capacity);
-            verifier = verifier.with_udp_origins(Arc::new(crate::udp::UdpOrigins::new(capacity)));
-            notes.push(format!("UDP origin: TURN probes on {address}"));
+            let mut origins = crate::udp::UdpOrigins::new(capacity);
+            if let Some(shared) = shared {
+                origins = origins.with_shared(shared);
+            }
+            notes.push(format!(
+                "UDP origin: TURN probes on {address}{}",
+                if origins.shared().is_some() {
+                    ", sightings shared through Redis"
+                } else {
+                    " (sightings kept by this instance)"
+                }
+            ));
+            verifier = verifier.with_udp_origins(Arc::new(origins));
         }
         // Checked before the history is opened.
         let console = config.console_secret.as_ref().map(|secret| console_of(&config, secret)).transpose()?;
@@ -436,14 +447,18 @@ fn adopt_old_spool(data_dir: &std::path::Path, journal: &std::path::Path) -> Res
     Ok(())
 }
 
-/// The configured replay store.
-fn replay_store(config: &ServeConfig, notes: &mut Vec<String>) -> Result<Arc<dyn ReplayStore>, ConfigError> {
+/// The replay store, and the store that shares the UDP origin's sightings
+/// between instances (the same Redis, when it is Redis).
+type Stores = (Arc<dyn ReplayStore>, Option<Arc<dyn crate::udp::SharedSightings>>);
+
+/// The configured replay store, and the sightings' shared store.
+fn replay_store(config: &ServeConfig, notes: &mut Vec<String>) -> Result<Stores, ConfigError> {
     let Some(url) = &config.redis_url else {
         notes.push(format!(
             "replay store: memory, {} nonces (not shared between instances)",
             config.replay_capacity
         ));
-        return Ok(Arc::new(MemoryReplayStore::new(config.replay_capacity)));
+        return Ok((Arc::new(MemoryReplayStore::new(config.replay_capacity)), None));
     };
     notes.push(format!(
         "replay store: redis{} (shared by every instance using it)",
@@ -459,7 +474,8 @@ fn replay_store(config: &ServeConfig, notes: &mut Vec<String>) -> Result<Arc<dyn
     let store =
         RedisReplayStore::with_tls_root(url.expose(), Duration::from_millis(config.store_timeout_ms), ca)
             .map_err(|e| ConfigError(format!("redis_url: {e}")))?;
-    Ok(Arc::new(store))
+    let store = Arc::new(store);
+    Ok((store.clone(), Some(store)))
 }
 
 /// One line on the data in force.

@@ -216,6 +216,8 @@ impl VerifyOutcome {
 pub(crate) struct Accepted {
     pub(crate) verified: VerifiedClaims,
     single_use: SingleUse,
+    /// Where the challenge's UDP probe came from, if any instance saw it.
+    udp_seen: Vec<IpAddr>,
 }
 
 /// Whether single use was enforced.
@@ -345,7 +347,11 @@ impl Verifier {
                 }
                 Err(e) => return Err(TokenError::StoreUnavailable(e.to_string())),
             };
-        Ok(Accepted { verified, single_use })
+        let udp_seen = match &self.udp_origins {
+            Some(origins) => origins.seen(&challenge.nonce, now.as_millisecond()).await,
+            None => Vec::new(),
+        };
+        Ok(Accepted { verified, single_use, udp_seen })
     }
 
     /// Weighs accepted claims against the network and the policy, with
@@ -358,17 +364,18 @@ impl Verifier {
         now: Timestamp,
         more: Vec<Reason>,
     ) -> VerifyOutcome {
-        let Accepted { verified, single_use } = accepted;
+        let Accepted { verified, single_use, udp_seen } = accepted;
         let claims = verified.claims();
         let challenge = verified.challenge();
         // The UDP source of this challenge's probe: one that differs from
         // the login's address when there is one (that is the evidence).
-        let udp_origin = self.udp_origins.as_ref().and_then(|origins| {
-            let seen = origins.lookup(&challenge.nonce, now.as_millisecond());
-            let login = canonical_ip(input.remote_ip);
-            let ip = seen.iter().copied().find(|ip| *ip != login).or_else(|| seen.first().copied())?;
-            Some((ip, self.intel.load().lookup(ip)))
-        });
+        let login = canonical_ip(input.remote_ip);
+        let udp_origin = udp_seen
+            .iter()
+            .copied()
+            .find(|ip| *ip != login)
+            .or_else(|| udp_seen.first().copied())
+            .map(|ip| (ip, self.intel.load().lookup(ip)));
         // The instant the claims describe: the browser's signing time, but
         // never outside the challenge's life as the verifier measured it.
         let at_ms = claims

@@ -17,22 +17,45 @@
 //! challenges they never saw.
 //!
 //! What was seen is kept in memory for the challenge's lifetime
-//! ([`UdpOrigins`]): the UDP probe and the verification must reach the same
-//! instance (docs/SECURITY.md, "The second origin").
+//! ([`UdpOrigins`]) and, with a Redis replay store, in Redis too
+//! ([`SharedSightings`]), so that the instance that answers the probe and
+//! the one that verifies the token need not be the same
+//! (docs/SECURITY.md, "The second origin").
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Addresses kept per challenge: a browser may send from several host
 /// candidates (IPv4 and IPv6, several interfaces).
 const PER_CHALLENGE: usize = 4;
+
+/// At most this many addresses per challenge in the shared store too.
+pub const SHARED_PER_CHALLENGE: usize = PER_CHALLENGE;
+
+/// A shared store's answer.
+pub type SharedFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Sightings every instance can read (the Redis replay store's Redis):
+/// the instance whose UDP port received a probe notes it there before it
+/// answers, and the instance that verifies the token reads it when it has
+/// none of its own.
+pub trait SharedSightings: Send + Sync + std::fmt::Debug {
+    /// Notes that `ip` sent the probe of challenge `nonce`, kept for
+    /// `ttl_ms` (at most [`SHARED_PER_CHALLENGE`] addresses per challenge).
+    fn note(&self, nonce: [u8; 16], ip: IpAddr, ttl_ms: i64) -> SharedFuture<'_, ()>;
+    /// The addresses any instance noted for `nonce`.
+    fn seen(&self, nonce: [u8; 16]) -> SharedFuture<'_, Vec<IpAddr>>;
+}
 
 /// UDP sources seen per challenge nonce, until the challenge expires.
 #[derive(Debug)]
 pub struct UdpOrigins {
     seen: Mutex<HashMap<[u8; 16], Seen>>,
     capacity: usize,
+    shared: Option<Arc<dyn SharedSightings>>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +67,37 @@ struct Seen {
 impl UdpOrigins {
     /// A store for at most `capacity` challenges at once.
     pub fn new(capacity: usize) -> Self {
-        Self { seen: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+        Self { seen: Mutex::new(HashMap::new()), capacity: capacity.max(1), shared: None }
+    }
+
+    /// Also notes sightings in, and reads them from, `shared`.
+    #[must_use]
+    pub fn with_shared(mut self, shared: Arc<dyn SharedSightings>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared store, if any.
+    pub fn shared(&self) -> Option<&Arc<dyn SharedSightings>> {
+        self.shared.as_ref()
+    }
+
+    /// The addresses that sent challenge `nonce`'s probe: this instance's
+    /// own sightings, else the shared store's. A shared store that cannot
+    /// answer means no UDP origin (its absence is never a penalty).
+    pub async fn seen(&self, nonce: &[u8; 16], now_ms: i64) -> Vec<IpAddr> {
+        let own = self.lookup(nonce, now_ms);
+        let Some(shared) = self.shared.as_ref().filter(|_| own.is_empty()) else { return own };
+        match shared.seen(*nonce).await {
+            Ok(mut ips) => {
+                ips.truncate(SHARED_PER_CHALLENGE);
+                ips
+            }
+            Err(error) => {
+                tracing::debug!(%error, "udp: the shared sightings could not be read");
+                Vec::new()
+            }
+        }
     }
 
     /// Notes that `ip` sent the probe of challenge `nonce`, which expires at
@@ -125,6 +178,21 @@ mod responder {
     const REALM: &str = "meridian";
     const PASSWORD: &str = "meridian";
 
+    /// Probes whose shared note may be in flight at once; past that a probe
+    /// is answered at once and only this instance remembers it.
+    const SHARED_IN_FLIGHT: usize = 256;
+
+    /// How long a shared sighting outlives its challenge: another instance
+    /// whose clock runs behind still accepts the challenge for that long.
+    const SHARED_LEEWAY_MS: i64 = 60_000;
+
+    /// The reply to a datagram, and the challenge (nonce, expiry) whose
+    /// probe it was, when one was noted.
+    pub(super) struct Reply {
+        pub(super) bytes: Vec<u8>,
+        pub(super) noted: Option<([u8; 16], i64)>,
+    }
+
     /// Answers TURN allocations on `socket` until the task is dropped,
     /// noting each challenge's UDP source in `origins`.
     pub async fn serve(
@@ -139,6 +207,8 @@ mod responder {
             return;
         }
         let nonce = meridian_protocol::base64url_encode(&nonce);
+        let socket = Arc::new(socket);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(SHARED_IN_FLIGHT));
         let mut buffer = [0u8; 1500];
         loop {
             let (length, peer) = match socket.recv_from(&mut buffer).await {
@@ -154,9 +224,31 @@ mod responder {
             let Some(reply) = answer(&buffer[..length], peer.ip(), &keys, &origins, &nonce, now_ms) else {
                 continue;
             };
-            if let Err(error) = socket.send_to(&reply, peer).await {
-                tracing::debug!(%error, %peer, "udp: reply failed");
+            // With a shared store, the refusal waits until the sighting is
+            // there: the browser signs once it hears it, and the token may
+            // be verified by another instance.
+            if let (Some((challenge, expires_at_ms)), Some(shared)) = (reply.noted, origins.shared())
+                && let Ok(permit) = in_flight.clone().try_acquire_owned()
+            {
+                let (shared, socket) = (shared.clone(), socket.clone());
+                let ttl_ms = expires_at_ms.saturating_sub(now_ms).saturating_add(SHARED_LEEWAY_MS);
+                tokio::spawn(async move {
+                    let ip = crate::net::canonical_ip(peer.ip());
+                    if let Err(error) = shared.note(challenge, ip, ttl_ms).await {
+                        tracing::debug!(%error, "udp: the sighting was not shared; only this instance has it");
+                    }
+                    send(&socket, &reply.bytes, peer).await;
+                    drop(permit);
+                });
+                continue;
             }
+            send(&socket, &reply.bytes, peer).await;
+        }
+    }
+
+    async fn send(socket: &UdpSocket, reply: &[u8], peer: std::net::SocketAddr) {
+        if let Err(error) = socket.send_to(reply, peer).await {
+            tracing::debug!(%error, %peer, "udp: reply failed");
         }
     }
 
@@ -168,7 +260,7 @@ mod responder {
         origins: &UdpOrigins,
         server_nonce: &str,
         now_ms: i64,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Reply> {
         let message = MessageDecoder::<Attribute>::new().decode_from_bytes(datagram).ok()?.ok()?;
         if message.class() != MessageClass::Request || message.method() != ALLOCATE {
             return None;
@@ -180,13 +272,16 @@ mod responder {
             reply.add_attribute(ErrorCode::new(401, "Unauthorized".into()).ok()?);
             reply.add_attribute(Realm::new(REALM.into()).ok()?);
             reply.add_attribute(Nonce::new(server_nonce.into()).ok()?);
-            return MessageEncoder::new().encode_into_bytes(reply).ok();
+            let bytes = MessageEncoder::new().encode_into_bytes(reply).ok()?;
+            return Some(Reply { bytes, noted: None });
         };
         // Leeway as for tokens: the challenge was issued moments ago.
+        let mut noted = None;
         if let Ok(opened) = keys.open(username.name(), now_ms, 5_000)
             && opened.expires_at_ms > now_ms
         {
             origins.record(opened.nonce, source, opened.expires_at_ms, now_ms);
+            noted = Some((opened.nonce, opened.expires_at_ms));
         }
         // Seen; nothing is relayed.
         reply.add_attribute(ErrorCode::new(403, "Forbidden".into()).ok()?);
@@ -194,7 +289,8 @@ mod responder {
         let integrity =
             MessageIntegrity::new_long_term_credential(&reply, &username, &realm, PASSWORD).ok()?;
         reply.add_attribute(integrity);
-        MessageEncoder::new().encode_into_bytes(reply).ok()
+        let bytes = MessageEncoder::new().encode_into_bytes(reply).ok()?;
+        Some(Reply { bytes, noted })
     }
 }
 
@@ -233,18 +329,19 @@ mod tests {
     fn a_challenge_in_the_user_name_notes_its_source() {
         let origins = UdpOrigins::new(10);
         let source: IpAddr = "198.51.100.7".parse().unwrap();
-        let first = answer(&allocate(None), source, &keys(), &origins, "n0nce", 1_000).unwrap();
+        let first = answer(&allocate(None), source, &keys(), &origins, "n0nce", 1_000).unwrap().bytes;
         assert_eq!(error_code(&first), 401);
         // The reflection factor docs/SECURITY.md states: at most 80 bytes
         // (the server's nonce is 22 characters in service).
-        let first = answer(&allocate(None), source, &keys(), &origins, &"n".repeat(22), 1_000).unwrap();
+        let first = answer(&allocate(None), source, &keys(), &origins, &"n".repeat(22), 1_000).unwrap().bytes;
         assert!(first.len() <= 80, "{} bytes", first.len());
         let message = MessageDecoder::<Attribute>::new().decode_from_bytes(&first).unwrap().unwrap();
         assert!(message.get_attribute::<Realm>().is_some() && message.get_attribute::<Nonce>().is_some());
 
         let issued = keys().issue_with_nonce("203.0.113.9".parse().unwrap(), 1_000, [3; 16]);
-        let second =
-            answer(&allocate(Some(&issued.challenge)), source, &keys(), &origins, "n0nce", 1_500).unwrap();
+        let second = answer(&allocate(Some(&issued.challenge)), source, &keys(), &origins, "n0nce", 1_500)
+            .unwrap()
+            .bytes;
         assert_eq!(error_code(&second), 403);
         assert_eq!(origins.lookup(&[3; 16], 2_000), vec![source]);
         // Gone when the challenge is.
@@ -259,7 +356,7 @@ mod tests {
             .unwrap()
             .issue_with_nonce(source, 1_000, [4; 16]);
         let reply =
-            answer(&allocate(Some(&forged.challenge)), source, &keys(), &origins, "n", 1_000).unwrap();
+            answer(&allocate(Some(&forged.challenge)), source, &keys(), &origins, "n", 1_000).unwrap().bytes;
         assert_eq!(error_code(&reply), 403);
         assert!(origins.lookup(&[4; 16], 1_000).is_empty());
         assert!(answer(b"not stun at all", source, &keys(), &origins, "n", 1_000).is_none());
@@ -280,5 +377,50 @@ mod tests {
             origins.record([1; 16], IpAddr::from([192, 0, 2, n]), 100, 20);
         }
         assert_eq!(origins.lookup(&[1; 16], 20).len(), PER_CHALLENGE);
+    }
+
+    /// A shared store in memory, or one that cannot answer.
+    #[derive(Debug, Default)]
+    struct Shared {
+        seen: Mutex<HashMap<[u8; 16], Vec<IpAddr>>>,
+        down: bool,
+    }
+
+    impl SharedSightings for Shared {
+        fn note(&self, nonce: [u8; 16], ip: IpAddr, _ttl_ms: i64) -> SharedFuture<'_, ()> {
+            let result = if self.down {
+                Err("down".into())
+            } else {
+                self.seen.lock().unwrap().entry(nonce).or_default().push(ip);
+                Ok(())
+            };
+            Box::pin(async move { result })
+        }
+
+        fn seen(&self, nonce: [u8; 16]) -> SharedFuture<'_, Vec<IpAddr>> {
+            let result = if self.down {
+                Err("down".into())
+            } else {
+                Ok(self.seen.lock().unwrap().get(&nonce).cloned().unwrap_or_default())
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    #[tokio::test]
+    async fn another_instances_sighting_is_read_when_this_one_has_none() {
+        let elsewhere: IpAddr = "203.0.113.9".parse().unwrap();
+        let shared = Arc::new(Shared::default());
+        shared.note([1; 16], elsewhere, 60_000).await.unwrap();
+        let origins = UdpOrigins::new(8).with_shared(shared.clone());
+        assert_eq!(origins.seen(&[1; 16], 1_000).await, [elsewhere]);
+        // Its own sighting comes first, without asking.
+        let here: IpAddr = "192.0.2.1".parse().unwrap();
+        origins.record([1; 16], here, 120_000, 1_000);
+        assert_eq!(origins.seen(&[1; 16], 1_000).await, [here]);
+        assert!(origins.seen(&[2; 16], 1_000).await.is_empty());
+        // A shared store that cannot answer is no UDP origin, not an error.
+        let down = UdpOrigins::new(8).with_shared(Arc::new(Shared { down: true, ..Shared::default() }));
+        assert!(down.seen(&[1; 16], 1_000).await.is_empty());
     }
 }

@@ -556,6 +556,41 @@ async fn the_udp_port_notes_where_a_challenges_probe_came_from() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_redis_see_a_probe_another_one_received() {
+    let redis = Redis::start(free_port());
+    let shared = [("MERIDIAN_REDIS_URL", redis.url()), ("MERIDIAN_UDP_LISTEN", "127.0.0.1:0".into())];
+    let shared: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Serve::start("udp-shared-a", &shared);
+    let b = Serve::start("udp-shared-b", &shared);
+    assert!(a.stderr().contains("sightings shared through Redis"), "{}", a.stderr());
+    // The challenge and its probe go to A, the verification to B.
+    let body: Value =
+        client().get(format!("{}/v1/challenge", a.origin)).send().await.unwrap().json().await.unwrap();
+    let (udp, challenge) = (body["udp"].as_str().unwrap().to_owned(), body["challenge"].as_str().unwrap());
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(allocate(&socket, &udp, Some(challenge)).await, 403);
+    let minter = Minter::new(SEED);
+    let mut claims =
+        minter.claims("127.0.0.1".parse().unwrap(), jiff::Timestamp::now().as_millisecond(), [0; 16]);
+    claims.challenge = challenge.to_owned();
+    let (status, answer) =
+        verify(&b.origin, &json!({ "token": minter.sign(&claims), "remote_ip": "198.51.100.7" })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["network"]["udp_origin"]["ip"], "127.0.0.1", "B read A's sighting: {answer}");
+    // Kept in Redis for the challenge's life and a leeway, no longer.
+    let keys = redis.command(&["KEYS", "meridian:udp:*"]);
+    let key = keys.lines().find(|l| l.starts_with("meridian:udp:")).unwrap_or_else(|| panic!("{keys}"));
+    let ttl: i64 = redis.command(&["PTTL", key]).trim_start_matches(':').trim().parse().unwrap();
+    assert!((1..=190_000).contains(&ttl), "{ttl}");
+    // A Redis that stops answering costs the answer its UDP origin, never
+    // the answer: the probe is still refused and the token still verified.
+    drop(redis);
+    let body: Value =
+        client().get(format!("{}/v1/challenge", a.origin)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(allocate(&socket, &udp, Some(body["challenge"].as_str().unwrap())).await, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_gracefully() {
     let mut serve = Serve::start("sigterm", &[]);
     let (_, body) = verify(&serve.origin, &json!({ "token": token(1), "remote_ip": "127.0.0.1" })).await;

@@ -105,6 +105,46 @@ impl KindStr for redis::RedisError {
     }
 }
 
+/// Adds an address to a challenge's set unless it already holds the most
+/// it may, and (re)sets the set's expiry: one atomic step.
+const NOTE_SIGHTING: &str = "if redis.call('SCARD', KEYS[1]) < tonumber(ARGV[2]) then \
+     redis.call('SADD', KEYS[1], ARGV[1]) end \
+     return redis.call('PEXPIRE', KEYS[1], ARGV[3])";
+
+impl RedisReplayStore {
+    fn sightings_key(nonce: &[u8; 16]) -> String {
+        format!("meridian:udp:{}", meridian_protocol::base64url_encode(nonce))
+    }
+}
+
+/// The UDP origin's sightings beside the spent nonces, so that the
+/// instance that verifies a token sees the probe another one received.
+impl crate::udp::SharedSightings for RedisReplayStore {
+    fn note(&self, nonce: [u8; 16], ip: std::net::IpAddr, ttl_ms: i64) -> crate::udp::SharedFuture<'_, ()> {
+        Box::pin(async move {
+            let mut command = redis::cmd("EVAL");
+            command
+                .arg(NOTE_SIGHTING)
+                .arg(1)
+                .arg(Self::sightings_key(&nonce))
+                .arg(ip.to_string())
+                .arg(crate::udp::SHARED_PER_CHALLENGE)
+                .arg(ttl_ms.max(1));
+            self.run::<i64>(command).await.map(drop).map_err(|e| e.to_string())
+        })
+    }
+
+    fn seen(&self, nonce: [u8; 16]) -> crate::udp::SharedFuture<'_, Vec<std::net::IpAddr>> {
+        Box::pin(async move {
+            let mut command = redis::cmd("SMEMBERS");
+            command.arg(Self::sightings_key(&nonce));
+            let members: Vec<String> = self.run(command).await.map_err(|e| e.to_string())?;
+            // Only this code writes the set; anything else in it is ignored.
+            Ok(members.iter().filter_map(|m| m.parse().ok()).collect())
+        })
+    }
+}
+
 impl ReplayStore for RedisReplayStore {
     fn spend(&self, nonce: [u8; 16], expires_at_ms: i64, now_ms: i64) -> SpendFuture<'_> {
         let key = format!("{}{}", self.prefix, meridian_protocol::base64url_encode(&nonce));
