@@ -403,13 +403,17 @@ impl Policy {
         // where it says it is (not into a restricted region: that weighs
         // the deny threshold by itself) is what an honest person behind a
         // company gateway or a VPN looks like: the distance explains the
-        // mismatches, so together they are `review` at most.
+        // mismatches, so together they are `review` at most. UDP sent
+        // around the relay from another country says the same (from a
+        // restricted one it comes with `restricted_region_ip`, which no
+        // distance explains).
         let explained = [
             ReasonCode::RelayLatency,
             ReasonCode::HostingIp,
             ReasonCode::TzOffsetMismatch,
             ReasonCode::TzCountryMismatch,
             ReasonCode::LocaleCountryMismatch,
+            ReasonCode::UdpOriginMismatch,
         ];
         let relay = reasons.iter().find(|r| r.code == ReasonCode::RelayLatency);
         if relay.is_some_and(|r| u32::try_from(r.weight).unwrap_or(0) < self.thresholds.deny)
@@ -505,6 +509,14 @@ mod tests {
             reason(ReasonCode::TzCountryMismatch),
         ];
         assert_eq!(policy.score(&far), (100, Verdict::Review));
+        // Staff abroad behind their company's gateway whose UDP goes out at
+        // home: the same story, told twice.
+        let mut home = far.clone();
+        home.push(reason(ReasonCode::UdpOriginMismatch));
+        assert_eq!(policy.score(&home).1, Verdict::Review);
+        // From a restricted region it is not.
+        home.push(reason(ReasonCode::RestrictedRegionIp));
+        assert_eq!(policy.score(&home).1, Verdict::Deny);
         // Anything else on top is not explained by distance.
         let mut tampered = far.clone();
         tampered.push(reason(ReasonCode::TamperedApi));
