@@ -7,6 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use meridian_verifier::replay::MemoryReplayStore;
 use meridian_verifier::testkit::Minter;
+use meridian_verifier::udp::UdpOrigins;
 use meridian_verifier::verdict::Verdict;
 use meridian_verifier::{Policy, Verifier, VerifyInput};
 
@@ -103,7 +104,8 @@ impl Deployment {
             .filter_map(|name| {
                 let store = Arc::new(MemoryReplayStore::new(100_000));
                 let verifier = Verifier::new(minter.keys.clone(), policy(name, echo).ok()?, store)
-                    .with_intel(intel.clone());
+                    .with_intel(intel.clone())
+                    .with_udp_origins(Arc::new(UdpOrigins::new(100_000)));
                 Some((name.to_owned(), verifier))
             })
             .collect();
@@ -127,6 +129,14 @@ impl Deployment {
             .verifiers
             .get(&case.policy)
             .ok_or_else(|| format!("{}: unknown policy {}", case.id, case.policy))?;
+        // The drop-in's UDP probe, beside the echo: its source as the
+        // verifier's UDP port would have noted it.
+        if let Some((nonce, ip)) = simulate::udp_probe(case, index, at).filter(|_| self.echo)
+            && let Some(origins) = verifier.udp_origins()
+        {
+            let now_ms = login.now.as_millisecond();
+            origins.record(nonce, ip, now_ms + 60_000, now_ms);
+        }
         let input = VerifyInput {
             token: &login.token,
             remote_ip: login.remote_ip,
@@ -437,7 +447,8 @@ pub fn library_report(cases: &[Case], outcomes: &[Outcome], without: &[Outcome])
 
     let mut honest_wrong: Vec<&Outcome> =
         outcomes.iter().filter(|o| o.class == Class::Honest && !o.correct()).collect();
-    honest_wrong.sort_by(|a, b| b.score.cmp(&a.score).then(a.id.cmp(&b.id)));
+    // Denied before reviewed, then by score.
+    honest_wrong.sort_by(|a, b| b.verdict.cmp(&a.verdict).then(b.score.cmp(&a.score)).then(a.id.cmp(&b.id)));
     let _ = writeln!(out, "\n### Worst false positives (honest, not allowed)\n");
     if honest_wrong.is_empty() {
         let _ = writeln!(out, "None.");

@@ -31,6 +31,13 @@
 //!   the kernel times server ↔ exit (+0.2–1 ms of the exit's own network);
 //!   the echo adds the hidden leg: browser ↔ exit, the access network and
 //!   1–5 ms of relay processing (Private Relay's two hops: 5–20 ms).
+//! - **UDP** (the drop-in's probe of the second origin, [`udp_country`]):
+//!   around a proxy, half the browsers send WebRTC's UDP straight out from
+//!   where they are (drawn per case; the other half have leak protection,
+//!   a TUN mode or a firewall that stops it — an assumption of this
+//!   model). Tor Browser and the hardened privacy browsers send none.
+//!   Direct and full-tunnel paths send it where their TCP goes, which
+//!   shows nothing, so they are not drawn.
 
 use meridian_verifier::challenge::Latency;
 use rand::{Rng, SeedableRng};
@@ -99,6 +106,17 @@ fn browser_country(case: &Case) -> String {
         }
     }
     case.challenge_from.as_ref().unwrap_or(&case.login_from).country.clone()
+}
+
+/// Where the browser's UDP probe comes from, when it leaves around a
+/// proxy (see the module documentation): the country the browser is in.
+pub fn udp_country(case: &Case) -> Option<String> {
+    if via(case) != Via::Proxy || matches!(case.family.as_str(), "tor" | "privacy-browser-hiding") {
+        return None;
+    }
+    // A stream of its own, so the round trips' draws stay as they are.
+    let salt = case.id.bytes().fold(0x7564_7020_6f72_6967_u64, |h, b| h.rotate_left(9) ^ u64::from(b));
+    ChaCha8Rng::seed_from_u64(salt).random_bool(0.5).then(|| browser_country(case))
 }
 
 /// The round trips the echo would seal for `case`; none when its echo is

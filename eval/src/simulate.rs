@@ -103,6 +103,16 @@ fn challenge(case: &Case, index: usize, at: Timestamp) -> (IpAddr, i64, [u8; 16]
     (challenge_ip, issued_ms, nonce)
 }
 
+/// The challenge nonce of case number `index` at `at`, and the address its
+/// UDP probe came from, when it left around a proxy
+/// ([`crate::latency::udp_country`]).
+pub fn udp_probe(case: &Case, index: usize, at: Timestamp) -> Option<([u8; 16], IpAddr)> {
+    let country = crate::latency::udp_country(case)?;
+    let (_, _, nonce) = challenge(case, index, at);
+    let origin = world::Origin { country, network: world::NetworkKind::Residential };
+    Some((nonce, world::ip(&origin, index)))
+}
+
 /// The claims of the case's browser, bound to a challenge issued at `at`.
 ///
 /// # Errors

@@ -404,9 +404,9 @@ impl Policy {
         // the deny threshold by itself) is what an honest person behind a
         // company gateway or a VPN looks like: the distance explains the
         // mismatches, so together they are `review` at most. UDP sent
-        // around the relay from another country says the same (from a
-        // restricted one it comes with `restricted_region_ip`, which no
-        // distance explains).
+        // around the relay from another country shows the relay as well
+        // (from a restricted one it comes with `restricted_region_ip`,
+        // which no relay explains).
         let explained = [
             ReasonCode::RelayLatency,
             ReasonCode::HostingIp,
@@ -415,8 +415,12 @@ impl Policy {
             ReasonCode::LocaleCountryMismatch,
             ReasonCode::UdpOriginMismatch,
         ];
-        let relay = reasons.iter().find(|r| r.code == ReasonCode::RelayLatency);
-        if relay.is_some_and(|r| u32::try_from(r.weight).unwrap_or(0) < self.thresholds.deny)
+        let mut relays = reasons
+            .iter()
+            .filter(|r| matches!(r.code, ReasonCode::RelayLatency | ReasonCode::UdpOriginMismatch))
+            .peekable();
+        if relays.peek().is_some()
+            && relays.all(|r| u32::try_from(r.weight).unwrap_or(0) < self.thresholds.deny)
             && reasons.iter().all(|r| r.weight <= 0 || explained.contains(&r.code))
         {
             verdict = verdict.min(Verdict::Review);
@@ -513,6 +517,10 @@ mod tests {
         // home: the same story, told twice.
         let mut home = far.clone();
         home.push(reason(ReasonCode::UdpOriginMismatch));
+        assert_eq!(policy.score(&home).1, Verdict::Review);
+        // Near enough for no hidden leg to show, the UDP alone shows the
+        // relay: still `review`.
+        home.remove(0);
         assert_eq!(policy.score(&home).1, Verdict::Review);
         // From a restricted region it is not.
         home.push(reason(ReasonCode::RestrictedRegionIp));
