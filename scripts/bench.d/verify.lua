@@ -32,6 +32,16 @@ function init(args)
   accounts = tonumber(os.getenv("ACCOUNTS") or "0")
 end
 
+-- Answers that are not an accepted token: a load test must time
+-- verifications, not rejections (an expired token is cheaper).
+rejected = 0
+
+function response(status, headers, body)
+  if status == 200 and not string.find(body, '"success":true', 1, true) then
+    rejected = rejected + 1
+  end
+end
+
 function request()
   local token = tokens[next_token]
   next_token = next_token + 1
@@ -54,5 +64,10 @@ function delay()
 end
 
 function done(summary, latency, requests)
-  io.write(string.format("non-2xx or socket errors: %d\n", summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+  local refused = 0
+  for _, thread in ipairs(threads) do
+    refused = refused + (thread:get("rejected") or 0)
+  end
+  io.write(string.format("non-2xx or socket errors: %d\n", summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + refused))
+  io.write(string.format("tokens not accepted: %d\n", refused))
 end

@@ -1,11 +1,16 @@
 //! Test-only load-test fixture: writes a verifier configuration for the fixed
 //! test deployment (`Minter::new(21)`) and N unique tokens issued now, one per
-//! line, for `remote_ip` 127.0.0.1. Needs the `testkit` feature, which
-//! production builds never enable.
+//! line, for `remote_ip` 127.0.0.1. Their challenges live an hour (not the
+//! default two minutes), so that a load test of several rounds verifies
+//! tokens, not expiries. Needs the `testkit` feature, which production
+//! builds never enable.
 //!
 //!     cargo run --release -p meridian-verifier --features testkit --example mint_tokens -- DIR N [FILE]
 
 use std::io::Write;
+
+/// How long the tokens' challenges live, seconds.
+const LIFETIME_S: u32 = 3600;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -14,7 +19,10 @@ fn main() -> std::io::Result<()> {
     let file = args.next().unwrap_or_else(|| "tokens.txt".into());
     std::fs::create_dir_all(&dir)?;
     let seed = 21;
-    let minter = meridian_verifier::testkit::Minter::new(seed);
+    let mut minter = meridian_verifier::testkit::Minter::new(seed);
+    let key = meridian_verifier::challenge::ChallengeKey::new(1, [seed ^ 0x5a; 32]);
+    minter.keys.challenge = meridian_verifier::challenge::ChallengeKeys::new(vec![key], LIFETIME_S)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     std::fs::write(dir.join("jwks.json"), minter.jwks_json())?;
     std::fs::write(dir.join("challenge-key"), minter.challenge_key_config(seed) + "\n")?;
     let now = jiff::Timestamp::now().as_millisecond();
