@@ -368,7 +368,7 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
             code,
             policy.weights.of(code),
             format!(
-                "The client took its challenge without the echo, so how far the browser sits behind its network exit was not measured; the policy holds such a login at {} or above.",
+                "The challenge was taken without the echo, so how far the client sits behind its network exit went unmeasured; the policy holds such a login at {} or above.",
                 policy.withheld_echo.as_str()
             ),
         ));
