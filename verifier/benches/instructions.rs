@@ -135,6 +135,7 @@ fn run(input: Checked) -> usize {
 
 fn run_checks(input: &Checked) -> usize {
     let evidence = Evidence {
+        challenge_country: None,
         claims: &input.claims,
         skew: input.skew,
         at: Timestamp::from_millisecond(NOW_MS).unwrap(),

@@ -347,9 +347,16 @@ impl Verifier {
                 }
                 Err(e) => return Err(TokenError::StoreUnavailable(e.to_string())),
             };
-        let udp_seen = match &self.udp_origins {
-            Some(origins) => origins.seen(&challenge.nonce, now.as_millisecond()).await,
-            None => Vec::new(),
+        // The shared sightings live in the replay store's Redis: when the
+        // spend could not reach it, neither would this (one wait is enough).
+        let udp_seen = match (&self.udp_origins, &single_use) {
+            (Some(origins), SingleUse::Enforced) => {
+                origins.seen(&challenge.nonce, now.as_millisecond()).await
+            }
+            (Some(origins), SingleUse::Unchecked(_)) => {
+                origins.lookup(&challenge.nonce, now.as_millisecond())
+            }
+            (None, _) => Vec::new(),
         };
         Ok(Accepted { verified, single_use, udp_seen })
     }
@@ -386,6 +393,10 @@ impl Verifier {
             skew: verified.skew(),
             at: Timestamp::from_millisecond(at_ms).unwrap_or(now),
             challenge_ip: challenge.ip,
+            // Looked up only when the login came from elsewhere.
+            challenge_country: (canonical_ip(challenge.ip) != login)
+                .then(|| self.intel.load().lookup(challenge.ip).country)
+                .flatten(),
             remote_ip: input.remote_ip,
             network: &facts,
             accept_language: input.accept_language.filter(|h| !h.trim().is_empty()),

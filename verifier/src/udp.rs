@@ -102,20 +102,23 @@ impl UdpOrigins {
 
     /// Notes that `ip` sent the probe of challenge `nonce`, which expires at
     /// `expires_at_ms`. When full of live challenges, new ones are not
-    /// noted (the answer then simply has no UDP origin).
-    pub fn record(&self, nonce: [u8; 16], ip: IpAddr, expires_at_ms: i64, now_ms: i64) {
+    /// noted (the answer then simply has no UDP origin). Whether the
+    /// address is new for the challenge: only then is it shared.
+    pub fn record(&self, nonce: [u8; 16], ip: IpAddr, expires_at_ms: i64, now_ms: i64) -> bool {
         let ip = crate::net::canonical_ip(ip);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.len() >= self.capacity && !seen.contains_key(&nonce) {
             seen.retain(|_, s| s.expires_at_ms > now_ms);
             if seen.len() >= self.capacity {
-                return;
+                return false;
             }
         }
         let entry = seen.entry(nonce).or_insert_with(|| Seen { ips: Vec::new(), expires_at_ms });
-        if !entry.ips.contains(&ip) && entry.ips.len() < PER_CHALLENGE {
+        let new = !entry.ips.contains(&ip) && entry.ips.len() < PER_CHALLENGE;
+        if new {
             entry.ips.push(ip);
         }
+        new
     }
 
     /// The addresses that sent challenge `nonce`'s probe, first first.
@@ -186,6 +189,9 @@ mod responder {
     /// whose clock runs behind still accepts the challenge for that long.
     const SHARED_LEEWAY_MS: i64 = 60_000;
 
+    /// Whether a failed shared note was reported at `warn` yet.
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     /// The reply to a datagram, and the challenge (nonce, expiry) whose
     /// probe it was, when one was noted.
     pub(super) struct Reply {
@@ -235,7 +241,14 @@ mod responder {
                 tokio::spawn(async move {
                     let ip = crate::net::canonical_ip(peer.ip());
                     if let Err(error) = shared.note(challenge, ip, ttl_ms).await {
-                        tracing::debug!(%error, "udp: the sighting was not shared; only this instance has it");
+                        // Said once loudly (a Redis that refuses the
+                        // commands would otherwise go unnoticed), then
+                        // quietly.
+                        if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::debug!(%error, "udp: the sighting was not shared; only this instance has it");
+                        } else {
+                            tracing::warn!(%error, "udp: a sighting could not be shared through Redis; only this instance has it (said once)");
+                        }
                     }
                     send(&socket, &reply.bytes, peer).await;
                     drop(permit);
@@ -280,8 +293,12 @@ mod responder {
         if let Ok(opened) = keys.open(username.name(), now_ms, 5_000)
             && opened.expires_at_ms > now_ms
         {
-            origins.record(opened.nonce, source, opened.expires_at_ms, now_ms);
-            noted = Some((opened.nonce, opened.expires_at_ms));
+            // A repeat (retransmissions, a flood of one challenge) is
+            // answered from memory: only a new address goes to the
+            // shared store, at most four per challenge.
+            if origins.record(opened.nonce, source, opened.expires_at_ms, now_ms) {
+                noted = Some((opened.nonce, opened.expires_at_ms));
+            }
         }
         // Seen; nothing is relayed.
         reply.add_attribute(ErrorCode::new(403, "Forbidden".into()).ok()?);
@@ -416,7 +433,8 @@ mod tests {
         assert_eq!(origins.seen(&[1; 16], 1_000).await, [elsewhere]);
         // Its own sighting comes first, without asking.
         let here: IpAddr = "192.0.2.1".parse().unwrap();
-        origins.record([1; 16], here, 120_000, 1_000);
+        assert!(origins.record([1; 16], here, 120_000, 1_000), "new: shared");
+        assert!(!origins.record([1; 16], here, 120_000, 1_100), "a repeat is not shared again");
         assert_eq!(origins.seen(&[1; 16], 1_000).await, [here]);
         assert!(origins.seen(&[2; 16], 1_000).await.is_empty());
         // A shared store that cannot answer is no UDP origin, not an error.

@@ -314,13 +314,14 @@ reason_codes! {
     /// The client took its challenge without the echo, so its distance
     /// behind its network exit went unmeasured. A client chooses that (one
     /// filter rule blocks a WebSocket), so under restricted regions the
-    /// policy's `withheld_echo` is the least verdict. Default weight 10.
-    /// Never for trusted networks or listed relays, where the echo has
-    /// nothing to show.
+    /// policy's `withheld_echo` is the least verdict. Default weight 0: a
+    /// floor, never a step towards `deny` (honest networks block
+    /// WebSockets too). Never for trusted networks or listed relays, where
+    /// the echo has nothing to show.
     EchoWithheld = "echo_withheld" {
         title: "The client skipped the echo",
-        fires_when: "under restricted regions, with the policy's `withheld_echo` other than `allow`, the token carries a challenge not taken through the echo (`GET /v1/echo`; the drop-in and `meridian collect` take it): `withheld_echo` is the least verdict; never for `trusted_networks` or listed relays",
-        weight: 10,
+        fires_when: "under restricted regions, with the policy's `withheld_echo` other than `allow`, the token carries a challenge not taken through the echo (`GET /v1/echo`; the drop-in and `meridian collect` take it), or one whose echo ran from another country than the login: `withheld_echo` is the least verdict; never for `trusted_networks` or listed relays",
+        weight: 0,
         confidence: Medium,
     },
 }

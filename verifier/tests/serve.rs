@@ -558,7 +558,12 @@ async fn the_udp_port_notes_where_a_challenges_probe_came_from() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_sharing_redis_see_a_probe_another_one_received() {
     let redis = Redis::start(free_port());
-    let shared = [("MERIDIAN_REDIS_URL", redis.url()), ("MERIDIAN_UDP_LISTEN", "127.0.0.1:0".into())];
+    let shared = [
+        ("MERIDIAN_REDIS_URL", redis.url()),
+        ("MERIDIAN_UDP_LISTEN", "127.0.0.1:0".into()),
+        // So that answers go on (with `replay_unchecked`) once Redis is gone.
+        ("MERIDIAN_STORE_FAILURE", "open".into()),
+    ];
     let shared: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = Serve::start("udp-shared-a", &shared);
     let b = Serve::start("udp-shared-b", &shared);
@@ -582,12 +587,26 @@ async fn instances_sharing_redis_see_a_probe_another_one_received() {
     let key = keys.lines().find(|l| l.starts_with("meridian:udp:")).unwrap_or_else(|| panic!("{keys}"));
     let ttl: i64 = redis.command(&["PTTL", key]).trim_start_matches(':').trim().parse().unwrap();
     assert!((1..=190_000).contains(&ttl), "{ttl}");
-    // A Redis that stops answering costs the answer its UDP origin, never
-    // the answer: the probe is still refused and the token still verified.
+    // A Redis that is gone costs the answer the other instance's sighting,
+    // nothing else: the probe is still refused, B answers without a UDP
+    // origin, and A still has its own.
     drop(redis);
     let body: Value =
         client().get(format!("{}/v1/challenge", a.origin)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(allocate(&socket, &udp, Some(body["challenge"].as_str().unwrap())).await, 403);
+    let challenge = body["challenge"].as_str().unwrap();
+    assert_eq!(allocate(&socket, &udp, Some(challenge)).await, 403);
+    for (serve, expected) in [(&b, None), (&a, Some("127.0.0.1"))] {
+        let mut claims =
+            minter.claims("127.0.0.1".parse().unwrap(), jiff::Timestamp::now().as_millisecond(), [0; 16]);
+        claims.challenge = challenge.to_owned();
+        let (status, answer) =
+            verify(&serve.origin, &json!({ "token": minter.sign(&claims), "remote_ip": "198.51.100.7" }))
+                .await;
+        assert_eq!((status, answer["success"].as_bool()), (200, Some(true)), "{answer}");
+        let reasons = answer["reasons"].as_array().unwrap();
+        assert!(reasons.iter().any(|r| r["code"] == "replay_unchecked"), "{answer}");
+        assert_eq!(answer["network"]["udp_origin"]["ip"].as_str(), expected, "{answer}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

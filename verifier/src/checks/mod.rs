@@ -32,6 +32,9 @@ pub struct Evidence<'a> {
     pub at: Timestamp,
     /// The IP the challenge was issued to.
     pub challenge_ip: IpAddr,
+    /// The country of `challenge_ip`, looked up when it is not the login's
+    /// IP (`None`: the same IP, or a country no database knows).
+    pub challenge_country: Option<Country>,
     /// The IP the backend saw the login from.
     pub remote_ip: IpAddr,
     /// What is known about `remote_ip`.
@@ -96,6 +99,19 @@ pub fn withholds_zone(claims: &Claims, ip_country: Option<Country>) -> bool {
 
 /// Runs every check and returns the reasons found, strongest first.
 pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
+    // The echo timed the connection that fetched the challenge. One from
+    // another country than the login's timed another network (a proxy
+    // rule that sends the verifier's host direct and the site through an
+    // exit): it says nothing of the login's path, so it counts as no echo.
+    let other_network = canonical_ip(evidence.challenge_ip) != canonical_ip(evidence.remote_ip)
+        && evidence.challenge_country != evidence.network.country;
+    let untimed;
+    let evidence = if other_network && evidence.latency.is_some() {
+        untimed = Evidence { latency: None, ..*evidence };
+        &untimed
+    } else {
+        evidence
+    };
     let restricted = policy.restricted_regions.as_slice();
     let mut reasons = Vec::new();
     let mut add = |code: ReasonCode, detail: String| {
@@ -299,6 +315,16 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
             format!("The challenge was fetched from {challenge_ip} but the login came from {remote_ip}."),
         );
     }
+    // Where the challenge came from counts as much as where the login did.
+    let challenge_restricted = challenge_ip != remote_ip
+        && evidence.challenge_country.is_some_and(|c| restricted.contains(&c))
+        && country.is_none_or(|c| !restricted.contains(&c));
+    if let Some(region) = evidence.challenge_country.filter(|_| challenge_restricted) {
+        add(
+            ReasonCode::RestrictedRegionIp,
+            format!("The challenge was fetched from {challenge_ip} in {region}, a restricted region."),
+        );
+    }
 
     // The second origin: UDP the browser sent around its proxy.
     if let Some((udp_ip, udp_country)) = evidence.udp_origin
@@ -321,6 +347,7 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
         }
         if let Some(region) = udp_country.filter(|c| restricted.contains(c))
             && country.is_none_or(|c| !restricted.contains(&c))
+            && !challenge_restricted
         {
             add(
                 ReasonCode::RestrictedRegionIp,

@@ -53,6 +53,7 @@ proptest! {
         latency in prop::option::of((prop::option::of(any::<u32>()), any::<u32>())),
         located in any::<bool>(),
         udp in prop::option::of((any_ip(), prop::option::of("[A-Z]{2}"))),
+        challenge_country in prop::option::of("[A-Z]{2}"),
     ) {
         let mut claims = meridian_protocol::Claims::example();
         claims.time_zone.zone = zone;
@@ -72,6 +73,7 @@ proptest! {
             skew: ClockSkew { skew_ms: skew.0, uncertainty_ms: skew.1 },
             at: Timestamp::from_millisecond(at_ms).unwrap(),
             challenge_ip,
+            challenge_country: challenge_country.as_deref().and_then(Country::parse),
             remote_ip,
             network: &network,
             accept_language: accept_language.as_deref(),
@@ -133,13 +135,26 @@ fn physics(zone: &str, languages: &[&str], echo_ms: Option<u32>, tampered: bool)
 /// The checks on `claims` signed at their `signed_at_ms`, from a Singapore
 /// IP, whose echo took `echo_ms` (none: a plain challenge).
 fn from_singapore(claims: &meridian_protocol::Claims, echo_ms: Option<u32>, policy: &Policy) -> Vec<Reason> {
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    split(claims, echo_ms, policy, (ip, None))
+}
+
+/// [`from_singapore`], its challenge fetched (and echo run) from
+/// `challenge`: an address and, when it is not the login's, its country.
+fn split(
+    claims: &meridian_protocol::Claims,
+    echo_ms: Option<u32>,
+    policy: &Policy,
+    challenge: (IpAddr, Option<Country>),
+) -> Vec<Reason> {
     let network = IpFacts { country: Country::parse("SG"), asn: None, org: None, hosting: None, relay: None };
     let ip: IpAddr = "192.0.2.10".parse().unwrap();
     let evidence = Evidence {
         claims,
         skew: ClockSkew { skew_ms: 0, uncertainty_ms: 5 },
         at: Timestamp::from_millisecond(claims.signed_at_ms).unwrap(),
-        challenge_ip: ip,
+        challenge_ip: challenge.0,
+        challenge_country: challenge.1,
         remote_ip: ip,
         network: &network,
         accept_language: None,
@@ -215,13 +230,13 @@ fn a_page_that_skipped_the_echo_is_held_where_the_policy_expects_it() {
     let expects = Policy { withheld_echo: Verdict::Review, ..restricted.clone() };
     let reasons = without_echo("https://shop.example", &expects);
     let withheld = reasons.iter().find(|r| r.code == ReasonCode::EchoWithheld).unwrap();
-    assert_eq!(withheld.weight, 10);
+    assert_eq!(withheld.weight, 0, "a floor, not a step towards deny");
     assert!(
         withheld.detail.contains("without the echo") && withheld.detail.contains("review"),
         "{}",
         withheld.detail
     );
-    assert_eq!(expects.score(&reasons), (10, Verdict::Review));
+    assert_eq!(expects.score(&reasons), (0, Verdict::Review));
     let strict = Policy { withheld_echo: Verdict::Deny, ..restricted.clone() };
     assert_eq!(strict.score(&without_echo("https://shop.example", &strict)).1, Verdict::Deny);
     // A native client takes the echo too: without it, the same.
@@ -236,4 +251,32 @@ fn a_page_that_skipped_the_echo_is_held_where_the_policy_expects_it() {
     // Without restricted regions there is nothing for it to guard.
     let open = Policy { restricted_regions: Vec::new(), ..expects };
     assert!(without_echo("https://shop.example", &open).is_empty());
+}
+
+#[test]
+fn an_echo_run_from_another_country_than_the_login_is_no_echo() {
+    // A proxy rule sends the verifier's host direct from CN and the site
+    // through a Singapore exit: the echo is quick, the login relayed, and
+    // every setting says Singapore.
+    let at: Timestamp = "2027-03-01T08:00:00Z".parse().unwrap();
+    let mut claims = meridian_protocol::Claims::example();
+    claims.signed_at_ms = at.as_millisecond();
+    crate::testkit::report_honestly(&mut claims, "Asia/Singapore", "en-SG", &["en-SG", "en"]).unwrap();
+    let policy = Policy {
+        restricted_regions: vec![Country::parse("CN").unwrap()],
+        server_location: Some(SINGAPORE),
+        withheld_echo: Verdict::Review,
+        ..Policy::default()
+    };
+    let direct: IpAddr = "198.51.100.20".parse().unwrap();
+    let reasons = split(&claims, Some(40), &policy, (direct, Country::parse("CN")));
+    assert!(has(&reasons, ReasonCode::RestrictedRegionIp), "{reasons:?}");
+    assert!(has(&reasons, ReasonCode::EchoWithheld), "its timing is not the login's: {reasons:?}");
+    assert!(!has(&reasons, ReasonCode::OutsideRegionByLatency), "{reasons:?}");
+    assert_eq!(policy.score(&reasons).1, Verdict::Deny, "{reasons:?}");
+    // From another address of the same country (dual stack), the echo
+    // still counts.
+    let reasons = split(&claims, Some(2), &policy, (direct, Country::parse("SG")));
+    assert!(!has(&reasons, ReasonCode::EchoWithheld) && !has(&reasons, ReasonCode::RestrictedRegionIp));
+    assert_eq!(policy.score(&reasons).1, Verdict::Allow, "{reasons:?}");
 }
