@@ -106,7 +106,8 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
     let other_network = canonical_ip(evidence.challenge_ip) != canonical_ip(evidence.remote_ip)
         && evidence.challenge_country != evidence.network.country;
     let untimed;
-    let evidence = if other_network && evidence.latency.is_some() {
+    let echo_elsewhere = other_network && evidence.latency.is_some();
+    let evidence = if echo_elsewhere {
         untimed = Evidence { latency: None, ..*evidence };
         &untimed
     } else {
@@ -391,13 +392,15 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
         && !known_relay
     {
         let code = ReasonCode::EchoWithheld;
+        let why = if echo_elsewhere {
+            "The echo ran from another country than the login, so it says nothing of the login's path"
+        } else {
+            "The challenge was taken without the echo, so how far the client sits behind its network exit went unmeasured"
+        };
         reasons.push(Reason::new(
             code,
             policy.weights.of(code),
-            format!(
-                "The challenge was taken without the echo, so how far the client sits behind its network exit went unmeasured; the policy holds such a login at {} or above.",
-                policy.withheld_echo.as_str()
-            ),
+            format!("{why}; the policy holds such a login at {} or above.", policy.withheld_echo.as_str()),
         ));
     }
 
