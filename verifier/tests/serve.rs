@@ -197,6 +197,13 @@ fn token(n: u64) -> String {
     minter.token(ip, jiff::Timestamp::now().as_millisecond(), nonce)
 }
 
+fn reason_codes(body: &Value) -> Vec<String> {
+    body["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["code"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
 async fn verify(origin: &str, body: &Value) -> (u16, Value) {
     let response =
         client().post(format!("{origin}/v1/verify")).bearer_auth(SECRET).json(body).send().await.unwrap();
@@ -1257,6 +1264,32 @@ async fn instances_on_one_postgres_see_each_others_history_and_survive_its_crash
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // Each instance's signals follow the other's sign-ins. A remembers
+    // grace from her first sign-in; B then sees her device report Shanghai
+    // from the same network; A's next sign-ins must show the zone flip.
+    // While A follows B it reads what it remembers of grace again only
+    // after a minute, so the sign-in on B can only reach A's signals
+    // through that feed.
+    let grace = |token: String| json!({ "token": token, "remote_ip": "127.0.0.1", "account": "grace" });
+    let (_, first) = verify(&a.origin, &grace(token(5_300))).await;
+    answered += 1;
+    assert!(!reason_codes(&first).contains(&"zone_flip".to_owned()), "{first}");
+    let (_, shanghai) = verify(&b.origin, &grace(shanghai_token(5_301, "127.0.0.1".parse().unwrap()))).await;
+    answered += 1;
+    assert_eq!(shanghai["success"], json!(true), "{shanghai}");
+    let started = Instant::now();
+    for n in 5_302.. {
+        let (_, again) = verify(&a.origin, &grace(token(n))).await;
+        answered += 1;
+        if reason_codes(&again).contains(&"zone_flip".to_owned()) {
+            break;
+        }
+        // Well inside the 5 s after which an instance that does not follow
+        // the others would read the account again.
+        assert!(started.elapsed() < Duration::from_secs(4), "A's signals never saw B's sign-in: {again}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The database crashes: verification keeps answering, without history.
     // The first answer after the crash may still come from what A
     // remembers of the account (its write then fails); from then on every
@@ -1317,7 +1350,7 @@ async fn instances_on_one_postgres_see_each_others_history_and_survive_its_crash
     });
     assert!(overview.contains(&format!(r#"data-total="{answered}""#)), "{overview}");
     let accounts = console_page(&b.origin, "/console/accounts?risk=all").await.unwrap();
-    assert_eq!(accounts.matches("<tr data-risk=").count(), 1, "ada: {accounts}");
+    assert_eq!(accounts.matches("<tr data-risk=").count(), 2, "ada and grace: {accounts}");
 }
 
 /// Signs in to the console of `origin` and returns the page at `path`.

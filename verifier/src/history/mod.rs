@@ -13,12 +13,15 @@
 //!   has been journaled since its last commit in one transaction, and a
 //!   process that starts writes what a stopped one left ([`Recorder`]).
 //!   What the signals read of an account is kept in memory, read from the
-//!   database once and updated with each sign-in.
+//!   database once and updated with each sign-in; with a shared store, the
+//!   other instances' sign-ins come in through a feed ([`feed`]).
 //! - **What it tells.** [`signals`] turns an account's recent logins and its
 //!   organisation's accounts into reasons (`impossible_travel`,
 //!   `account_region_history`, `zone_flip`, `organization_region_share`);
 //!   a history that cannot answer gives `history_unavailable` instead.
 
+#[cfg(feature = "history")]
+mod feed;
 #[cfg(feature = "history")]
 mod postgres;
 #[cfg(feature = "history")]
@@ -259,6 +262,26 @@ impl From<&Event> for Sighting {
     }
 }
 
+/// Another process's sign-in, as the feed finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherSignIn {
+    /// Its position in the store (ascending with insertion).
+    pub position: i64,
+    /// Its account.
+    pub account: Subject,
+    /// What the signals read of it.
+    pub sighting: Sighting,
+}
+
+/// What [`HistoryStore::others_since`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OthersSince {
+    /// The newest position in the store when it looked.
+    pub newest: i64,
+    /// Other processes' sign-ins, oldest first.
+    pub sign_ins: Vec<OtherSignIn>,
+}
+
 /// The longest zone or locale text kept (a browser's own are far shorter;
 /// a forger's may be anything).
 #[cfg(feature = "history")]
@@ -347,6 +370,16 @@ pub trait HistoryStore: Send + Sync + 'static {
         false
     }
 
+    /// Sign-ins other processes wrote to this store at positions after
+    /// `after`, up to the newest position now, oldest first, each with its
+    /// position and account, at most `limit`; and that newest position.
+    /// With `after` `None`, only the newest position. A store no other
+    /// process writes to has none.
+    fn others_since(&self, after: Option<i64>, limit: u32) -> HistoryFuture<'_, OthersSince> {
+        let _ = (after, limit);
+        Box::pin(async { Ok(OthersSince::default()) })
+    }
+
     /// The account's most recent events since `since_ms`, newest first, at
     /// most `limit`.
     fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>>;
@@ -427,10 +460,18 @@ const ORGANIZATION_CACHE: usize = 100_000;
 const HISTORY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long what this process remembers of an account is trusted when
-/// other processes write to the same store: after that it is read again,
-/// so their sign-ins weigh in here within this long.
+/// other processes write to the same store and the feed cannot vouch for
+/// it ([`feed`]): after that it is read again, so their sign-ins weigh in
+/// here within this long.
 #[cfg(feature = "history")]
 const SHARED_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long what this process remembers of an account is trusted while the
+/// feed brings in the other processes' sign-ins: it is still read again
+/// after this, so an erasure made through another instance, or a sign-in
+/// whose commit came too late for the feed, shows here within this long.
+#[cfg(feature = "history")]
+const FOLLOWED_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Accounts whose recent sign-ins are remembered at most (about 4 KiB
 /// each); past that the memory starts over and is filled from the database.
@@ -461,6 +502,8 @@ struct KnownAccount {
     /// Newest first, at most [`RECENT_FOR_SIGNALS`].
     sightings: std::collections::VecDeque<Sighting>,
     read_at: std::time::Instant,
+    /// `read_at` on the feed's clock ([`feed::monotonic_ms`]).
+    read_ms: i64,
     /// Read once every journal left waiting was written (before that the
     /// database may lack some of the account's sign-ins: read it again).
     complete: bool,
@@ -486,6 +529,8 @@ pub struct History {
     shares: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<Subject, (OrganizationShare, std::time::Instant)>>,
     >,
+    /// With a shared store: what following the other instances vouches for.
+    feed: Option<std::sync::Arc<feed::FeedHealth>>,
 }
 
 #[cfg(feature = "history")]
@@ -522,13 +567,16 @@ impl History {
     }
 
     fn with_recorder(store: std::sync::Arc<dyn HistoryStore>, key: SubjectKey, recorder: Recorder) -> Self {
+        let accounts: std::sync::Arc<std::sync::Mutex<_>> = std::sync::Arc::default();
+        let feed = store.shared().then(|| feed::follow(store.clone(), std::sync::Arc::downgrade(&accounts)));
         Self {
             store,
             recorder,
             key,
             unavailable: std::sync::Arc::default(),
-            accounts: std::sync::Arc::default(),
+            accounts,
             shares: std::sync::Arc::default(),
+            feed,
         }
     }
 
@@ -701,15 +749,20 @@ impl History {
     /// there).
     async fn know_account(&self, account: &Subject, since: i64) -> Result<(), HistoryError> {
         let shared = self.store.shared();
+        let followed = |known: &KnownAccount| {
+            known.read_at.elapsed() < FOLLOWED_FRESHNESS
+                && self.feed.as_ref().is_some_and(|feed| feed.vouches_for(known.read_ms))
+        };
         let fresh = self.accounts.lock().ok().is_some_and(|accounts| {
             accounts.get(account).is_some_and(|known| {
-                known.complete && (!shared || known.read_at.elapsed() < SHARED_FRESHNESS)
+                known.complete && (!shared || known.read_at.elapsed() < SHARED_FRESHNESS || followed(known))
             })
         });
         if fresh {
             return Ok(());
         }
         let complete = self.recorder.left_written();
+        let (read_at, read_ms) = (std::time::Instant::now(), feed::monotonic_ms());
         let read = self.store.sightings(account, since, RECENT_FOR_SIGNALS).await?;
         let mut accounts = self
             .accounts
@@ -720,7 +773,8 @@ impl History {
         }
         let known = accounts.entry(account.clone()).or_insert_with(|| KnownAccount {
             sightings: std::collections::VecDeque::new(),
-            read_at: std::time::Instant::now(),
+            read_at,
+            read_ms,
             complete,
         });
         let recent = now_ms().saturating_sub(UNCOMMITTED_FOR_MS);
@@ -733,7 +787,7 @@ impl History {
         merged.sort_by_key(|s| std::cmp::Reverse(s.at_ms));
         merged.truncate(RECENT_FOR_SIGNALS as usize);
         known.sightings = merged.into();
-        known.read_at = std::time::Instant::now();
+        (known.read_at, known.read_ms) = (read_at, read_ms);
         known.complete = complete;
         Ok(())
     }

@@ -11,8 +11,8 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use super::report::{FLAGGED_SQL, REGION_EVIDENCE, STRONGEST_FIRST_SQL, SUMMARY_COLUMNS, Summary};
 use super::{
-    Counts, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, Sighting,
-    Subject, SubjectKind, now_ms,
+    Counts, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, OtherSignIn,
+    OthersSince, Sighting, Subject, SubjectKind, now_ms,
 };
 use crate::ErrorCode;
 use crate::geo::Country;
@@ -47,6 +47,9 @@ const MIGRATIONS: &[&str] = &[
         through BIGINT NOT NULL,
         at_ms BIGINT NOT NULL
     );",
+    // 3: which process wrote each event, so each instance can follow the
+    // others' (NULL for events written before).
+    "ALTER TABLE events ADD COLUMN writer BIGINT",
 ];
 
 /// An arbitrary constant naming Meridian's migration lock.
@@ -58,6 +61,9 @@ pub struct PostgresHistory {
     url: Arc<str>,
     client: Arc<Mutex<Option<Arc<Client>>>>,
     timeout: Duration,
+    /// This process's writer id, random: its events carry it, and it
+    /// follows the events of every other.
+    writer: i64,
 }
 
 impl std::fmt::Debug for PostgresHistory {
@@ -89,7 +95,11 @@ impl PostgresHistory {
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, HistoryError> {
         url.parse::<tokio_postgres::Config>()
             .map_err(|e| HistoryError::Config(format!("database_url: {e}")))?;
-        let history = Self { url: url.into(), client: Arc::new(Mutex::new(None)), timeout };
+        let mut writer = [0u8; 8];
+        crate::random_bytes(&mut writer)
+            .map_err(|e| HistoryError::Config(format!("no secure randomness: {e}")))?;
+        let writer = i64::from_le_bytes(writer);
+        let history = Self { url: url.into(), client: Arc::new(Mutex::new(None)), timeout, writer };
         let client = history.client().await?;
         migrate(&client).await?;
         Ok(history)
@@ -191,6 +201,20 @@ fn event_from_row(row: &Row) -> Result<Event, tokio_postgres::Error> {
     })
 }
 
+/// A sighting from the first seven columns of `row` (as
+/// [`HistoryStore::sightings`] selects them).
+fn sighting_from_row(row: &Row) -> Result<Sighting, tokio_postgres::Error> {
+    Ok(Sighting {
+        at_ms: row.try_get(0)?,
+        accepted: row.try_get(1)?,
+        network: row.try_get(2)?,
+        country: row.try_get::<_, Option<String>>(3)?.as_deref().and_then(Country::parse),
+        zone: row.try_get(4)?,
+        locale: row.try_get(5)?,
+        restricted_device: row.try_get(6)?,
+    })
+}
+
 fn events(rows: &[Row]) -> Result<Vec<Event>, tokio_postgres::Error> {
     rows.iter().map(event_from_row).collect()
 }
@@ -260,10 +284,10 @@ impl HistoryStore for PostgresHistory {
                 .execute(
                     "WITH inserted AS (
                         INSERT INTO events (at_ms, account, organization, network, country, asn, zone, locale,
-                            restricted_device, verdict, score, reasons, error)
-                        SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
-                            $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::BOOLEAN[], $10::TEXT[], $11::SMALLINT[],
-                            $12::TEXT[], $13::TEXT[])
+                            restricted_device, verdict, score, reasons, error, writer)
+                        SELECT batch.*, $17::BIGINT FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[],
+                            $5::TEXT[], $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::BOOLEAN[], $10::TEXT[],
+                            $11::SMALLINT[], $12::TEXT[], $13::TEXT[]) AS batch
                         RETURNING 1)
                      INSERT INTO journal_marks (origin, through, at_ms)
                      SELECT $14::TEXT, $15::BIGINT, $16::BIGINT WHERE $14::TEXT IS NOT NULL
@@ -285,6 +309,7 @@ impl HistoryStore for PostgresHistory {
                         &origin,
                         &through,
                         &now,
+                        &self.writer,
                     ],
                 )
                 .await
@@ -318,6 +343,33 @@ impl HistoryStore for PostgresHistory {
         })
     }
 
+    fn others_since(&self, after: Option<i64>, limit: u32) -> HistoryFuture<'_, OthersSince> {
+        let writer = self.writer;
+        self.with(move |client| async move {
+            let newest: i64 = client.query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[]).await?.try_get(0)?;
+            let Some(after) = after else { return Ok(OthersSince { newest, sign_ins: Vec::new() }) };
+            let rows = client
+                .query(
+                    "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device, id, account
+                     FROM events WHERE id > $1 AND id <= $2 AND account IS NOT NULL AND writer IS DISTINCT FROM $3
+                     ORDER BY id LIMIT $4",
+                    &[&after, &newest, &writer, &i64::from(limit)],
+                )
+                .await?;
+            let sign_ins = rows
+                .iter()
+                .map(|row| {
+                    Ok(OtherSignIn {
+                        position: row.try_get(7)?,
+                        account: Subject::from_stored(row.try_get(8)?),
+                        sighting: sighting_from_row(row)?,
+                    })
+                })
+                .collect::<Result<_, tokio_postgres::Error>>()?;
+            Ok(OthersSince { newest, sign_ins })
+        })
+    }
+
     fn sightings(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Sighting>> {
         let account = account.clone();
         self.with(move |client| async move {
@@ -328,19 +380,7 @@ impl HistoryStore for PostgresHistory {
                     &[&account.as_str(), &since_ms, &i64::from(limit)],
                 )
                 .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(Sighting {
-                        at_ms: row.try_get(0)?,
-                        accepted: row.try_get(1)?,
-                        network: row.try_get(2)?,
-                        country: row.try_get::<_, Option<String>>(3)?.as_deref().and_then(Country::parse),
-                        zone: row.try_get(4)?,
-                        locale: row.try_get(5)?,
-                        restricted_device: row.try_get(6)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(sighting_from_row).collect()
         })
     }
 

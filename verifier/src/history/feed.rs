@@ -1,0 +1,215 @@
+//! Following the other instances of a shared history.
+//!
+//! What a process remembers of an account (the signals' input) is read from
+//! the database once and then kept up to date with each sign-in it answers.
+//! Sign-ins that other instances answer reach it through the feed: every
+//! [`LOOK_EVERY`] one query asks the store for the events other writers
+//! committed since the last look, and each is added to its account when
+//! that account is remembered here. Without the feed, every remembered
+//! account would have to be read again every few seconds, one query per
+//! account.
+//!
+//! - **Commits out of order.** An event's position is handed out when its
+//!   transaction inserts it, not when it commits, so a position below one
+//!   already seen can still appear. Each look reaches back over the
+//!   positions of the last [`LOOKBACK`] looks and skips what it already
+//!   added.
+//! - **When the feed cannot vouch for the memory** (a look failed, or found
+//!   more than a page waiting), what was read before that moment is read
+//!   again once [`super::SHARED_FRESHNESS`] old, as without a feed; what
+//!   the feed vouches for is read again once [`super::FOLLOWED_FRESHNESS`]
+//!   old, so a sign-in the feed missed (a commit later than the lookback)
+//!   or an erasure made through another instance shows here within that.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use super::{HistoryStore, KnownAccount, OtherSignIn, OthersSince, RECENT_FOR_SIGNALS, Sighting, Subject};
+
+/// How often the feed looks for other instances' sign-ins.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// Looks whose positions each look reaches back over (a transaction that
+/// commits later than this after inserting is missed by the feed and read
+/// with its account again later).
+const LOOKBACK: usize = 6;
+
+/// The most events one look takes; more waiting means the feed fell behind.
+const PAGE: u32 = 10_000;
+
+/// A feed that has not looked successfully for this long vouches for
+/// nothing.
+const LIVE_WITHIN_MS: i64 = 2_000;
+
+/// Milliseconds on a clock that only goes forward, from the first call.
+pub(super) fn monotonic_ms() -> i64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What the feed can vouch for, shared with the verifications.
+#[derive(Debug)]
+pub(super) struct FeedHealth {
+    /// When the last successful look started ([`monotonic_ms`]).
+    last_look_ms: AtomicI64,
+    /// Since when the feed has followed without a gap: a look that failed
+    /// or fell behind moves it to the next good look's start.
+    following_since_ms: AtomicI64,
+}
+
+impl FeedHealth {
+    /// Whether every sign-in other instances committed after `read_ms` has
+    /// reached the memory (up to the lookback).
+    pub(super) fn vouches_for(&self, read_ms: i64) -> bool {
+        let since = self.following_since_ms.load(Ordering::Acquire);
+        let last = self.last_look_ms.load(Ordering::Acquire);
+        since >= 0 && read_ms > since && monotonic_ms().saturating_sub(last) <= LIVE_WITHIN_MS
+    }
+}
+
+/// Starts following the other writers of `store` into `accounts` on the
+/// current Tokio runtime; the task ends once `accounts` is dropped.
+pub(super) fn follow(
+    store: Arc<dyn HistoryStore>,
+    accounts: Weak<Mutex<HashMap<Subject, KnownAccount>>>,
+) -> Arc<FeedHealth> {
+    let health =
+        Arc::new(FeedHealth { last_look_ms: AtomicI64::new(0), following_since_ms: AtomicI64::new(-1) });
+    let shared = health.clone();
+    tokio::spawn(async move {
+        let mut feed = Feed { positions: VecDeque::new(), added: HashSet::new(), warned: false };
+        let mut every = tokio::time::interval(LOOK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(accounts) = accounts.upgrade() else { return };
+            feed.look(store.as_ref(), &accounts, &shared).await;
+        }
+    });
+    health
+}
+
+/// The feed's own state.
+struct Feed {
+    /// The newest position at each of the last looks, oldest first.
+    positions: VecDeque<i64>,
+    /// Positions already added, above the oldest of `positions`.
+    added: HashSet<i64>,
+    /// Whether a failure was logged since the last good look.
+    warned: bool,
+}
+
+impl Feed {
+    async fn look(
+        &mut self,
+        store: &dyn HistoryStore,
+        accounts: &Mutex<HashMap<Subject, KnownAccount>>,
+        health: &FeedHealth,
+    ) {
+        let started = monotonic_ms();
+        let after = self.positions.front().copied();
+        let OthersSince { newest, sign_ins } = match store.others_since(after, PAGE).await {
+            Ok(found) => found,
+            Err(error) => {
+                if !self.warned {
+                    tracing::warn!(%error, "history: cannot follow the other instances; re-reading accounts instead");
+                    self.warned = true;
+                }
+                self.positions.clear();
+                health.following_since_ms.store(i64::MAX, Ordering::Release);
+                return;
+            }
+        };
+        self.warned = false;
+        if let Ok(mut accounts) = accounts.lock() {
+            for OtherSignIn { position, account, sighting } in &sign_ins {
+                if self.added.insert(*position)
+                    && let Some(known) = accounts.get_mut(account)
+                {
+                    add(known, sighting.clone());
+                }
+            }
+        }
+        let behind = u32::try_from(sign_ins.len()).unwrap_or(u32::MAX) >= PAGE;
+        if after.is_none() || behind {
+            // Followed from here on: what was read before is read again.
+            self.positions.clear();
+            self.added.clear();
+            health.following_since_ms.store(started, Ordering::Release);
+        }
+        self.positions.push_back(newest);
+        while self.positions.len() > LOOKBACK {
+            self.positions.pop_front();
+        }
+        if let Some(&oldest) = self.positions.front() {
+            self.added.retain(|&position| position > oldest);
+        }
+        health.last_look_ms.store(started, Ordering::Release);
+    }
+}
+
+/// Adds another instance's sign-in to what is remembered of its account,
+/// in time order, once.
+fn add(known: &mut KnownAccount, sighting: Sighting) {
+    if known.sightings.contains(&sighting) {
+        return;
+    }
+    let at = known.sightings.iter().position(|s| s.at_ms < sighting.at_ms).unwrap_or(known.sightings.len());
+    known.sightings.insert(at, sighting);
+    known.sightings.truncate(RECENT_FOR_SIGNALS as usize);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    fn sighting(at_ms: i64, zone: &str) -> Sighting {
+        Sighting {
+            at_ms,
+            accepted: true,
+            network: "192.0.2.0/24".into(),
+            country: None,
+            zone: Some(zone.into()),
+            locale: Some("en-GB".into()),
+            restricted_device: false,
+        }
+    }
+
+    #[test]
+    fn another_instances_sign_in_goes_in_time_order_once() {
+        let mut known = KnownAccount {
+            sightings: [sighting(300, "Europe/London"), sighting(100, "Europe/London")].into(),
+            read_at: Instant::now(),
+            read_ms: 0,
+            complete: true,
+        };
+        add(&mut known, sighting(200, "Asia/Shanghai"));
+        add(&mut known, sighting(200, "Asia/Shanghai"));
+        let order: Vec<i64> = known.sightings.iter().map(|s| s.at_ms).collect();
+        assert_eq!(order, [300, 200, 100]);
+        add(&mut known, sighting(50, "Asia/Shanghai"));
+        assert_eq!(known.sightings.back().unwrap().at_ms, 50, "older than all: last");
+        for at in 1_000..1_100 {
+            add(&mut known, sighting(at, "Europe/London"));
+        }
+        assert_eq!(known.sightings.len(), RECENT_FOR_SIGNALS as usize, "bounded");
+        assert_eq!(known.sightings.front().unwrap().at_ms, 1_099);
+    }
+
+    #[test]
+    fn the_feed_vouches_only_for_what_was_read_while_it_followed() {
+        let health = FeedHealth { last_look_ms: AtomicI64::new(0), following_since_ms: AtomicI64::new(-1) };
+        assert!(!health.vouches_for(monotonic_ms()), "not yet following");
+        let now = monotonic_ms();
+        health.following_since_ms.store(now, Ordering::Release);
+        health.last_look_ms.store(now, Ordering::Release);
+        assert!(health.vouches_for(now + 1), "read after it began following");
+        assert!(!health.vouches_for(now), "read before: read again");
+        health.last_look_ms.store(now - LIVE_WITHIN_MS - 1_000, Ordering::Release);
+        assert!(!health.vouches_for(now + 1), "a feed that stopped looking vouches for nothing");
+    }
+}
