@@ -30,9 +30,6 @@ function init(args)
   -- ACCOUNTS: name one of this many accounts (in ACCOUNTS / 25
   -- organisations) per request, so the history reads and writes.
   accounts = tonumber(os.getenv("ACCOUNTS") or "0")
-  -- UNTIL_EXHAUSTED: stop once every token was sent (a warm-up of a set
-  -- number of requests rather than a set time).
-  until_exhausted = os.getenv("UNTIL_EXHAUSTED") == "1"
 end
 
 -- Answers that are not an accepted token: a load test must time
@@ -40,9 +37,6 @@ end
 rejected = 0
 
 function response(status, headers, body)
-  if until_exhausted and next_token > #tokens then
-    wrk.thread:stop()
-  end
   if status == 200 and not string.find(body, '"success":true', 1, true) then
     rejected = rejected + 1
   end
