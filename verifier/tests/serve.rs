@@ -66,6 +66,12 @@ impl Redis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Sends the server a signal (`STOP`, `CONT`) with kill(1).
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} redis-server");
+    }
+
     /// Sends one command in RESP and returns the reply's lines, bulk
     /// headers (`*`, `$`) left out.
     fn command(&self, args: &[&str]) -> String {
@@ -268,6 +274,28 @@ async fn redis_down_fails_closed_then_recovers_without_restart() {
     assert_eq!(body["success"], json!(true), "{body}");
     let ready = client().get(format!("{}/readyz", serve.origin)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
+
+    // A Redis that stalls rather than refuses (stopped: its connections
+    // stay open and no reply comes) fails closed within the store timeout
+    // as well, and answers resume once it replies again.
+    redis.signal("STOP");
+    for n in 100..103 {
+        let started = Instant::now();
+        let (status, body) =
+            verify(&serve.origin, &json!({ "token": token(n), "remote_ip": "127.0.0.1" })).await;
+        assert_eq!((status, codes(&body)), (503, vec!["internal-error".to_owned()]), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    }
+    redis.signal("CONT");
+    let started = Instant::now();
+    for n in 200.. {
+        let (_, body) = verify(&serve.origin, &json!({ "token": token(n), "remote_ip": "127.0.0.1" })).await;
+        if body["success"] == json!(true) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no recovery after the stall: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     drop(redis);
     for n in 2..5 {
