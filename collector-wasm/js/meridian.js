@@ -93,6 +93,7 @@ async function fetchChallenge(url, current) {
   try {
     current.challengeSent();
     response = await fetch(url, { cache: 'no-store', credentials: 'omit' });
+    current.challengeReceived();
   } catch (error) {
     throw new Error(`meridian: challenge request failed (${error})`);
   }
@@ -149,6 +150,7 @@ function echoChallenge(url, current) {
     const timer = setTimeout(() => socket.close(), 5000);
     socket.onmessage = ({ data }) => {
       if (typeof data == 'string') {
+        current.challengeReceived();
         resolve(JSON.parse(data));
         socket.close();
       } else {

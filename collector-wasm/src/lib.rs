@@ -48,12 +48,16 @@ include!(concat!(env!("OUT_DIR"), "/key.rs"));
 const TYPESCRIPT: &str = r#"
 /** One collection: make it when the page loads (it starts a Worker and a
  *  hidden frame), call {@link Session.challengeSent} right before fetching
- *  the challenge and {@link Session.sign} as soon as it arrives. */
+ *  the challenge, {@link Session.challengeReceived} when it arrives, and
+ *  {@link Session.sign}. */
 export class Session {
   free(): void;
   constructor();
   /** Notes the moment the challenge request leaves. */
   challengeSent(): void;
+  /** Notes the moment the challenge arrives (optional: without it, the
+   *  moment sign() is called). */
+  challengeReceived(): void;
   /** Whether the collector's Worker has reported (it usually has within
    *  milliseconds; a token signed before that carries no Worker view). */
   workerAnswered(): boolean;
@@ -80,6 +84,8 @@ pub struct Session {
     /// `&mut self` method makes wasm-bindgen check for aliasing at run time,
     /// which costs kilobytes of glue.
     sent_at: core::cell::Cell<Option<f64>>,
+    /// When the challenge arrived, on the realm's monotonic clock.
+    received_at: core::cell::Cell<Option<f64>>,
 }
 
 impl core::fmt::Debug for Session {
@@ -97,13 +103,28 @@ impl Session {
         let realm = signals::realm::Realm::fresh();
         let worker_inbox = realm.start_worker();
         let signer = signer::Signer::new(&realm);
-        Session { realm, worker_inbox, signer, sent_at: core::cell::Cell::new(None) }
+        Session {
+            realm,
+            worker_inbox,
+            signer,
+            sent_at: core::cell::Cell::new(None),
+            received_at: core::cell::Cell::new(None),
+        }
     }
 
     /// Notes, on the realm's monotonic clock, when the challenge request leaves.
     #[wasm_bindgen(js_name = challengeSent)]
     pub fn challenge_sent(&self) {
         self.sent_at.set(Some(self.realm.monotonic_ms()));
+    }
+
+    /// Notes when the challenge arrived, so that waiting between its
+    /// arrival and [`Self::sign`] (for the Worker, on a page's first
+    /// collection) does not widen the clock sample. Optional: without it
+    /// the sample ends when `sign` is called.
+    #[wasm_bindgen(js_name = challengeReceived)]
+    pub fn challenge_received(&self) {
+        self.received_at.set(Some(self.realm.monotonic_ms()));
     }
 
     /// Whether the Worker has reported.
@@ -134,8 +155,10 @@ impl Session {
         let Some(sent_at) = self.sent_at.take() else {
             return Err(JsError::new("meridian: call challengeSent() before fetching the challenge"));
         };
-        let round_trip = libm::ceil((self.realm.monotonic_ms() - sent_at).max(0.0));
-        let received_at = self.realm.wall_clock_ms();
+        let now = self.realm.monotonic_ms();
+        let arrived = self.received_at.take().unwrap_or(now);
+        let round_trip = libm::ceil((arrived - sent_at).max(0.0));
+        let received_at = self.realm.wall_clock_ms() - (now - arrived);
         let (to_string, date_to_string) = self.realm.to_strings();
         let worker =
             self.worker_inbox.as_ref().map(signals::realm::worker_report).unwrap_or(JsValue::UNDEFINED);
