@@ -11,9 +11,13 @@
 //!
 //! - **Commits out of order.** An event's position is handed out when its
 //!   transaction inserts it, not when it commits, so a position below one
-//!   already seen can still appear. Each look reaches back over the
-//!   positions of the last [`LOOKBACK`] looks and skips what it already
-//!   added.
+//!   already seen can still appear when several instances write. Each
+//!   instance's writer commits its batches one after another, so within
+//!   one writer positions appear in order: the feed keeps, per writer, the
+//!   last position it took, and asks only for what lies past it. A writer
+//!   it has not seen yet (or not for a while) is looked for over the
+//!   positions of the last [`LOOKBACK`] looks, and what was already added
+//!   is skipped.
 //! - **When the feed cannot vouch for the memory** (a look failed, or found
 //!   more than a page waiting), what was read before that moment is read
 //!   again once [`super::SHARED_FRESHNESS`] old, as without a feed; what
@@ -31,9 +35,10 @@ use super::{HistoryStore, KnownAccount, OtherSignIn, OthersSince, RECENT_FOR_SIG
 /// How often the feed looks for other instances' sign-ins.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
-/// Looks whose positions each look reaches back over (a transaction that
-/// commits later than this after inserting is missed by the feed and read
-/// with its account again later).
+/// Looks whose positions each look reaches back over for a writer it has
+/// not seen yet (such a writer's transaction that commits later than this
+/// after inserting is missed by the feed, and read with its account again
+/// later).
 const LOOKBACK: usize = 6;
 
 /// The most events one look takes; more waiting means the feed fell behind.
@@ -80,7 +85,8 @@ pub(super) fn follow(
         Arc::new(FeedHealth { last_look_ms: AtomicI64::new(0), following_since_ms: AtomicI64::new(-1) });
     let shared = health.clone();
     tokio::spawn(async move {
-        let mut feed = Feed { positions: VecDeque::new(), added: HashSet::new(), warned: false };
+        let mut feed =
+            Feed { positions: VecDeque::new(), taken: HashMap::new(), added: HashSet::new(), warned: false };
         let mut every = tokio::time::interval(LOOK_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -96,6 +102,9 @@ pub(super) fn follow(
 struct Feed {
     /// The newest position at each of the last looks, oldest first.
     positions: VecDeque<i64>,
+    /// Per writer, the last position taken (above the oldest of
+    /// `positions`; below it the lookback reaches no further anyway).
+    taken: HashMap<i64, i64>,
     /// Positions already added, above the oldest of `positions`.
     added: HashSet<i64>,
     /// Whether a failure was logged since the last good look.
@@ -111,7 +120,22 @@ impl Feed {
     ) {
         let started = monotonic_ms();
         let after = self.positions.front().copied();
-        let OthersSince { newest, sign_ins } = match store.others_since(after, PAGE).await {
+        let taken: Vec<(i64, i64)> =
+            self.taken.iter().map(|(&writer, &position)| (writer, position)).collect();
+        let found = store.others_since(after, &taken, PAGE).await;
+        self.take(started, after, found, accounts, health);
+    }
+
+    /// Takes what a look that started at `started` from `after` found.
+    fn take(
+        &mut self,
+        started: i64,
+        after: Option<i64>,
+        found: Result<OthersSince, super::HistoryError>,
+        accounts: &Mutex<HashMap<Subject, KnownAccount>>,
+        health: &FeedHealth,
+    ) {
+        let OthersSince { newest, sign_ins } = match found {
             Ok(found) => found,
             Err(error) => {
                 if !self.warned {
@@ -119,13 +143,18 @@ impl Feed {
                     self.warned = true;
                 }
                 self.positions.clear();
+                self.taken.clear();
                 health.following_since_ms.store(i64::MAX, Ordering::Release);
                 return;
             }
         };
         self.warned = false;
         if let Ok(mut accounts) = accounts.lock() {
-            for OtherSignIn { position, account, sighting } in &sign_ins {
+            for OtherSignIn { position, writer, account, sighting } in &sign_ins {
+                if let Some(writer) = writer {
+                    let last = self.taken.entry(*writer).or_insert(*position);
+                    *last = (*last).max(*position);
+                }
                 if self.added.insert(*position)
                     && let Some(known) = accounts.get_mut(account)
                 {
@@ -137,6 +166,7 @@ impl Feed {
         if after.is_none() || behind {
             // Followed from here on: what was read before is read again.
             self.positions.clear();
+            self.taken.clear();
             self.added.clear();
             health.following_since_ms.store(started, Ordering::Release);
         }
@@ -146,6 +176,7 @@ impl Feed {
         }
         if let Some(&oldest) = self.positions.front() {
             self.added.retain(|&position| position > oldest);
+            self.taken.retain(|_, position| *position > oldest);
         }
         health.last_look_ms.store(started, Ordering::Release);
     }
@@ -198,6 +229,119 @@ mod tests {
         }
         assert_eq!(known.sightings.len(), RECENT_FOR_SIGNALS as usize, "bounded");
         assert_eq!(known.sightings.front().unwrap().at_ms, 1_099);
+    }
+
+    /// Rows a test commits: (position, writer, account, sighting).
+    #[derive(Default)]
+    struct Rows(Vec<(i64, i64, Subject, Sighting)>);
+
+    /// This process's writer id in the tests.
+    const ME: i64 = 7;
+
+    impl Rows {
+        /// What `PostgresHistory::others_since` answers from these rows.
+        fn others_since(&self, after: Option<i64>, taken: &[(i64, i64)]) -> OthersSince {
+            let newest = self.0.iter().map(|row| row.0).max().unwrap_or(0);
+            let Some(after) = after else { return OthersSince { newest, sign_ins: Vec::new() } };
+            let past = |writer: i64| taken.iter().find(|t| t.0 == writer).map_or(0, |t| t.1);
+            let mut sign_ins: Vec<OtherSignIn> = self
+                .0
+                .iter()
+                .filter(|(position, writer, ..)| {
+                    *position > after && *position <= newest && *writer != ME && *position > past(*writer)
+                })
+                .map(|(position, writer, account, sighting)| OtherSignIn {
+                    position: *position,
+                    writer: Some(*writer),
+                    account: account.clone(),
+                    sighting: sighting.clone(),
+                })
+                .collect();
+            sign_ins.sort_by_key(|s| s.position);
+            OthersSince { newest, sign_ins }
+        }
+    }
+
+    struct Follower {
+        feed: Feed,
+        accounts: Mutex<HashMap<Subject, KnownAccount>>,
+        health: FeedHealth,
+    }
+
+    impl Follower {
+        fn new(account: &Subject) -> Self {
+            let known = KnownAccount {
+                sightings: VecDeque::new(),
+                read_at: Instant::now(),
+                read_ms: 0,
+                complete: true,
+            };
+            Self {
+                feed: Feed {
+                    positions: VecDeque::new(),
+                    taken: HashMap::new(),
+                    added: HashSet::new(),
+                    warned: false,
+                },
+                accounts: Mutex::new(HashMap::from([(account.clone(), known)])),
+                health: FeedHealth {
+                    last_look_ms: AtomicI64::new(0),
+                    following_since_ms: AtomicI64::new(-1),
+                },
+            }
+        }
+
+        fn look(&mut self, rows: &Rows) {
+            let after = self.feed.positions.front().copied();
+            let taken: Vec<(i64, i64)> = self.feed.taken.iter().map(|(&w, &p)| (w, p)).collect();
+            let found = Ok(rows.others_since(after, &taken));
+            self.feed.take(monotonic_ms(), after, found, &self.accounts, &self.health);
+        }
+
+        fn seen(&self, account: &Subject) -> Vec<i64> {
+            self.accounts.lock().unwrap()[account].sightings.iter().map(|s| s.at_ms).collect()
+        }
+    }
+
+    #[test]
+    fn a_commit_that_lands_below_what_was_seen_is_taken_once() {
+        let grace = Subject::from_stored("grace".into());
+        let mut follower = Follower::new(&grace);
+        let mut rows = Rows::default();
+        follower.look(&rows);
+        // Writer 1 commits positions 1, 2 and 4 while writer 2's position 3
+        // is still in flight.
+        for (position, at) in [(1, 1_000), (2, 2_000), (4, 4_000)] {
+            rows.0.push((position, 1, grace.clone(), sighting(at, "Europe/London")));
+        }
+        follower.look(&rows);
+        assert_eq!(follower.seen(&grace), [4_000, 2_000, 1_000]);
+        assert_eq!(follower.feed.taken[&1], 4, "writer 1 is asked only past 4 from now on");
+        rows.0.push((3, 2, grace.clone(), sighting(3_000, "Asia/Shanghai")));
+        follower.look(&rows);
+        follower.look(&rows);
+        assert_eq!(follower.seen(&grace), [4_000, 3_000, 2_000, 1_000], "late, in order, once");
+        rows.0.push((5, ME, grace.clone(), sighting(5_000, "Europe/London")));
+        follower.look(&rows);
+        assert_eq!(follower.seen(&grace).len(), 4, "this process's own sign-ins come from itself");
+    }
+
+    #[test]
+    fn a_failed_look_vouches_for_nothing_until_the_feed_follows_again() {
+        let grace = Subject::from_stored("grace".into());
+        let mut follower = Follower::new(&grace);
+        let rows = Rows::default();
+        follower.look(&rows);
+        std::thread::sleep(Duration::from_millis(2));
+        let read = monotonic_ms();
+        assert!(follower.health.vouches_for(read), "read while it follows");
+        let failed = Err(super::super::HistoryError::Unavailable("down".into()));
+        follower.feed.take(monotonic_ms(), Some(0), failed, &follower.accounts, &follower.health);
+        assert!(!follower.health.vouches_for(read), "a gap: read again");
+        follower.look(&rows);
+        assert!(!follower.health.vouches_for(read), "read before the feed followed again");
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(follower.health.vouches_for(monotonic_ms()));
     }
 
     #[test]

@@ -267,6 +267,8 @@ impl From<&Event> for Sighting {
 pub struct OtherSignIn {
     /// Its position in the store (ascending with insertion).
     pub position: i64,
+    /// The process that wrote it, when the store knows.
+    pub writer: Option<i64>,
     /// Its account.
     pub account: Subject,
     /// What the signals read of it.
@@ -372,11 +374,19 @@ pub trait HistoryStore: Send + Sync + 'static {
 
     /// Sign-ins other processes wrote to this store at positions after
     /// `after`, up to the newest position now, oldest first, each with its
-    /// position and account, at most `limit`; and that newest position.
-    /// With `after` `None`, only the newest position. A store no other
-    /// process writes to has none.
-    fn others_since(&self, after: Option<i64>, limit: u32) -> HistoryFuture<'_, OthersSince> {
-        let _ = (after, limit);
+    /// position, writer and account, at most `limit`; and that newest
+    /// position. A writer in `taken` (writer, position) is read only past
+    /// that position: each writer commits its batches one after the other,
+    /// so nothing of it can still appear below what was taken of it. With
+    /// `after` `None`, only the newest position. A store no other process
+    /// writes to has none.
+    fn others_since(
+        &self,
+        after: Option<i64>,
+        taken: &[(i64, i64)],
+        limit: u32,
+    ) -> HistoryFuture<'_, OthersSince> {
+        let _ = (after, taken, limit);
         Box::pin(async { Ok(OthersSince::default()) })
     }
 

@@ -343,17 +343,27 @@ impl HistoryStore for PostgresHistory {
         })
     }
 
-    fn others_since(&self, after: Option<i64>, limit: u32) -> HistoryFuture<'_, OthersSince> {
+    fn others_since(
+        &self,
+        after: Option<i64>,
+        taken: &[(i64, i64)],
+        limit: u32,
+    ) -> HistoryFuture<'_, OthersSince> {
         let writer = self.writer;
+        let (writers, positions): (Vec<i64>, Vec<i64>) = taken.iter().copied().unzip();
         self.with(move |client| async move {
             let newest: i64 = client.query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[]).await?.try_get(0)?;
             let Some(after) = after else { return Ok(OthersSince { newest, sign_ins: Vec::new() }) };
             let rows = client
                 .query(
-                    "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device, id, account
-                     FROM events WHERE id > $1 AND id <= $2 AND account IS NOT NULL AND writer IS DISTINCT FROM $3
-                     ORDER BY id LIMIT $4",
-                    &[&after, &newest, &writer, &i64::from(limit)],
+                    "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device, id, account,
+                        events.writer
+                     FROM events LEFT JOIN UNNEST($4::BIGINT[], $5::BIGINT[]) AS taken (writer, position)
+                        ON taken.writer = events.writer
+                     WHERE id > $1 AND id <= $2 AND account IS NOT NULL AND events.writer IS DISTINCT FROM $3
+                        AND id > COALESCE(taken.position, 0)
+                     ORDER BY id LIMIT $6",
+                    &[&after, &newest, &writer, &writers, &positions, &i64::from(limit)],
                 )
                 .await?;
             let sign_ins = rows
@@ -362,6 +372,7 @@ impl HistoryStore for PostgresHistory {
                     Ok(OtherSignIn {
                         position: row.try_get(7)?,
                         account: Subject::from_stored(row.try_get(8)?),
+                        writer: row.try_get(9)?,
                         sighting: sighting_from_row(row)?,
                     })
                 })
