@@ -2,7 +2,8 @@
 //! the verifier's echo in every engine; a Chromium behind a SOCKS5 relay
 //! that adds 30–80 ms on the browser's side is reported with
 //! `relay_latency` and the figures, while a direct one is not, even on a
-//! loaded machine; one that blocks the echo is held for review.
+//! loaded machine; one that blocks the echo is held for review; one that
+//! routes the verifier around its exit from a restricted region is denied.
 //!
 //! The demo places 127.0.0.0/8 in Singapore and trusts no proxy, so its own
 //! socket is the browser's (or the relay's) connection.
@@ -162,6 +163,46 @@ async fn a_direct_browser_on_a_loaded_machine_is_not_reported() {
         let _ = burner.join();
     }
     println!("hidden legs under load: {hidden:?} ms");
+}
+
+/// Split routing: a proxy rule sends the verifier's host DIRECT, from this
+/// machine (placed in CN), and the site through a Singapore exit, so the
+/// echo runs cleanly from home while the login comes from Singapore.
+/// The browser here takes its challenge directly and the login is judged
+/// as from 198.51.100.10, the exit, as the site would report it.
+#[tokio::test]
+async fn a_browser_that_routes_the_verifier_around_its_exit_gains_nothing() {
+    let demo = start_demo_configured(DemoOptions {
+        intel: intel_placing(&[("198.51.100.0/24", "SG"), ("127.0.0.0/8", "CN")]),
+        ..DemoOptions::default()
+    })
+    .await;
+    let browser = start_browser(singapore(Engine::Chromium)).await;
+    let token = browser.collect_token(&demo.origin, "login").await;
+    let (status, answer) =
+        verify(&demo.origin, json!({ "token": token, "remote_ip": "198.51.100.10" })).await;
+    assert_eq!((status, &answer["success"]), (200, &json!(true)), "{answer}");
+    println!("split routing: {}", answer["reasons"]);
+    let found = codes(&answer);
+    // The echo timed another network than the login's: it counts as none,
+    // and the challenge itself came from a restricted region.
+    assert!(found.iter().any(|c| c == "echo_withheld"), "{answer}");
+    assert!(found.iter().any(|c| c == "restricted_region_ip"), "{answer}");
+    assert!(!found.iter().any(|c| c == "outside_region_by_latency"), "{answer}");
+    assert_eq!(answer["verdict"], "deny", "{answer}");
+
+    // An honest user whose challenge and login leave by two addresses of
+    // one country (dual stack) keeps the echo.
+    let demo = start_demo_configured(DemoOptions {
+        intel: intel_placing(&[("198.51.100.0/24", "SG"), ("127.0.0.0/8", "SG")]),
+        ..DemoOptions::default()
+    })
+    .await;
+    let token = browser.collect_token(&demo.origin, "login").await;
+    let (_, answer) = verify(&demo.origin, json!({ "token": token, "remote_ip": "198.51.100.10" })).await;
+    assert!(!codes(&answer).iter().any(|c| c == "echo_withheld"), "{answer}");
+    assert!(answer["network"]["latency"]["hidden_leg_ms"].as_f64().is_some_and(|ms| ms < 25.0), "{answer}");
+    assert_eq!(answer["verdict"], "allow", "{answer}");
 }
 
 /// A demo whose UDP port is open, trusting loopback as its proxy so that
