@@ -1317,6 +1317,8 @@ async fn instances_on_one_postgres_see_each_others_history_and_survive_its_crash
         assert!(started.elapsed() < Duration::from_secs(4), "A's signals never saw B's sign-in: {again}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(metric(&a.origin, "meridian_history_feed_sign_ins_total").await >= 1.0);
+    assert_eq!(metric(&a.origin, "meridian_history_feed_gaps_total").await, 0.0);
 
     // The database crashes: verification keeps answering, without history.
     // The first answer after the crash may still come from what A

@@ -26,7 +26,7 @@
 //!   or an erasure made through another instance shows here within that.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,10 @@ pub(super) struct FeedHealth {
     /// Since when the feed has followed without a gap: a look that failed
     /// or fell behind moves it to the next good look's start.
     following_since_ms: AtomicI64,
+    /// Other instances' sign-ins taken.
+    taken: AtomicU64,
+    /// Looks that failed or fell behind.
+    gaps: AtomicU64,
 }
 
 impl FeedHealth {
@@ -73,6 +77,21 @@ impl FeedHealth {
         let last = self.last_look_ms.load(Ordering::Acquire);
         since >= 0 && read_ms > since && monotonic_ms().saturating_sub(last) <= LIVE_WITHIN_MS
     }
+
+    /// Other instances' sign-ins taken, and looks that failed or fell
+    /// behind, since the start.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (self.taken.load(Ordering::Relaxed), self.gaps.load(Ordering::Relaxed))
+    }
+
+    fn new() -> Self {
+        Self {
+            last_look_ms: AtomicI64::new(0),
+            following_since_ms: AtomicI64::new(-1),
+            taken: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Starts following the other writers of `store` into `accounts` on the
@@ -81,8 +100,7 @@ pub(super) fn follow(
     store: Arc<dyn HistoryStore>,
     accounts: Weak<Mutex<HashMap<Subject, KnownAccount>>>,
 ) -> Arc<FeedHealth> {
-    let health =
-        Arc::new(FeedHealth { last_look_ms: AtomicI64::new(0), following_since_ms: AtomicI64::new(-1) });
+    let health = Arc::new(FeedHealth::new());
     let shared = health.clone();
     tokio::spawn(async move {
         let mut feed =
@@ -145,6 +163,7 @@ impl Feed {
                 self.positions.clear();
                 self.taken.clear();
                 health.following_since_ms.store(i64::MAX, Ordering::Release);
+                health.gaps.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         };
@@ -155,14 +174,19 @@ impl Feed {
                     let last = self.taken.entry(*writer).or_insert(*position);
                     *last = (*last).max(*position);
                 }
-                if self.added.insert(*position)
-                    && let Some(known) = accounts.get_mut(account)
-                {
+                if !self.added.insert(*position) {
+                    continue;
+                }
+                health.taken.fetch_add(1, Ordering::Relaxed);
+                if let Some(known) = accounts.get_mut(account) {
                     add(known, sighting.clone());
                 }
             }
         }
         let behind = u32::try_from(sign_ins.len()).unwrap_or(u32::MAX) >= PAGE;
+        if behind {
+            health.gaps.fetch_add(1, Ordering::Relaxed);
+        }
         if after.is_none() || behind {
             // Followed from here on: what was read before is read again.
             self.positions.clear();
@@ -284,10 +308,7 @@ mod tests {
                     warned: false,
                 },
                 accounts: Mutex::new(HashMap::from([(account.clone(), known)])),
-                health: FeedHealth {
-                    last_look_ms: AtomicI64::new(0),
-                    following_since_ms: AtomicI64::new(-1),
-                },
+                health: FeedHealth::new(),
             }
         }
 
@@ -321,6 +342,7 @@ mod tests {
         follower.look(&rows);
         follower.look(&rows);
         assert_eq!(follower.seen(&grace), [4_000, 3_000, 2_000, 1_000], "late, in order, once");
+        assert_eq!(follower.health.counts(), (4, 0));
         rows.0.push((5, ME, grace.clone(), sighting(5_000, "Europe/London")));
         follower.look(&rows);
         assert_eq!(follower.seen(&grace).len(), 4, "this process's own sign-ins come from itself");
@@ -338,6 +360,7 @@ mod tests {
         let failed = Err(super::super::HistoryError::Unavailable("down".into()));
         follower.feed.take(monotonic_ms(), Some(0), failed, &follower.accounts, &follower.health);
         assert!(!follower.health.vouches_for(read), "a gap: read again");
+        assert_eq!(follower.health.counts().1, 1);
         follower.look(&rows);
         assert!(!follower.health.vouches_for(read), "read before the feed followed again");
         std::thread::sleep(Duration::from_millis(2));
@@ -346,7 +369,7 @@ mod tests {
 
     #[test]
     fn the_feed_vouches_only_for_what_was_read_while_it_followed() {
-        let health = FeedHealth { last_look_ms: AtomicI64::new(0), following_since_ms: AtomicI64::new(-1) };
+        let health = FeedHealth::new();
         assert!(!health.vouches_for(monotonic_ms()), "not yet following");
         let now = monotonic_ms();
         health.following_since_ms.store(now, Ordering::Release);

@@ -605,6 +605,12 @@ impl History {
         self.unavailable.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// With a shared store: other instances' sign-ins taken through the
+    /// feed, and the feed's looks that failed or fell behind.
+    pub fn feed_counts(&self) -> Option<(u64, u64)> {
+        self.feed.as_ref().map(|feed| feed.counts())
+    }
+
     /// Events that left memory because the database stayed down too long.
     pub fn dropped_count(&self) -> u64 {
         self.recorder.dropped()

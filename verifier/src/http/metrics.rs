@@ -45,7 +45,46 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+/// The shared history's feed, counted on each scrape.
+#[derive(Debug)]
+struct FeedCollector(crate::history::History);
+
+impl prometheus_client::collector::Collector for FeedCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::TypedMetric as _;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let Some((taken, gaps)) = self.0.feed_counts() else { return Ok(()) };
+        for (name, help, value) in [
+            ("history_feed_sign_ins", "Other instances' sign-ins taken from the shared history", taken),
+            (
+                "history_feed_gaps",
+                "Looks at the shared history that failed or fell behind (accounts are then read again after 5 s)",
+                gaps,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, ConstCounter::<u64>::TYPE)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// The metrics, with the feed of `history` when it follows other
+    /// instances.
+    pub fn new(history: Option<&crate::history::History>) -> Self {
         let mut registry = Registry::with_prefix("meridian");
+        if let Some(history) = history.filter(|h| h.feed_counts().is_some()) {
+            registry.register_collector(Box::new(FeedCollector(history.clone())));
+        }
         let verifications = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "verifications",

@@ -110,6 +110,7 @@ impl ApiState {
     /// [`LoginCheck`], a test).
     pub fn from_shared(verifier: Arc<Verifier>, secrets: Vec<VerifySecret>, clock: Arc<dyn Clock>) -> Self {
         let jwks_json = serde_json::to_string(verifier.keys().collector.jwks()).unwrap_or_default();
+        let metrics = Arc::new(Metrics::new(verifier.history()));
         Self {
             inner: Arc::new(Inner { verifier, secrets, clock, jwks_json }),
             proxies: Arc::new(TrustedProxies::none()),
@@ -118,7 +119,7 @@ impl ApiState {
             budget: None,
             cors_origins: Arc::new(Vec::new()),
             timeout: Duration::from_secs(10),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             ready: Arc::new(|| None),
             collector_dir: None,
             udp_address: Arc::new(std::sync::OnceLock::new()),
