@@ -19,10 +19,7 @@ fn main() -> std::io::Result<()> {
     let file = args.next().unwrap_or_else(|| "tokens.txt".into());
     std::fs::create_dir_all(&dir)?;
     let seed = 21;
-    let mut minter = meridian_verifier::testkit::Minter::new(seed);
-    let key = meridian_verifier::challenge::ChallengeKey::new(1, [seed ^ 0x5a; 32]);
-    minter.keys.challenge = meridian_verifier::challenge::ChallengeKeys::new(vec![key], LIFETIME_S)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let minter = meridian_verifier::testkit::Minter::with_challenge_lifetime(seed, LIFETIME_S);
     std::fs::write(dir.join("jwks.json"), minter.jwks_json())?;
     std::fs::write(dir.join("challenge-key"), minter.challenge_key_config(seed) + "\n")?;
     let now = jiff::Timestamp::now().as_millisecond();

@@ -24,11 +24,16 @@ pub struct Minter {
 impl Minter {
     /// A deployment from a seed: same seed, same keys.
     pub fn new(seed: u8) -> Self {
+        Self::with_challenge_lifetime(seed, DEFAULT_LIFETIME_S)
+    }
+
+    /// [`Self::new`] whose challenges live `lifetime_s` seconds (at least 1).
+    pub fn with_challenge_lifetime(seed: u8, lifetime_s: u32) -> Self {
         let signing_key = SigningKey::from_bytes(&[seed; 32]);
         let jwks = Jwks { keys: vec![Jwk::public(&signing_key.verifying_key())] };
         let keys = Keys {
             collector: CollectorKeys::from_jwks(jwks).unwrap_or_default(),
-            challenge: ChallengeKeys::new(vec![ChallengeKey::new(1, [seed ^ 0x5a; 32])], DEFAULT_LIFETIME_S)
+            challenge: ChallengeKeys::new(vec![ChallengeKey::new(1, [seed ^ 0x5a; 32])], lifetime_s.max(1))
                 .unwrap_or_else(|_| unreachable!("one key, non-zero lifetime")),
         };
         Self { signing_key, keys }

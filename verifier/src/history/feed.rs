@@ -238,7 +238,6 @@ mod tests {
     fn another_instances_sign_in_goes_in_time_order_once() {
         let mut known = KnownAccount {
             sightings: [sighting(300, "Europe/London"), sighting(100, "Europe/London")].into(),
-            read_at: Instant::now(),
             read_ms: 0,
             complete: true,
         };
@@ -294,12 +293,7 @@ mod tests {
 
     impl Follower {
         fn new(account: &Subject) -> Self {
-            let known = KnownAccount {
-                sightings: VecDeque::new(),
-                read_at: Instant::now(),
-                read_ms: 0,
-                complete: true,
-            };
+            let known = KnownAccount { sightings: VecDeque::new(), read_ms: 0, complete: true };
             Self {
                 feed: Feed {
                     positions: VecDeque::new(),

@@ -511,8 +511,7 @@ fn forget_quiet_accounts(accounts: &mut std::collections::HashMap<Subject, Known
 struct KnownAccount {
     /// Newest first, at most [`RECENT_FOR_SIGNALS`].
     sightings: std::collections::VecDeque<Sighting>,
-    read_at: std::time::Instant,
-    /// `read_at` on the feed's clock ([`feed::monotonic_ms`]).
+    /// When it was read, on [`feed::monotonic_ms`]'s clock.
     read_ms: i64,
     /// Read once every journal left waiting was written (before that the
     /// database may lack some of the account's sign-ins: read it again).
@@ -765,20 +764,24 @@ impl History {
     /// there).
     async fn know_account(&self, account: &Subject, since: i64) -> Result<(), HistoryError> {
         let shared = self.store.shared();
+        let now = feed::monotonic_ms();
+        let younger = |known: &KnownAccount, than: std::time::Duration| {
+            u128::try_from(now.saturating_sub(known.read_ms)).unwrap_or(0) < than.as_millis()
+        };
         let followed = |known: &KnownAccount| {
-            known.read_at.elapsed() < FOLLOWED_FRESHNESS
+            younger(known, FOLLOWED_FRESHNESS)
                 && self.feed.as_ref().is_some_and(|feed| feed.vouches_for(known.read_ms))
         };
         let fresh = self.accounts.lock().ok().is_some_and(|accounts| {
             accounts.get(account).is_some_and(|known| {
-                known.complete && (!shared || known.read_at.elapsed() < SHARED_FRESHNESS || followed(known))
+                known.complete && (!shared || younger(known, SHARED_FRESHNESS) || followed(known))
             })
         });
         if fresh {
             return Ok(());
         }
         let complete = self.recorder.left_written();
-        let (read_at, read_ms) = (std::time::Instant::now(), feed::monotonic_ms());
+        let read_ms = feed::monotonic_ms();
         let read = self.store.sightings(account, since, RECENT_FOR_SIGNALS).await?;
         let mut accounts = self
             .accounts
@@ -789,7 +792,6 @@ impl History {
         }
         let known = accounts.entry(account.clone()).or_insert_with(|| KnownAccount {
             sightings: std::collections::VecDeque::new(),
-            read_at,
             read_ms,
             complete,
         });
@@ -803,7 +805,7 @@ impl History {
         merged.sort_by_key(|s| std::cmp::Reverse(s.at_ms));
         merged.truncate(RECENT_FOR_SIGNALS as usize);
         known.sightings = merged.into();
-        (known.read_at, known.read_ms) = (read_at, read_ms);
+        known.read_ms = read_ms;
         known.complete = complete;
         Ok(())
     }
