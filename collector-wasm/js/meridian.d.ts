@@ -18,7 +18,9 @@ export interface CollectOptions {
    * WebSocket beside the challenge URL), which seals the round trips the
    * verifier measured into it. Default `true`; `false` fetches a plain
    * challenge (no timing in the token; about one round trip and 32 ms
-   * faster). A failing echo falls back to the plain fetch by itself.
+   * faster). Where no WebSocket gets through, the echo runs over plain
+   * requests (`POST /v1/echo`, eight round trips); when neither runs, the
+   * collector falls back to the plain fetch by itself.
    */
   echo?: boolean;
 }

@@ -12,7 +12,8 @@
 //   that pass no `realloc` (every call passes it), and the polyfill of
 //   `TextEncoder.encodeInto` (every engine with WebAssembly's reference
 //   types, which the module needs, has it); shortens the console warnings
-//   about how the module was loaded.
+//   and errors about how the module was loaded, and reads a response whole
+//   whenever streaming refuses it (every such engine streams).
 //
 //   node shrink-glue.cjs MAPPING.json MODULE.wasm GLUE.js
 //
@@ -103,9 +104,45 @@ const trims = [
 `,
     '',
   ],
+  // Every engine with reference types streams; a response it refuses
+  // (served without `application/wasm`) is read whole instead, with a
+  // warning, and any other failure surfaces there again.
   [
-    '"`WebAssembly.instantiateStreaming` failed because your server does not serve Wasm with `application/wasm` MIME type. Falling back to `WebAssembly.instantiate` which is slower. Original error:\\n"',
-    '"meridian: serve .wasm as application/wasm"',
+    `        if (!module.ok) {
+            throw new Error(\`failed to fetch Wasm: \${module.status} \${module.statusText} fetching '\${module.url}'\`);
+        }
+
+        if (typeof WebAssembly.instantiateStreaming === 'function') {
+            try {
+                return await WebAssembly.instantiateStreaming(module, imports);
+            } catch (e) {
+                const validResponse = expectedResponseType(module.type);
+
+                if (validResponse && module.headers.get('Content-Type') !== 'application/wasm') {
+                    console.warn("\`WebAssembly.instantiateStreaming\` failed because your server does not serve Wasm with \`application/wasm\` MIME type. Falling back to \`WebAssembly.instantiate\` which is slower. Original error:\\n", e);
+
+                } else { throw e; }
+            }
+        }
+`,
+    `        if (!module.ok) throw new Error(\`meridian: wasm HTTP \${module.status}\`);
+        try {
+            return await WebAssembly.instantiateStreaming(module, imports);
+        } catch (e) {
+            console.warn('meridian: wasm streaming failed', e);
+        }
+`,
+  ],
+  [
+    `
+    function expectedResponseType(type) {
+        switch (type) {
+            case 'basic': case 'cors': case 'default': return true;
+        }
+        return false;
+    }
+`,
+    '',
   ],
   [
     "'using deprecated parameters for the initialization function; pass a single object instead'",

@@ -2,7 +2,8 @@
 //! the verifier's echo in every engine; a Chromium behind a SOCKS5 relay
 //! that adds 30–80 ms on the browser's side is reported with
 //! `relay_latency` and the figures, while a direct one is not, even on a
-//! loaded machine; one that blocks the echo is held for review; one that
+//! loaded machine; where no WebSocket gets through, the echo over plain
+//! requests tells the same; one that blocks the echo is held for review; one that
 //! routes the verifier around its exit from a restricted region is denied.
 //!
 //! The demo places 127.0.0.0/8 in Singapore and trusts no proxy, so its own
@@ -104,23 +105,66 @@ async fn a_browser_behind_a_socks_relay_is_reported_with_its_distance() {
     }
 }
 
+/// A page whose WebSocket constructor refuses, as behind a filtering proxy
+/// or security software that lets no WebSocket through.
+const NO_WEBSOCKET: &str =
+    "window.WebSocket = class { constructor() { throw new DOMException('blocked', 'SecurityError'); } };";
+
+#[tokio::test]
+async fn a_browser_without_websockets_is_timed_over_plain_requests() {
+    // Where no WebSocket gets through, the drop-in runs the echo over plain
+    // requests (`POST /v1/echo`): the direct browser still shows no hidden
+    // leg and is allowed; the relayed one shows the relay's distance.
+    let demo = demo_in_singapore().await;
+    let browser = start_browser(BrowserOptions {
+        init_script: Some(NO_WEBSOCKET.into()),
+        ..singapore(Engine::Chromium)
+    })
+    .await;
+    let token = browser.collect_token(&demo.origin, "login").await;
+    let answer = judge(&demo, &token).await;
+    let hidden = figure(&answer, "hidden_leg_ms");
+    println!("direct, no WebSocket: echo {} ms, hidden leg {hidden} ms", figure(&answer, "echo_rtt_ms"));
+    assert!(hidden < 25.0, "{answer}");
+    assert_eq!(answer["verdict"], "allow", "{answer}");
+    drop(browser);
+
+    let relay = DelayRelay::start(RelayMode::Socks5, Duration::from_millis(40))
+        .await
+        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let browser = start_browser(BrowserOptions {
+        proxy_server: Some(format!("socks5://{}", relay.address)),
+        init_script: Some(NO_WEBSOCKET.into()),
+        ..singapore(Engine::Chromium)
+    })
+    .await;
+    let token = browser.collect_token(&demo.origin, "login").await;
+    let answer = judge(&demo, &token).await;
+    let (tcp, hidden) = (figure(&answer, "tcp_rtt_ms"), figure(&answer, "hidden_leg_ms"));
+    println!("relay 40 ms each way, no WebSocket: tcp {tcp} ms, hidden leg {hidden} ms");
+    assert!(tcp < 10.0, "the socket times the relay only: {answer}");
+    assert!(hidden >= 79.0, "{answer}");
+    assert_eq!(codes(&answer), ["relay_latency"], "{answer}");
+    assert_eq!(answer["verdict"], "review", "{answer}");
+}
+
 #[tokio::test]
 async fn a_relayed_browser_that_blocks_the_echo_is_still_reviewed() {
     // The person hiding behind the relay above, who has learnt that the
-    // echo gives them away and blocks it (here the page's WebSocket is
-    // broken, as an extension or a filter rule would): the drop-in falls
-    // back to a plain challenge, so no distance is measured. The demo's
-    // policy expects the echo (`withheld_echo = "review"`).
+    // echo gives them away and blocks it, WebSocket and plain requests
+    // alike (as an extension or a filter rule on `/v1/echo` would): the
+    // drop-in falls back to a plain challenge, so no distance is measured.
+    // The demo's policy expects the echo (`withheld_echo = "review"`).
     let demo = demo_in_singapore().await;
     let relay = DelayRelay::start(RelayMode::Socks5, Duration::from_millis(40))
         .await
         .unwrap_or_else(|e| panic!("relay: {e}"));
     let browser = start_browser(BrowserOptions {
         proxy_server: Some(format!("socks5://{}", relay.address)),
-        init_script: Some(
-            "window.WebSocket = class { constructor() { throw new DOMException('blocked', 'SecurityError'); } };"
-                .into(),
-        ),
+        init_script: Some(format!(
+            "{NO_WEBSOCKET} const pageFetch = window.fetch; window.fetch = (url, init) => \
+             String(url).includes('/v1/echo') ? Promise.reject(new TypeError('blocked')) : pageFetch(url, init);"
+        )),
         ..singapore(Engine::Chromium)
     })
     .await;

@@ -38,6 +38,11 @@ const UNKNOWN_RTT: u32 = u32::MAX;
 const TAG_LEN: usize = 16;
 /// Separates Meridian's challenge MACs from any other use of the key.
 const DOMAIN: &[u8] = b"meridian/challenge/v1";
+/// Separates the steps of the echo over HTTP (`POST /v1/echo`) from
+/// challenges: a step can never be passed off as a challenge.
+const STEP_DOMAIN: &[u8] = b"meridian/echo-step/v1";
+/// The largest step body [`ChallengeKeys::seal_step`] takes.
+pub(crate) const MAX_STEP_BODY: usize = 64;
 
 /// One MAC key for challenges, with the id that names it inside a challenge.
 #[derive(Clone)]
@@ -84,9 +89,13 @@ impl ChallengeKey {
     }
 
     fn tag(&self, body: &[u8]) -> Hmac<Sha256> {
+        self.tag_in(DOMAIN, body)
+    }
+
+    fn tag_in(&self, domain: &[u8], body: &[u8]) -> Hmac<Sha256> {
         #[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
-        mac.update(DOMAIN);
+        mac.update(domain);
         mac.update(body);
         mac
     }
@@ -270,6 +279,33 @@ impl ChallengeKeys {
         }
     }
 
+    /// Seals one step of the echo over HTTP (`POST /v1/echo`) with the
+    /// issuing key, as base64url: key id (1), `body`, tag (16). The body is
+    /// the echo's business; at most [`MAX_STEP_BODY`] bytes.
+    pub(crate) fn seal_step(&self, body: &[u8]) -> String {
+        let key = &self.keys[0];
+        let body = &body[..body.len().min(MAX_STEP_BODY)];
+        let mut sealed = Vec::with_capacity(1 + body.len() + TAG_LEN);
+        sealed.push(key.id);
+        sealed.extend_from_slice(body);
+        let tag = key.tag_in(STEP_DOMAIN, &sealed).finalize().into_bytes();
+        sealed.extend_from_slice(&tag[..TAG_LEN]);
+        base64url_encode(&sealed)
+    }
+
+    /// Opens a step sealed by [`Self::seal_step`] under any accepted key:
+    /// its body, or `None` when it is not one (altered, foreign, too long).
+    pub(crate) fn open_step(&self, step: &str) -> Option<Vec<u8>> {
+        if step.len() > (1 + MAX_STEP_BODY + TAG_LEN).div_ceil(3) * 4 {
+            return None;
+        }
+        let sealed = base64url_decode(step)?;
+        let split = sealed.len().checked_sub(TAG_LEN).filter(|&at| at >= 1)?;
+        let key = self.keys.iter().find(|k| k.id == sealed[0])?;
+        key.tag_in(STEP_DOMAIN, &sealed[..split]).verify_truncated_left(&sealed[split..]).ok()?;
+        Some(sealed[1..split].to_vec())
+    }
+
     /// Opens a challenge: format, key id and MAC. Lifetime is the caller's
     /// business (it needs `now`), except that a challenge issued more than
     /// `leeway_ms` after `now_ms` is refused.
@@ -353,6 +389,29 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn echo_steps_open_only_unaltered_and_never_as_challenges() {
+        let step = ring().seal_step(b"round three");
+        assert_eq!(ring().open_step(&step).as_deref(), Some(&b"round three"[..]));
+        // Another key, one flipped bit, a truncated tag, junk: refused.
+        let other = ChallengeKeys::new(vec![ChallengeKey::new(1, [4; 32])], 120).unwrap();
+        assert_eq!(other.open_step(&step), None);
+        let mut bytes = base64url_decode(&step).unwrap();
+        bytes[3] ^= 1;
+        assert_eq!(ring().open_step(&base64url_encode(&bytes)), None);
+        assert_eq!(ring().open_step(&step[..step.len() - 2]), None);
+        for junk in ["", "A", "!!!!", &"A".repeat(10_000)] {
+            assert_eq!(ring().open_step(junk), None, "{junk:.20}");
+        }
+        // Domains apart: a step is not a challenge, a challenge not a step.
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let challenge = ring().issue_with_nonce(ip, 1_000, [9; 16]).challenge;
+        assert_eq!(ring().open_step(&challenge), None);
+        let body = base64url_decode(&challenge).unwrap();
+        let as_step = ring().seal_step(&body[1..body.len() - TAG_LEN]);
+        assert!(ring().open(&as_step, 1_000, 0).is_err());
     }
 
     #[test]

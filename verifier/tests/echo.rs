@@ -2,7 +2,7 @@
 //! through a relay that ends the TCP connection and delays the client's
 //! side, as a browser far behind a Shadowsocks or SOCKS exit would be; the
 //! sealed figures through `POST /v1/verify`; and clients that withhold,
-//! forge or edit.
+//! forge or edit. The same for the echo over plain HTTP (`POST /v1/echo`).
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 
@@ -114,6 +114,32 @@ async fn echo(via: SocketAddr, answer: Answer) -> Value {
     panic!("the echo closed without a challenge");
 }
 
+/// Runs the echo over HTTP as the drop-in does, through `via`, holding each
+/// step `hold` before sending it back; returns the challenge response and
+/// how many requests it took.
+async fn http_echo(via: SocketAddr, hold: Duration) -> (Value, usize) {
+    let client = reqwest::Client::new();
+    let mut body = String::new();
+    for requests in 1..=32 {
+        let response = client.post(format!("http://{via}/v1/echo")).body(body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let answer: Value = response.json().await.unwrap();
+        if answer.get("challenge").is_some() {
+            return (answer, requests);
+        }
+        body = answer["echo"].as_str().unwrap().to_owned();
+        tokio::time::sleep(hold).await;
+    }
+    panic!("the echo over HTTP never ended");
+}
+
+async fn post_step(via: SocketAddr, from: &str, step: &str) -> (u16, Value) {
+    let client = reqwest::Client::builder().local_address(from.parse::<IpAddr>().unwrap()).build().unwrap();
+    let response = client.post(format!("http://{via}/v1/echo")).body(step.to_owned()).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 fn reason_codes(answer: &Value) -> Vec<&str> {
     answer["reasons"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect()
 }
@@ -223,4 +249,71 @@ async fn an_oversized_frame_ends_the_echo_without_a_challenge() {
             Err(_) => panic!("the echo stayed open after an oversized frame"),
         }
     }
+}
+
+#[tokio::test]
+async fn the_echo_over_http_times_a_direct_client_and_a_relayed_one() {
+    let service = Service::start().await;
+    let (response, requests) = http_echo(service.address, Duration::ZERO).await;
+    // Eight timed round trips: the empty start and one request per step.
+    assert_eq!(requests, 9);
+    let challenge = response["challenge"].as_str().unwrap();
+    let latency = service.open(challenge).expect("a timed challenge");
+    eprintln!("direct over HTTP: {latency:?}");
+    assert!(latency.tcp_rtt_us.is_some(), "{latency:?}");
+    assert!(latency.hidden_leg_us().unwrap() < 25_000, "{latency:?}");
+    let answer = service.verify(challenge, "Asia/Singapore", &["en-SG", "en"]).await;
+    assert_eq!(answer["verdict"], "allow", "{answer}");
+
+    let relay =
+        DelayRelay::start(RelayMode::Forward(service.address), Duration::from_millis(20)).await.unwrap();
+    let (response, _) = http_echo(relay.address, Duration::ZERO).await;
+    let challenge = response["challenge"].as_str().unwrap();
+    let latency = service.open(challenge).expect("a timed challenge");
+    eprintln!("relayed over HTTP (40 ms): {latency:?}");
+    assert!(latency.tcp_rtt_us.unwrap() < 20_000, "the socket times only the relay: {latency:?}");
+    assert!(latency.hidden_leg_us().unwrap() >= 39_000, "{latency:?}");
+    let answer = service.verify(challenge, "Asia/Singapore", &["en-SG", "en"]).await;
+    assert_eq!(answer["verdict"], "review", "{answer}");
+    assert_eq!(reason_codes(&answer), ["relay_latency"], "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_can_lengthen_the_echo_over_http_but_not_forge_move_or_shorten_it() {
+    let service = Service::start().await;
+    // Holding every step: the least round trip grows by the hold.
+    let (response, _) = http_echo(service.address, Duration::from_millis(30)).await;
+    let latency = service.open(response["challenge"].as_str().unwrap()).unwrap();
+    assert!(latency.echo_rtt_us >= 30_000, "{latency:?}");
+
+    // A step altered, made up, or carried to another address: refused.
+    let client = reqwest::Client::new();
+    let first: Value = client
+        .post(format!("http://{}/v1/echo", service.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let step = first["echo"].as_str().unwrap();
+    let mut altered = base64url_decode(step).unwrap();
+    altered[9] ^= 1; // the round
+    let too_long = "A".repeat(5_000);
+    for (from, body) in [
+        ("127.0.0.1", base64url_encode(&altered)),
+        ("127.0.0.1", "not a step".to_owned()),
+        ("127.0.0.1", too_long),
+        ("127.0.0.2", step.to_owned()),
+    ] {
+        let (status, answer) = post_step(service.address, from, &body).await;
+        assert_eq!(status, 400, "{from} {body:.30}: {answer}");
+        assert_eq!(answer["error_codes"], json!(["bad-request"]), "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains("echo"), "{answer}");
+    }
+    // A challenge is not a step.
+    let plain: Value =
+        reqwest::get(format!("http://{}/v1/challenge", service.address)).await.unwrap().json().await.unwrap();
+    let (status, _) = post_step(service.address, "127.0.0.1", plain["challenge"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
 }

@@ -1,7 +1,8 @@
 //! The HTTP API (feature `http`).
 //!
 //! Public (pages and browsers): `GET /v1/challenge`, `GET /v1/echo` (the
-//! same challenge with the round trips the verifier measured), `GET /pkg/…` (the
+//! same challenge with the round trips the verifier measured; `POST
+//! /v1/echo` the same over plain requests), `GET /pkg/…` (the
 //! built collector, when configured), `GET /.well-known/jwks.json`,
 //! `GET /healthz`, `GET /openapi.json`. The backend's side, on the internal
 //! listener when one is configured: `POST /v1/verify`, `GET /readyz`,
@@ -348,9 +349,10 @@ pub fn router(state: ApiState) -> Router {
 pub fn routers(state: ApiState) -> (Router, Router) {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(state.cors_origins.iter().cloned()))
-        .allow_methods([Method::GET]);
-    let mut challenge =
-        Router::new().route("/v1/challenge", get(routes::challenge)).route("/v1/echo", get(echo::echo));
+        .allow_methods([Method::GET, Method::POST]);
+    let mut challenge = Router::new()
+        .route("/v1/challenge", get(routes::challenge))
+        .route("/v1/echo", get(echo::echo).post(echo::echo_http));
     if let Some(dir) = &state.collector_dir {
         let files = tower::ServiceBuilder::new()
             .layer(SetResponseHeaderLayer::overriding(

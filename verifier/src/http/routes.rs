@@ -46,9 +46,10 @@ impl ChallengeResponse {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Meridian verifier", description = "Checks collector tokens and compares the browser's clock, time zone and languages with where its traffic comes from."),
-    paths(challenge, super::echo::echo, verify, jwks, healthz, readyz, metrics, openapi, account, organization, erase_account),
+    paths(challenge, super::echo::echo, super::echo::echo_http, verify, jwks, healthz, readyz, metrics, openapi, account, organization, erase_account),
     components(schemas(
         ChallengeResponse,
+        super::echo::EchoStep,
         VerifyRequest,
         crate::VerifyOutcome,
         crate::Network,
