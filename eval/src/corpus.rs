@@ -845,8 +845,8 @@ fn staff_behind_gateway(family: &'static str, restricted: bool, what: &str, poli
 }
 
 /// Residents at home outside the restricted region whose network lets
-/// no WebSocket through (a filtering proxy, security software): the page
-/// fetches a plain challenge, as an evader's blocked echo does.
+/// no WebSocket through (a filtering proxy, security software): the
+/// drop-in takes the echo over plain requests instead.
 fn echo_blocked_honest() -> Vec<Case> {
     let mut d = Draw::new("echo-blocked-honest");
     for _ in 0..10 {
@@ -855,7 +855,7 @@ fn echo_blocked_honest() -> Vec<Case> {
         let person = d.resident_of(code);
         let (at, skew) = (d.instant(), d.skew());
         let story = format!(
-            "A resident of {code} ({}, {}) whose network blocks WebSockets, so the echo never runs",
+            "A resident of {code} ({}, {}) whose network blocks WebSockets, so the echo runs over plain requests",
             person.zone, person.locale
         );
         d.push(Class::Honest, story, at, person, None, residential(code), None, skew, "restrict-cn");
