@@ -5,7 +5,9 @@
 //! (docs/PROTOCOL.md). A relay that ends the connection at its exit (an
 //! HTTP or SOCKS proxy) is then as visible for a command-line client as for
 //! a browser. The WebSocket runs on the connection reqwest upgrades, so it
-//! takes the same proxies as the challenge request.
+//! takes the same proxies as the challenge request. Where the upgrade is
+//! refused (a proxy that lets no WebSocket through), the same echo runs
+//! over plain requests (`POST /v1/echo`).
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +90,55 @@ async fn run(client: &reqwest::Client, url: &str) -> Result<(ChallengeResponse, 
         }
     }
     Err("the echo closed before its challenge".into())
+}
+
+/// Round trips the echo over plain requests may take before it must have
+/// ended (the verifier ends it after eight).
+const MAX_STEPS: usize = 16;
+
+/// An answer of the echo over plain requests: the next step, or the
+/// challenge.
+#[derive(serde::Deserialize)]
+struct StepAnswer {
+    echo: Option<String>,
+    challenge: Option<String>,
+}
+
+/// Takes a challenge through the echo over plain requests at `url`: each
+/// answer is a step the next request sends back at once, and the last is
+/// the challenge. Returns it with the instant the request it answers left.
+pub(crate) async fn challenge_over_requests(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(ChallengeResponse, Instant), String> {
+    let steps = async {
+        let mut body = String::new();
+        for _ in 0..MAX_STEPS {
+            let sent = Instant::now();
+            let answer: StepAnswer = client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "text/plain")
+                .body(body)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer {
+                StepAnswer { challenge: Some(challenge), .. } => {
+                    return Ok((ChallengeResponse { challenge }, sent));
+                }
+                StepAnswer { echo: Some(step), .. } => body = step,
+                StepAnswer { .. } => return Err("an echo answer with neither a step nor a challenge".into()),
+            }
+        }
+        Err(format!("the echo did not end within {MAX_STEPS} round trips"))
+    };
+    tokio::time::timeout(ECHO_TIMEOUT, steps)
+        .await
+        .map_err(|_| format!("no challenge within {ECHO_TIMEOUT:?}"))?
 }
 
 #[cfg(test)]

@@ -224,10 +224,14 @@ pub async fn collect_with_key(
         .user_agent(concat!("meridian-native/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| CollectError::Challenge(e.to_string()))?;
-    // Through the echo, so that a relay's distance shows; a server without
-    // it (or a proxy that refuses the upgrade) gets the plain request.
+    // Through the echo, so that a relay's distance shows: on a WebSocket,
+    // else (a proxy that refuses the upgrade) over plain requests; a server
+    // without it gets the plain request.
     let echoed = match echo::echo_url(&source.url).filter(|_| source.echo) {
-        Some(url) => echo::challenge(&client, &url).await.ok(),
+        Some(url) => match echo::challenge(&client, &url).await {
+            Ok(echoed) => Some(echoed),
+            Err(_) => echo::challenge_over_requests(&client, &url).await.ok(),
+        },
         None => None,
     };
     let (body, collection) = match echoed {

@@ -55,8 +55,22 @@ impl Drop for Service {
     }
 }
 
+/// A front that lets no WebSocket through, as some proxies do.
+async fn refuse_upgrades(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.headers().contains_key(axum::http::header::UPGRADE) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    next.run(request).await
+}
+
 impl Service {
     async fn start(name: &str, country: &str) -> Self {
+        Self::start_with(name, country, false).await
+    }
+
+    /// [`Self::start`], behind a front that refuses WebSocket upgrades when
+    /// `no_websockets`.
+    async fn start_with(name: &str, country: &str, no_websockets: bool) -> Self {
         let minter = Minter::new(44);
         let policy = Policy {
             restricted_regions: vec![Country::parse("CN").unwrap()],
@@ -70,7 +84,11 @@ impl Service {
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let check: LoginCheck =
             api.login_check().expect_action(Some("api")).expect_origin(Some(&format!("native:{origin}")));
-        let app = router(api).merge(axum::Router::new().route("/api/hello", get(hello)).with_state(check));
+        let mut app =
+            router(api).merge(axum::Router::new().route("/api/hello", get(hello)).with_state(check));
+        if no_websockets {
+            app = app.layer(axum::middleware::from_fn(refuse_upgrades));
+        }
         let task = tokio::spawn(async move {
             let _ =
                 meridian_verifier::http::serve(listener, app, ServeLimits::default(), std::future::pending())
@@ -343,6 +361,34 @@ async fn a_command_line_client_far_behind_a_relay_shows_its_distance() {
     assert_eq!(
         (answer["verdict"].as_str(), reason_codes(&answer)),
         (Some("review"), vec!["echo_withheld"]),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_line_client_without_websockets_takes_the_echo_over_plain_requests() {
+    use meridian_verifier::testkit::relay::{DelayRelay, RelayMode};
+    let service = Service::start_with("no-websockets", "SG", true).await;
+    let singapore = [("TZ", "Asia/Singapore"), ("LANG", "en_SG.UTF-8")];
+    let token = service.collect(&singapore);
+    let answer = service.verify(&token, &service.origin).await;
+    let hidden = answer["network"]["latency"]["hidden_leg_ms"].as_f64().unwrap_or_else(|| panic!("{answer}"));
+    println!("native, direct, no WebSocket: hidden leg {hidden} ms");
+    assert!(hidden < 25.0, "{answer}");
+    assert_eq!((answer["verdict"].as_str(), reason_codes(&answer)), (Some("allow"), vec![]), "{answer}");
+
+    let address: std::net::SocketAddr = service.origin.trim_start_matches("http://").parse().unwrap();
+    let relay =
+        DelayRelay::start(RelayMode::Forward(address), std::time::Duration::from_millis(30)).await.unwrap();
+    let relayed = format!("http://{}", relay.address);
+    let token = collect_from(&format!("{relayed}/v1/challenge"), &service.key, &singapore);
+    let answer = service.verify(&token, &relayed).await;
+    let hidden = answer["network"]["latency"]["hidden_leg_ms"].as_f64().unwrap_or_else(|| panic!("{answer}"));
+    println!("native, 60 ms behind a relay, no WebSocket: hidden leg {hidden} ms");
+    assert!(hidden >= 59.0, "{answer}");
+    assert_eq!(
+        (answer["verdict"].as_str(), reason_codes(&answer)),
+        (Some("review"), vec!["relay_latency"]),
         "{answer}"
     );
 }
