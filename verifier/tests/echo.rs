@@ -311,6 +311,23 @@ async fn a_client_can_lengthen_the_echo_over_http_but_not_forge_move_or_shorten_
         assert_eq!(answer["error_codes"], json!(["bad-request"]), "{answer}");
         assert!(answer["message"].as_str().unwrap().contains("echo"), "{answer}");
     }
+    // Not text, or over the body limit: the API's own errors, never a panic.
+    let refused = client
+        .post(format!("http://{}/v1/echo", service.address))
+        .body(vec![0xff, 0xfe, 0x00, 0x80])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["error_codes"], json!(["bad-request"]), "{answer}");
+    let huge = client
+        .post(format!("http://{}/v1/echo", service.address))
+        .body(vec![b'A'; 200_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
     // A challenge is not a step.
     let plain: Value =
         reqwest::get(format!("http://{}/v1/challenge", service.address)).await.unwrap().json().await.unwrap();

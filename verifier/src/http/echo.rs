@@ -45,6 +45,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use super::error::ApiText;
 use super::routes::ChallengeResponse;
 use super::{ApiError, ApiState, ClientIp, TcpProbe};
 use crate::challenge::Latency;
@@ -310,7 +311,7 @@ pub(crate) async fn echo_http(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     probe: Option<axum::Extension<TcpProbe>>,
     headers: HeaderMap,
-    body: String,
+    ApiText(body): ApiText,
 ) -> Result<Response, ApiError> {
     let Some(&(id, origin)) = instance() else {
         tracing::error!("no randomness for the echo's instance id");

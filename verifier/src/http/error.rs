@@ -149,14 +149,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        // An oversized body is still read, up to DRAIN_BYTES, before the
-        // 413: a server that answers while the client is still sending and
-        // then closes resets the connection, and the client never sees the
-        // answer. Beyond that, the connection is dropped.
-        let body = axum::body::to_bytes(request.into_body(), DRAIN_BYTES).await.map_err(|_| too_large())?;
-        if body.len() > super::MAX_BODY_BYTES {
-            return Err(too_large());
-        }
+        let body = read_body(request).await?;
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -167,5 +160,34 @@ where
         serde_json::from_slice(&body)
             .map(Self)
             .map_err(|_| ApiError::bad_request("body is not JSON of the expected shape"))
+    }
+}
+
+/// The body within the limit, else 413.
+async fn read_body(request: Request) -> Result<axum::body::Bytes, ApiError> {
+    // An oversized body is still read, up to DRAIN_BYTES, before the 413: a
+    // server that answers while the client is still sending and then closes
+    // resets the connection, and the client never sees the answer. Beyond
+    // that, the connection is dropped.
+    let body = axum::body::to_bytes(request.into_body(), DRAIN_BYTES).await.map_err(|_| too_large())?;
+    if body.len() > super::MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+/// A text body of any content type, refused as an [`ApiError`]: 413 over
+/// the body limit, 400 when it is not UTF-8.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiText(pub(crate) String);
+
+impl<S: Send + Sync> FromRequest<S> for ApiText {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let body = read_body(request).await?;
+        String::from_utf8(body.to_vec())
+            .map(Self)
+            .map_err(|_| ApiError::bad_request("body is not UTF-8 text"))
     }
 }
