@@ -38,10 +38,12 @@ const UNKNOWN_RTT: u32 = u32::MAX;
 const TAG_LEN: usize = 16;
 /// Separates Meridian's challenge MACs from any other use of the key.
 const DOMAIN: &[u8] = b"meridian/challenge/v1";
+#[cfg(feature = "http")]
 /// Separates the steps of the echo over HTTP (`POST /v1/echo`) from
 /// challenges: a step can never be passed off as a challenge.
 const STEP_DOMAIN: &[u8] = b"meridian/echo-step/v1";
 /// The largest step body [`ChallengeKeys::seal_step`] takes.
+#[cfg(feature = "http")]
 pub(crate) const MAX_STEP_BODY: usize = 64;
 
 /// One MAC key for challenges, with the id that names it inside a challenge.
@@ -279,6 +281,7 @@ impl ChallengeKeys {
         }
     }
 
+    #[cfg(feature = "http")]
     /// Seals one step of the echo over HTTP (`POST /v1/echo`) with the
     /// issuing key, as base64url: key id (1), `body`, tag (16). The body is
     /// the echo's business; at most [`MAX_STEP_BODY`] bytes.
@@ -293,6 +296,7 @@ impl ChallengeKeys {
         base64url_encode(&sealed)
     }
 
+    #[cfg(feature = "http")]
     /// Opens a step sealed by [`Self::seal_step`] under any accepted key:
     /// its body, or `None` when it is not one (altered, foreign, too long).
     pub(crate) fn open_step(&self, step: &str) -> Option<Vec<u8>> {
@@ -391,6 +395,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "http")]
     #[test]
     fn echo_steps_open_only_unaltered_and_never_as_challenges() {
         let step = ring().seal_step(b"round three");
