@@ -277,7 +277,7 @@ reason_codes! {
     /// device's zone points into a restricted region.
     RelayLatency = "relay_latency" {
         title: "The browser is far behind its network exit",
-        fires_when: "the echo round trip through the page exceeds the connection's TCP round trip by more than `relay_latency_ms` (25 ms); weighs at least the deny threshold when the zone points into a restricted region; never for `trusted_networks`",
+        fires_when: "the echo round trip through the page exceeds the connection's TCP round trip by more than `relay_latency_ms` (25 ms), the TCP round trip of a hosting network counted at most what a data centre in its country can take from `server_location`; weighs at least the deny threshold when the zone points into a restricted region; never for `trusted_networks`",
         weight: 50,
         confidence: Medium,
     },

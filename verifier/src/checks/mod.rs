@@ -418,24 +418,73 @@ pub fn run(evidence: &Evidence<'_>, policy: &Policy) -> Vec<Reason> {
     reasons
 }
 
-/// The hidden leg against the policy's `relay_latency_ms`; never for a
-/// network the operator trusts (a company's gateway relays honestly) or a
-/// listed relay (`known`).
+/// The hidden leg against the policy's `relay_latency_ms`, a hosting
+/// network's TCP round trip counted at most [`data_centre_round_trip_us`];
+/// never for a network the operator trusts (a company's gateway relays
+/// honestly) or a listed relay (`known`).
 fn relay_latency(evidence: &Evidence<'_>, policy: &Policy, known: bool) -> Option<String> {
     let latency = evidence.latency?;
-    let (tcp, hidden) = (latency.tcp_rtt_us?, latency.hidden_leg_us()?);
+    let measured = latency.tcp_rtt_us?;
+    // An exit can make its own round trip look longer (by holding back its
+    // acknowledgements), which would hide the leg behind it, and a full
+    // tunnel to a data centre carries the connection on to the browser;
+    // either way the round trip is longer than a data centre in the IP's
+    // country can honestly be from here, and only that much is counted.
+    let cap = data_centre_round_trip_us(evidence, policy).filter(|&cap| measured > cap);
+    let tcp = cap.unwrap_or(measured);
+    let hidden = latency.echo_rtt_us.saturating_sub(tcp);
     let threshold_us = policy.relay_latency_ms.saturating_mul(1000);
     if known || policy.relay_latency_ms == 0 || hidden <= threshold_us {
         return None;
     }
     let ms = |us: u32| f64::from(us) / 1000.0;
-    Some(format!(
-        "The page answered the server's echoes in {:.1} ms while the connection's own round trip is {:.1} ms: {:.1} ms lie beyond the connection's far end (more than the {} ms allowed), so the browser is that far behind a relay.",
-        ms(latency.echo_rtt_us),
-        ms(tcp),
-        ms(hidden),
-        policy.relay_latency_ms
-    ))
+    Some(match cap {
+        None => format!(
+            "The page answered the server's echoes in {:.1} ms while the connection's own round trip is {:.1} ms: {:.1} ms lie beyond the connection's far end (more than the {} ms allowed), so the browser is that far behind a relay.",
+            ms(latency.echo_rtt_us),
+            ms(tcp),
+            ms(hidden),
+            policy.relay_latency_ms
+        ),
+        Some(cap) => format!(
+            "The page answered the server's echoes in {:.1} ms and the connection's own round trip is {:.1} ms, while a data centre in {} is at most {:.1} ms from this verifier: {:.1} ms lie beyond the network exit (more than the {} ms allowed), so the browser is that far behind it, through a relay or a tunnel.",
+            ms(latency.echo_rtt_us),
+            ms(measured),
+            evidence.network.country.as_ref().map_or("its country", Country::as_str),
+            ms(cap),
+            ms(hidden),
+            policy.relay_latency_ms
+        ),
+    })
+}
+
+/// Route length over the great circle that a data centre's connection
+/// stays within: published path-inflation measurements put the median near
+/// 1.5 and the worst routes between well-connected networks near 3.
+const DATA_CENTRE_PATH_FACTOR: f64 = 3.0;
+/// Kilometres per millisecond of round trip in fibre (204 km/ms each way).
+const FIBRE_KM_PER_MS_OF_ROUND_TRIP: f64 = 102.0;
+/// Milliseconds a data centre's own network and a loaded host may add.
+const DATA_CENTRE_SLACK_MS: f64 = 10.0;
+
+/// The longest TCP round trip a connection from a data centre (a hosting
+/// network) anywhere in its IP's country can honestly take to this
+/// verifier, µs: the country's farthest point from `server_location`, over
+/// routes three times the great circle, in fibre, plus 10 ms. `None` when
+/// that cannot be said: not a hosting network, no `server_location`, no
+/// country, or an echo run from another address than the login's.
+fn data_centre_round_trip_us(evidence: &Evidence<'_>, policy: &Policy) -> Option<u32> {
+    let location = policy.server_location?;
+    if evidence.network.hosting != Some(true)
+        || canonical_ip(evidence.challenge_ip) != canonical_ip(evidence.remote_ip)
+    {
+        return None;
+    }
+    let country = evidence.network.country?;
+    let far_km = crate::geo::distance::farthest_in_country_km(country.as_str(), location.lat, location.lon)?;
+    let ms = far_km * DATA_CENTRE_PATH_FACTOR / FIBRE_KM_PER_MS_OF_ROUND_TRIP + DATA_CENTRE_SLACK_MS;
+    // At most half a world away: well inside u32's microseconds.
+    Some((ms * 1000.0).round() as u32)
 }
 
 /// The reasons only the device's settings (zone, offsets, languages) give,

@@ -284,3 +284,76 @@ fn an_echo_run_from_another_country_than_the_login_is_no_echo() {
     assert!(!has(&reasons, ReasonCode::EchoWithheld) && !has(&reasons, ReasonCode::RestrictedRegionIp));
     assert_eq!(policy.score(&reasons).1, Verdict::Allow, "{reasons:?}");
 }
+
+/// The checks on an honest Singapore browser whose login and echo come from
+/// a hosting network in `country`, with the round trips the verifier
+/// measured, by a verifier in Singapore (or one with no `server_location`).
+fn from_a_data_centre(country: &str, tcp_ms: u32, echo_ms: u32, located: bool) -> Vec<Reason> {
+    let at: Timestamp = "2027-03-01T08:00:00Z".parse().unwrap();
+    let mut claims = meridian_protocol::Claims::example();
+    claims.signed_at_ms = at.as_millisecond();
+    crate::testkit::report_honestly(&mut claims, "Asia/Singapore", "en-SG", &["en-SG", "en"]).unwrap();
+    let network = IpFacts {
+        country: Country::parse(country),
+        asn: Some(64_500),
+        org: None,
+        hosting: Some(true),
+        relay: None,
+    };
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    let evidence = Evidence {
+        claims: &claims,
+        skew: ClockSkew { skew_ms: 0, uncertainty_ms: 5 },
+        at,
+        challenge_ip: ip,
+        challenge_country: None,
+        remote_ip: ip,
+        network: &network,
+        accept_language: None,
+        latency: Some(crate::challenge::Latency {
+            tcp_rtt_us: Some(tcp_ms * 1000),
+            echo_rtt_us: echo_ms * 1000,
+        }),
+        udp_origin: None,
+    };
+    let policy = Policy {
+        restricted_regions: vec![Country::parse("CN").unwrap()],
+        server_location: located.then_some(SINGAPORE),
+        ..Policy::default()
+    };
+    run(&evidence, &policy)
+}
+
+#[test]
+fn an_exit_that_stretches_its_own_round_trip_does_not_hide_the_leg_behind_it() {
+    // A Singapore data centre 1 ms away whose exit holds back its
+    // acknowledgements: the kernel's round trip reads 80 ms, the echo 82.
+    // (A full tunnel from far away to a Singapore data centre reads the
+    // same.) Nowhere in Singapore is a data centre more than a few ms away,
+    // so the most it can honestly take is counted, and the leg shows.
+    let reasons = from_a_data_centre("SG", 80, 82, true);
+    let relay =
+        reasons.iter().find(|r| r.code == ReasonCode::RelayLatency).unwrap_or_else(|| panic!("{reasons:?}"));
+    assert!(relay.detail.contains("80.0 ms, while a data centre in SG is at most"), "{}", relay.detail);
+    // The same data centre with an honest round trip: nothing.
+    assert!(!has(&from_a_data_centre("SG", 1, 3, true), ReasonCode::RelayLatency));
+    // A data centre in the United States may honestly be 230 ms away.
+    assert!(!has(&from_a_data_centre("US", 230, 235, true), ReasonCode::RelayLatency));
+    // Without the verifier's location nothing is capped.
+    assert!(!has(&from_a_data_centre("SG", 80, 82, false), ReasonCode::RelayLatency));
+}
+
+#[test]
+fn the_farthest_point_of_a_country_bounds_it() {
+    use crate::geo::distance::{distance_to_country_km, farthest_in_country_km};
+    let (lat, lon) = (SINGAPORE.lat, SINGAPORE.lon);
+    let sg = farthest_in_country_km("SG", lat, lon).unwrap();
+    assert!(sg < 100.0, "{sg}");
+    let us = farthest_in_country_km("US", lat, lon).unwrap();
+    assert!(
+        us > distance_to_country_km("US", lat, lon).unwrap() && us <= std::f64::consts::PI * 6371.0,
+        "{us}"
+    );
+    assert_eq!(farthest_in_country_km("ZZ", lat, lon), None);
+    assert_eq!(farthest_in_country_km("SG", f64::NAN, lon), None);
+}

@@ -96,6 +96,20 @@ pub fn distance_to_country_km(country: &str, lat: f64, lon: f64) -> Option<f64> 
     Some(km_of_chord2(nearest))
 }
 
+/// The greatest great-circle distance from the point (`lat`, `lon`,
+/// degrees) to any part of `country`, in km: the farthest kept point plus
+/// the country's [`sampling_gap_km`], so it is never less than the map's.
+/// `None` when the country has no shape or the point is not a coordinate.
+pub fn farthest_in_country_km(country: &str, lat: f64, lon: f64) -> Option<f64> {
+    let shape = tables::country_shape(country)?;
+    if !lat.is_finite() || !lon.is_finite() || lat.abs() > 90.0 {
+        return None;
+    }
+    let here = unit_vector([lat, lon]);
+    let farthest = points(shape).map(|point| chord2(&here, &unit_vector(point))).fold(0.0, f64::max);
+    Some((km_of_chord2(farthest) + f64::from(shape.gap_km)).min(std::f64::consts::PI * EARTH_RADIUS_KM))
+}
+
 /// How far, at most, any vertex of `country`'s Natural Earth boundary lies
 /// from the nearest point kept of it, in km: the most by which a distance to
 /// that country is overestimated. `None` when the country has no shape.
