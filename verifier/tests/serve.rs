@@ -1383,6 +1383,60 @@ async fn instances_on_one_postgres_see_each_others_history_and_survive_its_crash
     assert_eq!(accounts.matches("<tr data-risk=").count(), 2, "ada and grace: {accounts}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_through_one_instance_reaches_every_instance() {
+    let postgres = Postgres::start("erasure");
+    let shared =
+        [("MERIDIAN_DATABASE_URL", postgres.url()), ("MERIDIAN_HISTORY_KEY", HISTORY_KEY.to_owned())];
+    let shared: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Serve::start("erasure-a", &shared);
+    let b = Serve::start("erasure-b", &shared);
+    let heidi = |token: String| json!({ "token": token, "remote_ip": "127.0.0.1", "account": "heidi" });
+    let erase =
+        |origin: &str| client().delete(format!("{origin}/v1/accounts/heidi")).bearer_auth(SECRET).send();
+    let logins = |origin: String| async move {
+        let account =
+            client().get(format!("{origin}/v1/accounts/heidi")).bearer_auth(SECRET).send().await.unwrap();
+        account.json::<Value>().await.unwrap()["logins"].as_i64().unwrap()
+    };
+
+    // A answers a sign-in and B erases the account at once, before A has
+    // (most likely) committed it: what A writes afterwards is covered by
+    // the erasure, so nothing of heidi stays.
+    let (_, first) = verify(&a.origin, &heidi(token(7_000))).await;
+    assert_eq!(first["success"], json!(true), "{first}");
+    assert_eq!(erase(&b.origin).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        logins(b.origin.clone()).await,
+        0,
+        "a sign-in answered before the erasure was written after it"
+    );
+
+    // A remembers heidi from a Berlin sign-in once committed; B erases
+    // her. A's next sign-in of heidi from Shanghai on the same network
+    // must not compare with what was erased (no zone flip): A forgot her
+    // through the feed, instead of a minute later.
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the erasure's margin
+    let (_, berlin) = verify(&a.origin, &heidi(token(7_001))).await;
+    assert!(!reason_codes(&berlin).contains(&"zone_flip".to_owned()), "{berlin}");
+    let started = Instant::now();
+    while logins(b.origin.clone()).await != 1 {
+        assert!(started.elapsed() < Duration::from_secs(5), "B sees A's sign-in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(erase(&b.origin).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (_, shanghai) = verify(&a.origin, &heidi(shanghai_token(7_002, "127.0.0.1".parse().unwrap()))).await;
+    assert_eq!(shanghai["success"], json!(true), "{shanghai}");
+    assert!(!reason_codes(&shanghai).contains(&"zone_flip".to_owned()), "A still remembered: {shanghai}");
+    let started = Instant::now();
+    while logins(a.origin.clone()).await != 1 {
+        assert!(started.elapsed() < Duration::from_secs(5), "only the sign-in after the erasure stays");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Signs in to the console of `origin` and returns the page at `path`.
 async fn console_page(origin: &str, path: &str) -> Result<String, String> {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

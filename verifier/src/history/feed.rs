@@ -23,7 +23,10 @@
 //!   again once [`super::SHARED_FRESHNESS`] old, as without a feed; what
 //!   the feed vouches for is read again once [`super::FOLLOWED_FRESHNESS`]
 //!   old, so a sign-in the feed missed (a commit later than the lookback)
-//!   or an erasure made through another instance shows here within that.
+//!   shows here within that.
+//! - **Erasures.** Each look also finds the accounts other instances
+//!   erased in the last seconds, and forgets what it remembers of each,
+//!   once: its next sign-in reads the (erased) database afresh.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -47,6 +50,10 @@ const PAGE: u32 = 10_000;
 /// A feed that has not looked successfully for this long vouches for
 /// nothing.
 const LIVE_WITHIN_MS: i64 = 2_000;
+
+/// How long an applied erasure is remembered, so that the looks that find
+/// it again do not apply it again: longer than the store reports it.
+const FORGET_FOR_MS: i64 = 60_000;
 
 /// Milliseconds on a clock that only goes forward, from the first call.
 pub(super) fn monotonic_ms() -> i64 {
@@ -103,8 +110,13 @@ pub(super) fn follow(
     let health = Arc::new(FeedHealth::new());
     let shared = health.clone();
     tokio::spawn(async move {
-        let mut feed =
-            Feed { positions: VecDeque::new(), taken: HashMap::new(), added: HashSet::new(), warned: false };
+        let mut feed = Feed {
+            positions: VecDeque::new(),
+            taken: HashMap::new(),
+            added: HashSet::new(),
+            forgotten: HashMap::new(),
+            warned: false,
+        };
         let mut every = tokio::time::interval(LOOK_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -125,6 +137,9 @@ struct Feed {
     taken: HashMap<i64, i64>,
     /// Positions already added, above the oldest of `positions`.
     added: HashSet<i64>,
+    /// Erasures already applied, with when ([`monotonic_ms`]), kept while
+    /// the store can still report them.
+    forgotten: HashMap<i64, i64>,
     /// Whether a failure was logged since the last good look.
     warned: bool,
 }
@@ -141,10 +156,18 @@ impl Feed {
         let taken: Vec<(i64, i64)> =
             self.taken.iter().map(|(&writer, &position)| (writer, position)).collect();
         let found = store.others_since(after, &taken, PAGE).await;
-        self.take(started, after, found, accounts, health);
+        for (account, at_ms) in self.take(started, after, found, accounts, health) {
+            // A batch of this process's that committed while the erasure
+            // did may hold some of the account's events: they go too.
+            if let Err(error) = store.forget_erased(&account, at_ms).await {
+                tracing::warn!(%error, "history: cannot apply another instance's erasure here; it is retried");
+                self.forgotten.retain(|_, _| false);
+            }
+        }
     }
 
-    /// Takes what a look that started at `started` from `after` found.
+    /// Takes what a look that started at `started` from `after` found;
+    /// returns the erasures applied for the first time.
     fn take(
         &mut self,
         started: i64,
@@ -152,8 +175,8 @@ impl Feed {
         found: Result<OthersSince, super::HistoryError>,
         accounts: &Mutex<HashMap<Subject, KnownAccount>>,
         health: &FeedHealth,
-    ) {
-        let OthersSince { newest, sign_ins } = match found {
+    ) -> Vec<(Subject, i64)> {
+        let OthersSince { newest, sign_ins, erased } = match found {
             Ok(found) => found,
             Err(error) => {
                 if !self.warned {
@@ -164,9 +187,10 @@ impl Feed {
                 self.taken.clear();
                 health.following_since_ms.store(i64::MAX, Ordering::Release);
                 health.gaps.fetch_add(1, Ordering::Relaxed);
-                return;
+                return Vec::new();
             }
         };
+        let mut newly_erased = Vec::new();
         self.warned = false;
         if let Ok(mut accounts) = accounts.lock() {
             for OtherSignIn { position, writer, account, sighting } in &sign_ins {
@@ -182,7 +206,16 @@ impl Feed {
                     add(known, sighting.clone());
                 }
             }
+            // After the sign-ins: an erasure that committed while this look
+            // read them may have removed some.
+            for (id, account, at_ms) in erased {
+                if self.forgotten.insert(id, started).is_none() {
+                    accounts.remove(&account);
+                    newly_erased.push((account, at_ms));
+                }
+            }
         }
+        self.forgotten.retain(|_, at| started.saturating_sub(*at) <= FORGET_FOR_MS);
         let behind = u32::try_from(sign_ins.len()).unwrap_or(u32::MAX) >= PAGE;
         if behind {
             health.gaps.fetch_add(1, Ordering::Relaxed);
@@ -203,6 +236,7 @@ impl Feed {
             self.taken.retain(|_, position| *position > oldest);
         }
         health.last_look_ms.store(started, Ordering::Release);
+        newly_erased
     }
 }
 
@@ -254,9 +288,10 @@ mod tests {
         assert_eq!(known.sightings.front().unwrap().at_ms, 1_099);
     }
 
-    /// Rows a test commits: (position, writer, account, sighting).
+    /// Rows a test commits: (position, writer, account, sighting), and the
+    /// erasures the store reports as recent.
     #[derive(Default)]
-    struct Rows(Vec<(i64, i64, Subject, Sighting)>);
+    struct Rows(Vec<(i64, i64, Subject, Sighting)>, Vec<(i64, Subject, i64)>);
 
     /// This process's writer id in the tests.
     const ME: i64 = 7;
@@ -265,7 +300,7 @@ mod tests {
         /// What `PostgresHistory::others_since` answers from these rows.
         fn others_since(&self, after: Option<i64>, taken: &[(i64, i64)]) -> OthersSince {
             let newest = self.0.iter().map(|row| row.0).max().unwrap_or(0);
-            let Some(after) = after else { return OthersSince { newest, sign_ins: Vec::new() } };
+            let Some(after) = after else { return OthersSince { newest, ..OthersSince::default() } };
             let past = |writer: i64| taken.iter().find(|t| t.0 == writer).map_or(0, |t| t.1);
             let mut sign_ins: Vec<OtherSignIn> = self
                 .0
@@ -281,7 +316,7 @@ mod tests {
                 })
                 .collect();
             sign_ins.sort_by_key(|s| s.position);
-            OthersSince { newest, sign_ins }
+            OthersSince { newest, sign_ins, erased: self.1.clone() }
         }
     }
 
@@ -299,6 +334,7 @@ mod tests {
                     positions: VecDeque::new(),
                     taken: HashMap::new(),
                     added: HashSet::new(),
+                    forgotten: HashMap::new(),
                     warned: false,
                 },
                 accounts: Mutex::new(HashMap::from([(account.clone(), known)])),
@@ -306,11 +342,12 @@ mod tests {
             }
         }
 
-        fn look(&mut self, rows: &Rows) {
+        /// One look; the erasures it applied for the first time.
+        fn look(&mut self, rows: &Rows) -> Vec<(Subject, i64)> {
             let after = self.feed.positions.front().copied();
             let taken: Vec<(i64, i64)> = self.feed.taken.iter().map(|(&w, &p)| (w, p)).collect();
             let found = Ok(rows.others_since(after, &taken));
-            self.feed.take(monotonic_ms(), after, found, &self.accounts, &self.health);
+            self.feed.take(monotonic_ms(), after, found, &self.accounts, &self.health)
         }
 
         fn seen(&self, account: &Subject) -> Vec<i64> {
@@ -340,6 +377,29 @@ mod tests {
         rows.0.push((5, ME, grace.clone(), sighting(5_000, "Europe/London")));
         follower.look(&rows);
         assert_eq!(follower.seen(&grace).len(), 4, "this process's own sign-ins come from itself");
+    }
+
+    #[test]
+    fn an_erasure_elsewhere_forgets_the_account_once() {
+        let grace = Subject::from_stored("grace".into());
+        let mut follower = Follower::new(&grace);
+        let mut rows = Rows::default();
+        follower.look(&rows);
+        rows.0.push((1, 1, grace.clone(), sighting(1_000, "Europe/London")));
+        follower.look(&rows);
+        assert_eq!(follower.seen(&grace), [1_000]);
+        // Another instance erases grace; the store reports the erasure for
+        // a while, and one of its sign-ins taken in the same look goes too.
+        rows.0.push((2, 1, grace.clone(), sighting(2_000, "Europe/London")));
+        rows.1.push((9, grace.clone(), 2_500));
+        assert_eq!(follower.look(&rows), [(grace.clone(), 2_500)], "its own events up to then go too");
+        assert!(!follower.accounts.lock().unwrap().contains_key(&grace), "forgotten");
+        // Read again (as a sign-in would), then the same erasure is
+        // reported again: not applied twice.
+        let known = KnownAccount { sightings: VecDeque::new(), read_ms: monotonic_ms(), complete: true };
+        follower.accounts.lock().unwrap().insert(grace.clone(), known);
+        assert_eq!(follower.look(&rows), []);
+        assert!(follower.accounts.lock().unwrap().contains_key(&grace), "once");
     }
 
     #[test]

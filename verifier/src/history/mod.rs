@@ -282,6 +282,10 @@ pub struct OthersSince {
     pub newest: i64,
     /// Other processes' sign-ins, oldest first.
     pub sign_ins: Vec<OtherSignIn>,
+    /// Accounts other processes erased lately: the erasure's id (the same
+    /// erasure is found again by the next looks), the account, and the
+    /// time up to which its events are erased.
+    pub erased: Vec<(i64, Subject, i64)>,
 }
 
 /// The longest zone or locale text kept (a browser's own are far shorter;
@@ -388,6 +392,14 @@ pub trait HistoryStore: Send + Sync + 'static {
     ) -> HistoryFuture<'_, OthersSince> {
         let _ = (after, taken, limit);
         Box::pin(async { Ok(OthersSince::default()) })
+    }
+
+    /// Erases this process's own events of `account` up to `at_ms`, after
+    /// another process erased the account: one this process committed
+    /// while the erasure did is not left behind. Returns how many.
+    fn forget_erased(&self, account: &Subject, at_ms: i64) -> HistoryFuture<'_, u64> {
+        let _ = (account, at_ms);
+        Box::pin(async { Ok(0) })
     }
 
     /// The account's most recent events since `since_ms`, newest first, at

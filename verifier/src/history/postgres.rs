@@ -50,7 +50,29 @@ const MIGRATIONS: &[&str] = &[
     // 3: which process wrote each event, so each instance can follow the
     // others' (NULL for events written before).
     "ALTER TABLE events ADD COLUMN writer BIGINT",
+    // 4: erasures, kept for the retention window: an event answered
+    // before an account's erasure but committed after it (by another
+    // instance, or from a journal) is not written, and the other instances
+    // forget what they remember of the account.
+    "CREATE TABLE erasures (
+        id BIGSERIAL PRIMARY KEY,
+        account TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        noted_ms BIGINT NOT NULL,
+        writer BIGINT
+    );
+    CREATE INDEX erasures_account ON erasures (account);
+    CREATE INDEX erasures_noted ON erasures (noted_ms);",
 ];
+
+/// How far past an erasure (by the erasing instance's clock) an event's
+/// time may lie and still be covered by it: the instances' clocks differ
+/// by a little, and an erasure errs on the side of erasing.
+const ERASURE_MARGIN_MS: i64 = 1_000;
+
+/// How long after it is noted the feed looks for an erasure (a commit that
+/// shows later is still covered by the re-read after a minute).
+const ERASURE_FEED_WINDOW_MS: i64 = 10_000;
 
 /// An arbitrary constant naming Meridian's migration lock.
 const MIGRATION_LOCK: i64 = 0x6d65_7269_6469_616e;
@@ -287,7 +309,11 @@ impl HistoryStore for PostgresHistory {
                             restricted_device, verdict, score, reasons, error, writer)
                         SELECT batch.*, $17::BIGINT FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[],
                             $5::TEXT[], $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::BOOLEAN[], $10::TEXT[],
-                            $11::SMALLINT[], $12::TEXT[], $13::TEXT[]) AS batch
+                            $11::SMALLINT[], $12::TEXT[], $13::TEXT[]) AS batch (at_ms, account, organization,
+                            network, country, asn, zone, locale, restricted_device, verdict, score, reasons, error)
+                        -- Nothing an erasure covers: answered before it, written after.
+                        WHERE batch.account IS NULL OR NOT EXISTS (SELECT 1 FROM erasures
+                            WHERE erasures.account = batch.account AND erasures.at_ms >= batch.at_ms)
                         RETURNING 1)
                      INSERT INTO journal_marks (origin, through, at_ms)
                      SELECT $14::TEXT, $15::BIGINT, $16::BIGINT WHERE $14::TEXT IS NOT NULL
@@ -353,7 +379,7 @@ impl HistoryStore for PostgresHistory {
         let (writers, positions): (Vec<i64>, Vec<i64>) = taken.iter().copied().unzip();
         self.with(move |client| async move {
             let newest: i64 = client.query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[]).await?.try_get(0)?;
-            let Some(after) = after else { return Ok(OthersSince { newest, sign_ins: Vec::new() }) };
+            let Some(after) = after else { return Ok(OthersSince { newest, ..OthersSince::default() }) };
             let rows = client
                 .query(
                     "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device, id, account,
@@ -377,7 +403,17 @@ impl HistoryStore for PostgresHistory {
                     })
                 })
                 .collect::<Result<_, tokio_postgres::Error>>()?;
-            Ok(OthersSince { newest, sign_ins })
+            let erased = client
+                .query(
+                    "SELECT id, account, at_ms FROM erasures WHERE noted_ms >= $1 AND writer IS DISTINCT FROM $2
+                     ORDER BY id",
+                    &[&now_ms().saturating_sub(ERASURE_FEED_WINDOW_MS), &writer],
+                )
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, Subject::from_stored(row.try_get(1)?), row.try_get(2)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()?;
+            Ok(OthersSince { newest, sign_ins, erased })
         })
     }
 
@@ -444,8 +480,35 @@ impl HistoryStore for PostgresHistory {
 
     fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64> {
         let account = account.clone();
+        let writer = self.writer;
         self.with(move |client| async move {
-            client.execute("DELETE FROM events WHERE account = $1", &[&account.as_str()]).await
+            // One statement, so one transaction: the events go, and the
+            // erasure is noted for the other instances and for events
+            // answered before it that are still to be written.
+            let now = now_ms();
+            let row = client
+                .query_one(
+                    "WITH gone AS (DELETE FROM events WHERE account = $1 RETURNING 1),
+                     noted AS (INSERT INTO erasures (account, at_ms, noted_ms, writer)
+                        VALUES ($1, $2, $3, $4) RETURNING 1)
+                     SELECT COUNT(*) FROM gone, (SELECT COUNT(*) FROM noted) AS n",
+                    &[&account.as_str(), &now.saturating_add(ERASURE_MARGIN_MS), &now, &writer],
+                )
+                .await?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })
+    }
+
+    fn forget_erased(&self, account: &Subject, at_ms: i64) -> HistoryFuture<'_, u64> {
+        let account = account.clone();
+        let writer = self.writer;
+        self.with(move |client| async move {
+            client
+                .execute(
+                    "DELETE FROM events WHERE account = $1 AND at_ms <= $2 AND writer = $3",
+                    &[&account.as_str(), &at_ms, &writer],
+                )
+                .await
         })
     }
 
@@ -453,6 +516,7 @@ impl HistoryStore for PostgresHistory {
         self.with(move |client| async move {
             let purged = client.execute("DELETE FROM events WHERE at_ms < $1", &[&before_ms]).await?;
             client.execute("DELETE FROM journal_marks WHERE at_ms < $1", &[&before_ms]).await?;
+            client.execute("DELETE FROM erasures WHERE noted_ms < $1", &[&before_ms]).await?;
             Ok(purged)
         })
     }
