@@ -328,6 +328,11 @@ async fn a_client_can_lengthen_the_echo_over_http_but_not_forge_move_or_shorten_
         .await
         .unwrap();
     assert_eq!(huge.status(), 413);
+    // A step kept past its lifetime (10 s) on the instance that sealed it.
+    tokio::time::sleep(Duration::from_millis(10_200)).await;
+    let (status, answer) = post_step(service.address, "127.0.0.1", step).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("expired"), "{answer}");
     // A challenge is not a step.
     let plain: Value =
         reqwest::get(format!("http://{}/v1/challenge", service.address)).await.unwrap().json().await.unwrap();

@@ -73,6 +73,10 @@ enum TcpSource {
 
 /// Round trips of the echo over HTTP (`POST /v1/echo`).
 pub(crate) const HTTP_ROUNDS: u8 = 8;
+/// How long a step of the echo over HTTP may be kept before it is sent
+/// back (on the instance that sealed it; another cannot tell): its least
+/// round trip so far must not outlive the moment it describes.
+const STEP_LIFETIME: Duration = Duration::from_secs(10);
 
 /// Upgrades to the echo WebSocket.
 #[utoipa::path(get, path = "/v1/echo", responses(
@@ -335,6 +339,9 @@ pub(crate) async fn echo_http(
         }
         // Timed only on the instance that sealed it, and only while fresh.
         let elapsed = received_us.checked_sub(step.sealed_at_us).filter(|_| step.instance == id);
+        if elapsed.is_some_and(|us| us > u64::try_from(STEP_LIFETIME.as_micros()).unwrap_or(u64::MAX)) {
+            return Err(ApiError::bad_request("this echo step has expired: start again with an empty body"));
+        }
         let sample = elapsed
             .filter(|&us| us <= u64::try_from(ANSWER_WITHIN.as_micros()).unwrap_or(u64::MAX))
             .and_then(|us| u32::try_from(us).ok());
