@@ -156,12 +156,12 @@ impl Feed {
         let taken: Vec<(i64, i64)> =
             self.taken.iter().map(|(&writer, &position)| (writer, position)).collect();
         let found = store.others_since(after, &taken, PAGE).await;
-        for (account, at_ms) in self.take(started, after, found, accounts, health) {
+        for (id, account, at_ms) in self.take(started, after, found, accounts, health) {
             // A batch of this process's that committed while the erasure
             // did may hold some of the account's events: they go too.
             if let Err(error) = store.forget_erased(&account, at_ms).await {
                 tracing::warn!(%error, "history: cannot apply another instance's erasure here; it is retried");
-                self.forgotten.retain(|_, _| false);
+                self.forgotten.remove(&id);
             }
         }
     }
@@ -175,7 +175,7 @@ impl Feed {
         found: Result<OthersSince, super::HistoryError>,
         accounts: &Mutex<HashMap<Subject, KnownAccount>>,
         health: &FeedHealth,
-    ) -> Vec<(Subject, i64)> {
+    ) -> Vec<(i64, Subject, i64)> {
         let OthersSince { newest, sign_ins, erased } = match found {
             Ok(found) => found,
             Err(error) => {
@@ -211,7 +211,7 @@ impl Feed {
             for (id, account, at_ms) in erased {
                 if self.forgotten.insert(id, started).is_none() {
                     accounts.remove(&account);
-                    newly_erased.push((account, at_ms));
+                    newly_erased.push((id, account, at_ms));
                 }
             }
         }
@@ -343,7 +343,7 @@ mod tests {
         }
 
         /// One look; the erasures it applied for the first time.
-        fn look(&mut self, rows: &Rows) -> Vec<(Subject, i64)> {
+        fn look(&mut self, rows: &Rows) -> Vec<(i64, Subject, i64)> {
             let after = self.feed.positions.front().copied();
             let taken: Vec<(i64, i64)> = self.feed.taken.iter().map(|(&w, &p)| (w, p)).collect();
             let found = Ok(rows.others_since(after, &taken));
@@ -392,7 +392,7 @@ mod tests {
         // a while, and one of its sign-ins taken in the same look goes too.
         rows.0.push((2, 1, grace.clone(), sighting(2_000, "Europe/London")));
         rows.1.push((9, grace.clone(), 2_500));
-        assert_eq!(follower.look(&rows), [(grace.clone(), 2_500)], "its own events up to then go too");
+        assert_eq!(follower.look(&rows), [(9, grace.clone(), 2_500)], "its own events up to then go too");
         assert!(!follower.accounts.lock().unwrap().contains_key(&grace), "forgotten");
         // Read again (as a sign-in would), then the same erasure is
         // reported again: not applied twice.
