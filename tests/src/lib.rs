@@ -738,8 +738,19 @@ impl Browser {
     /// # Panics
     /// When the page or the collector fails.
     pub async fn collect_token_on(&self, page: &str, action: &str) -> String {
+        self.collect_token_after(page, action, "").await
+    }
+
+    /// [`Browser::collect_token_on`] after running `prelude` in the page
+    /// first (e.g. to break its `WebSocket`, as a network that lets none
+    /// through would). In Firefox, WebDriver scripts run in a sandbox over
+    /// the page: what `prelude` changes there is not what page scripts see.
+    ///
+    /// # Panics
+    /// When the page or the collector fails.
+    pub async fn collect_token_after(&self, page: &str, action: &str, prelude: &str) -> String {
         self.client.goto(page).await.unwrap_or_else(|e| panic!("goto: {e}"));
-        let script = match self.engine {
+        let collect = match self.engine {
             Engine::Chromium | Engine::WebKit => {
                 "const [action, done] = arguments;
                  import('/pkg/meridian.js')
@@ -773,9 +784,10 @@ impl Browser {
                  start();"
             }
         };
+        let script = format!("{prelude}\n{collect}");
         let value = self
             .client
-            .execute_async(script, vec![serde_json::json!(action)])
+            .execute_async(&script, vec![serde_json::json!(action)])
             .await
             .unwrap_or_else(|e| panic!("collect in {}: {e}", self.engine));
         match value.get("token").and_then(|t| t.as_str()) {
