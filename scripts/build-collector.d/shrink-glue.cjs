@@ -105,8 +105,9 @@ const trims = [
     '',
   ],
   // Every engine with reference types streams; a response it refuses
-  // (served without `application/wasm`) is read whole instead, with a
-  // warning, and any other failure surfaces there again.
+  // before reading it (served without `application/wasm`) is read whole
+  // instead, with a warning; a failure after reading it (a module that
+  // does not compile, a CSP) is the error itself.
   [
     `        if (!module.ok) {
             throw new Error(\`failed to fetch Wasm: \${module.status} \${module.statusText} fetching '\${module.url}'\`);
@@ -129,7 +130,8 @@ const trims = [
         try {
             return await WebAssembly.instantiateStreaming(module, imports);
         } catch (e) {
-            console.warn('meridian: wasm streaming failed', e);
+            if (module.bodyUsed) throw e;
+            console.warn('meridian: serve .wasm as application/wasm', e);
         }
 `,
   ],

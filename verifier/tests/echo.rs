@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use meridian_protocol::{base64url_decode, base64url_encode};
 use meridian_verifier::challenge::Latency;
-use meridian_verifier::clock::SystemClock;
+use meridian_verifier::clock::ShiftedClock;
 use meridian_verifier::geo::Country;
 use meridian_verifier::http::{ApiState, ServeLimits, VerifySecret, router};
 use meridian_verifier::replay::MemoryReplayStore;
@@ -30,6 +30,8 @@ const SECRET: &str = "echo-test-secret-0123456789";
 struct Service {
     address: SocketAddr,
     minter: Minter,
+    /// The verifier's clock, which a test may move.
+    clock: Arc<ShiftedClock>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -45,7 +47,8 @@ impl Service {
         let policy = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
         let verifier = Verifier::new(minter.keys.clone(), policy, Arc::new(MemoryReplayStore::new(1_000)))
             .with_intel(Arc::new(intel_placing(&[("127.0.0.0/8", "SG")])));
-        let api = ApiState::new(verifier, vec![VerifySecret::new(SECRET).unwrap()], Arc::new(SystemClock));
+        let clock = Arc::new(ShiftedClock::default());
+        let api = ApiState::new(verifier, vec![VerifySecret::new(SECRET).unwrap()], clock.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let app = router(api);
@@ -54,7 +57,7 @@ impl Service {
                 meridian_verifier::http::serve(listener, app, ServeLimits::default(), std::future::pending())
                     .await;
         });
-        Self { address, minter, task }
+        Self { address, minter, clock, task }
     }
 
     /// Signs claims of an honest browser in `zone` with `challenge` and
@@ -328,11 +331,15 @@ async fn a_client_can_lengthen_the_echo_over_http_but_not_forge_move_or_shorten_
         .await
         .unwrap();
     assert_eq!(huge.status(), 413);
-    // A step kept past its lifetime (10 s) on the instance that sealed it.
-    tokio::time::sleep(Duration::from_millis(10_200)).await;
-    let (status, answer) = post_step(service.address, "127.0.0.1", step).await;
-    assert_eq!(status, 400, "{answer}");
-    assert!(answer["message"].as_str().unwrap().contains("expired"), "{answer}");
+    // A step of an echo begun more than 20 s before, by the verifier's
+    // clock (any instance's: it is wall-clock time), or far in its future.
+    for shift in [20_500, -23_000] {
+        service.clock.advance_ms(shift);
+        let (status, answer) = post_step(service.address, "127.0.0.1", step).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains("expired"), "{answer}");
+    }
+    service.clock.advance_ms(2_500);
     // A challenge is not a step.
     let plain: Value =
         reqwest::get(format!("http://{}/v1/challenge", service.address)).await.unwrap().json().await.unwrap();

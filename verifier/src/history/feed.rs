@@ -115,6 +115,7 @@ pub(super) fn follow(
             taken: HashMap::new(),
             added: HashSet::new(),
             forgotten: HashMap::new(),
+            erasures_after: None,
             warned: false,
         };
         let mut every = tokio::time::interval(LOOK_EVERY);
@@ -140,6 +141,9 @@ struct Feed {
     /// Erasures already applied, with when ([`monotonic_ms`]), kept while
     /// the store can still report them.
     forgotten: HashMap<i64, i64>,
+    /// The newest erasure seen: the next look asks for those after it. Kept
+    /// through failed looks, so an erasure made meanwhile is still found.
+    erasures_after: Option<i64>,
     /// Whether a failure was logged since the last good look.
     warned: bool,
 }
@@ -155,7 +159,7 @@ impl Feed {
         let after = self.positions.front().copied();
         let taken: Vec<(i64, i64)> =
             self.taken.iter().map(|(&writer, &position)| (writer, position)).collect();
-        let found = store.others_since(after, &taken, PAGE).await;
+        let found = store.others_since(after, &taken, self.erasures_after, PAGE).await;
         for (id, account, at_ms) in self.take(started, after, found, accounts, health) {
             // A batch of this process's that committed while the erasure
             // did may hold some of the account's events: they go too.
@@ -176,7 +180,7 @@ impl Feed {
         accounts: &Mutex<HashMap<Subject, KnownAccount>>,
         health: &FeedHealth,
     ) -> Vec<(i64, Subject, i64)> {
-        let OthersSince { newest, sign_ins, erased } = match found {
+        let OthersSince { newest, sign_ins, erased, erasures_newest } = match found {
             Ok(found) => found,
             Err(error) => {
                 if !self.warned {
@@ -216,6 +220,8 @@ impl Feed {
             }
         }
         self.forgotten.retain(|_, at| started.saturating_sub(*at) <= FORGET_FOR_MS);
+        self.erasures_after =
+            Some(self.erasures_after.map_or(erasures_newest, |seen| seen.max(erasures_newest)));
         let behind = u32::try_from(sign_ins.len()).unwrap_or(u32::MAX) >= PAGE;
         if behind {
             health.gaps.fetch_add(1, Ordering::Relaxed);
@@ -288,19 +294,33 @@ mod tests {
         assert_eq!(known.sightings.front().unwrap().at_ms, 1_099);
     }
 
-    /// Rows a test commits: (position, writer, account, sighting), and the
-    /// erasures the store reports as recent.
+    /// Rows a test commits: (position, writer, account, sighting), and
+    /// erasures: (id, account, erased until, still noted lately).
     #[derive(Default)]
-    struct Rows(Vec<(i64, i64, Subject, Sighting)>, Vec<(i64, Subject, i64)>);
+    struct Rows(Vec<(i64, i64, Subject, Sighting)>, Vec<(i64, Subject, i64, bool)>);
 
     /// This process's writer id in the tests.
     const ME: i64 = 7;
 
     impl Rows {
         /// What `PostgresHistory::others_since` answers from these rows.
-        fn others_since(&self, after: Option<i64>, taken: &[(i64, i64)]) -> OthersSince {
+        fn others_since(
+            &self,
+            after: Option<i64>,
+            taken: &[(i64, i64)],
+            erasures_after: Option<i64>,
+        ) -> OthersSince {
             let newest = self.0.iter().map(|row| row.0).max().unwrap_or(0);
-            let Some(after) = after else { return OthersSince { newest, ..OthersSince::default() } };
+            let erasures_newest = self.1.iter().map(|e| e.0).max().unwrap_or(0);
+            let erased = self
+                .1
+                .iter()
+                .filter(|(id, _, _, lately)| *id > erasures_after.unwrap_or(i64::MAX) || *lately)
+                .map(|(id, account, until, _)| (*id, account.clone(), *until))
+                .collect();
+            let Some(after) = after else {
+                return OthersSince { newest, erasures_newest, erased, sign_ins: Vec::new() };
+            };
             let past = |writer: i64| taken.iter().find(|t| t.0 == writer).map_or(0, |t| t.1);
             let mut sign_ins: Vec<OtherSignIn> = self
                 .0
@@ -316,7 +336,7 @@ mod tests {
                 })
                 .collect();
             sign_ins.sort_by_key(|s| s.position);
-            OthersSince { newest, sign_ins, erased: self.1.clone() }
+            OthersSince { newest, sign_ins, erased, erasures_newest }
         }
     }
 
@@ -335,6 +355,7 @@ mod tests {
                     taken: HashMap::new(),
                     added: HashSet::new(),
                     forgotten: HashMap::new(),
+                    erasures_after: None,
                     warned: false,
                 },
                 accounts: Mutex::new(HashMap::from([(account.clone(), known)])),
@@ -346,7 +367,7 @@ mod tests {
         fn look(&mut self, rows: &Rows) -> Vec<(i64, Subject, i64)> {
             let after = self.feed.positions.front().copied();
             let taken: Vec<(i64, i64)> = self.feed.taken.iter().map(|(&w, &p)| (w, p)).collect();
-            let found = Ok(rows.others_since(after, &taken));
+            let found = Ok(rows.others_since(after, &taken, self.feed.erasures_after));
             self.feed.take(monotonic_ms(), after, found, &self.accounts, &self.health)
         }
 
@@ -391,7 +412,7 @@ mod tests {
         // Another instance erases grace; the store reports the erasure for
         // a while, and one of its sign-ins taken in the same look goes too.
         rows.0.push((2, 1, grace.clone(), sighting(2_000, "Europe/London")));
-        rows.1.push((9, grace.clone(), 2_500));
+        rows.1.push((9, grace.clone(), 2_500, true));
         assert_eq!(follower.look(&rows), [(9, grace.clone(), 2_500)], "its own events up to then go too");
         assert!(!follower.accounts.lock().unwrap().contains_key(&grace), "forgotten");
         // Read again (as a sign-in would), then the same erasure is
@@ -400,6 +421,19 @@ mod tests {
         follower.accounts.lock().unwrap().insert(grace.clone(), known);
         assert_eq!(follower.look(&rows), []);
         assert!(follower.accounts.lock().unwrap().contains_key(&grace), "once");
+        // Looks fail for a while; an erasure made meanwhile is no longer
+        // noted lately when they succeed again, and is found all the same.
+        rows.1[0].3 = false;
+        follower.feed.take(
+            monotonic_ms(),
+            None,
+            Err(super::super::HistoryError::Unavailable("down".into())),
+            &follower.accounts,
+            &follower.health,
+        );
+        rows.1.push((10, grace.clone(), 5_000, false));
+        assert_eq!(follower.look(&rows), [(10, grace.clone(), 5_000)], "after the outage");
+        assert_eq!(follower.look(&rows), []);
     }
 
     #[test]

@@ -282,11 +282,20 @@ pub struct OthersSince {
     pub newest: i64,
     /// Other processes' sign-ins, oldest first.
     pub sign_ins: Vec<OtherSignIn>,
-    /// Accounts other processes erased lately: the erasure's id (the same
-    /// erasure is found again by the next looks), the account, and the
-    /// time up to which its events are erased.
+    /// Accounts other processes erased after the erasure asked after, or
+    /// lately: the erasure's id (the same erasure may be found again by the
+    /// next looks), the account, and the time up to which its events are
+    /// erased.
     pub erased: Vec<(i64, Subject, i64)>,
+    /// The newest erasure's id when it looked.
+    pub erasures_newest: i64,
 }
+
+/// How far past an erasure (by the erasing instance's clock) an event's
+/// time may lie and still be covered by it: the instances' clocks differ
+/// by a little, and an erasure errs on the side of erasing.
+#[cfg(feature = "history")]
+pub(crate) const ERASURE_MARGIN_MS: i64 = 1_000;
 
 /// The longest zone or locale text kept (a browser's own are far shorter;
 /// a forger's may be anything).
@@ -382,15 +391,18 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// position. A writer in `taken` (writer, position) is read only past
     /// that position: each writer commits its batches one after the other,
     /// so nothing of it can still appear below what was taken of it. With
-    /// `after` `None`, only the newest position. A store no other process
-    /// writes to has none.
+    /// `after` `None`, only the newest position. With them, the erasures
+    /// other processes made after the erasure `erasures_after` (or noted in
+    /// the last seconds, in case one committed out of order), and the
+    /// newest erasure's id. A store no other process writes to has none.
     fn others_since(
         &self,
         after: Option<i64>,
         taken: &[(i64, i64)],
+        erasures_after: Option<i64>,
         limit: u32,
     ) -> HistoryFuture<'_, OthersSince> {
-        let _ = (after, taken, limit);
+        let _ = (after, taken, erasures_after, limit);
         Box::pin(async { Ok(OthersSince::default()) })
     }
 
@@ -645,7 +657,14 @@ impl History {
     /// When the store cannot answer.
     pub async fn erase_account(&self, account: &Subject) -> Result<u64, HistoryError> {
         self.flush().await?;
+        let covered_until_ms = now_ms().saturating_add(ERASURE_MARGIN_MS);
         let erased = self.store.erase_account(account).await?;
+        // A sign-in answered while the erasure ran may sit in a batch whose
+        // insert looked before the erasure committed: once it is written,
+        // take this process's own covered events out too (the other
+        // instances do the same through their feed).
+        self.flush().await?;
+        self.store.forget_erased(account, covered_until_ms).await?;
         if let Ok(mut accounts) = self.accounts.lock() {
             accounts.remove(account);
         }

@@ -11,8 +11,8 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use super::report::{FLAGGED_SQL, REGION_EVIDENCE, STRONGEST_FIRST_SQL, SUMMARY_COLUMNS, Summary};
 use super::{
-    Counts, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark, OrganizationShare, OtherSignIn,
-    OthersSince, Sighting, Subject, SubjectKind, now_ms,
+    Counts, ERASURE_MARGIN_MS, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark,
+    OrganizationShare, OtherSignIn, OthersSince, Sighting, Subject, SubjectKind, now_ms,
 };
 use crate::ErrorCode;
 use crate::geo::Country;
@@ -65,13 +65,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX erasures_noted ON erasures (noted_ms);",
 ];
 
-/// How far past an erasure (by the erasing instance's clock) an event's
-/// time may lie and still be covered by it: the instances' clocks differ
-/// by a little, and an erasure errs on the side of erasing.
-const ERASURE_MARGIN_MS: i64 = 1_000;
-
-/// How long after it is noted the feed looks for an erasure (a commit that
-/// shows later is still covered by the re-read after a minute).
+/// How long after it is noted the feed still looks for an erasure below the
+/// newest it has seen (one whose commit showed after a later one's).
 const ERASURE_FEED_WINDOW_MS: i64 = 10_000;
 
 /// An arbitrary constant naming Meridian's migration lock.
@@ -373,13 +368,38 @@ impl HistoryStore for PostgresHistory {
         &self,
         after: Option<i64>,
         taken: &[(i64, i64)],
+        erasures_after: Option<i64>,
         limit: u32,
     ) -> HistoryFuture<'_, OthersSince> {
         let writer = self.writer;
         let (writers, positions): (Vec<i64>, Vec<i64>) = taken.iter().copied().unzip();
         self.with(move |client| async move {
-            let newest: i64 = client.query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[]).await?.try_get(0)?;
-            let Some(after) = after else { return Ok(OthersSince { newest, ..OthersSince::default() }) };
+            let newest = client
+                .query_one(
+                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM erasures)",
+                    &[],
+                )
+                .await?;
+            let (newest, erasures_newest): (i64, i64) = (newest.try_get(0)?, newest.try_get(1)?);
+            // Past the last one seen, and (for one that committed after a
+            // later id was seen) whatever was noted in the last seconds.
+            let erased = client
+                .query(
+                    "SELECT id, account, at_ms FROM erasures WHERE (id > $1 OR noted_ms >= $2)
+                        AND writer IS DISTINCT FROM $3 ORDER BY id",
+                    &[
+                        &erasures_after.unwrap_or(i64::MAX),
+                        &now_ms().saturating_sub(ERASURE_FEED_WINDOW_MS),
+                        &writer,
+                    ],
+                )
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, Subject::from_stored(row.try_get(1)?), row.try_get(2)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()?;
+            let Some(after) = after else {
+                return Ok(OthersSince { newest, erasures_newest, erased, sign_ins: Vec::new() });
+            };
             let rows = client
                 .query(
                     "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device, id, account,
@@ -403,17 +423,7 @@ impl HistoryStore for PostgresHistory {
                     })
                 })
                 .collect::<Result<_, tokio_postgres::Error>>()?;
-            let erased = client
-                .query(
-                    "SELECT id, account, at_ms FROM erasures WHERE noted_ms >= $1 AND writer IS DISTINCT FROM $2
-                     ORDER BY id",
-                    &[&now_ms().saturating_sub(ERASURE_FEED_WINDOW_MS), &writer],
-                )
-                .await?
-                .iter()
-                .map(|row| Ok((row.try_get(0)?, Subject::from_stored(row.try_get(1)?), row.try_get(2)?)))
-                .collect::<Result<_, tokio_postgres::Error>>()?;
-            Ok(OthersSince { newest, sign_ins, erased })
+            Ok(OthersSince { newest, sign_ins, erased, erasures_newest })
         })
     }
 

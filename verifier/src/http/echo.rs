@@ -73,10 +73,12 @@ enum TcpSource {
 
 /// Round trips of the echo over HTTP (`POST /v1/echo`).
 pub(crate) const HTTP_ROUNDS: u8 = 8;
-/// How long a step of the echo over HTTP may be kept before it is sent
-/// back (on the instance that sealed it; another cannot tell): its least
-/// round trip so far must not outlive the moment it describes.
-const STEP_LIFETIME: Duration = Duration::from_secs(10);
+/// How long an echo over HTTP may run from its first request, by the
+/// verifier's clock on any instance: its least round trip must not outlive
+/// the moment it describes (nine requests take a few seconds at most).
+const HTTP_ECHO_LIFETIME_MS: i64 = 20_000;
+/// How far the instances' clocks may differ for a step begun on another.
+const CLOCK_LEEWAY_MS: i64 = 2_000;
 
 /// Upgrades to the echo WebSocket.
 #[utoipa::path(get, path = "/v1/echo", responses(
@@ -236,23 +238,25 @@ pub(crate) struct EchoStep {
 /// challenge key, in a domain of its own):
 ///
 /// ```text
-/// instance (8) | round (1) | sealed at µs (8, BE, this process's clock) | least round trip µs (4, BE; all ones: none yet) | client IP (16)
+/// instance (8) | round (1) | begun at ms (8, BE, Unix) | sealed at µs (8, BE, this process's clock) | least round trip µs (4, BE; all ones: none yet) | client IP (16)
 /// ```
 ///
-/// The instant is this process's monotonic clock: a step that comes back to
-/// another instance (a load balancer that moved the connection) is carried
-/// on but not timed. The client IP binds the echo to one client, as the
-/// challenge it ends in.
+/// The sealing instant is this process's monotonic clock: a step that comes
+/// back to another instance (a load balancer that moved the connection) is
+/// carried on but not timed. When the echo began is wall-clock time, which
+/// every instance can judge. The client IP binds the echo to one client, as
+/// the challenge it ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Step {
     instance: [u8; 8],
     round: u8,
+    begun_ms: i64,
     sealed_at_us: u64,
     best_us: Option<u32>,
     ip: IpAddr,
 }
 
-const STEP_LEN: usize = 8 + 1 + 8 + 4 + 16;
+const STEP_LEN: usize = 8 + 1 + 8 + 8 + 4 + 16;
 const NO_ROUND_TRIP: u32 = u32::MAX;
 
 impl Step {
@@ -260,25 +264,27 @@ impl Step {
         let mut out = [0; STEP_LEN];
         out[..8].copy_from_slice(&self.instance);
         out[8] = self.round;
-        out[9..17].copy_from_slice(&self.sealed_at_us.to_be_bytes());
-        out[17..21].copy_from_slice(&self.best_us.unwrap_or(NO_ROUND_TRIP).to_be_bytes());
+        out[9..17].copy_from_slice(&self.begun_ms.to_be_bytes());
+        out[17..25].copy_from_slice(&self.sealed_at_us.to_be_bytes());
+        out[25..29].copy_from_slice(&self.best_us.unwrap_or(NO_ROUND_TRIP).to_be_bytes());
         let ip = match self.ip {
             IpAddr::V4(v4) => v4.to_ipv6_mapped(),
             IpAddr::V6(v6) => v6,
         };
-        out[21..].copy_from_slice(&ip.octets());
+        out[29..].copy_from_slice(&ip.octets());
         out
     }
 
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let bytes: &[u8; STEP_LEN] = bytes.try_into().ok()?;
-        let best = u32::from_be_bytes(bytes[17..21].try_into().ok()?);
-        let ip: [u8; 16] = bytes[21..].try_into().ok()?;
+        let best = u32::from_be_bytes(bytes[25..29].try_into().ok()?);
+        let ip: [u8; 16] = bytes[29..].try_into().ok()?;
         (bytes[8] < HTTP_ROUNDS).then_some(())?;
         Some(Self {
             instance: bytes[..8].try_into().ok()?,
             round: bytes[8],
-            sealed_at_us: u64::from_be_bytes(bytes[9..17].try_into().ok()?),
+            begun_ms: i64::from_be_bytes(bytes[9..17].try_into().ok()?),
+            sealed_at_us: u64::from_be_bytes(bytes[17..25].try_into().ok()?),
             best_us: (best != NO_ROUND_TRIP).then_some(best),
             ip: canonical_ip(IpAddr::V6(ip.into())),
         })
@@ -322,10 +328,11 @@ pub(crate) async fn echo_http(
         return Err(ApiError::internal("could not run the echo"));
     };
     let received_us = process_us(origin);
+    let now_ms = state.clock().now().as_millisecond();
     let keys = &state.verifier().keys().challenge;
     let body = body.trim();
-    let (round, best_us) = if body.is_empty() {
-        (0, None)
+    let (round, best_us, begun_ms) = if body.is_empty() {
+        (0, None, now_ms)
     } else {
         let step = keys.open_step(body).and_then(|bytes| Step::from_bytes(&bytes)).ok_or_else(|| {
             ApiError::bad_request(
@@ -337,11 +344,12 @@ pub(crate) async fn echo_http(
                 "this echo step was issued to another address: start again with an empty body",
             ));
         }
+        let age_ms = now_ms.saturating_sub(step.begun_ms);
+        if !(-CLOCK_LEEWAY_MS..=HTTP_ECHO_LIFETIME_MS).contains(&age_ms) {
+            return Err(ApiError::bad_request("this echo has expired: start again with an empty body"));
+        }
         // Timed only on the instance that sealed it, and only while fresh.
         let elapsed = received_us.checked_sub(step.sealed_at_us).filter(|_| step.instance == id);
-        if elapsed.is_some_and(|us| us > u64::try_from(STEP_LIFETIME.as_micros()).unwrap_or(u64::MAX)) {
-            return Err(ApiError::bad_request("this echo step has expired: start again with an empty body"));
-        }
         let sample = elapsed
             .filter(|&us| us <= u64::try_from(ANSWER_WITHIN.as_micros()).unwrap_or(u64::MAX))
             .and_then(|us| u32::try_from(us).ok());
@@ -349,7 +357,7 @@ pub(crate) async fn echo_http(
             (Some(best), Some(sample)) => Some(best.min(sample)),
             (best, sample) => best.or(sample),
         };
-        (step.round.saturating_add(1), best)
+        (step.round.saturating_add(1), best, step.begun_ms)
     };
     let no_store = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
     if round >= HTTP_ROUNDS {
@@ -358,6 +366,7 @@ pub(crate) async fn echo_http(
         let echo = best_us.map(|us| Duration::from_micros(u64::from(us)));
         return Ok((no_store, Json(sealed_challenge(&state, client, echo, source)?)).into_response());
     }
-    let step = Step { instance: id, round, sealed_at_us: process_us(origin), best_us, ip: client.0 };
+    let step =
+        Step { instance: id, round, begun_ms, sealed_at_us: process_us(origin), best_us, ip: client.0 };
     Ok((no_store, Json(EchoStep { echo: keys.seal_step(&step.to_bytes()) })).into_response())
 }
