@@ -110,14 +110,7 @@ pub(super) fn follow(
     let health = Arc::new(FeedHealth::new());
     let shared = health.clone();
     tokio::spawn(async move {
-        let mut feed = Feed {
-            positions: VecDeque::new(),
-            taken: HashMap::new(),
-            added: HashSet::new(),
-            forgotten: HashMap::new(),
-            erasures_after: None,
-            warned: false,
-        };
+        let mut feed = Feed::new();
         let mut every = tokio::time::interval(LOOK_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -149,6 +142,18 @@ struct Feed {
 }
 
 impl Feed {
+    /// A feed that has not looked yet.
+    fn new() -> Self {
+        Self {
+            positions: VecDeque::new(),
+            taken: HashMap::new(),
+            added: HashSet::new(),
+            forgotten: HashMap::new(),
+            erasures_after: None,
+            warned: false,
+        }
+    }
+
     async fn look(
         &mut self,
         store: &dyn HistoryStore,
@@ -350,14 +355,7 @@ mod tests {
         fn new(account: &Subject) -> Self {
             let known = KnownAccount { sightings: VecDeque::new(), read_ms: 0, complete: true };
             Self {
-                feed: Feed {
-                    positions: VecDeque::new(),
-                    taken: HashMap::new(),
-                    added: HashSet::new(),
-                    forgotten: HashMap::new(),
-                    erasures_after: None,
-                    warned: false,
-                },
+                feed: Feed::new(),
                 accounts: Mutex::new(HashMap::from([(account.clone(), known)])),
                 health: FeedHealth::new(),
             }
