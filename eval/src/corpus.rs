@@ -916,6 +916,30 @@ fn full_tunnels(engine_spoof: bool) -> Vec<Case> {
     d.cases
 }
 
+/// People in CN behind a proxy exit of their own in a data centre, the
+/// system zone set to the exit country's (no trace in the page), whose exit
+/// holds back its TCP acknowledgements so that the verifier's round trip
+/// reads almost as long as the echo, and whose browser sends no UDP around
+/// the proxy: someone who knows how the hidden leg is measured.
+fn stretched_exits() -> Vec<Case> {
+    let mut d = Draw::new("stretched-exit-engine-spoof");
+    let exits: Vec<&str> = NEIGHBOURS.iter().chain(FAR).copied().collect();
+    for index in 0..10 {
+        d.engine = d.any_engine();
+        let exit = *pick(&mut d.rng, &exits);
+        let mut person = if index % 2 == 1 { d.resident_of(exit) } else { d.restricted_user() };
+        person.zone = world::country(exit).zones[0].to_owned();
+        let (at, skew) = (d.instant(), d.skew());
+        let story = format!(
+            "A user in CN behind a proxy exit of their own in a data centre in {exit} that holds back its TCP acknowledgements, so the verifier's round trip reads as long as the echo, with the system zone set to {}{}",
+            person.zone,
+            if index % 2 == 0 { " and zh-CN kept" } else { " and the exit country's locale" }
+        );
+        d.push(Class::Evasion, story, at, person, None, hosting(exit), None, skew, "restrict-cn");
+    }
+    d.cases
+}
+
 /// The whole corpus, in a fixed order.
 pub fn generate() -> Vec<Case> {
     [
@@ -956,6 +980,7 @@ pub fn generate() -> Vec<Case> {
         untrusted_gateway(),
         engine_spoofs(true),
         echo_blocked_honest(),
+        stretched_exits(),
     ]
     .concat()
 }

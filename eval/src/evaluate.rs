@@ -290,9 +290,12 @@ fn reasons_text(outcome: &Outcome) -> String {
     parts.join(", ")
 }
 
-/// The family physics cannot see: a full tunnel carries the browser's own
-/// connection, and an engine-level spoof leaves nothing in the page.
-pub const BLIND_SPOT: &str = "full-tunnel-engine-spoof";
+/// The families physics cannot (or can only partly) see, each with an
+/// engine-level spoof that leaves nothing in the page: a full tunnel
+/// carries the browser's own connection; an exit that holds back its
+/// acknowledgements stretches the verifier's round trip over the hidden
+/// leg, which only a data centre's ceiling near the verifier shows.
+pub const BLIND_SPOTS: [&str; 2] = ["full-tunnel-engine-spoof", "stretched-exit-engine-spoof"];
 
 /// The library section of docs/EVALUATION.md: deterministic, so the test
 /// suite can prove the committed figures are current. `outcomes` took
@@ -301,7 +304,8 @@ pub const BLIND_SPOT: &str = "full-tunnel-engine-spoof";
 pub fn library_report(cases: &[Case], outcomes: &[Outcome], without: &[Outcome]) -> String {
     let summary = Summary::of(outcomes);
     let plain = Summary::of(without);
-    let seen: Vec<Outcome> = outcomes.iter().filter(|o| o.family != BLIND_SPOT).cloned().collect();
+    let seen: Vec<Outcome> =
+        outcomes.iter().filter(|o| !BLIND_SPOTS.contains(&o.family.as_str())).cloned().collect();
     let visible = Summary::of(&seen);
     let mut out = String::new();
     let row = |tally: &Tally| {
@@ -349,10 +353,11 @@ pub fn library_report(cases: &[Case], outcomes: &[Outcome], without: &[Outcome])
         writeln!(out, "| honest users sent to review ≤ 3 % | {reviewed:.1} % | {} |", yes(reviewed <= 3.0));
     let _ = writeln!(
         out,
-        "\nWithout the echo (the same cases in a deployment whose pages do not take it: plain challenges, no `withheld_echo` floor): evasion caught {:.1} %, honest denied {:.1} %, honest sent to review {:.1} %. Outside the named blind spot (`{BLIND_SPOT}`): evasion caught {:.1} % ({} of {}).\n",
+        "\nWithout the echo (the same cases in a deployment whose pages do not take it: plain challenges, no `withheld_echo` floor): evasion caught {:.1} %, honest denied {:.1} %, honest sent to review {:.1} %. Outside the named blind spots (`{}`): evasion caught {:.1} % ({} of {}).\n",
         plain.evasion_caught(),
         plain.honest_denied(),
         plain.honest_reviewed(),
+        BLIND_SPOTS.join("`, `"),
         visible.evasion_caught(),
         visible.evasion.review + visible.evasion.deny,
         visible.evasion.total()

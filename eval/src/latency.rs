@@ -30,7 +30,10 @@
 //!   company gateways, Private Relay): the TCP connection ends at the exit;
 //!   the kernel times server ↔ exit (+0.2–1 ms of the exit's own network);
 //!   the echo adds the hidden leg: browser ↔ exit, the access network and
-//!   1–5 ms of relay processing (Private Relay's two hops: 5–20 ms).
+//!   1–5 ms of relay processing (Private Relay's two hops: 5–20 ms). An
+//!   exit that holds back its acknowledgements (`stretched-exit-*`) makes
+//!   the kernel's round trip read 1–8 ms under the echo (never less than
+//!   it is), and its users send no UDP around it.
 //! - **The echo over plain requests** (`POST /v1/echo`, where a network
 //!   lets no WebSocket through): the same paths, and each round trip also
 //!   waits for the browser to turn one request's answer into the next
@@ -63,6 +66,9 @@ pub enum Via {
     FullTunnel,
     /// A proxy or relay that ends the TCP connection at its exit.
     Proxy,
+    /// A proxy whose exit holds back its TCP acknowledgements: the
+    /// verifier's round trip reads almost as long as the echo.
+    StretchedProxy,
     /// iCloud Private Relay: two proxy hops inside the user's region.
     PrivateRelay,
     /// Straight there, with the echo over plain requests: the network
@@ -89,6 +95,7 @@ pub fn via(case: &Case) -> Via {
         | "corporate-gateway-untrusted" => Via::Proxy,
         "roaming" | "warp" | "full-tunnel-exit" | "full-tunnel-engine-spoof" => Via::FullTunnel,
         "private-relay" => Via::PrivateRelay,
+        "stretched-exit-engine-spoof" => Via::StretchedProxy,
         "echo-blocked-engine-spoof" => Via::Blocked,
         "echo-blocked-honest" => Via::DirectOverRequests,
         // The relay family's echo runs where its challenge was fetched:
@@ -157,12 +164,19 @@ pub fn latency(case: &Case) -> Option<Latency> {
                 + rng.random_range(1.0..3.0);
             (tcp, tcp + jitter)
         }
-        Via::Proxy => {
+        Via::Proxy | Via::StretchedProxy => {
             let tcp = round_trip(&mut rng, exit, SERVER, false) + rng.random_range(0.2..1.0);
             let hidden = round_trip(&mut rng, browser, exit, browser_in != exit_in && browser_in == "CN")
                 + access
                 + rng.random_range(1.0..5.0);
-            (tcp, tcp + hidden)
+            let echo = tcp + hidden;
+            if via(case) == Via::StretchedProxy {
+                // Stretched to a few ms under the echo, as a direct
+                // browser's would be; never shorter than it really is.
+                (tcp.max(echo - rng.random_range(1.0..8.0)), echo)
+            } else {
+                (tcp, echo)
+            }
         }
         Via::PrivateRelay => {
             let tcp = round_trip(&mut rng, exit, SERVER, false) + rng.random_range(0.2..1.0);
