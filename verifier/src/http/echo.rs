@@ -312,7 +312,8 @@ fn process_us(origin: Instant) -> u64 {
     description = "Empty to start; then the `echo` of the previous answer, unchanged"),
     responses(
         (status = 200, description = "The next step (`{\"echo\": …}`), or after the last round trip a challenge as in `GET /v1/challenge` carrying the measured round trips", body = EchoStep),
-        (status = 400, description = "Not a step of this verifier's echo, or one for another address (`bad-request`)", body = crate::VerifyOutcome),
+        (status = 400, description = "Not a step of this verifier's echo, one for another address, an echo begun more than 20 s before, or a body that is not UTF-8 (`bad-request`)", body = crate::VerifyOutcome),
+        (status = 413, description = "A body over the size limit (`bad-request`)", body = crate::VerifyOutcome),
         (status = 429, description = "Too many challenges from this address (`rate-limited`)", body = crate::VerifyOutcome),
     ))]
 pub(crate) async fn echo_http(
