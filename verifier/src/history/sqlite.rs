@@ -1,9 +1,9 @@
 //! The embedded history: one SQLite file in WAL mode, created and migrated
 //! on first use. Writes go through one connection, reads through another
-//! (WAL lets them run side by side); both run on Tokio's blocking pool.
+//! (WAL lets them run side by side), each on a thread of its own that the
+//! queries queue for.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
@@ -88,7 +88,7 @@ const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 const FOLD_PAGE: i64 = 50_000;
 
 /// Work for the writer thread.
-type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The writer thread's nice value, the lowest priority there is: its
 /// commits take the CPU the answers leave (at 10 a half-loaded server's
@@ -100,8 +100,11 @@ const WRITER_NICE: i32 = 19;
 #[derive(Clone)]
 pub struct SqliteHistory {
     /// The writer connection's own thread.
-    writer: std::sync::mpsc::Sender<WriteJob>,
-    reader: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<Job>,
+    /// The reader connection's own thread: reads queue for it instead of
+    /// each taking a thread of the blocking pool to wait on one connection
+    /// (a burst of first sign-ins used to start hundreds).
+    reader: std::sync::mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for SqliteHistory {
@@ -138,7 +141,7 @@ impl SqliteHistory {
         let mut writer = open()?;
         migrate(&mut writer)?;
         let reader = open()?;
-        Ok(Self { writer: spawn_writer(writer)?, reader: Arc::new(Mutex::new(reader)) })
+        Ok(Self { writer: spawn_writer(writer)?, reader: spawn_reader(reader)? })
     }
 
     /// An in-memory database (tests).
@@ -155,23 +158,32 @@ impl SqliteHistory {
         let mut writer = Connection::open_with_flags(&uri, flags).map_err(unavailable)?;
         migrate(&mut writer)?;
         let reader = Connection::open_with_flags(&uri, flags).map_err(unavailable)?;
-        Ok(Self { writer: spawn_writer(writer)?, reader: Arc::new(Mutex::new(reader)) })
+        Ok(Self { writer: spawn_writer(writer)?, reader: spawn_reader(reader)? })
     }
 
-    /// Runs `work` on one connection on the blocking pool.
-    fn with<T: Send + 'static>(
-        connection: &Arc<Mutex<Connection>>,
+    /// Runs `work` on the thread that owns a connection (the writer's or
+    /// the reader's), and hands back its result.
+    fn on_thread<T: Send + 'static>(
+        thread: &std::sync::mpsc::Sender<Job>,
         work: impl FnOnce(&mut Connection) -> Result<T, HistoryError> + Send + 'static,
     ) -> HistoryFuture<'static, T> {
-        let connection = connection.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let _ = done.send(work(connection));
+        });
+        let sent = thread.send(job);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut guard = connection.lock().map_err(|_| unavailable("a history query panicked"))?;
-                work(&mut guard)
-            })
-            .await
-            .map_err(unavailable)?
+            sent.map_err(|_| unavailable("a history thread has stopped"))?;
+            result.await.map_err(|_| unavailable("a history query panicked"))?
         })
+    }
+
+    /// Runs `read` on the reader thread.
+    fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Connection) -> Result<T, HistoryError> + Send + 'static,
+    ) -> HistoryFuture<'static, T> {
+        Self::on_thread(&self.reader, read)
     }
 }
 
@@ -181,15 +193,7 @@ impl SqliteHistory {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, HistoryError> + Send + 'static,
     ) -> HistoryFuture<'static, T> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let job: WriteJob = Box::new(move |connection| {
-            let _ = done.send(work(connection));
-        });
-        let sent = self.writer.send(job);
-        Box::pin(async move {
-            sent.map_err(|_| unavailable("the history writer thread has stopped"))?;
-            result.await.map_err(|_| unavailable("a history write panicked"))?
-        })
+        Self::on_thread(&self.writer, work)
     }
 }
 
@@ -204,14 +208,14 @@ impl SqliteHistory {
         let reader = self.reader.clone();
         Box::pin(async move {
             counted.await?;
-            Self::with(&reader, read).await
+            Self::on_thread(&reader, read).await
         })
     }
 }
 
 /// Starts the thread that owns the writer connection.
-fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<WriteJob>, HistoryError> {
-    let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<Job>, HistoryError> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("meridian-history-writer".into())
         .spawn(move || {
@@ -235,6 +239,21 @@ fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<Wr
                         tracing::debug!(%error, "history: counting for the console failed; retried");
                     }
                 }
+            }
+        })
+        .map_err(unavailable)?;
+    Ok(jobs)
+}
+
+/// Starts the thread that owns the reader connection.
+fn spawn_reader(mut connection: Connection) -> Result<std::sync::mpsc::Sender<Job>, HistoryError> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("meridian-history-reader".into())
+        .spawn(move || {
+            // Ends when every handle to the history is gone.
+            while let Ok(job) = queue.recv() {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
             }
         })
         .map_err(unavailable)?;
@@ -529,7 +548,7 @@ impl HistoryStore for SqliteHistory {
 
     fn journal_mark(&self, origin: &str) -> HistoryFuture<'_, Option<u64>> {
         let origin = origin.to_owned();
-        Self::with(&self.reader, move |connection| {
+        self.read(move |connection| {
             let through: Option<i64> = connection
                 .prepare_cached("SELECT through FROM journal_marks WHERE origin = ?1")
                 .and_then(|mut query| query.query_row(params![origin], |row| row.get(0)).optional())
@@ -540,7 +559,7 @@ impl HistoryStore for SqliteHistory {
 
     fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
         let account = account.clone();
-        Self::with(&self.reader, move |connection| {
+        self.read(move |connection| {
             let mut query = connection
                 .prepare_cached(
                     "SELECT * FROM events WHERE account = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, id DESC LIMIT ?3",
@@ -555,7 +574,7 @@ impl HistoryStore for SqliteHistory {
 
     fn sightings(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Sighting>> {
         let account = account.clone();
-        Self::with(&self.reader, move |connection| {
+        self.read(move |connection| {
             let mut query = connection
                 .prepare_cached(
                     "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device FROM events
@@ -581,7 +600,7 @@ impl HistoryStore for SqliteHistory {
 
     fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare> {
         let organization = organization.clone();
-        Self::with(&self.reader, move |connection| {
+        self.read(move |connection| {
             let mut query = connection
                 .prepare_cached(
                     "SELECT COUNT(*), COALESCE(SUM(restricted * 2 > total), 0) FROM (
@@ -607,7 +626,7 @@ impl HistoryStore for SqliteHistory {
         limit: u32,
     ) -> HistoryFuture<'_, Vec<Event>> {
         let organization = organization.clone();
-        Self::with(&self.reader, move |connection| {
+        self.read(move |connection| {
             let mut query = connection
                 .prepare_cached(
                     "SELECT * FROM events WHERE organization = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, id DESC LIMIT ?3",
@@ -621,7 +640,7 @@ impl HistoryStore for SqliteHistory {
     }
 
     fn scan(&self, after: i64, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<(i64, Event)>> {
-        Self::with(&self.reader, move |connection| {
+        self.read(move |connection| {
             let mut query = connection
                 .prepare_cached("SELECT * FROM events WHERE id > ?1 AND at_ms >= ?2 ORDER BY id LIMIT ?3")
                 .map_err(unavailable)?;
@@ -705,7 +724,7 @@ impl HistoryStore for SqliteHistory {
     }
 
     fn latest(&self, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
-        Self::with(&self.reader, move |connection| {
+        self.read(move |connection| {
             let mut query = connection
                 .prepare_cached("SELECT * FROM events ORDER BY id DESC LIMIT ?1")
                 .map_err(unavailable)?;
@@ -759,5 +778,37 @@ mod tests {
         assert_eq!((accounts.len(), accounts[0].evidence.logins, accounts[0].evidence.held), (1, 2, 1));
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reads_need_no_thread_of_the_blocking_pool() {
+        // A runtime whose one blocking thread is taken: a read that waited
+        // for the pool (as reads once did, a thread each) would never end.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let occupied = tokio::task::spawn_blocking(move || held.recv());
+            let store = SqliteHistory::in_memory().unwrap();
+            let count = |connection: &mut Connection| {
+                connection
+                    .query_row("SELECT count(*) FROM events", [], |row| row.get::<_, i64>(0))
+                    .map_err(unavailable)
+            };
+            let reads: Vec<_> = (0..64).map(|_| tokio::spawn(store.read(count))).collect();
+            let all = async {
+                for read in reads {
+                    assert_eq!(read.await.unwrap().unwrap(), 0);
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(10), all)
+                .await
+                .expect("reads finish with the blocking pool taken");
+            release.send(()).unwrap();
+            occupied.await.unwrap().unwrap();
+        });
     }
 }
