@@ -87,7 +87,12 @@ const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// history goes in steps, each kept).
 const FOLD_PAGE: i64 = 50_000;
 
-/// Work for the writer thread.
+/// Queries waiting for one connection's thread, at most: past that the
+/// history is reported unavailable (verifications answer without it)
+/// instead of queueing work whose callers will have given up.
+const QUEUE: usize = 1024;
+
+/// Work for a connection's thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The writer thread's nice value, the lowest priority there is: its
@@ -100,11 +105,11 @@ const WRITER_NICE: i32 = 19;
 #[derive(Clone)]
 pub struct SqliteHistory {
     /// The writer connection's own thread.
-    writer: std::sync::mpsc::Sender<Job>,
+    writer: std::sync::mpsc::SyncSender<Job>,
     /// The reader connection's own thread: reads queue for it instead of
     /// each taking a thread of the blocking pool to wait on one connection
     /// (a burst of first sign-ins used to start hundreds).
-    reader: std::sync::mpsc::Sender<Job>,
+    reader: std::sync::mpsc::SyncSender<Job>,
 }
 
 impl std::fmt::Debug for SqliteHistory {
@@ -162,18 +167,29 @@ impl SqliteHistory {
     }
 
     /// Runs `work` on the thread that owns a connection (the writer's or
-    /// the reader's), and hands back its result.
+    /// the reader's), and hands back its result. A read whose caller has
+    /// given up by its turn (a verification answers without the history
+    /// after its timeout) is skipped: it would help no one. A write always
+    /// runs (an erasure asked for is carried out).
     fn on_thread<T: Send + 'static>(
-        thread: &std::sync::mpsc::Sender<Job>,
+        thread: &std::sync::mpsc::SyncSender<Job>,
+        skip_abandoned: bool,
         work: impl FnOnce(&mut Connection) -> Result<T, HistoryError> + Send + 'static,
     ) -> HistoryFuture<'static, T> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |connection| {
-            let _ = done.send(work(connection));
+            if !(skip_abandoned && done.is_closed()) {
+                let _ = done.send(work(connection));
+            }
         });
-        let sent = thread.send(job);
+        let sent = thread.try_send(job).map_err(|error| match error {
+            std::sync::mpsc::TrySendError::Full(_) => {
+                unavailable(format!("the history is busy: {QUEUE} queries wait for it"))
+            }
+            std::sync::mpsc::TrySendError::Disconnected(_) => unavailable("a history thread has stopped"),
+        });
         Box::pin(async move {
-            sent.map_err(|_| unavailable("a history thread has stopped"))?;
+            sent?;
             result.await.map_err(|_| unavailable("a history query panicked"))?
         })
     }
@@ -183,7 +199,7 @@ impl SqliteHistory {
         &self,
         read: impl FnOnce(&mut Connection) -> Result<T, HistoryError> + Send + 'static,
     ) -> HistoryFuture<'static, T> {
-        Self::on_thread(&self.reader, read)
+        Self::on_thread(&self.reader, true, read)
     }
 }
 
@@ -193,7 +209,7 @@ impl SqliteHistory {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, HistoryError> + Send + 'static,
     ) -> HistoryFuture<'static, T> {
-        Self::on_thread(&self.writer, work)
+        Self::on_thread(&self.writer, false, work)
     }
 }
 
@@ -208,14 +224,14 @@ impl SqliteHistory {
         let reader = self.reader.clone();
         Box::pin(async move {
             counted.await?;
-            Self::on_thread(&reader, read).await
+            Self::on_thread(&reader, true, read).await
         })
     }
 }
 
 /// Starts the thread that owns the writer connection.
-fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<Job>, HistoryError> {
-    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::SyncSender<Job>, HistoryError> {
+    let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
     std::thread::Builder::new()
         .name("meridian-history-writer".into())
         .spawn(move || {
@@ -246,8 +262,8 @@ fn spawn_writer(mut connection: Connection) -> Result<std::sync::mpsc::Sender<Jo
 }
 
 /// Starts the thread that owns the reader connection.
-fn spawn_reader(mut connection: Connection) -> Result<std::sync::mpsc::Sender<Job>, HistoryError> {
-    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+fn spawn_reader(mut connection: Connection) -> Result<std::sync::mpsc::SyncSender<Job>, HistoryError> {
+    let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
     std::thread::Builder::new()
         .name("meridian-history-reader".into())
         .spawn(move || {
@@ -810,5 +826,26 @@ mod tests {
             release.send(()).unwrap();
             occupied.await.unwrap().unwrap();
         });
+    }
+
+    #[tokio::test]
+    async fn a_read_nobody_waits_for_any_more_is_skipped() {
+        let store = SqliteHistory::in_memory().unwrap();
+        // The reader thread is busy until released.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = store.read(move |_| held.recv().map_err(unavailable));
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        // A read whose caller gives up while it waits its turn.
+        drop(store.read(move |_| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }));
+        release.send(()).unwrap();
+        busy.await.unwrap();
+        // The thread takes jobs in order: once this one is answered, the
+        // abandoned one has had its turn.
+        store.read(|_| Ok(())).await.unwrap();
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
