@@ -1469,3 +1469,54 @@ async fn console_page(origin: &str, path: &str) -> Result<String, String> {
     let text = page.text().await.unwrap();
     if status == 200 { Ok(text) } else { Err(format!("{path}: {status}")) }
 }
+
+#[tokio::test]
+async fn postgres_purges_a_large_backlog_in_batches_and_stops_what_it_stopped_waiting_for() {
+    use meridian_verifier::history::{Event, HistoryStore, PostgresHistory};
+    use meridian_verifier::verdict::Verdict;
+    let postgres = Postgres::start("purge");
+    let store = PostgresHistory::connect(&postgres.url(), Duration::from_secs(1)).await.unwrap();
+    let event = |at_ms: i64| Event {
+        at_ms,
+        account: None,
+        organization: None,
+        network: "192.0.2.0/24".into(),
+        country: None,
+        asn: None,
+        zone: None,
+        locale: None,
+        restricted_device: false,
+        verdict: Verdict::Allow,
+        score: 0,
+        reasons: Vec::new(),
+        error: None,
+    };
+    // More events past the retention than one statement of the purge
+    // erases, and a few within it.
+    for chunk in 0..5 {
+        store.record((0..5_000).map(|n| event(1_000 + chunk * 5_000 + n)).collect(), None).await.unwrap();
+    }
+    store.record((0..3).map(|n| event(100_000 + n)).collect(), None).await.unwrap();
+    assert_eq!(store.purge(50_000).await.unwrap(), 25_000);
+    assert_eq!(store.latest(100).await.unwrap().len(), 3, "the events within the retention stay");
+
+    // A statement the store gave up on (here: stuck behind another
+    // session's lock) is stopped in the server as well, instead of running
+    // on while later ones queue behind it on the one connection.
+    let (other, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    other.batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    assert!(store.latest(10).await.is_err(), "a read behind the lock times out");
+    let stuck = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT%FROM events%' AND pid <> pg_backend_pid()";
+    let mut still_running = -1;
+    for _ in 0..30 {
+        still_running = other.query_one(stuck, &[]).await.unwrap().get::<_, i64>(0);
+        if still_running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(still_running, 0, "the abandoned read still runs in the server");
+    other.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(store.latest(10).await.unwrap().len(), 3, "the store answers again");
+}

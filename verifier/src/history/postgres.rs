@@ -1,6 +1,8 @@
 //! The shared history: PostgreSQL, for several instances that should see
 //! each other's verifications. One connection, pipelined, made again when
-//! the server went away; migrations under an advisory lock, so instances
+//! the server went away (at most once a second while it stays away); no
+//! statement runs on in the server past the time Meridian waits for it
+//! (`statement_timeout`); migrations under an advisory lock, so instances
 //! starting together migrate once.
 
 use std::sync::Arc;
@@ -72,11 +74,27 @@ const ERASURE_FEED_WINDOW_MS: i64 = 10_000;
 /// An arbitrary constant naming Meridian's migration lock.
 const MIGRATION_LOCK: i64 = 0x6d65_7269_6469_616e;
 
+/// Events erased per statement by the retention purge, at most: each
+/// statement stays well within the store's timeout however much is due.
+const PURGE_BATCH: i64 = 10_000;
+
+/// After a failed connection, how long queries fail at once with its error
+/// instead of each trying to connect again.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The connection, and the last failure to make one.
+#[derive(Default)]
+struct Slot {
+    client: Option<Arc<Client>>,
+    failed: Option<(tokio::time::Instant, String)>,
+}
+
 /// The PostgreSQL history.
 #[derive(Clone)]
 pub struct PostgresHistory {
-    url: Arc<str>,
-    client: Arc<Mutex<Option<Arc<Client>>>>,
+    /// Parsed from `database_url`, with `statement_timeout` added.
+    config: Arc<tokio_postgres::Config>,
+    client: Arc<Mutex<Slot>>,
     timeout: Duration,
     /// This process's writer id, random: its events carry it, and it
     /// follows the events of every other.
@@ -110,36 +128,56 @@ impl PostgresHistory {
     /// When the URL does not parse, the server cannot be reached or the
     /// schema cannot be migrated.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, HistoryError> {
-        url.parse::<tokio_postgres::Config>()
+        let mut config = url
+            .parse::<tokio_postgres::Config>()
             .map_err(|e| HistoryError::Config(format!("database_url: {e}")))?;
+        // A statement Meridian stopped waiting for is stopped in the server
+        // too, instead of running on while the next ones queue behind it.
+        let limit = format!("-c statement_timeout={}", timeout.as_millis());
+        let options = config.get_options().map_or(limit.clone(), |given| format!("{given} {limit}"));
+        config.options(options);
         let mut writer = [0u8; 8];
         crate::random_bytes(&mut writer)
             .map_err(|e| HistoryError::Config(format!("no secure randomness: {e}")))?;
         let writer = i64::from_le_bytes(writer);
-        let history = Self { url: url.into(), client: Arc::new(Mutex::new(None)), timeout, writer };
+        let history =
+            Self { config: Arc::new(config), client: Arc::new(Mutex::new(Slot::default())), timeout, writer };
         let client = history.client().await?;
         migrate(&client).await?;
         Ok(history)
     }
 
-    /// The connection, made when there is none or it has closed.
+    /// The connection, made when there is none or it has closed (within a
+    /// second of a failed attempt, that attempt's error instead).
     async fn client(&self) -> Result<Arc<Client>, HistoryError> {
         let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(client) = slot.client.as_ref().filter(|c| !c.is_closed()) {
             return Ok(client.clone());
         }
-        let (client, connection) =
-            tokio::time::timeout(self.timeout, tokio_postgres::connect(&self.url, NoTls))
-                .await
-                .map_err(|_| unavailable("connecting to PostgreSQL timed out"))?
-                .map_err(unavailable)?;
+        if let Some((at, error)) = &slot.failed
+            && at.elapsed() < RECONNECT_PAUSE
+        {
+            return Err(unavailable(error));
+        }
+        let connected = match tokio::time::timeout(self.timeout, self.config.connect(NoTls)).await {
+            Ok(Ok(connected)) => connected,
+            failed => {
+                let error = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "connecting to PostgreSQL timed out".to_owned(),
+                };
+                slot.failed = Some((tokio::time::Instant::now(), error.clone()));
+                return Err(unavailable(error));
+            }
+        };
+        let (client, connection) = connected;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "history: PostgreSQL connection closed");
             }
         });
         let client = Arc::new(client);
-        *slot = Some(client.clone());
+        *slot = Slot { client: Some(client.clone()), failed: None };
         Ok(client)
     }
 
@@ -163,6 +201,9 @@ impl PostgresHistory {
 
 /// Brings the schema to the newest version, one instance at a time.
 async fn migrate(client: &Client) -> Result<(), HistoryError> {
+    // Waiting for another instance's migration, or building an index on a
+    // large table, may take longer than any query should.
+    client.batch_execute("SET statement_timeout = 0").await.map_err(unavailable)?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(unavailable)?;
     let result = async {
         client
@@ -192,8 +233,11 @@ async fn migrate(client: &Client) -> Result<(), HistoryError> {
     }
     .await;
     let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+    // Back to the connection's own limit.
+    let reset = client.batch_execute("RESET statement_timeout").await;
     result?;
-    unlocked.map(drop).map_err(unavailable)
+    unlocked.map(drop).map_err(unavailable)?;
+    reset.map_err(unavailable)
 }
 
 fn event_from_row(row: &Row) -> Result<Event, tokio_postgres::Error> {
@@ -523,10 +567,32 @@ impl HistoryStore for PostgresHistory {
     }
 
     fn purge(&self, before_ms: i64) -> HistoryFuture<'_, u64> {
-        self.with(move |client| async move {
-            let purged = client.execute("DELETE FROM events WHERE at_ms < $1", &[&before_ms]).await?;
-            client.execute("DELETE FROM journal_marks WHERE at_ms < $1", &[&before_ms]).await?;
-            client.execute("DELETE FROM erasures WHERE noted_ms < $1", &[&before_ms]).await?;
+        Box::pin(async move {
+            // In batches: a first purge (or one after a long outage) may be
+            // due millions of events, more than one statement can erase
+            // within the timeout.
+            let mut purged = 0;
+            loop {
+                let erased = self
+                    .with(move |client| async move {
+                        client
+                            .execute(
+                                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at_ms < $1 LIMIT $2)",
+                                &[&before_ms, &PURGE_BATCH],
+                            )
+                            .await
+                    })
+                    .await?;
+                purged += erased;
+                if erased < PURGE_BATCH.unsigned_abs() {
+                    break;
+                }
+            }
+            self.with(move |client| async move {
+                client.execute("DELETE FROM journal_marks WHERE at_ms < $1", &[&before_ms]).await?;
+                client.execute("DELETE FROM erasures WHERE noted_ms < $1", &[&before_ms]).await
+            })
+            .await?;
             Ok(purged)
         })
     }
