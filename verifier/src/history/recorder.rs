@@ -239,6 +239,7 @@ struct JournalState {
 
 /// A journal whose events are written from disk: one a stopped process
 /// left, or one of this process's set aside.
+#[derive(Clone)]
 struct LeftJournal {
     origin: String,
     files: Vec<PathBuf>,
@@ -422,6 +423,7 @@ fn read_segment(path: &Path) -> std::io::Result<Vec<(u64, Event)>> {
 async fn write_journal(
     store: &dyn HistoryStore,
     journal: &LeftJournal,
+    between: &mut (dyn FnMut() + Send),
 ) -> Result<(usize, u64), HistoryError> {
     let mut through = None;
     let mut written = 0;
@@ -447,6 +449,7 @@ async fn write_journal(
             store.record(chunk.iter().map(|(_, event)| event.clone()).collect(), Some(mark)).await?;
             through = Some(*last);
             written += chunk.len();
+            between();
         }
     }
     Ok((written, highest))
@@ -504,7 +507,14 @@ impl Writer {
             self.bound_pending();
             failed = !self.write_left().await;
             while !failed && !self.pending.is_empty() {
+                // A backlog of several batches (after an outage): take in
+                // what arrives meanwhile between them. Otherwise the next
+                // events wait for the next gathering, in one transaction.
+                let backlog = self.pending.len() > MAX_BATCH;
                 failed = !self.commit_batch().await;
+                if backlog {
+                    self.keep_up();
+                }
             }
         }
     }
@@ -534,6 +544,17 @@ impl Writer {
                 Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
+    }
+
+    /// Between the steps of a long catch-up (journals left waiting, a
+    /// backlog of batches): takes what the verifications queued meanwhile
+    /// and keeps memory bounded, so events do not pile up in the queue
+    /// while the writer is busy.
+    fn keep_up(&mut self) {
+        while let Ok(job) = self.jobs.try_recv() {
+            self.take(job);
+        }
+        self.bound_pending();
     }
 
     /// Adds a job to the pending ones (unless its origin was set aside:
@@ -587,8 +608,9 @@ impl Writer {
     /// aside), segment by segment; false while the database cannot take
     /// them.
     async fn write_left(&mut self) -> bool {
-        while let Some(journal) = self.left.first() {
-            match write_journal(self.store.as_ref(), journal).await {
+        while let Some(journal) = self.left.first().cloned() {
+            let store = self.store.clone();
+            match write_journal(store.as_ref(), &journal, &mut || self.keep_up()).await {
                 Ok((written, highest)) => {
                     if written > 0 {
                         tracing::info!(events = written, "history: a journal left waiting is written");
