@@ -43,6 +43,10 @@ impl Drop for Service {
 
 impl Service {
     async fn start() -> Self {
+        Self::start_limited(ServeLimits::default()).await
+    }
+
+    async fn start_limited(limits: ServeLimits) -> Self {
         let minter = Minter::new(45);
         let policy = Policy { restricted_regions: vec![Country::parse("CN").unwrap()], ..Policy::default() };
         let verifier = Verifier::new(minter.keys.clone(), policy, Arc::new(MemoryReplayStore::new(1_000)))
@@ -53,9 +57,7 @@ impl Service {
         let address = listener.local_addr().unwrap();
         let app = router(api);
         let task = tokio::spawn(async move {
-            let _ =
-                meridian_verifier::http::serve(listener, app, ServeLimits::default(), std::future::pending())
-                    .await;
+            let _ = meridian_verifier::http::serve(listener, app, limits, std::future::pending()).await;
         });
         Self { address, minter, clock, task }
     }
@@ -345,4 +347,36 @@ async fn a_client_can_lengthen_the_echo_over_http_but_not_forge_move_or_shorten_
         reqwest::get(format!("http://{}/v1/challenge", service.address)).await.unwrap().json().await.unwrap();
     let (status, _) = post_step(service.address, "127.0.0.1", plain["challenge"].as_str().unwrap()).await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn an_echo_keeps_its_connection_counted_until_it_ends() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let service = Service::start_limited(ServeLimits { max_connections: 1, ..ServeLimits::default() }).await;
+    let address = service.address;
+    // Served, and answered with a status line; or closed at once (0 bytes).
+    let served = || async move {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await.unwrap();
+        read.unwrap_or(0) > 0
+    };
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/v1/echo")).await.unwrap();
+    // The echo has begun: its first ping is here.
+    let first = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(first, Message::Binary(_)), "{first:?}");
+    // Upgraded, the connection still holds the one place.
+    assert!(!served().await, "a second connection was served while the echo ran");
+    drop(socket);
+    // Once the echo has ended, the place is free again.
+    let mut freed = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if served().await {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the place of an ended echo was not given back");
 }

@@ -91,6 +91,7 @@ pub(crate) async fn echo(
     client: ClientIp,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     probe: Option<axum::Extension<TcpProbe>>,
+    slot: Option<axum::Extension<super::serve::ConnectionSlot>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -102,6 +103,8 @@ pub(crate) async fn echo(
     state.admit_challenge(client)?;
     let source = TcpSource::of(&state, peer, probe, &headers);
     Ok(upgrade.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| async move {
+        // The connection counts against the cap until the echo ends.
+        let _slot = slot;
         let limit =
             SPACING * u32::try_from(PINGS).unwrap_or(u32::MAX) + ANSWER_WITHIN + Duration::from_secs(1);
         if tokio::time::timeout(limit, session(socket, &state, client, source)).await.is_err() {

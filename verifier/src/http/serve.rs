@@ -4,7 +4,10 @@
 //!
 //! - **A connection cap.** Past [`ServeLimits::max_connections`] open
 //!   connections a new one is closed at once, so a flood of sockets cannot
-//!   exhaust file descriptors or memory.
+//!   exhaust file descriptors or memory. A connection upgraded to a
+//!   WebSocket (the echo) keeps its place until the WebSocket ends.
+//! - **A small read buffer.** Request heads are read into at most
+//!   [`READ_BUFFER`] bytes (hyper's default is 400 KiB a connection).
 //! - **Slow and idle clients.** A client must send a whole request head
 //!   within [`ServeLimits::header_read_timeout`] — on a new connection and
 //!   again after every response (hyper starts the timer when a kept-alive
@@ -27,6 +30,18 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+
+/// A connection's read buffer at most: request heads above 16 KiB are
+/// refused anyway, and bodies are read through it piece by piece.
+pub(crate) const READ_BUFFER: usize = 64 * 1024;
+
+/// A connection's place under the connection cap, in every request's
+/// extensions: a handler that upgrades the connection moves a clone into
+/// the upgraded task, so the place is given back only when that ends.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionSlot {
+    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+}
 
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,16 +102,20 @@ pub async fn serve(
         let (stream, probe) = super::tcp::ProbedStream::new(stream);
         let app = app.clone();
         let mut closing_seen = closing_seen.clone();
+        let slot = ConnectionSlot { _permit: Arc::new(permit) };
         tokio::spawn(async move {
-            let _permit = permit;
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                     request.extensions_mut().insert(probe.clone());
+                    request.extensions_mut().insert(slot.clone());
                     tower::ServiceExt::oneshot(app.clone(), request)
                 });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(READ_BUFFER);
             // Upgrades: `GET /v1/echo` is a WebSocket.
             let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
             let mut connection = std::pin::pin!(connection);
