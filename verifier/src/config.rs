@@ -61,6 +61,10 @@ pub struct ServeConfig {
     pub internal_listen: Option<SocketAddr>,
     /// Open connections per listener at most. Default 4096.
     pub max_connections: usize,
+    /// Open connections of one client (an IPv4 address, an IPv6 /64) on
+    /// the public listener at most; the trusted proxies are not counted.
+    /// Default 512.
+    pub max_connections_per_client: usize,
     /// Time a client has to send a request head, and the longest a
     /// kept-alive connection may sit idle, ms. Default 10 000.
     pub header_read_timeout_ms: u64,
@@ -197,6 +201,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
             internal_listen: None,
             max_connections: 4096,
+            max_connections_per_client: 512,
             header_read_timeout_ms: 10_000,
             challenge_budget: None,
             jwks: PathBuf::from(".meridian/keys/jwks.json"),
@@ -516,6 +521,7 @@ mod tests {
         ("listen", "127.0.0.1:9100", "\"127.0.0.1:9100\""),
         ("internal_listen", "127.0.0.1:9101", "\"127.0.0.1:9101\""),
         ("max_connections", "17", "17"),
+        ("max_connections_per_client", "5", "5"),
         ("header_read_timeout_ms", "1234", "1234"),
         ("challenge_budget", "99", "99"),
         ("jwks", "/etc/meridian/jwks.json", "\"/etc/meridian/jwks.json\""),

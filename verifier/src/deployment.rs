@@ -230,6 +230,7 @@ impl Builder {
                 notes.push("collector not served (no collector_dir; pages load it from elsewhere)".into())
             }
         }
+        let proxies_for_limits = proxies.clone();
         let mut state = ApiState::new(verifier, secrets, clock)
             .with_trusted_proxies(proxies)
             .with_cors_origins(&config.cors_origins)
@@ -253,6 +254,8 @@ impl Builder {
         }
         let limits = ServeLimits {
             max_connections: config.max_connections,
+            max_connections_per_client: config.max_connections_per_client,
+            uncounted: Arc::new(proxies_for_limits),
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
             ..ServeLimits::default()
         };
@@ -612,9 +615,13 @@ impl Deployment {
                 if let Ok(address) = internal.local_addr() {
                     tracing::info!(%address, "internal listener: /v1/verify, /metrics, /readyz");
                 }
+                // The internal listener's clients are the operator's own
+                // backends: no cap per client there.
+                let internal_limits =
+                    ServeLimits { max_connections_per_client: limits.max_connections, ..limits.clone() };
                 let (a, b) = tokio::join!(
                     crate::http::serve(public, extend(public_routes), limits, until_stopped(stopped.clone())),
-                    crate::http::serve(internal, internal_routes, limits, until_stopped(stopped)),
+                    crate::http::serve(internal, internal_routes, internal_limits, until_stopped(stopped)),
                 );
                 a.and(b)
             }
