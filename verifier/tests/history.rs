@@ -20,7 +20,7 @@ use meridian_verifier::history::{
 use meridian_verifier::http::{ApiState, VerifySecret, router};
 use meridian_verifier::replay::MemoryReplayStore;
 use meridian_verifier::testkit::{Minter, test_intel};
-use meridian_verifier::verdict::ReasonCode;
+use meridian_verifier::verdict::{ReasonCode, Verdict};
 use meridian_verifier::{Policy, Verifier, VerifyInput, VerifyOutcome};
 use tower::ServiceExt as _;
 
@@ -40,13 +40,19 @@ impl Clock for Fixed {
     }
 }
 
-/// A store that fails while `down` is set, then answers again.
+/// A store that fails while `down` is set, then answers again; it counts
+/// the organisation counts it is asked for.
 struct Flaky {
     inner: SqliteHistory,
     down: Arc<AtomicBool>,
+    organization_counts: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Flaky {
+    fn new(inner: SqliteHistory, down: Arc<AtomicBool>) -> Self {
+        Self { inner, down, organization_counts: Arc::default() }
+    }
+
     fn gate(&self) -> Result<(), meridian_verifier::history::HistoryError> {
         if self.down.load(Ordering::SeqCst) {
             Err(meridian_verifier::history::HistoryError::Unavailable("database is down".into()))
@@ -82,6 +88,7 @@ impl HistoryStore for Flaky {
         }
     }
     fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare> {
+        self.organization_counts.fetch_add(1, Ordering::SeqCst);
         match self.gate() {
             Ok(()) => self.inner.organization(organization, since_ms),
             Err(e) => Box::pin(std::future::ready(Err(e))),
@@ -322,7 +329,7 @@ async fn erasure_removes_every_event_of_the_account_only() {
 async fn a_database_that_goes_away_costs_reasons_not_answers_or_events() {
     let sqlite = SqliteHistory::in_memory().unwrap();
     let down = Arc::new(AtomicBool::new(false));
-    let flaky = Flaky { inner: sqlite.clone(), down: down.clone() };
+    let flaky = Flaky::new(sqlite.clone(), down.clone());
     let fixture = Fixture::new(Arc::new(flaky), sqlite);
     let mut answered = 0;
     fixture.sign_in("ada", None, SINGAPORE, T0, "Asia/Singapore", "en-SG").await;
@@ -447,7 +454,7 @@ async fn events_waiting_for_the_database_survive_a_restart_of_the_process() {
     }
     {
         // The database is down the whole life of this process.
-        let first = verifier(Arc::new(Flaky { inner: sqlite.clone(), down: down.clone() }));
+        let first = verifier(Arc::new(Flaky::new(sqlite.clone(), down.clone())));
         for n in 0..4u8 {
             let outcome = sign_in(&minter, &first, n).await;
             assert!(outcome.success, "answered while the database is down");
@@ -677,7 +684,9 @@ async fn the_consoles_running_counts_agree_with_the_events_through_erasure_and_p
                 .unwrap();
             for summary in &organizations {
                 let share = store.organization(&summary.subject, 0).await.unwrap();
-                assert_eq!(summary.share, Some(share), "{label}: an organisation's share");
+                // The share as answers show it (what counting it cost is not kept).
+                let shown = |share: OrganizationShare| (share.accounts, share.restricted_accounts);
+                assert_eq!(summary.share.map(shown), Some(shown(share)), "{label}: an organisation's share");
             }
             let flagged =
                 store.summaries(meridian_verifier::history::SubjectKind::Account, true, 1_000).await.unwrap();
@@ -713,4 +722,41 @@ async fn the_consoles_running_counts_agree_with_the_events_through_erasure_and_p
     // Numbering goes on after an emptied table: new events are counted.
     store.record(late, None).await.unwrap();
     check("recorded after everything was purged").await;
+}
+
+#[tokio::test]
+async fn a_small_organisation_with_a_great_many_sign_ins_is_counted_once_a_minute() {
+    let sqlite = SqliteHistory::in_memory().unwrap();
+    let flaky = Flaky::new(sqlite.clone(), Arc::default());
+    let counts = flaky.organization_counts.clone();
+    let fixture = Fixture::new(Arc::new(flaky), sqlite);
+    // A small organisation with few sign-ins: counted afresh every time.
+    for n in 0..2 {
+        fixture.sign_in("ada", Some("Tiny Ltd"), SINGAPORE, T0 + n * 1_000, "Asia/Singapore", "en-SG").await;
+    }
+    assert_eq!(counts.load(Ordering::SeqCst), 2);
+    // One account that signs in all day: 1,200 sign-ins in the window.
+    let (bot, busy) = (fixture.key.account("bot").unwrap(), fixture.key.organization("Busy Ltd").unwrap());
+    let earlier: Vec<Event> = (0..1_200)
+        .map(|n| Event {
+            at_ms: T0 - 60_000 + n,
+            account: Some(bot.clone()),
+            organization: Some(busy.clone()),
+            network: "192.0.2.0/24".into(),
+            country: Country::parse("SG"),
+            asn: None,
+            zone: Some("Asia/Singapore".into()),
+            locale: Some("en-SG".into()),
+            restricted_device: false,
+            verdict: Verdict::Allow,
+            score: 0,
+            reasons: Vec::new(),
+            error: None,
+        })
+        .collect();
+    fixture.store.record(earlier, None).await.unwrap();
+    for n in 0..3 {
+        fixture.sign_in("bot", Some("Busy Ltd"), SINGAPORE, T0 + n * 1_000, "Asia/Singapore", "en-SG").await;
+    }
+    assert_eq!(counts.load(Ordering::SeqCst), 3, "counted once, then reused");
 }

@@ -320,6 +320,9 @@ pub struct OrganizationShare {
     /// Of those, accounts most of whose logins came from a device pointing
     /// into a restricted region.
     pub restricted_accounts: u32,
+    /// The sign-ins counted for it (what counting it cost); in no answer.
+    #[serde(skip)]
+    pub sign_ins: u32,
 }
 
 /// Accounts or organisations.
@@ -480,9 +483,16 @@ const RECENT_FOR_SIGNALS: u32 = 32;
 const ORGANIZATION_SHARE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Organisations with fewer accounts are counted afresh every time (cheap,
-/// and one account moves their share).
+/// and one account moves their share)...
 #[cfg(feature = "history")]
 const ORGANIZATION_CACHED_FROM: u32 = 20;
+
+/// ... unless they have this many sign-ins in the window: a few accounts
+/// signing in all day (automation) would otherwise be counted over all of
+/// them at every sign-in, on the connection every verification reads
+/// through.
+#[cfg(feature = "history")]
+const ORGANIZATION_CACHED_FROM_SIGN_INS: u32 = 1_000;
 
 /// Organisations whose share is remembered at most.
 #[cfg(feature = "history")]
@@ -852,8 +862,8 @@ impl History {
         }
     }
 
-    /// The organisation's share; a large one's is counted at most once a
-    /// minute.
+    /// The organisation's share; a large or busy one's is counted at most
+    /// once a minute.
     async fn organization_share(
         &self,
         organization: &Subject,
@@ -869,7 +879,7 @@ impl History {
             return Ok(share);
         }
         let share = self.store.organization(organization, since).await?;
-        if share.accounts < ORGANIZATION_CACHED_FROM {
+        if share.accounts < ORGANIZATION_CACHED_FROM && share.sign_ins < ORGANIZATION_CACHED_FROM_SIGN_INS {
             return Ok(share);
         }
         if let Ok(mut shares) = self.shares.lock() {

@@ -490,7 +490,7 @@ impl HistoryStore for PostgresHistory {
         self.with(move |client| async move {
             let row = client
                 .query_one(
-                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE restricted * 2 > total) FROM (
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE restricted * 2 > total), COALESCE(SUM(total), 0)::BIGINT FROM (
                         SELECT SUM(restricted_device::INT) AS restricted, COUNT(*) AS total FROM events
                         WHERE organization = $1 AND at_ms >= $2 AND account IS NOT NULL AND error IS NULL
                         GROUP BY account) AS accounts",
@@ -498,7 +498,7 @@ impl HistoryStore for PostgresHistory {
                 )
                 .await?;
             let count = |index: usize| row.get::<_, i64>(index).try_into().unwrap_or(u32::MAX);
-            Ok(OrganizationShare { accounts: count(0), restricted_accounts: count(1) })
+            Ok(OrganizationShare { accounts: count(0), restricted_accounts: count(1), sign_ins: count(2) })
         })
     }
 

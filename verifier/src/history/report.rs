@@ -248,6 +248,7 @@ impl Summary {
             Some(OrganizationShare {
                 accounts: count("member_accounts")?,
                 restricted_accounts: count("member_restricted")?,
+                ..OrganizationShare::default()
             })
         } else {
             None
@@ -411,6 +412,7 @@ impl OverviewBuilder {
                         members.values().filter(|(logins, restricted)| restricted * 2 > *logins).count(),
                     )
                     .unwrap_or(u32::MAX),
+                    ..OrganizationShare::default()
                 };
                 rank(subject.clone(), tally, Some(share))
             })

@@ -619,7 +619,7 @@ impl HistoryStore for SqliteHistory {
         self.read(move |connection| {
             let mut query = connection
                 .prepare_cached(
-                    "SELECT COUNT(*), COALESCE(SUM(restricted * 2 > total), 0) FROM (
+                    "SELECT COUNT(*), COALESCE(SUM(restricted * 2 > total), 0), COALESCE(SUM(total), 0) FROM (
                         SELECT SUM(restricted_device) AS restricted, COUNT(*) AS total FROM events
                         WHERE organization = ?1 AND at_ms >= ?2 AND account IS NOT NULL AND error IS NULL
                         GROUP BY account)",
@@ -627,7 +627,11 @@ impl HistoryStore for SqliteHistory {
                 .map_err(unavailable)?;
             let share = query
                 .query_row(params![organization.as_str(), since_ms], |row| {
-                    Ok(OrganizationShare { accounts: row.get(0)?, restricted_accounts: row.get(1)? })
+                    Ok(OrganizationShare {
+                        accounts: row.get(0)?,
+                        restricted_accounts: row.get(1)?,
+                        sign_ins: row.get::<_, i64>(2)?.try_into().unwrap_or(u32::MAX),
+                    })
                 })
                 .optional()
                 .map_err(unavailable)?;
