@@ -10,6 +10,9 @@
 //!   at most [`ServeLimits::max_connections_per_client`] of them, so one
 //!   host cannot take every place; the trusted proxies, whose connections
 //!   carry many clients, are not counted.
+//! - **Clients that stop reading.** A response that waits
+//!   [`ServeLimits::write_stall_timeout`] for the client to read any of it
+//!   closes the connection.
 //! - **A small read buffer.** Request heads are read into at most
 //!   [`READ_BUFFER`] bytes (hyper's default is 400 KiB a connection).
 //! - **Slow and idle clients.** A client must send a whole request head
@@ -110,6 +113,9 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// Time open connections get to finish when shutting down. Default 10 s.
     pub drain_timeout: Duration,
+    /// Time a response may wait for the client to read any of it; past
+    /// it the connection closes. Default 30 s.
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for ServeLimits {
@@ -120,6 +126,7 @@ impl Default for ServeLimits {
             uncounted: Arc::default(),
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            write_stall_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -172,6 +179,7 @@ pub async fn serve(
         };
         super::set_no_delay_on(&stream);
         let (stream, probe) = super::tcp::ProbedStream::new(stream);
+        let stream = stream.with_write_stall_limit(limits.write_stall_timeout);
         let app = app.clone();
         let mut closing_seen = closing_seen.clone();
         let slot = ConnectionSlot { _held: Arc::new((permit, counted)) };
@@ -256,7 +264,9 @@ mod tests {
     async fn start(limits: ServeLimits) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let app = Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route("/large", axum::routing::get(|| async { vec![b'x'; 64 << 20] }));
         tokio::spawn(serve(listener, app, limits, std::future::pending()));
         address
     }
@@ -294,6 +304,31 @@ mod tests {
         for _ in 0..4 {
             held.push(connect(address).await.expect("a proxy's connection is served"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_loses_its_connection() {
+        let limits = ServeLimits {
+            max_connections_per_client: 1,
+            write_stall_timeout: Duration::from_millis(200),
+            ..ServeLimits::default()
+        };
+        let address = start(limits).await;
+        // Asks for more than the sockets' buffers hold, and reads nothing.
+        let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+        stalled.write_all(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(connect(address).await.is_none(), "the reader that stopped still holds the one place");
+        let mut served = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            served = connect(address).await;
+            if served.is_some() {
+                break;
+            }
+        }
+        assert!(served.is_some(), "a connection whose client stopped reading was never closed");
+        drop(stalled);
     }
 
     #[test]

@@ -11,10 +11,16 @@
 //! under the same lock, before the descriptor is closed; a probe that
 //! outlives its connection answers `None` instead of reading a descriptor
 //! the process may since have reused.
+//!
+//! The stream also bounds how long a write may make no progress
+//! ([`ProbedStream::with_write_stall_limit`]): a client that stops reading
+//! a response larger than the socket's buffers would otherwise hold its
+//! connection, and its place under the connection cap, for ever.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -59,6 +65,10 @@ impl TcpProbe {
 pub struct ProbedStream {
     inner: TcpStream,
     slot: Slot,
+    /// How long a write may wait for the client to read, at most.
+    stall_limit: Option<Duration>,
+    /// Since when the pending write has waited, as its deadline.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ProbedStream {
@@ -70,7 +80,40 @@ impl ProbedStream {
         #[cfg(not(target_os = "linux"))]
         let socket = Some(());
         let slot = Arc::new(Mutex::new(socket));
-        (Self { inner, slot: slot.clone() }, TcpProbe { slot })
+        (Self { inner, slot: slot.clone(), stall_limit: None, stalled: None }, TcpProbe { slot })
+    }
+
+    /// Fails a write that has made no progress for `limit` (the client
+    /// stopped reading): the connection then closes.
+    #[must_use]
+    pub fn with_write_stall_limit(mut self, limit: Duration) -> Self {
+        self.stall_limit = Some(limit);
+        self
+    }
+
+    /// Passes a write's outcome on; a write still waiting fails once it has
+    /// waited past the limit.
+    fn bounded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        let Some(limit) = self.stall_limit else { return polled };
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let deadline = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.stalled = None;
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {limit:?}"),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -94,7 +137,9 @@ impl AsyncRead for ProbedStream {
 
 impl AsyncWrite for ProbedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.bounded(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -102,7 +147,9 @@ impl AsyncWrite for ProbedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.bounded(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -110,7 +157,9 @@ impl AsyncWrite for ProbedStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.bounded(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
