@@ -522,12 +522,22 @@ const FOLLOWED_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(6
 #[cfg(feature = "history")]
 const ACCOUNT_CACHE: usize = 200_000;
 
-/// Makes room among the remembered accounts: those without a sign-in in
-/// the last minute go (theirs are committed by now, so a later read finds
-/// them); if that is not enough, all go.
+/// Accounts without a sign-in for this long are forgotten as new ones come
+/// (checked every [`TRIM_EVERY`] accounts newly remembered): memory follows
+/// the accounts active lately, not every account seen since the start.
 #[cfg(feature = "history")]
-fn forget_quiet_accounts(accounts: &mut std::collections::HashMap<Subject, KnownAccount>) {
-    let recent = now_ms().saturating_sub(60_000);
+const QUIET_FOR_MS: i64 = 10 * 60_000;
+
+/// How many accounts newly remembered between two looks for quiet ones.
+#[cfg(feature = "history")]
+const TRIM_EVERY: usize = 10_000;
+
+/// Makes room among the remembered accounts: those without a sign-in in
+/// the last `quiet_ms` go (theirs are committed by now, so a later read
+/// finds them); if the memory is still full, all go.
+#[cfg(feature = "history")]
+fn forget_quiet_accounts(accounts: &mut std::collections::HashMap<Subject, KnownAccount>, quiet_ms: i64) {
+    let recent = now_ms().saturating_sub(quiet_ms);
     accounts.retain(|_, known| known.sightings.front().is_some_and(|s| s.at_ms >= recent));
     if accounts.len() >= ACCOUNT_CACHE {
         tracing::warn!(
@@ -829,7 +839,9 @@ impl History {
             .lock()
             .map_err(|_| HistoryError::Unavailable("the account memory is poisoned".into()))?;
         if accounts.len() >= ACCOUNT_CACHE {
-            forget_quiet_accounts(&mut accounts);
+            forget_quiet_accounts(&mut accounts, 60_000);
+        } else if accounts.len() % TRIM_EVERY == TRIM_EVERY - 1 && !accounts.contains_key(account) {
+            forget_quiet_accounts(&mut accounts, QUIET_FOR_MS);
         }
         let known = accounts.entry(account.clone()).or_insert_with(|| KnownAccount {
             sightings: std::collections::VecDeque::new(),
@@ -932,6 +944,36 @@ mod tests {
         assert_eq!(network_of("203.0.113.77".parse().unwrap()), "203.0.113.0/24");
         assert_eq!(network_of("::ffff:203.0.113.77".parse().unwrap()), "203.0.113.0/24");
         assert_eq!(network_of("2001:db8:1234:5678::1".parse().unwrap()), "2001:db8:1234::/48");
+    }
+
+    #[test]
+    #[cfg(feature = "history")]
+    fn accounts_quiet_for_ten_minutes_are_forgotten() {
+        let key = SubjectKey::new([1; 32]);
+        let known = |minutes_ago: i64| KnownAccount {
+            sightings: [Sighting {
+                at_ms: now_ms() - minutes_ago * 60_000,
+                accepted: true,
+                network: "192.0.2.0/24".into(),
+                country: None,
+                zone: None,
+                locale: None,
+                restricted_device: false,
+            }]
+            .into(),
+            read_ms: 0,
+            complete: true,
+        };
+        let mut accounts: std::collections::HashMap<Subject, KnownAccount> =
+            [("busy", 1), ("quiet", 11), ("lately", 9)]
+                .map(|(id, ago)| (key.account(id).unwrap(), known(ago)))
+                .into();
+        forget_quiet_accounts(&mut accounts, QUIET_FOR_MS);
+        let mut kept: Vec<&Subject> = accounts.keys().collect();
+        kept.sort();
+        let mut expected = [key.account("busy").unwrap(), key.account("lately").unwrap()];
+        expected.sort();
+        assert_eq!(kept, expected.iter().collect::<Vec<_>>());
     }
 
     #[test]
