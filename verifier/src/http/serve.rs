@@ -261,6 +261,17 @@ mod tests {
         (read.unwrap_or(0) > 0).then_some(stream)
     }
 
+    /// A connection served within `tries` tries 100 ms apart.
+    async fn served_within(address: SocketAddr, tries: u32) -> Option<tokio::net::TcpStream> {
+        for _ in 0..tries {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(served) = connect(address).await {
+                return Some(served);
+            }
+        }
+        None
+    }
+
     async fn start(limits: ServeLimits) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -280,15 +291,7 @@ mod tests {
         assert!(connect(address).await.is_none(), "a third connection of one client was served");
         drop(first);
         // Its place comes back once the server has seen the close.
-        let mut served = None;
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            served = connect(address).await;
-            if served.is_some() {
-                break;
-            }
-        }
-        assert!(served.is_some(), "a closed connection's place was not given back");
+        assert!(served_within(address, 50).await.is_some(), "a closed connection's place was not given back");
         drop(second);
     }
 
@@ -319,14 +322,7 @@ mod tests {
         stalled.write_all(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(connect(address).await.is_none(), "the reader that stopped still holds the one place");
-        let mut served = None;
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            served = connect(address).await;
-            if served.is_some() {
-                break;
-            }
-        }
+        let served = served_within(address, 50).await;
         assert!(served.is_some(), "a connection whose client stopped reading was never closed");
         drop(stalled);
     }
