@@ -1519,4 +1519,19 @@ async fn postgres_purges_a_large_backlog_in_batches_and_stops_what_it_stopped_wa
     assert_eq!(still_running, 0, "the abandoned read still runs in the server");
     other.batch_execute("COMMIT").await.unwrap();
     assert_eq!(store.latest(10).await.unwrap().len(), 3, "the store answers again");
+
+    // A batch being written (here: waiting for another session's lock)
+    // holds up no read: they go through a connection of their own.
+    other.batch_execute("BEGIN; LOCK TABLE events IN SHARE MODE").await.unwrap();
+    let writing = tokio::spawn({
+        let store = store.clone();
+        async move { store.record(vec![event(200_000)], None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    assert_eq!(store.latest(10).await.unwrap().len(), 3, "a read behind a waiting write");
+    assert!(!writing.is_finished(), "the write was not held by the lock");
+    assert!(started.elapsed() < Duration::from_millis(600), "the read waited for the write");
+    other.batch_execute("COMMIT").await.unwrap();
+    let _ = writing.await.unwrap();
 }

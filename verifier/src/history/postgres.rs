@@ -1,6 +1,9 @@
 //! The shared history: PostgreSQL, for several instances that should see
-//! each other's verifications. One connection, pipelined, made again when
-//! the server went away (at most once a second while it stays away); no
+//! each other's verifications. Two connections, each pipelined: one for
+//! writes (the batches, erasures, the purge) and one for everything read, so
+//! a verification's read never waits behind a batch being written. Each is
+//! made again when the server went away (at most once a second while it
+//! stays away); no
 //! statement runs on in the server past the time Meridian waits for it
 //! (`statement_timeout`); migrations under an advisory lock, so instances
 //! starting together migrate once.
@@ -94,7 +97,10 @@ struct Slot {
 pub struct PostgresHistory {
     /// Parsed from `database_url`, with `statement_timeout` added.
     config: Arc<tokio_postgres::Config>,
-    client: Arc<Mutex<Slot>>,
+    /// The connection everything read goes through.
+    reads: Arc<Mutex<Slot>>,
+    /// The connection the writes go through.
+    writes: Arc<Mutex<Slot>>,
     timeout: Duration,
     /// This process's writer id, random: its events carry it, and it
     /// follows the events of every other.
@@ -141,16 +147,16 @@ impl PostgresHistory {
             .map_err(|e| HistoryError::Config(format!("no secure randomness: {e}")))?;
         let writer = i64::from_le_bytes(writer);
         let history =
-            Self { config: Arc::new(config), client: Arc::new(Mutex::new(Slot::default())), timeout, writer };
-        let client = history.client().await?;
+            Self { config: Arc::new(config), reads: Arc::default(), writes: Arc::default(), timeout, writer };
+        let client = history.client(&history.reads).await?;
         migrate(&client).await?;
         Ok(history)
     }
 
-    /// The connection, made when there is none or it has closed (within a
-    /// second of a failed attempt, that attempt's error instead).
-    async fn client(&self) -> Result<Arc<Client>, HistoryError> {
-        let mut slot = self.client.lock().await;
+    /// The connection in `slot`, made when there is none or it has closed
+    /// (within a second of a failed attempt, that attempt's error instead).
+    async fn client(&self, slot: &Mutex<Slot>) -> Result<Arc<Client>, HistoryError> {
+        let mut slot = slot.lock().await;
         if let Some(client) = slot.client.as_ref().filter(|c| !c.is_closed()) {
             return Ok(client.clone());
         }
@@ -181,7 +187,7 @@ impl PostgresHistory {
         Ok(client)
     }
 
-    /// Runs `work` with the connection, within the timeout.
+    /// Runs `work` with the reading connection, within the timeout.
     fn with<'a, T: Send + 'a, F>(
         &'a self,
         work: impl FnOnce(Arc<Client>) -> F + Send + 'a,
@@ -189,8 +195,30 @@ impl PostgresHistory {
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a,
     {
+        self.on(&self.reads, work)
+    }
+
+    /// Runs `work` with the writing connection, within the timeout.
+    fn writing<'a, T: Send + 'a, F>(
+        &'a self,
+        work: impl FnOnce(Arc<Client>) -> F + Send + 'a,
+    ) -> HistoryFuture<'a, T>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a,
+    {
+        self.on(&self.writes, work)
+    }
+
+    fn on<'a, T: Send + 'a, F>(
+        &'a self,
+        slot: &'a Mutex<Slot>,
+        work: impl FnOnce(Arc<Client>) -> F + Send + 'a,
+    ) -> HistoryFuture<'a, T>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a,
+    {
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.client(slot).await?;
             tokio::time::timeout(self.timeout, work(client))
                 .await
                 .map_err(|_| unavailable("PostgreSQL did not answer in time"))?
@@ -316,7 +344,7 @@ fn summary_from_row(row: &Row, with_share: bool) -> Result<Summary, tokio_postgr
 
 impl HistoryStore for PostgresHistory {
     fn record(&self, batch: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()> {
-        self.with(move |client| async move {
+        self.writing(move |client| async move {
             // One statement for the whole batch: a column per array.
             let at: Vec<i64> = batch.iter().map(|e| e.at_ms).collect();
             let account: Vec<Option<&str>> =
@@ -535,7 +563,7 @@ impl HistoryStore for PostgresHistory {
     fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64> {
         let account = account.clone();
         let writer = self.writer;
-        self.with(move |client| async move {
+        self.writing(move |client| async move {
             // One statement, so one transaction: the events go, and the
             // erasure is noted for the other instances and for events
             // answered before it that are still to be written.
@@ -556,7 +584,7 @@ impl HistoryStore for PostgresHistory {
     fn forget_erased(&self, account: &Subject, at_ms: i64) -> HistoryFuture<'_, u64> {
         let account = account.clone();
         let writer = self.writer;
-        self.with(move |client| async move {
+        self.writing(move |client| async move {
             client
                 .execute(
                     "DELETE FROM events WHERE account = $1 AND at_ms <= $2 AND writer = $3",
@@ -574,7 +602,7 @@ impl HistoryStore for PostgresHistory {
             let mut purged = 0;
             loop {
                 let erased = self
-                    .with(move |client| async move {
+                    .writing(move |client| async move {
                         client
                             .execute(
                                 "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at_ms < $1 LIMIT $2)",
@@ -588,7 +616,7 @@ impl HistoryStore for PostgresHistory {
                     break;
                 }
             }
-            self.with(move |client| async move {
+            self.writing(move |client| async move {
                 client.execute("DELETE FROM journal_marks WHERE at_ms < $1", &[&before_ms]).await?;
                 client.execute("DELETE FROM erasures WHERE noted_ms < $1", &[&before_ms]).await
             })
