@@ -839,6 +839,7 @@ impl History {
             .lock()
             .map_err(|_| HistoryError::Unavailable("the account memory is poisoned".into()))?;
         if accounts.len() >= ACCOUNT_CACHE {
+            // Full: everything quiet for a minute goes.
             forget_quiet_accounts(&mut accounts, 60_000);
         } else if accounts.len() % TRIM_EVERY == TRIM_EVERY - 1 && !accounts.contains_key(account) {
             forget_quiet_accounts(&mut accounts, QUIET_FOR_MS);

@@ -187,29 +187,9 @@ impl PostgresHistory {
         Ok(client)
     }
 
-    /// Runs `work` with the reading connection, within the timeout.
+    /// Runs `work` with the connection in `slot` (`reads` or `writes`),
+    /// within the timeout.
     fn with<'a, T: Send + 'a, F>(
-        &'a self,
-        work: impl FnOnce(Arc<Client>) -> F + Send + 'a,
-    ) -> HistoryFuture<'a, T>
-    where
-        F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a,
-    {
-        self.on(&self.reads, work)
-    }
-
-    /// Runs `work` with the writing connection, within the timeout.
-    fn writing<'a, T: Send + 'a, F>(
-        &'a self,
-        work: impl FnOnce(Arc<Client>) -> F + Send + 'a,
-    ) -> HistoryFuture<'a, T>
-    where
-        F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a,
-    {
-        self.on(&self.writes, work)
-    }
-
-    fn on<'a, T: Send + 'a, F>(
         &'a self,
         slot: &'a Mutex<Slot>,
         work: impl FnOnce(Arc<Client>) -> F + Send + 'a,
@@ -344,7 +324,7 @@ fn summary_from_row(row: &Row, with_share: bool) -> Result<Summary, tokio_postgr
 
 impl HistoryStore for PostgresHistory {
     fn record(&self, batch: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()> {
-        self.writing(move |client| async move {
+        self.with(&self.writes, move |client| async move {
             // One statement for the whole batch: a column per array.
             let at: Vec<i64> = batch.iter().map(|e| e.at_ms).collect();
             let account: Vec<Option<&str>> =
@@ -412,7 +392,7 @@ impl HistoryStore for PostgresHistory {
 
     fn journal_mark(&self, origin: &str) -> HistoryFuture<'_, Option<u64>> {
         let origin = origin.to_owned();
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let row =
                 client.query_opt("SELECT through FROM journal_marks WHERE origin = $1", &[&origin]).await?;
             Ok(row.map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
@@ -425,7 +405,7 @@ impl HistoryStore for PostgresHistory {
 
     fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
         let account = account.clone();
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let rows = client
                 .query(
                     "SELECT * FROM events WHERE account = $1 AND at_ms >= $2 ORDER BY at_ms DESC, id DESC LIMIT $3",
@@ -445,7 +425,7 @@ impl HistoryStore for PostgresHistory {
     ) -> HistoryFuture<'_, OthersSince> {
         let writer = self.writer;
         let (writers, positions): (Vec<i64>, Vec<i64>) = taken.iter().copied().unzip();
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let newest = client
                 .query_one(
                     "SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM erasures)",
@@ -501,7 +481,7 @@ impl HistoryStore for PostgresHistory {
 
     fn sightings(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Sighting>> {
         let account = account.clone();
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let rows = client
                 .query(
                     "SELECT at_ms, error IS NULL, network, country, zone, locale, restricted_device FROM events
@@ -515,7 +495,7 @@ impl HistoryStore for PostgresHistory {
 
     fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare> {
         let organization = organization.clone();
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let row = client
                 .query_one(
                     "SELECT COUNT(*), COUNT(*) FILTER (WHERE restricted * 2 > total), COALESCE(SUM(total), 0)::BIGINT FROM (
@@ -537,7 +517,7 @@ impl HistoryStore for PostgresHistory {
         limit: u32,
     ) -> HistoryFuture<'_, Vec<Event>> {
         let organization = organization.clone();
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let rows = client
                 .query(
                     "SELECT * FROM events WHERE organization = $1 AND at_ms >= $2 ORDER BY at_ms DESC, id DESC LIMIT $3",
@@ -549,7 +529,7 @@ impl HistoryStore for PostgresHistory {
     }
 
     fn scan(&self, after: i64, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<(i64, Event)>> {
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let rows = client
                 .query(
                     "SELECT * FROM events WHERE id > $1 AND at_ms >= $2 ORDER BY id LIMIT $3",
@@ -563,7 +543,7 @@ impl HistoryStore for PostgresHistory {
     fn erase_account(&self, account: &Subject) -> HistoryFuture<'_, u64> {
         let account = account.clone();
         let writer = self.writer;
-        self.writing(move |client| async move {
+        self.with(&self.writes, move |client| async move {
             // One statement, so one transaction: the events go, and the
             // erasure is noted for the other instances and for events
             // answered before it that are still to be written.
@@ -584,7 +564,7 @@ impl HistoryStore for PostgresHistory {
     fn forget_erased(&self, account: &Subject, at_ms: i64) -> HistoryFuture<'_, u64> {
         let account = account.clone();
         let writer = self.writer;
-        self.writing(move |client| async move {
+        self.with(&self.writes, move |client| async move {
             client
                 .execute(
                     "DELETE FROM events WHERE account = $1 AND at_ms <= $2 AND writer = $3",
@@ -602,7 +582,7 @@ impl HistoryStore for PostgresHistory {
             let mut purged = 0;
             loop {
                 let erased = self
-                    .writing(move |client| async move {
+                    .with(&self.writes, move |client| async move {
                         client
                             .execute(
                                 "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at_ms < $1 LIMIT $2)",
@@ -616,7 +596,7 @@ impl HistoryStore for PostgresHistory {
                     break;
                 }
             }
-            self.writing(move |client| async move {
+            self.with(&self.writes, move |client| async move {
                 client.execute("DELETE FROM journal_marks WHERE at_ms < $1", &[&before_ms]).await?;
                 client.execute("DELETE FROM erasures WHERE noted_ms < $1", &[&before_ms]).await
             })
@@ -628,7 +608,7 @@ impl HistoryStore for PostgresHistory {
     fn counts(&self, since_ms: i64, bucket_ms: i64) -> HistoryFuture<'_, Counts> {
         let since = since_ms.div_euclid(super::rollup::HOUR_MS) * super::rollup::HOUR_MS;
         let bucket = (bucket_ms / super::rollup::HOUR_MS).max(1) * super::rollup::HOUR_MS;
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let verdict = |row: &Row| {
                 Verdict::from_name(&row.get::<_, String>(1)).unwrap_or(Verdict::Deny)
             };
@@ -687,14 +667,14 @@ impl HistoryStore for PostgresHistory {
             ),
         };
         let with_share = kind == SubjectKind::Organization;
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let rows = client.query(&sql, &[&i64::from(limit)]).await?;
             rows.iter().map(|row| summary_from_row(row, with_share)).collect()
         })
     }
 
     fn latest(&self, limit: u32) -> HistoryFuture<'_, Vec<Event>> {
-        self.with(move |client| async move {
+        self.with(&self.reads, move |client| async move {
             let rows =
                 client.query("SELECT * FROM events ORDER BY id DESC LIMIT $1", &[&i64::from(limit)]).await?;
             events(&rows)
