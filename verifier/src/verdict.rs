@@ -248,7 +248,7 @@ reason_codes! {
     /// points into a restricted region. Default weight 40.
     AccountRegionHistory = "account_region_history" {
         title: "The account mostly signs in from a restricted region's devices",
-        fires_when: "at least half of the account's most recent sign-ins (up to 32, in the last 30 days, 3 or more) came from a device whose zone points into a restricted region",
+        fires_when: "at least half of the account's most recent accepted sign-ins (up to 32, in the last 30 days, 3 or more) came from a device whose zone points into a restricted region",
         weight: 40,
         confidence: Medium,
     },

@@ -205,6 +205,21 @@ impl Fixture {
         self.verifier.verify(&input, jiff::Timestamp::from_millisecond(at_ms + 100).unwrap()).await
     }
 
+    /// A sign-in of `account` from `ip` at `at_ms` whose token is refused
+    /// (the form sent without one, or with anything at all in its place).
+    async fn refused(&self, account: &str, ip: [u8; 4], at_ms: i64) -> VerifyOutcome {
+        let input = VerifyInput {
+            token: "not-a-token",
+            remote_ip: IpAddr::from(ip),
+            accept_language: None,
+            expected_action: None,
+            expected_origin: None,
+            account: Some(account),
+            organization: None,
+        };
+        self.verifier.verify(&input, jiff::Timestamp::from_millisecond(at_ms).unwrap()).await
+    }
+
     async fn events(&self) -> Vec<Event> {
         self.store.scan(0, 0, 100_000).await.unwrap().into_iter().map(|(_, e)| e).collect()
     }
@@ -291,6 +306,41 @@ async fn germany_then_singapore_ten_minutes_later_is_impossible_travel() {
     // A day later the same trip is a flight.
     let flown = fixture.sign_in("eva", None, GERMANY, T0 + 86_400_000 * 2, "Europe/Berlin", "de-DE").await;
     assert!(!codes(&flown).contains(&"impossible_travel"), "{:?}", codes(&flown));
+}
+
+#[tokio::test]
+async fn refused_tokens_cannot_push_an_accounts_sign_ins_out_of_sight() {
+    // The person behind the account knows its last sign-ins showed a
+    // Shanghai device. Before signing in with a clean one, they send the
+    // login form without a token, again and again: each attempt is refused,
+    // and recorded, so it must not take an accepted sign-in's place among
+    // those the signals read.
+    let fixture = Fixture::sqlite();
+    for n in 0..3 {
+        fixture.sign_in("mei", None, SINGAPORE, T0 + n * 3_600_000, "Asia/Shanghai", "zh-CN").await;
+    }
+    for n in 0..100 {
+        let refused = fixture.refused("mei", SINGAPORE, T0 + 4 * 3_600_000 + n * 1_000).await;
+        assert!(!refused.success);
+    }
+    let expect_both = |outcome: &VerifyOutcome, what: &str| {
+        let found = codes(outcome);
+        assert!(
+            found.contains(&"zone_flip") && found.contains(&"account_region_history"),
+            "{what}: {found:?}"
+        );
+    };
+    let clean = fixture.sign_in("mei", None, SINGAPORE, T0 + 5 * 3_600_000, "Asia/Singapore", "en-SG").await;
+    expect_both(&clean, "remembered by this process");
+
+    // Read from the database by a process that remembers nothing.
+    while fixture.events().await.len() < 104 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let restarted = Fixture::new(Arc::new(fixture.store.clone()), fixture.store.clone());
+    let again =
+        restarted.sign_in("mei", None, SINGAPORE, T0 + 6 * 3_600_000, "Asia/Singapore", "en-SG").await;
+    expect_both(&again, "read from the database");
 }
 
 #[tokio::test]

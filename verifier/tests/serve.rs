@@ -1471,6 +1471,41 @@ async fn console_page(origin: &str, path: &str) -> Result<String, String> {
 }
 
 #[tokio::test]
+async fn postgres_reads_an_accounts_accepted_sign_ins_past_any_number_of_refused_ones() {
+    use meridian_verifier::ErrorCode;
+    use meridian_verifier::history::{Event, HistoryStore, PostgresHistory, SubjectKey};
+    use meridian_verifier::verdict::Verdict;
+    let postgres = Postgres::start("refused");
+    let store = PostgresHistory::connect(&postgres.url(), Duration::from_secs(1)).await.unwrap();
+    let account = SubjectKey::new([7; 32]).account("mei").unwrap();
+    let event = |at_ms: i64, error: Option<ErrorCode>| Event {
+        at_ms,
+        account: Some(account.clone()),
+        organization: None,
+        network: "192.0.2.0/24".into(),
+        country: None,
+        asn: None,
+        zone: error.is_none().then(|| "Asia/Shanghai".to_owned()),
+        locale: None,
+        restricted_device: error.is_none(),
+        verdict: if error.is_none() { Verdict::Review } else { Verdict::Deny },
+        score: 0,
+        reasons: Vec::new(),
+        error,
+    };
+    let accepted: Vec<Event> = (0..3).map(|n| event(1_000 + n, None)).collect();
+    let refused: Vec<Event> =
+        (0..100).map(|n| event(2_000 + n, Some(ErrorCode::MissingInputToken))).collect();
+    store.record(accepted, None).await.unwrap();
+    store.record(refused, None).await.unwrap();
+    let read = store.sightings(&account, 0, 32).await.unwrap();
+    assert_eq!(read.iter().map(|s| s.at_ms).collect::<Vec<_>>(), [1_002, 1_001, 1_000]);
+    assert!(read.iter().all(|s| s.accepted && s.restricted_device));
+    assert_eq!(store.recent(&account, 0, 500).await.unwrap().len(), 103, "the refused are kept all the same");
+    assert_eq!(store.erase_account(&account).await.unwrap(), 103);
+}
+
+#[tokio::test]
 async fn postgres_purges_a_large_backlog_in_batches_and_stops_what_it_stopped_waiting_for() {
     use meridian_verifier::history::{Event, HistoryStore, PostgresHistory};
     use meridian_verifier::verdict::Verdict;

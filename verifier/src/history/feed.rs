@@ -252,9 +252,10 @@ impl Feed {
 }
 
 /// Adds another instance's sign-in to what is remembered of its account,
-/// in time order, once.
+/// in time order, once, when its token was accepted (as
+/// `History::remember`).
 fn add(known: &mut KnownAccount, sighting: Sighting) {
-    if known.sightings.contains(&sighting) {
+    if !sighting.accepted || known.sightings.contains(&sighting) {
         return;
     }
     let at = known.sightings.iter().position(|s| s.at_ms < sighting.at_ms).unwrap_or(known.sightings.len());
@@ -372,6 +373,16 @@ mod tests {
         fn seen(&self, account: &Subject) -> Vec<i64> {
             self.accounts.lock().unwrap()[account].sightings.iter().map(|s| s.at_ms).collect()
         }
+    }
+
+    #[test]
+    fn another_instances_refused_attempts_leave_the_accepted_sign_ins_in_place() {
+        let mut known =
+            KnownAccount { sightings: [sighting(100, "Asia/Shanghai")].into(), read_ms: 0, complete: true };
+        for at in 200..300 {
+            add(&mut known, Sighting { accepted: false, zone: None, ..sighting(at, "") });
+        }
+        assert_eq!(known.sightings.iter().map(|s| s.at_ms).collect::<Vec<_>>(), [100]);
     }
 
     #[test]

@@ -421,8 +421,9 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// most `limit`.
     fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>>;
 
-    /// What the signals need of the account's most recent sign-ins since
-    /// `since_ms`, newest first, at most `limit`.
+    /// What the signals need of the account's most recent sign-ins whose
+    /// token was accepted, since `since_ms`, newest first, at most `limit`:
+    /// refused attempts, however many, never push them out.
     fn sightings(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Sighting>>;
 
     /// What the organisation's accounts seen since `since_ms` show.
@@ -470,9 +471,10 @@ pub trait HistoryStore: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
-/// The most recent sign-ins of an account the signals read: enough for the
-/// last place, a week on one network, and the share of a busy account's
-/// recent sign-ins, without reading a long history on every verification.
+/// The most recent accepted sign-ins of an account the signals read:
+/// enough for the last place, a week on one network, and the share of a
+/// busy account's recent sign-ins, without reading a long history on every
+/// verification.
 #[cfg(feature = "history")]
 const RECENT_FOR_SIGNALS: u32 = 32;
 
@@ -553,7 +555,7 @@ fn forget_quiet_accounts(accounts: &mut std::collections::HashMap<Subject, Known
 #[cfg(feature = "history")]
 #[derive(Debug)]
 struct KnownAccount {
-    /// Newest first, at most [`RECENT_FOR_SIGNALS`].
+    /// Accepted sign-ins, newest first, at most [`RECENT_FOR_SIGNALS`].
     sightings: std::collections::VecDeque<Sighting>,
     /// When it was read, on [`feed::monotonic_ms`]'s clock.
     read_ms: i64,
@@ -866,7 +868,12 @@ impl History {
 
     /// Adds a sign-in to what is remembered of the account (when anything
     /// is: an account not in memory is read whole on its next sign-in).
+    /// Only accepted ones: the signals read nothing else, and refused
+    /// attempts cost nothing to send.
     fn remember(&self, account: &Subject, sighting: Sighting) {
+        if !sighting.accepted {
+            return;
+        }
         if let Ok(mut accounts) = self.accounts.lock()
             && let Some(known) = accounts.get_mut(account)
         {
