@@ -170,6 +170,11 @@ pub struct ServeConfig {
     pub history_key_file: Option<PathBuf>,
     /// Days the history keeps an event. Default 90.
     pub retention_days: u32,
+    /// Refused verifications (no token, a forged or replayed one) the
+    /// history records per second at most; the rest are counted in
+    /// `meridian_history_refused_unrecorded_total`. Accepted sign-ins are
+    /// always recorded (challenges ration them). 0: no limit. Default 1000.
+    pub history_refused_per_second: u32,
     /// The operator console's secret (at least 16 characters, not a verify
     /// secret): with it, `meridian serve` serves the console under
     /// `/console`, on `internal_listen` when set. Default: none (no console).
@@ -240,6 +245,7 @@ impl Default for ServeConfig {
             history_key: None,
             history_key_file: None,
             retention_days: 90,
+            history_refused_per_second: 1_000,
             console_secret: None,
             console_secret_file: None,
             console_idle_minutes: 30,
@@ -557,6 +563,7 @@ mod tests {
         ("database_url", "postgres://m@127.0.0.1/m", "\"postgres://m@127.0.0.1/m\""),
         ("history_key_file", "{dir}/lines", "\"{dir}/lines\""),
         ("retention_days", "30", "30"),
+        ("history_refused_per_second", "50", "50"),
         ("console_secret", "console-0123456789abcdef", "\"console-0123456789abcdef\""),
         ("console_secret_file", "{dir}/lines", "\"{dir}/lines\""),
         ("console_idle_minutes", "15", "15"),

@@ -205,7 +205,9 @@ impl Builder {
         let console = config.console_secret.as_ref().map(|secret| console_of(&config, secret)).transpose()?;
         #[cfg(feature = "history")]
         let history = if config.history {
-            let history = open_history(&config, &mut notes, !reads_history).await?;
+            let history = open_history(&config, &mut notes, !reads_history)
+                .await?
+                .with_refused_budget(config.history_refused_per_second);
             verifier = verifier.with_history(history.clone());
             Some(history)
         } else {

@@ -133,6 +133,7 @@ impl HistoryStore for Flaky {
 struct Fixture {
     minter: Minter,
     verifier: Arc<Verifier>,
+    history: History,
     store: SqliteHistory,
     key: SubjectKey,
     nonce: std::sync::atomic::AtomicU8,
@@ -145,15 +146,26 @@ fn restrict_cn() -> Policy {
 
 impl Fixture {
     fn new(store: Arc<dyn HistoryStore>, sqlite: SqliteHistory) -> Self {
+        Self::with(store, sqlite, |history| history)
+    }
+
+    /// [`Self::new`] with the history set up by `adjust`.
+    fn with(
+        store: Arc<dyn HistoryStore>,
+        sqlite: SqliteHistory,
+        adjust: impl FnOnce(History) -> History,
+    ) -> Self {
         let minter = Minter::new(61);
         let key = SubjectKey::new([7; 32]);
+        let history = adjust(History::new(store, key.clone()));
         let verifier =
             Verifier::new(minter.keys.clone(), restrict_cn(), Arc::new(MemoryReplayStore::new(10_000)))
                 .with_intel(Arc::new(test_intel()))
-                .with_history(History::new(store, key.clone()));
+                .with_history(history.clone());
         Self {
             minter,
             verifier: Arc::new(verifier),
+            history,
             store: sqlite,
             key,
             nonce: std::sync::atomic::AtomicU8::new(0),
@@ -341,6 +353,26 @@ async fn refused_tokens_cannot_push_an_accounts_sign_ins_out_of_sight() {
     let again =
         restarted.sign_in("mei", None, SINGAPORE, T0 + 6 * 3_600_000, "Asia/Singapore", "en-SG").await;
     expect_both(&again, "read from the database");
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_tokens_is_counted_not_written_while_sign_ins_still_are() {
+    let sqlite = SqliteHistory::in_memory().unwrap();
+    let fixture = Fixture::with(Arc::new(sqlite.clone()), sqlite, |history| history.with_refused_budget(1));
+    let history = &fixture.history;
+    for n in 0..20 {
+        let refused = fixture.refused(&format!("bot-{n}"), SINGAPORE, T0 + n).await;
+        assert!(!refused.success, "refused whether recorded or not");
+    }
+    let accepted = fixture.sign_in("ada", None, SINGAPORE, T0 + 100, "Asia/Singapore", "en-SG").await;
+    assert!(accepted.success, "{accepted:?}");
+    history.flush().await.unwrap();
+    let events = fixture.events().await;
+    let refused = events.iter().filter(|e| e.error.is_some()).count();
+    // One a second, and the loop may straddle a second.
+    assert!((1..=2).contains(&refused), "{refused} refused recorded");
+    assert_eq!(u64::try_from(refused).unwrap() + history.refused_unrecorded_count(), 20);
+    assert_eq!(events.iter().filter(|e| e.error.is_none()).count(), 1, "the sign-in is recorded");
 }
 
 #[tokio::test]

@@ -1231,6 +1231,33 @@ async fn a_killed_process_loses_no_answered_verification() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_at_the_login_form_is_counted_not_written_past_the_budget() {
+    let serve = Serve::start("history-refused", &[("MERIDIAN_HISTORY_REFUSED_PER_SECOND", "1")]);
+    for _ in 0..30 {
+        let body = json!({ "token": "not-a-token", "remote_ip": "127.0.0.1", "account": "bot" });
+        let (status, outcome) = verify(&serve.origin, &body).await;
+        assert_eq!((status, outcome["success"].clone()), (200, json!(false)), "{outcome}");
+    }
+    let body = json!({ "token": token(5_900), "remote_ip": "127.0.0.1", "account": "ada" });
+    let (status, outcome) = verify(&serve.origin, &body).await;
+    assert_eq!((status, outcome["success"].clone()), (200, json!(true)), "{outcome}");
+    let logins = |account: &'static str| {
+        let origin = serve.origin.clone();
+        async move {
+            let page =
+                client().get(format!("{origin}/v1/accounts/{account}")).bearer_auth(SECRET).send().await;
+            let page: Value = page.unwrap().json().await.unwrap();
+            page["logins"].as_f64().unwrap_or(0.0)
+        }
+    };
+    let unrecorded = metric(&serve.origin, "meridian_history_refused_unrecorded_total").await;
+    let recorded = logins("bot").await;
+    assert!((1.0..=3.0).contains(&recorded), "one refused a second recorded, not {recorded}");
+    assert_eq!(recorded + unrecorded, 30.0, "every refusal recorded or counted");
+    assert_eq!(logins("ada").await, 1.0, "the sign-in is recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_history_db_opens_again_after_a_restart() {
     // Earlier versions journaled beside a configured `history_db` in
     // `<history_db>-journal`, SQLite's own journal name: the database then

@@ -586,7 +586,22 @@ pub struct History {
     >,
     /// With a shared store: what following the other instances vouches for.
     feed: Option<std::sync::Arc<feed::FeedHealth>>,
+    /// Refused verifications recorded per second at most ([`Self::with_refused_budget`]).
+    refused_budget: Option<std::sync::Arc<governor::DefaultDirectRateLimiter>>,
+    /// Refused verifications over that budget: counted, not recorded.
+    refused_unrecorded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// When one was last logged, Unix ms.
+    refused_warned_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// Refused verifications recorded per second at most, by default
+/// ([`History::with_refused_budget`]).
+#[cfg(feature = "history")]
+pub const REFUSED_PER_SECOND: u32 = 1_000;
+
+/// How often a history over its budget of refused verifications says so.
+#[cfg(feature = "history")]
+const REFUSED_WARN_EVERY_MS: i64 = 60_000;
 
 #[cfg(feature = "history")]
 impl std::fmt::Debug for History {
@@ -632,7 +647,55 @@ impl History {
             accounts,
             shares: std::sync::Arc::default(),
             feed,
+            refused_budget: None,
+            refused_unrecorded: std::sync::Arc::default(),
+            refused_warned_ms: std::sync::Arc::default(),
         }
+        .with_refused_budget(REFUSED_PER_SECOND)
+    }
+
+    /// Records at most `per_second` refused verifications a second (a
+    /// second's worth at once), counting the rest without recording them;
+    /// 0: no limit. An accepted token is paid for with a challenge, which
+    /// the verifier rations; a refused one costs its sender nothing, and a
+    /// flood of them (a bot at the login form, no token at all) would
+    /// otherwise be written row by row until the writer falls behind
+    /// everyone's sign-ins. Accepted sign-ins are always recorded.
+    #[must_use]
+    pub fn with_refused_budget(mut self, per_second: u32) -> Self {
+        self.refused_budget = std::num::NonZeroU32::new(per_second)
+            .map(|n| std::sync::Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(n))));
+        self
+    }
+
+    /// Refused verifications counted but not recorded: over the budget of
+    /// [`Self::with_refused_budget`].
+    pub fn refused_unrecorded_count(&self) -> u64 {
+        self.refused_unrecorded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a refused verification may be recorded now; counts (and now
+    /// and then logs) one that may not.
+    fn record_refused(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.refused_budget.as_ref().is_none_or(|budget| budget.check().is_ok()) {
+            return true;
+        }
+        let unrecorded = self.refused_unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = now_ms();
+        let last = self.refused_warned_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= REFUSED_WARN_EVERY_MS
+            && self
+                .refused_warned_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                unrecorded,
+                "history: more refused verifications than its budget; the rest are counted, not recorded"
+            );
+        }
+        false
     }
 
     /// The store.
@@ -754,6 +817,9 @@ impl History {
         event.error = outcome.error_codes.first().copied();
         if let Some(account) = &event.account {
             self.remember(account, Sighting::from(&event));
+        }
+        if event.error.is_some() && !self.record_refused() {
+            return outcome;
         }
         let recorded = tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.record(event))
             .await

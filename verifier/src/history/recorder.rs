@@ -578,7 +578,10 @@ impl Writer {
                 }
             }
             self.shared.dropped.fetch_add(excess as u64, Ordering::Relaxed);
-            tracing::error!(events = excess, "history down too long: oldest events dropped");
+            tracing::error!(
+                events = excess,
+                "history: too many events waiting for the database (down, or slower than the sign-ins); the oldest are dropped"
+            );
             return;
         };
         // Everything waiting is in the journal: set it aside and write it
@@ -595,7 +598,7 @@ impl Writer {
                 self.shared.dropped.fetch_add(events as u64, Ordering::Relaxed);
                 tracing::error!(
                     events,
-                    "history down too long: the waiting events left memory; they are written from the journal once it is back"
+                    "history: too many events waiting for the database (down, or slower than the sign-ins); they left memory and are written from the journal as it catches up"
                 );
             }
             Err(error) => {

@@ -49,11 +49,13 @@ impl Default for Metrics {
     }
 }
 
-/// The shared history's feed, counted on each scrape.
+/// The history's own counts, read on each scrape: refused verifications
+/// over its budget, and (with a shared store) the feed of the other
+/// instances' sign-ins.
 #[derive(Debug)]
-struct FeedCollector(crate::history::History);
+struct HistoryCollector(crate::history::History);
 
-impl prometheus_client::collector::Collector for FeedCollector {
+impl prometheus_client::collector::Collector for HistoryCollector {
     fn encode(
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
@@ -61,15 +63,24 @@ impl prometheus_client::collector::Collector for FeedCollector {
         use prometheus_client::encoding::EncodeMetric as _;
         use prometheus_client::metrics::TypedMetric as _;
         use prometheus_client::metrics::counter::ConstCounter;
-        let Some((taken, gaps)) = self.0.feed_counts() else { return Ok(()) };
-        for (name, help, value) in [
-            ("history_feed_sign_ins", "Other instances' sign-ins taken from the shared history", taken),
-            (
+        let mut counts = vec![(
+            "history_refused_unrecorded",
+            "Refused verifications over the history's budget (history_refused_per_second): counted, not recorded",
+            self.0.refused_unrecorded_count(),
+        )];
+        if let Some((taken, gaps)) = self.0.feed_counts() {
+            counts.push((
+                "history_feed_sign_ins",
+                "Other instances' sign-ins taken from the shared history",
+                taken,
+            ));
+            counts.push((
                 "history_feed_gaps",
                 "Looks at the shared history that failed or fell behind (accounts are then read again after 5 s)",
                 gaps,
-            ),
-        ] {
+            ));
+        }
+        for (name, help, value) in counts {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(name, help, None, ConstCounter::<u64>::TYPE)?)?;
         }
@@ -78,12 +89,11 @@ impl prometheus_client::collector::Collector for FeedCollector {
 }
 
 impl Metrics {
-    /// The metrics, with the feed of `history` when it follows other
-    /// instances.
+    /// The metrics, with the counts of `history` when there is one.
     pub fn new(history: Option<&crate::history::History>) -> Self {
         let mut registry = Registry::with_prefix("meridian");
-        if let Some(history) = history.filter(|h| h.feed_counts().is_some()) {
-            registry.register_collector(Box::new(FeedCollector(history.clone())));
+        if let Some(history) = history {
+            registry.register_collector(Box::new(HistoryCollector(history.clone())));
         }
         let verifications = Family::<OutcomeLabels, Counter>::default();
         registry.register(
