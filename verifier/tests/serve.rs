@@ -1258,6 +1258,38 @@ async fn a_bot_at_the_login_form_is_counted_not_written_past_the_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_history_takes_a_forged_zone_holding_nul_and_goes_on() {
+    // PostgreSQL's TEXT refuses NUL. A zone the page's script made up with
+    // one in it must not make the batch it comes in fail at every try,
+    // stopping the history for every sign-in after it.
+    let postgres = Postgres::start("nul");
+    let env = [("MERIDIAN_DATABASE_URL", postgres.url()), ("MERIDIAN_HISTORY_KEY", HISTORY_KEY.to_owned())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let serve = Serve::start("history-nul", &env);
+    let minter = Minter::new(SEED);
+    let mut nonce = [7u8; 16];
+    nonce[8..16].copy_from_slice(&std::process::id().to_le_bytes().repeat(2));
+    let now = jiff::Timestamp::now().as_millisecond();
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut claims =
+        minter.honest_claims(ip, now, nonce, "Europe/Berlin", "de-DE", &["de-DE", "de"]).unwrap();
+    claims.time_zone.zone.push('\0');
+    claims.locale.locale.push('\0');
+    for token in [minter.sign(&claims), token(6_100)] {
+        let body = json!({ "token": token, "remote_ip": "127.0.0.1", "account": "nul" });
+        let (status, outcome) = verify(&serve.origin, &body).await;
+        assert_eq!((status, outcome["success"].clone()), (200, json!(true)), "{outcome}");
+        assert!(!reason_codes(&outcome).contains(&"history_unavailable".to_owned()), "{outcome}");
+    }
+    let page =
+        client().get(format!("{}/v1/accounts/nul", serve.origin)).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the history writes again");
+    let page: Value = page.json().await.unwrap();
+    assert_eq!(page["logins"], 2, "{page}");
+    assert!(page.to_string().contains("Europe/Berlin\u{fffd}"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_history_db_opens_again_after_a_restart() {
     // Earlier versions journaled beside a configured `history_db` in
     // `<history_db>-journal`, SQLite's own journal name: the database then

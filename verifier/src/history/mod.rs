@@ -302,14 +302,21 @@ pub(crate) const ERASURE_MARGIN_MS: i64 = 1_000;
 #[cfg(feature = "history")]
 const MAX_CLAIM_TEXT: usize = 64;
 
-/// `text` cut to [`MAX_CLAIM_TEXT`] bytes at a character boundary.
+/// `text` cut to [`MAX_CLAIM_TEXT`] bytes at a character boundary, each
+/// control character replaced by U+FFFD: a forged zone holding NUL would
+/// otherwise be refused by PostgreSQL's `TEXT`, and with it the batch it
+/// came in, again at every try, stopping the history for everyone.
 #[cfg(feature = "history")]
 pub(crate) fn clip(text: &str) -> String {
-    let mut end = text.len().min(MAX_CLAIM_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let mut kept = String::with_capacity(text.len().min(MAX_CLAIM_TEXT));
+    for c in text.chars() {
+        let c = if c.is_control() { char::REPLACEMENT_CHARACTER } else { c };
+        if kept.len() + c.len_utf8() > MAX_CLAIM_TEXT {
+            break;
+        }
+        kept.push(c);
     }
-    text[..end].to_owned()
+    kept
 }
 
 /// What one organisation's accounts show, over the history window.
@@ -1057,5 +1064,6 @@ mod tests {
         let long = "é".repeat(40);
         let clipped = clip(&long);
         assert!(clipped.len() <= 64 && clipped.chars().all(|c| c == 'é'));
+        assert_eq!(clip("Asia/Singapore\u{0}\u{1b}[2J\n"), "Asia/Singapore\u{fffd}\u{fffd}[2J\u{fffd}");
     }
 }
