@@ -356,6 +356,27 @@ async fn refused_tokens_cannot_push_an_accounts_sign_ins_out_of_sight() {
 }
 
 #[tokio::test]
+async fn refused_attempts_neither_water_down_nor_crowd_out_an_accounts_report() {
+    use meridian_verifier::history::report::{Risk, subject_report};
+    let fixture = Fixture::sqlite();
+    for n in 0..3 {
+        fixture.sign_in("mei", None, SINGAPORE, T0 + n * 3_600_000, "Asia/Shanghai", "zh-CN").await;
+    }
+    for n in 0..150 {
+        fixture.refused("mei", SINGAPORE, T0 + 4 * 3_600_000 + n * 1_000).await;
+    }
+    fixture.history.flush().await.unwrap();
+    let account = fixture.key.account("mei").unwrap();
+    let events = fixture.store.recent(&account, 0, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.error.is_none()).count(), 3, "the accepted are all read");
+    assert_eq!(events.len(), 103, "and at most 100 refused");
+    assert!(events.windows(2).all(|w| w[0].at_ms >= w[1].at_ms), "newest first");
+    let report = subject_report(account, 30, events, None, 20);
+    assert_eq!(report.risk, Risk::High, "{:?}", report.risk_reasons);
+    assert!(report.risk_reasons[0].starts_with("3 of 3 accepted sign-ins"), "{:?}", report.risk_reasons);
+}
+
+#[tokio::test]
 async fn a_flood_of_refused_tokens_is_counted_not_written_while_sign_ins_still_are() {
     let sqlite = SqliteHistory::in_memory().unwrap();
     let fixture = Fixture::with(Arc::new(sqlite.clone()), sqlite, |history| history.with_refused_budget(1));

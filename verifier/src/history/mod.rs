@@ -395,8 +395,9 @@ pub trait HistoryStore: Send + Sync + 'static {
         false
     }
 
-    /// Sign-ins other processes wrote to this store at positions after
-    /// `after`, up to the newest position now, oldest first, each with its
+    /// Sign-ins with an accepted token (what the signals read) other
+    /// processes wrote to this store at positions after `after`, up to the
+    /// newest position now, oldest first, each with its
     /// position, writer and account, at most `limit`; and that newest
     /// position. A writer in `taken` (writer, position) is read only past
     /// that position: each writer commits its batches one after the other,
@@ -424,8 +425,9 @@ pub trait HistoryStore: Send + Sync + 'static {
         Box::pin(async { Ok(0) })
     }
 
-    /// The account's most recent events since `since_ms`, newest first, at
-    /// most `limit`.
+    /// The account's most recent events since `since_ms`, newest first: at
+    /// most `limit` accepted and `limit` refused (refused attempts cost
+    /// nothing to send, so they never crowd the accepted ones out).
     fn recent(&self, account: &Subject, since_ms: i64, limit: u32) -> HistoryFuture<'_, Vec<Event>>;
 
     /// What the signals need of the account's most recent sign-ins whose
@@ -437,7 +439,7 @@ pub trait HistoryStore: Send + Sync + 'static {
     fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare>;
 
     /// The organisation's most recent events since `since_ms`, newest
-    /// first, at most `limit`.
+    /// first: at most `limit` accepted and `limit` refused.
     fn organization_recent(
         &self,
         organization: &Subject,

@@ -14,7 +14,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::report::{FLAGGED_SQL, REGION_EVIDENCE, STRONGEST_FIRST_SQL, SUMMARY_COLUMNS, Summary};
+use super::report::{
+    FLAGGED_SQL, REGION_COLUMNS_FROM, REGION_EVIDENCE, STRONGEST_FIRST_SQL, SUMMARY_COLUMNS, Summary,
+};
 use super::{
     Counts, ERASURE_MARGIN_MS, Event, HistoryError, HistoryFuture, HistoryStore, JournalMark,
     OrganizationShare, OtherSignIn, OthersSince, Sighting, Subject, SubjectKind, now_ms,
@@ -68,12 +70,35 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX erasures_account ON erasures (account);
     CREATE INDEX erasures_noted ON erasures (noted_ms);",
-    // 5: an account's events by whether their token was accepted, then by
-    // time (see the SQLite store's 4). Writes to `events` wait while it is
-    // built; their journals keep them meanwhile.
+    // 5: an account's and an organisation's events by whether their token
+    // was accepted, then by time (see the SQLite store's 4). Writes to
+    // `events` wait while they are built; their journals keep them meanwhile.
     "CREATE INDEX events_account_outcome ON events (account, (error IS NULL), at_ms) WHERE account IS NOT NULL;
-    DROP INDEX events_account",
+    DROP INDEX events_account;
+    CREATE INDEX events_organization_outcome ON events (organization, (error IS NULL), at_ms)
+        WHERE organization IS NOT NULL;
+    DROP INDEX events_organization",
 ];
+
+/// The events of one account (`$1`) or organisation since `$2`, newest
+/// first: the newest `$3` accepted and the newest `$3` refused, each read in
+/// order from its own range of the `…_outcome` index (see the SQLite
+/// store's).
+/// (PostgreSQL matches `error IS NULL` to the index's column as true, and
+/// `(error IS NULL) IS FALSE` as false; `error IS NOT NULL` it would not.)
+fn newest_first(column: &str) -> String {
+    let part = |accepted: &str| {
+        format!(
+            "SELECT * FROM (SELECT * FROM events WHERE {column} = $1 AND {accepted} AND at_ms >= $2
+                ORDER BY at_ms DESC, id DESC LIMIT $3) AS part"
+        )
+    };
+    format!(
+        "{} UNION ALL {} ORDER BY at_ms DESC, id DESC",
+        part("error IS NULL"),
+        part("(error IS NULL) IS FALSE")
+    )
+}
 
 /// How long after it is noted the feed still looks for an erasure below the
 /// newest it has seen (one whose commit showed after a later one's).
@@ -304,14 +329,15 @@ fn summary_sql(column: &str) -> String {
             format!(
                 ", COUNT(*) FILTER (WHERE position(',{},' IN ',' || reasons || ',') > 0) AS {}",
                 code.as_str(),
-                SUMMARY_COLUMNS[i + 3]
+                SUMMARY_COLUMNS[i + REGION_COLUMNS_FROM]
             )
         })
         .collect();
     format!(
         "SELECT {column} AS subject,
             (array_agg(organization ORDER BY at_ms DESC) FILTER (WHERE organization IS NOT NULL))[1] AS organization,
-            COUNT(*) AS logins, COUNT(*) FILTER (WHERE restricted_device) AS restricted,
+            COUNT(*) AS logins, COUNT(*) FILTER (WHERE error IS NULL) AS accepted,
+            COUNT(*) FILTER (WHERE restricted_device) AS restricted,
             COUNT(*) FILTER (WHERE verdict IN ('deny', 'review')) AS held{region}, MAX(at_ms) AS last_ms
          FROM events WHERE {column} IS NOT NULL GROUP BY {column}"
     )
@@ -412,10 +438,7 @@ impl HistoryStore for PostgresHistory {
         let account = account.clone();
         self.with(&self.reads, move |client| async move {
             let rows = client
-                .query(
-                    "SELECT * FROM events WHERE account = $1 AND at_ms >= $2 ORDER BY at_ms DESC, id DESC LIMIT $3",
-                    &[&account.as_str(), &since_ms, &i64::from(limit)],
-                )
+                .query(&newest_first("account"), &[&account.as_str(), &since_ms, &i64::from(limit)])
                 .await?;
             events(&rows)
         })
@@ -463,7 +486,8 @@ impl HistoryStore for PostgresHistory {
                         events.writer
                      FROM events LEFT JOIN UNNEST($4::BIGINT[], $5::BIGINT[]) AS taken (writer, position)
                         ON taken.writer = events.writer
-                     WHERE id > $1 AND id <= $2 AND account IS NOT NULL AND events.writer IS DISTINCT FROM $3
+                     WHERE id > $1 AND id <= $2 AND account IS NOT NULL AND error IS NULL
+                        AND events.writer IS DISTINCT FROM $3
                         AND id > COALESCE(taken.position, 0)
                      ORDER BY id LIMIT $6",
                     &[&after, &newest, &writer, &writers, &positions, &i64::from(limit)],
@@ -524,10 +548,7 @@ impl HistoryStore for PostgresHistory {
         let organization = organization.clone();
         self.with(&self.reads, move |client| async move {
             let rows = client
-                .query(
-                    "SELECT * FROM events WHERE organization = $1 AND at_ms >= $2 ORDER BY at_ms DESC, id DESC LIMIT $3",
-                    &[&organization.as_str(), &since_ms, &i64::from(limit)],
-                )
+                .query(&newest_first("organization"), &[&organization.as_str(), &since_ms, &i64::from(limit)])
                 .await?;
             events(&rows)
         })

@@ -77,6 +77,7 @@ pub struct SubjectReport {
 #[derive(Debug, Clone, Default)]
 struct Tally {
     logins: u32,
+    accepted: u32,
     restricted_device: u32,
     verdicts: BTreeMap<&'static str, u32>,
     reasons: BTreeMap<&'static str, u32>,
@@ -87,6 +88,7 @@ struct Tally {
 impl Tally {
     fn add(&mut self, event: &Event) {
         self.logins += 1;
+        self.accepted += u32::from(event.error.is_none());
         self.restricted_device += u32::from(event.restricted_device);
         *self.verdicts.entry(event.verdict.as_str()).or_default() += 1;
         for code in &event.reasons {
@@ -107,6 +109,7 @@ impl Tally {
     fn evidence(&self) -> Evidence {
         Evidence {
             logins: self.logins,
+            accepted: self.accepted,
             restricted_device: self.restricted_device,
             held: self.verdicts.get(Verdict::Deny.as_str()).copied().unwrap_or(0)
                 + self.verdicts.get(Verdict::Review.as_str()).copied().unwrap_or(0),
@@ -122,6 +125,10 @@ impl Tally {
 pub struct Evidence {
     /// Verifications.
     pub logins: u32,
+    /// Of those, with an accepted token: what the device share is over
+    /// (a refused attempt has no device to speak of, and costs nothing to
+    /// send, so it must not water the share down).
+    pub accepted: u32,
     /// Of those, from a device whose zone points into a restricted region.
     pub restricted_device: u32,
     /// Denied or held for review.
@@ -139,12 +146,12 @@ impl Evidence {
             risk = risk.max(level);
             why.push(sentence);
         };
-        if self.logins >= 3 && self.restricted_device.saturating_mul(2) >= self.logins {
+        if self.accepted >= 3 && self.restricted_device.saturating_mul(2) >= self.accepted {
             raise(
                 Risk::High,
                 format!(
-                    "{} of {} sign-ins came from devices whose zone points into a restricted region",
-                    self.restricted_device, self.logins
+                    "{} of {} accepted sign-ins came from devices whose zone points into a restricted region",
+                    self.restricted_device, self.accepted
                 ),
             );
         } else if self.restricted_device > 0 {
@@ -203,11 +210,24 @@ pub struct Summary {
 }
 
 /// The columns a store keeps (SQLite) or sums (PostgreSQL) for a summary:
-/// sign-ins, restricted-device sign-ins, denied or held, then how often
-/// each of [`REGION_EVIDENCE`] fired, in its order.
+/// sign-ins, accepted ones, restricted-device sign-ins, denied or held,
+/// then how often each of [`REGION_EVIDENCE`] fired, in its order.
 #[cfg(feature = "history")]
-pub(crate) const SUMMARY_COLUMNS: [&str; 8] =
-    ["logins", "restricted", "held", "claim", "ip", "account_history", "organization_share", "travel"];
+pub(crate) const SUMMARY_COLUMNS: [&str; 9] = [
+    "logins",
+    "accepted",
+    "restricted",
+    "held",
+    "claim",
+    "ip",
+    "account_history",
+    "organization_share",
+    "travel",
+];
+
+/// Where [`REGION_EVIDENCE`]'s columns begin in [`SUMMARY_COLUMNS`].
+#[cfg(feature = "history")]
+pub(crate) const REGION_COLUMNS_FROM: usize = 4;
 
 /// Whether a summary row has anything against it (SQL over
 /// [`SUMMARY_COLUMNS`]).
@@ -219,7 +239,7 @@ pub(crate) const FLAGGED_SQL: &str =
 /// [`SUMMARY_COLUMNS`]): what the risk levels rank on.
 #[cfg(feature = "history")]
 pub(crate) const STRONGEST_FIRST_SQL: &str = "(claim + account_history + organization_share + travel > 0
-    OR (logins >= 3 AND restricted * 2 >= logins)) DESC, restricted DESC, held DESC, last_ms DESC";
+    OR (accepted >= 3 AND restricted * 2 >= accepted)) DESC, restricted DESC, held DESC, last_ms DESC";
 
 impl Summary {
     /// The risk and its reasons.
@@ -239,11 +259,11 @@ impl Summary {
         count: impl Fn(&str) -> Result<i64, E>,
     ) -> Result<Self, E> {
         let count = |name: &str| count(name).map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
-        let mut counts = [0u32; 8];
+        let mut counts = [0u32; SUMMARY_COLUMNS.len()];
         for (slot, name) in counts.iter_mut().zip(SUMMARY_COLUMNS) {
             *slot = count(name)?;
         }
-        let [logins, restricted_device, held, region @ ..] = counts;
+        let [logins, accepted, restricted_device, held, region @ ..] = counts;
         let share = if with_share {
             Some(OrganizationShare {
                 accounts: count("member_accounts")?,
@@ -256,7 +276,7 @@ impl Summary {
         Ok(Self {
             subject: Subject::from_stored(subject),
             organization: organization.map(Subject::from_stored),
-            evidence: Evidence { logins, restricted_device, held, region },
+            evidence: Evidence { logins, accepted, restricted_device, held, region },
             last_ms,
             share,
         })
