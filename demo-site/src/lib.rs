@@ -304,6 +304,8 @@ async fn login(
         expected_action: Some("login"),
         expected_origin: None,
         // The e-mail names the account, so the history can weigh its past.
+        // The demo asks for no password; a real login names the account
+        // only once its password has checked out (docs/INTEGRATION.md).
         account: Some(form.email.trim()).filter(|email| !email.is_empty() && email.len() <= 256),
         organization: None,
     };

@@ -116,6 +116,12 @@ impl LoginCheck {
     }
 
     /// The form field naming the account (e.g. `email`), for the history.
+    ///
+    /// The check runs before the handler, so before any password in the
+    /// same form is checked: the history would count an attempt with
+    /// someone else's id as theirs. Use it where the form's account is
+    /// already authenticated (a second step, a session); on a password form
+    /// call [`crate::Verifier::verify`] once the password is right.
     pub fn account_field(mut self, name: &str) -> Self {
         self.account_field = Some(name.to_owned());
         self
