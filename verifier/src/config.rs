@@ -172,8 +172,10 @@ pub struct ServeConfig {
     pub retention_days: u32,
     /// Refused verifications (no token, a forged or replayed one) the
     /// history records per second at most; the rest are counted in
-    /// `meridian_history_refused_unrecorded_total`. Accepted sign-ins are
-    /// always recorded (challenges ration them). 0: no limit. Default 1000.
+    /// `meridian_history_refused_unrecorded_total`. Refusals the policy lets
+    /// through (the collector's error marker) have as many again of their
+    /// own. Accepted sign-ins are always recorded (challenges ration them).
+    /// 0: no limit. Default 1000.
     pub history_refused_per_second: u32,
     /// The operator console's secret (at least 16 characters, not a verify
     /// secret): with it, `meridian serve` serves the console under

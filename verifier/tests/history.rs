@@ -397,6 +397,36 @@ async fn a_flood_of_refused_tokens_is_counted_not_written_while_sign_ins_still_a
 }
 
 #[tokio::test]
+async fn a_flood_of_denied_attempts_leaves_room_for_the_refusals_the_policy_lets_through() {
+    let sqlite = SqliteHistory::in_memory().unwrap();
+    let fixture = Fixture::with(Arc::new(sqlite.clone()), sqlite, |history| history.with_refused_budget(1));
+    for n in 0..20 {
+        fixture.refused(&format!("bot-{n}"), SINGAPORE, T0 + n).await;
+    }
+    // The drop-in's error marker: refused, but `review` by default, so the
+    // site may still let the person in after a second factor.
+    let input = VerifyInput {
+        token: "meridian-error:wasm-unavailable",
+        remote_ip: IpAddr::from(SINGAPORE),
+        accept_language: None,
+        expected_action: None,
+        expected_origin: None,
+        account: Some("mei"),
+        organization: None,
+    };
+    let marker = fixture.verifier.verify(&input, jiff::Timestamp::from_millisecond(T0 + 50).unwrap()).await;
+    assert_eq!(marker.verdict, Verdict::Review, "{marker:?}");
+    fixture.history.flush().await.unwrap();
+    let mei = fixture.key.account("mei").unwrap();
+    let recorded = fixture.events().await;
+    assert_eq!(
+        recorded.iter().filter(|e| e.account.as_ref() == Some(&mei)).count(),
+        1,
+        "its sign-in is recorded"
+    );
+}
+
+#[tokio::test]
 async fn hostile_ids_are_refused_or_stored_as_hashes() {
     let fixture = Fixture::sqlite();
     let huge = "a".repeat(10_000);

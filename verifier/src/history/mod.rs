@@ -595,8 +595,10 @@ pub struct History {
     >,
     /// With a shared store: what following the other instances vouches for.
     feed: Option<std::sync::Arc<feed::FeedHealth>>,
-    /// Refused verifications recorded per second at most ([`Self::with_refused_budget`]).
-    refused_budget: Option<std::sync::Arc<governor::DefaultDirectRateLimiter>>,
+    /// Refused verifications recorded per second at most
+    /// ([`Self::with_refused_budget`]): one budget for those denied, one for
+    /// those the policy lets through (the collector's error marker).
+    refused_budget: Option<std::sync::Arc<[governor::DefaultDirectRateLimiter; 2]>>,
     /// Refused verifications over that budget: counted, not recorded.
     refused_unrecorded: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// When one was last logged, Unix ms.
@@ -669,11 +671,16 @@ impl History {
     /// the verifier rations; a refused one costs its sender nothing, and a
     /// flood of them (a bot at the login form, no token at all) would
     /// otherwise be written row by row until the writer falls behind
-    /// everyone's sign-ins. Accepted sign-ins are always recorded.
+    /// everyone's sign-ins. Accepted sign-ins are always recorded. Refusals
+    /// the policy lets through to a sign-in (the collector's error marker,
+    /// `collector_error` other than `deny`) have a budget of their own, so
+    /// a flood of denied ones cannot keep them out of the history.
     #[must_use]
     pub fn with_refused_budget(mut self, per_second: u32) -> Self {
-        self.refused_budget = std::num::NonZeroU32::new(per_second)
-            .map(|n| std::sync::Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(n))));
+        self.refused_budget = std::num::NonZeroU32::new(per_second).map(|n| {
+            let budget = || governor::RateLimiter::direct(governor::Quota::per_second(n));
+            std::sync::Arc::new([budget(), budget()])
+        });
         self
     }
 
@@ -683,11 +690,12 @@ impl History {
         self.refused_unrecorded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether a refused verification may be recorded now; counts (and now
-    /// and then logs) one that may not.
-    fn record_refused(&self) -> bool {
+    /// Whether a refused verification (`passing`: one the policy lets
+    /// through) may be recorded now; counts (and now and then logs) one that
+    /// may not.
+    fn record_refused(&self, passing: bool) -> bool {
         use std::sync::atomic::Ordering;
-        if self.refused_budget.as_ref().is_none_or(|budget| budget.check().is_ok()) {
+        if self.refused_budget.as_ref().is_none_or(|budgets| budgets[usize::from(passing)].check().is_ok()) {
             return true;
         }
         let unrecorded = self.refused_unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
@@ -827,7 +835,7 @@ impl History {
         if let Some(account) = &event.account {
             self.remember(account, Sighting::from(&event));
         }
-        if event.error.is_some() && !self.record_refused() {
+        if event.error.is_some() && !self.record_refused(outcome.verdict != Verdict::Deny) {
             return outcome;
         }
         let recorded = tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.record(event))
