@@ -41,16 +41,18 @@ impl Clock for Fixed {
 }
 
 /// A store that fails while `down` is set, then answers again; it counts
-/// the organisation counts it is asked for.
+/// the organisation counts it is asked for, and takes two seconds over
+/// each while `slow_organizations` is set.
 struct Flaky {
     inner: SqliteHistory,
     down: Arc<AtomicBool>,
     organization_counts: Arc<std::sync::atomic::AtomicUsize>,
+    slow_organizations: Arc<AtomicBool>,
 }
 
 impl Flaky {
     fn new(inner: SqliteHistory, down: Arc<AtomicBool>) -> Self {
-        Self { inner, down, organization_counts: Arc::default() }
+        Self { inner, down, organization_counts: Arc::default(), slow_organizations: Arc::default() }
     }
 
     fn gate(&self) -> Result<(), meridian_verifier::history::HistoryError> {
@@ -89,8 +91,17 @@ impl HistoryStore for Flaky {
     }
     fn organization(&self, organization: &Subject, since_ms: i64) -> HistoryFuture<'_, OrganizationShare> {
         self.organization_counts.fetch_add(1, Ordering::SeqCst);
+        let slow = self.slow_organizations.load(Ordering::SeqCst);
         match self.gate() {
-            Ok(()) => self.inner.organization(organization, since_ms),
+            Ok(()) => {
+                let count = self.inner.organization(organization, since_ms);
+                Box::pin(async move {
+                    if slow {
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                    count.await
+                })
+            }
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
@@ -374,6 +385,25 @@ async fn refused_attempts_neither_water_down_nor_crowd_out_an_accounts_report() 
     let report = subject_report(account, 30, events, None, 20);
     assert_eq!(report.risk, Risk::High, "{:?}", report.risk_reasons);
     assert!(report.risk_reasons[0].starts_with("3 of 3 accepted sign-ins"), "{:?}", report.risk_reasons);
+}
+
+#[tokio::test]
+async fn an_organisation_too_large_to_count_in_time_costs_its_own_reason_not_the_accounts() {
+    let sqlite = SqliteHistory::in_memory().unwrap();
+    let flaky = Flaky::new(sqlite.clone(), Arc::default());
+    let (counts, slow) = (flaky.organization_counts.clone(), flaky.slow_organizations.clone());
+    let fixture = Fixture::new(Arc::new(flaky), sqlite);
+    slow.store(true, Ordering::SeqCst);
+    for n in 0..4 {
+        let at = T0 + n * 3_600_000;
+        let outcome = fixture.sign_in("li", Some("Big Corp"), SINGAPORE, at, "Asia/Shanghai", "zh-CN").await;
+        let found = codes(&outcome);
+        assert!(found.contains(&"history_unavailable"), "{found:?}");
+        if n == 3 {
+            assert!(found.contains(&"account_region_history"), "the account's past still weighs: {found:?}");
+        }
+    }
+    assert_eq!(counts.load(Ordering::SeqCst), 1, "a count that took too long is not started again at once");
 }
 
 #[tokio::test]

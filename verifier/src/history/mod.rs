@@ -590,9 +590,9 @@ pub struct History {
     key: SubjectKey,
     unavailable: std::sync::Arc<std::sync::atomic::AtomicU64>,
     accounts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Subject, KnownAccount>>>,
-    shares: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<Subject, (OrganizationShare, std::time::Instant)>>,
-    >,
+    /// Organisations' shares counted lately (`None`: too large to count in
+    /// time, not tried again until the entry is old).
+    shares: std::sync::Arc<std::sync::Mutex<Shares>>,
     /// With a shared store: what following the other instances vouches for.
     feed: Option<std::sync::Arc<feed::FeedHealth>>,
     /// Refused verifications recorded per second at most
@@ -604,6 +604,10 @@ pub struct History {
     /// When one was last logged, Unix ms.
     refused_warned_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// Organisations' shares as last counted, and when.
+#[cfg(feature = "history")]
+type Shares = std::collections::HashMap<Subject, (Option<OrganizationShare>, std::time::Instant)>;
 
 /// Refused verifications recorded per second at most, by default
 /// ([`History::with_refused_budget`]).
@@ -821,10 +825,10 @@ impl History {
                     .iter()
                     .filter_map(|c| Country::parse(c))
                     .any(|c| verifier.policy().restricted_regions.contains(&c));
-                let more = match self.past(&event, verifier.policy()).await {
-                    Ok(reasons) => reasons,
-                    Err(error) => vec![self.unavailable_reason(verifier, &error)],
-                };
+                let (mut more, missing) = self.past(&event, verifier.policy()).await;
+                if let Some(error) = missing {
+                    more.push(self.unavailable_reason(verifier, &error));
+                }
                 verifier.judge(accepted, input, facts, now, more)
             }
         };
@@ -851,14 +855,19 @@ impl History {
         outcome
     }
 
-    /// The history's reasons for `current`.
+    /// The history's reasons for `current`, and what kept some of them
+    /// away, if anything: the account's past and the organisation's share
+    /// are each waited for until the same deadline, so an organisation too
+    /// large to count in time costs its own reason, not the account's.
     async fn past(
         &self,
         current: &Event,
         policy: &crate::Policy,
-    ) -> Result<Vec<crate::verdict::Reason>, HistoryError> {
+    ) -> (Vec<crate::verdict::Reason>, Option<HistoryError>) {
         let since = policy.history.since_ms(current.at_ms);
-        let read = async {
+        let deadline = tokio::time::Instant::now() + HISTORY_TIMEOUT;
+        let late = || HistoryError::Unavailable("the history did not answer in time".into());
+        let account_read = async {
             if !self.recorder.healthy() {
                 // The last write failed: answer with the history only once
                 // the store answers again.
@@ -867,31 +876,43 @@ impl History {
             if let Some(account) = &current.account {
                 self.know_account(account, since).await?;
             }
-            match &current.organization {
-                Some(organization) => self.organization_share(organization, since).await.map(Some),
-                None => Ok(None),
+            Ok(())
+        };
+        if let Err(error) =
+            tokio::time::timeout_at(deadline, account_read).await.unwrap_or_else(|_| Err(late()))
+        {
+            return (Vec::new(), Some(error));
+        }
+        let (organization, missing) = match &current.organization {
+            None => (None, None),
+            Some(organization) => {
+                match tokio::time::timeout_at(deadline, self.organization_share(organization, since)).await {
+                    Ok(Ok(share)) => (Some(share), None),
+                    Ok(Err(error)) => (None, Some(error)),
+                    Err(_) => {
+                        self.remember_share(organization, None);
+                        (None, Some(late()))
+                    }
+                }
             }
         };
-        let organization = tokio::time::timeout(HISTORY_TIMEOUT, read)
-            .await
-            .map_err(|_| HistoryError::Unavailable("the history did not answer in time".into()))??;
         let current_sighting = Sighting::from(current);
         let judge = |earlier: &[Sighting]| signals::reasons(&current_sighting, earlier, organization, policy);
-        let Some(account) = &current.account else { return Ok(judge(&[])) };
+        let Some(account) = &current.account else { return (judge(&[]), missing) };
         // Judged where the sign-ins are kept: nothing is copied.
-        let mut accounts = self
-            .accounts
-            .lock()
-            .map_err(|_| HistoryError::Unavailable("the account memory is poisoned".into()))?;
-        match accounts.get_mut(account) {
+        let Ok(mut accounts) = self.accounts.lock() else {
+            return (Vec::new(), Some(HistoryError::Unavailable("the account memory is poisoned".into())));
+        };
+        let reasons = match accounts.get_mut(account) {
             Some(known) => {
                 let recent = known.sightings.make_contiguous();
                 let within = recent.iter().take_while(|s| s.at_ms >= since).count();
-                Ok(judge(&recent[..within]))
+                judge(&recent[..within])
             }
             // Forgotten in between (memory full): judged without it.
-            None => Ok(judge(&[])),
-        }
+            None => judge(&[]),
+        };
+        (reasons, missing)
     }
 
     /// Makes sure the account's recent sign-ins are in memory and fresh:
@@ -966,25 +987,39 @@ impl History {
     }
 
     /// The organisation's share; a large or busy one's is counted at most
-    /// once a minute.
+    /// once a minute, and one that could not be counted in time is not
+    /// tried again for a minute (every sign-in of its members would
+    /// otherwise start the same long count).
     async fn organization_share(
         &self,
         organization: &Subject,
         since: i64,
     ) -> Result<OrganizationShare, HistoryError> {
-        let fresh = |shares: &std::collections::HashMap<Subject, (OrganizationShare, std::time::Instant)>| {
+        let fresh = |shares: &Shares| {
             shares
                 .get(organization)
                 .filter(|(_, at)| at.elapsed() < ORGANIZATION_SHARE_TTL)
                 .map(|(share, _)| *share)
         };
-        if let Some(share) = self.shares.lock().ok().and_then(|shares| fresh(&shares)) {
-            return Ok(share);
+        match self.shares.lock().ok().and_then(|shares| fresh(&shares)) {
+            Some(Some(share)) => return Ok(share),
+            Some(None) => {
+                return Err(HistoryError::Unavailable(
+                    "the organisation is too large to count in time; counted again within a minute".into(),
+                ));
+            }
+            None => {}
         }
         let share = self.store.organization(organization, since).await?;
-        if share.accounts < ORGANIZATION_CACHED_FROM && share.sign_ins < ORGANIZATION_CACHED_FROM_SIGN_INS {
-            return Ok(share);
+        if share.accounts >= ORGANIZATION_CACHED_FROM || share.sign_ins >= ORGANIZATION_CACHED_FROM_SIGN_INS {
+            self.remember_share(organization, Some(share));
         }
+        Ok(share)
+    }
+
+    /// Keeps an organisation's share (`None`: too large to count in time)
+    /// for [`ORGANIZATION_SHARE_TTL`].
+    fn remember_share(&self, organization: &Subject, share: Option<OrganizationShare>) {
         if let Ok(mut shares) = self.shares.lock() {
             if shares.len() >= ORGANIZATION_CACHE {
                 shares.retain(|_, (_, at)| at.elapsed() < ORGANIZATION_SHARE_TTL);
@@ -994,7 +1029,6 @@ impl History {
             }
             shares.insert(organization.clone(), (share, std::time::Instant::now()));
         }
-        Ok(share)
     }
 
     fn unavailable_reason(&self, verifier: &crate::Verifier, error: &HistoryError) -> crate::verdict::Reason {
@@ -1004,7 +1038,7 @@ impl History {
         crate::verdict::Reason::new(
             code,
             verifier.policy().weights.of(code),
-            "The account history could not be consulted, so this answer has no history reasons.".into(),
+            "The account history could not be consulted in full, so this answer lacks the history reasons that needed it.".into(),
         )
     }
 }
