@@ -243,6 +243,19 @@ impl Fixture {
         self.verifier.verify(&input, jiff::Timestamp::from_millisecond(at_ms).unwrap()).await
     }
 
+    /// Three sign-ins of `account` an hour apart from a Shanghai device
+    /// behind Singapore, then `refused` attempts without a token a second
+    /// apart, from T0 + 4 h.
+    async fn shanghai_then_refused(&self, account: &str, refused: i64) {
+        for n in 0..3 {
+            self.sign_in(account, None, SINGAPORE, T0 + n * 3_600_000, "Asia/Shanghai", "zh-CN").await;
+        }
+        for n in 0..refused {
+            let outcome = self.refused(account, SINGAPORE, T0 + 4 * 3_600_000 + n * 1_000).await;
+            assert!(!outcome.success);
+        }
+    }
+
     async fn events(&self) -> Vec<Event> {
         self.store.scan(0, 0, 100_000).await.unwrap().into_iter().map(|(_, e)| e).collect()
     }
@@ -339,13 +352,7 @@ async fn refused_tokens_cannot_push_an_accounts_sign_ins_out_of_sight() {
     // and recorded, so it must not take an accepted sign-in's place among
     // those the signals read.
     let fixture = Fixture::sqlite();
-    for n in 0..3 {
-        fixture.sign_in("mei", None, SINGAPORE, T0 + n * 3_600_000, "Asia/Shanghai", "zh-CN").await;
-    }
-    for n in 0..100 {
-        let refused = fixture.refused("mei", SINGAPORE, T0 + 4 * 3_600_000 + n * 1_000).await;
-        assert!(!refused.success);
-    }
+    fixture.shanghai_then_refused("mei", 100).await;
     let expect_both = |outcome: &VerifyOutcome, what: &str| {
         let found = codes(outcome);
         assert!(
@@ -370,12 +377,7 @@ async fn refused_tokens_cannot_push_an_accounts_sign_ins_out_of_sight() {
 async fn refused_attempts_neither_water_down_nor_crowd_out_an_accounts_report() {
     use meridian_verifier::history::report::{Risk, subject_report};
     let fixture = Fixture::sqlite();
-    for n in 0..3 {
-        fixture.sign_in("mei", None, SINGAPORE, T0 + n * 3_600_000, "Asia/Shanghai", "zh-CN").await;
-    }
-    for n in 0..150 {
-        fixture.refused("mei", SINGAPORE, T0 + 4 * 3_600_000 + n * 1_000).await;
-    }
+    fixture.shanghai_then_refused("mei", 150).await;
     fixture.history.flush().await.unwrap();
     let account = fixture.key.account("mei").unwrap();
     let events = fixture.store.recent(&account, 0, 100).await.unwrap();
