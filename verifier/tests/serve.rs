@@ -1231,6 +1231,35 @@ async fn a_killed_process_loses_no_answered_verification() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_attempts_sent_through_the_server_hide_no_shanghai_past() {
+    // The account holder's last sign-ins showed a Shanghai device; before a
+    // clean one they send the login form without a token, again and again.
+    let dir = scratch("history-wash-policy");
+    std::fs::write(dir.join("policy.toml"), "restricted_regions = [\"CN\"]\n").unwrap();
+    let policy = dir.join("policy.toml");
+    let serve = Serve::start("history-wash", &[("MERIDIAN_POLICY_FILE", policy.to_str().unwrap())]);
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    for n in 0..3 {
+        let body =
+            json!({ "token": shanghai_token(700 + n, ip), "remote_ip": "127.0.0.1", "account": "mei" });
+        let (status, outcome) = verify(&serve.origin, &body).await;
+        assert_eq!((status, outcome["success"].clone()), (200, json!(true)), "{outcome}");
+    }
+    for _ in 0..40 {
+        let body = json!({ "remote_ip": "127.0.0.1", "account": "mei" });
+        let (status, outcome) = verify(&serve.origin, &body).await;
+        assert_eq!((status, outcome["success"].clone()), (200, json!(false)), "{outcome}");
+    }
+    let body = json!({ "token": token(6_200), "remote_ip": "127.0.0.1", "account": "mei" });
+    let (_, clean) = verify(&serve.origin, &body).await;
+    let found = reason_codes(&clean);
+    assert!(
+        found.contains(&"account_region_history".to_owned()) && found.contains(&"zone_flip".to_owned()),
+        "{clean}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_at_the_login_form_is_counted_not_written_past_the_budget() {
     let serve = Serve::start("history-refused", &[("MERIDIAN_HISTORY_REFUSED_PER_SECOND", "1")]);
     for _ in 0..30 {
