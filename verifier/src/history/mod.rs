@@ -605,6 +605,12 @@ pub struct History {
     refused_warned_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
+/// What a read or write of the history that missed [`HISTORY_TIMEOUT`] ends as.
+#[cfg(feature = "history")]
+fn late() -> HistoryError {
+    HistoryError::Unavailable("the history did not answer in time".into())
+}
+
 /// Organisations' shares as last counted, and when.
 #[cfg(feature = "history")]
 type Shares = std::collections::HashMap<Subject, (Option<OrganizationShare>, std::time::Instant)>;
@@ -751,9 +757,7 @@ impl History {
     /// # Errors
     /// When the store does not take them within the history's timeout.
     pub async fn flush(&self) -> Result<(), HistoryError> {
-        tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.flush())
-            .await
-            .map_err(|_| HistoryError::Unavailable("the history did not answer in time".into()))?
+        tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.flush()).await.map_err(|_| late())?
     }
 
     /// Erases every event of `account`, including ones answered but not yet
@@ -844,7 +848,7 @@ impl History {
         }
         let recorded = tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.record(event))
             .await
-            .unwrap_or_else(|_| Err(HistoryError::Unavailable("the history did not answer in time".into())));
+            .unwrap_or_else(|_| Err(late()));
         if let Err(error) = recorded
             && outcome.success
             && !outcome.reasons.iter().any(|r| r.code == ReasonCode::HistoryUnavailable)
@@ -866,7 +870,6 @@ impl History {
     ) -> (Vec<crate::verdict::Reason>, Option<HistoryError>) {
         let since = policy.history.since_ms(current.at_ms);
         let deadline = tokio::time::Instant::now() + HISTORY_TIMEOUT;
-        let late = || HistoryError::Unavailable("the history did not answer in time".into());
         let account_read = async {
             if !self.recorder.healthy() {
                 // The last write failed: answer with the history only once

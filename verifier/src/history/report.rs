@@ -225,9 +225,10 @@ pub(crate) const SUMMARY_COLUMNS: [&str; 9] = [
     "travel",
 ];
 
-/// Where [`REGION_EVIDENCE`]'s columns begin in [`SUMMARY_COLUMNS`].
+/// Where [`REGION_EVIDENCE`]'s columns begin in [`SUMMARY_COLUMNS`]: they
+/// come last.
 #[cfg(feature = "history")]
-pub(crate) const REGION_COLUMNS_FROM: usize = 4;
+pub(crate) const REGION_COLUMNS_FROM: usize = SUMMARY_COLUMNS.len() - REGION_EVIDENCE.len();
 
 /// Whether a summary row has anything against it (SQL over
 /// [`SUMMARY_COLUMNS`]).
