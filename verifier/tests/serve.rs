@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,29 +130,7 @@ impl Serve {
     }
 
     fn start_in(dir: PathBuf, extra: &[(&str, &str)]) -> Self {
-        let minter = Minter::new(SEED);
-        std::fs::write(dir.join("jwks.json"), minter.jwks_json()).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
-        command
-            .arg("serve")
-            .current_dir(&dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            // Port 0: the server picks a free port and logs it. Probing a port
-            // picked in advance races other tests and can even connect to
-            // itself (TCP simultaneous open) before the server is up.
-            .env("MERIDIAN_LISTEN", "127.0.0.1:0")
-            .env("MERIDIAN_JWKS", dir.join("jwks.json"))
-            .env("MERIDIAN_VERIFY_SECRET", SECRET)
-            .env("MERIDIAN_CHALLENGE_KEY", minter.challenge_key_config(SEED))
-            .env("MERIDIAN_STORE_TIMEOUT_MS", "200")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
-        for (key, value) in extra {
-            command.env(key, value);
-        }
-        let child = command.spawn().unwrap();
+        let child = Self::command(&dir, extra).spawn().unwrap();
         let mut serve = Self { child, origin: String::new(), dir };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(20) && serve.alive() {
@@ -169,6 +147,53 @@ impl Serve {
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!("meridian serve did not start:\n{}", serve.stderr());
+    }
+
+    /// Runs `meridian serve` in a new folder, expecting it to refuse to
+    /// start: what it said.
+    fn refused(name: &str, extra: &[(&str, &str)]) -> String {
+        let dir = scratch(name);
+        let mut child = Self::command(&dir, extra).spawn().unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("meridian serve did not stop")
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(!child.wait().unwrap().success(), "meridian serve exited with success");
+        let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        stderr
+    }
+
+    /// `meridian serve` in `dir`, with the test key, secret and JWKS.
+    fn command(dir: &Path, extra: &[(&str, &str)]) -> Command {
+        let minter = Minter::new(SEED);
+        std::fs::write(dir.join("jwks.json"), minter.jwks_json()).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
+        command
+            .arg("serve")
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            // Port 0: the server picks a free port and logs it. Probing a port
+            // picked in advance races other tests and can even connect to
+            // itself (TCP simultaneous open) before the server is up.
+            .env("MERIDIAN_LISTEN", "127.0.0.1:0")
+            .env("MERIDIAN_JWKS", dir.join("jwks.json"))
+            .env("MERIDIAN_VERIFY_SECRET", SECRET)
+            .env("MERIDIAN_CHALLENGE_KEY", minter.challenge_key_config(SEED))
+            .env("MERIDIAN_STORE_TIMEOUT_MS", "200")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        command
     }
 
     fn stderr(&self) -> String {
@@ -1163,23 +1188,22 @@ impl Postgres {
         format!("postgres://meridian@127.0.0.1:{}/postgres", self.port)
     }
 
-    fn events(&self) -> i64 {
+    /// Runs `statement` with psql: its output, or the error it failed with.
+    fn sql(&self, statement: &str) -> Result<String, String> {
         let output = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "meridian",
-                "-d",
-                "postgres",
-                "-tAc",
-            ])
-            .arg("SELECT COUNT(*) FROM events")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "meridian", "-d", "postgres"])
+            .args(["-v", "ON_ERROR_STOP=1", "-tAc", statement])
             .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(-1)
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    fn events(&self) -> i64 {
+        self.sql("SELECT COUNT(*) FROM events").ok().and_then(|count| count.parse().ok()).unwrap_or(-1)
     }
 }
 
@@ -1316,6 +1340,58 @@ async fn postgres_history_takes_a_forged_zone_holding_nul_and_goes_on() {
     let page: Value = page.json().await.unwrap();
     assert_eq!(page["logins"], 2, "{page}");
     assert!(page.to_string().contains("Europe/Berlin\u{fffd}"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_history_sets_aside_an_event_the_database_refuses_and_goes_on() {
+    // Whatever else a database may refuse (a constraint its operator added,
+    // a limit), one event it will never take must not stop the history for
+    // every sign-in behind it: it is set aside, the rest are written.
+    let postgres = Postgres::start("unstorable");
+    let env = [("MERIDIAN_DATABASE_URL", postgres.url()), ("MERIDIAN_HISTORY_KEY", HISTORY_KEY.to_owned())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let serve = Serve::start("history-unstorable", &env);
+    postgres
+        .sql("ALTER TABLE events ADD CONSTRAINT no_paris CHECK (zone IS DISTINCT FROM 'Europe/Paris')")
+        .unwrap();
+    let minter = Minter::new(SEED);
+    let now = jiff::Timestamp::now().as_millisecond();
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    for (n, zone) in ["Europe/Berlin", "Europe/Paris", "Europe/Berlin"].into_iter().enumerate() {
+        let mut nonce = [9u8; 16];
+        nonce[0] = u8::try_from(n).unwrap();
+        nonce[8..16].copy_from_slice(&std::process::id().to_le_bytes().repeat(2));
+        let claims = minter.honest_claims(ip, now, nonce, zone, "de-DE", &["de-DE", "de"]).unwrap();
+        let body = json!({ "token": minter.sign(&claims), "remote_ip": "127.0.0.1", "account": "ada" });
+        let (status, outcome) = verify(&serve.origin, &body).await;
+        assert_eq!((status, outcome["success"].clone()), (200, json!(true)), "{outcome}");
+    }
+    let page =
+        client().get(format!("{}/v1/accounts/ada", serve.origin)).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the history writes again");
+    let page: Value = page.json().await.unwrap();
+    assert_eq!(page["logins"], 2, "{page}");
+    assert_eq!(metric(&serve.origin, "meridian_history_unstorable_events_total").await, 1.0);
+    let kept =
+        std::fs::read_to_string(serve.dir.join(".meridian/data/history-journal/unstorable.jsonl")).unwrap();
+    assert!(kept.contains("Europe/Paris") && kept.contains("23514"), "{kept}");
+    assert!(serve.stderr().contains("set aside"), "{}", serve.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_that_cannot_hold_every_character_is_refused_at_start() {
+    // In a LATIN1 database, one zone a page's script wrote in Chinese, or
+    // an account id in Japanese, would be refused.
+    let postgres = Postgres::start("latin1");
+    postgres
+        .sql("CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        .unwrap();
+    let url = postgres.url().replace("/postgres", "/latin");
+    let said = Serve::refused(
+        "history-latin1",
+        &[("MERIDIAN_DATABASE_URL", &url), ("MERIDIAN_HISTORY_KEY", HISTORY_KEY)],
+    );
+    assert!(said.contains("encoding is LATIN1") && said.contains("ENCODING 'UTF8'"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -364,6 +364,10 @@ pub enum HistoryError {
     /// The history is configured wrongly.
     #[error("{0}")]
     Config(String),
+    /// The database refused what it was given for its content (a value it
+    /// cannot hold, a constraint): trying it again cannot help.
+    #[error("history database refused the events: {0}")]
+    Unstorable(String),
 }
 
 /// The future a [`HistoryStore`] returns.
@@ -749,6 +753,12 @@ impl History {
     /// Events that left memory because the database stayed down too long.
     pub fn dropped_count(&self) -> u64 {
         self.recorder.dropped()
+    }
+
+    /// Events the database refused for their content, set aside (with a
+    /// data directory, in `unstorable.jsonl` there) so the rest go on.
+    pub fn unstorable_count(&self) -> u64 {
+        self.recorder.unstorable()
     }
 
     /// Returns once every verification answered so far is in the store, so

@@ -148,10 +148,21 @@ fn unavailable(e: impl std::fmt::Display) -> HistoryError {
     HistoryError::Unavailable(e.to_string())
 }
 
-/// A driver error with the server's own message, when it sent one.
+/// A driver error with the server's own message, when it sent one. Data
+/// exceptions (SQLSTATE class 22), constraint violations (23) and limits
+/// exceeded (54) come from what the statement carried, not from the
+/// server's state: the same statement would fail again.
 fn query_failed(e: &tokio_postgres::Error) -> HistoryError {
     match e.as_db_error() {
-        Some(db) => HistoryError::Unavailable(format!("PostgreSQL {}: {}", db.code().code(), db.message())),
+        Some(db) => {
+            let code = db.code().code();
+            let why = format!("PostgreSQL {code}: {}", db.message());
+            if ["22", "23", "54"].iter().any(|class| code.starts_with(class)) {
+                HistoryError::Unstorable(why)
+            } else {
+                HistoryError::Unavailable(why)
+            }
+        }
         None => unavailable(e),
     }
 }
@@ -179,6 +190,7 @@ impl PostgresHistory {
         let history =
             Self { config: Arc::new(config), reads: Arc::default(), writes: Arc::default(), timeout, writer };
         let client = history.client(&history.reads).await?;
+        check_encoding(&client).await?;
         migrate(&client).await?;
         Ok(history)
     }
@@ -235,6 +247,23 @@ impl PostgresHistory {
                 .map_err(|e| query_failed(&e))
         })
     }
+}
+
+/// Refuses a database that cannot hold every character: account ids,
+/// zones and locales are Unicode, and a page's script picks the last two.
+/// In a `LATIN1` database one zone written in Chinese would be refused, and
+/// every sign-in of an account named in Japanese.
+async fn check_encoding(client: &Client) -> Result<(), HistoryError> {
+    let encoding: String =
+        client.query_one("SELECT current_setting('server_encoding')", &[]).await.map_err(unavailable)?.get(0);
+    // `SQL_ASCII` stores the bytes it is sent, unchecked.
+    if encoding == "UTF8" || encoding == "SQL_ASCII" {
+        return Ok(());
+    }
+    Err(HistoryError::Config(format!(
+        "database_url: the history database's encoding is {encoding}, which cannot hold every account id, zone and \
+         locale; create it with ENCODING 'UTF8' (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)"
+    )))
 }
 
 /// Brings the schema to the newest version, one instance at a time.

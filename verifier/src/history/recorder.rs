@@ -21,6 +21,12 @@
 //! - **A commit whose outcome is unknown** (a timeout while the database
 //!   may still have committed): before trying again the writer asks the
 //!   database how far the journal got, and drops what it already has.
+//! - **An event the database will not store** (a value it cannot hold, a
+//!   constraint of its own): a transaction it refuses for its content is
+//!   halved until the events it refuses stand alone. Those are set aside
+//!   in `unstorable.jsonl` beside the journal and counted; the rest are
+//!   committed, so no one event can stop the history for every sign-in
+//!   after it.
 //! - **Without a journal** (a history with no data directory: tests and
 //!   embedders), a verification waits for its event's commit instead.
 
@@ -67,6 +73,10 @@ struct Job {
 struct Shared {
     /// Events lost from memory because the database stayed down.
     dropped: AtomicU64,
+    /// Events the database refused for their content.
+    unstorable: AtomicU64,
+    /// When an unstorable event was last logged.
+    unstorable_logged: Mutex<Option<std::time::Instant>>,
     /// Whether the last transaction succeeded.
     healthy: AtomicBool,
     /// The last journal number committed.
@@ -133,6 +143,8 @@ impl Recorder {
         let (queue, jobs) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             dropped: AtomicU64::new(0),
+            unstorable: AtomicU64::new(0),
+            unstorable_logged: Mutex::new(None),
             healthy: AtomicBool::new(true),
             committed: watch::Sender::new(0),
             left_written: AtomicBool::new(left.is_empty()),
@@ -140,6 +152,10 @@ impl Recorder {
         let writer = Writer {
             store,
             jobs,
+            set_aside: SetAside {
+                file: journal.as_ref().map(|journal| journal.dir.join(UNSTORABLE_FILE)),
+                shared: shared.clone(),
+            },
             shared: shared.clone(),
             journal: journal.clone(),
             pending: VecDeque::new(),
@@ -213,6 +229,119 @@ impl Recorder {
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
+
+    /// Events the database refused for their content: set aside in
+    /// `unstorable.jsonl` with a journal, lost without one.
+    pub fn unstorable(&self) -> u64 {
+        self.shared.unstorable.load(Ordering::Relaxed)
+    }
+}
+
+/// Where events the database refuses are kept, in the journal's folder.
+const UNSTORABLE_FILE: &str = "unstorable.jsonl";
+
+/// Keeps the events the database will not store, one JSON line each with
+/// when and why, and counts them.
+#[derive(Clone)]
+struct SetAside {
+    file: Option<PathBuf>,
+    shared: Arc<Shared>,
+}
+
+impl SetAside {
+    fn keep(&self, event: &Event, why: &HistoryError) {
+        self.shared.unstorable.fetch_add(1, Ordering::Relaxed);
+        let kept = self.file.as_ref().map(|path| {
+            let line =
+                serde_json::json!({ "at_ms": super::now_ms(), "why": why.to_string(), "event": event });
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()))
+                .map(|()| path)
+        });
+        // One line a minute at most: a page's script can send such values
+        // at every sign-in.
+        let mut logged =
+            self.shared.unstorable_logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if logged.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+            return;
+        }
+        *logged = Some(std::time::Instant::now());
+        let total = self.shared.unstorable.load(Ordering::Relaxed);
+        match kept {
+            Some(Ok(path)) => tracing::error!(
+                %why, total, kept = %path.display(),
+                "history: the database refused an event for its content; it is set aside and the rest are written"
+            ),
+            Some(Err(error)) => tracing::error!(
+                %why, %error, total,
+                "history: the database refused an event for its content, and it cannot be set aside; it is lost"
+            ),
+            None => tracing::error!(
+                %why, total,
+                "history: the database refused an event for its content; it is lost (no data directory)"
+            ),
+        }
+    }
+}
+
+/// What [`commit_storable`] did with a run of events.
+struct Stored {
+    /// How many of them, from the first, are done with: committed or set
+    /// aside.
+    through: usize,
+    /// Which of those were set aside.
+    unstorable: Vec<usize>,
+    /// What stopped it short of the end (the database down, a timeout).
+    failed: Option<HistoryError>,
+}
+
+/// Commits `events` (each with its journal number) in order, moving the
+/// mark of `origin`'s journal with them. A transaction the database
+/// refuses for its content is halved until each event it refuses stands
+/// alone; those go to `set_aside`, and the mark moves past them with the
+/// next transaction (or on its own after the last).
+async fn commit_storable(
+    store: &dyn HistoryStore,
+    events: &[(u64, Event)],
+    origin: Option<&str>,
+    set_aside: &SetAside,
+) -> Stored {
+    let mark = |through| origin.map(|origin| JournalMark { origin: origin.to_owned(), through });
+    let mut stored = Stored { through: 0, unstorable: Vec::new(), failed: None };
+    let mut size = events.len();
+    while stored.through < events.len() {
+        let end = (stored.through + size.max(1)).min(events.len());
+        let run = &events[stored.through..end];
+        let last = run.last().map_or(0, |(seq, _)| *seq);
+        match store.record(run.iter().map(|(_, event)| event.clone()).collect(), mark(last)).await {
+            Ok(()) => {}
+            Err(HistoryError::Unstorable(_)) if run.len() > 1 => {
+                size = run.len() / 2;
+                continue;
+            }
+            Err(why @ HistoryError::Unstorable(_)) => {
+                set_aside.keep(&run[0].1, &why);
+                stored.unstorable.push(stored.through);
+                if end == events.len()
+                    && let Err(error) = store.record(Vec::new(), mark(last)).await
+                {
+                    stored.through = end;
+                    stored.failed = Some(error);
+                    return stored;
+                }
+            }
+            Err(error) => {
+                stored.failed = Some(error);
+                return stored;
+            }
+        }
+        stored.through = end;
+        size = events.len() - end;
+    }
+    stored
 }
 
 /// This process's journal: numbered JSON lines in segment files
@@ -423,6 +552,7 @@ fn read_segment(path: &Path) -> std::io::Result<Vec<(u64, Event)>> {
 async fn write_journal(
     store: &dyn HistoryStore,
     journal: &LeftJournal,
+    set_aside: &SetAside,
     between: &mut (dyn FnMut() + Send),
 ) -> Result<(usize, u64), HistoryError> {
     let mut through = None;
@@ -442,13 +572,15 @@ async fn write_journal(
             Some(mark) => mark,
             None => *through.insert(store.journal_mark(&journal.origin).await?.unwrap_or(0)),
         };
-        let missing: Vec<&(u64, Event)> = events.iter().filter(|(seq, _)| *seq > mark).collect();
+        let missing: Vec<(u64, Event)> = events.into_iter().filter(|(seq, _)| *seq > mark).collect();
         for chunk in missing.chunks(MAX_BATCH) {
             let Some((last, _)) = chunk.last() else { continue };
-            let mark = JournalMark { origin: journal.origin.clone(), through: *last };
-            store.record(chunk.iter().map(|(_, event)| event.clone()).collect(), Some(mark)).await?;
+            let stored = commit_storable(store, chunk, Some(&journal.origin), set_aside).await;
+            if let Some(error) = stored.failed {
+                return Err(error);
+            }
             through = Some(*last);
-            written += chunk.len();
+            written += chunk.len() - stored.unstorable.len();
             between();
         }
     }
@@ -459,6 +591,8 @@ async fn write_journal(
 struct Writer {
     store: Arc<dyn HistoryStore>,
     jobs: mpsc::UnboundedReceiver<Job>,
+    /// Where events the database refuses go.
+    set_aside: SetAside,
     shared: Arc<Shared>,
     journal: Option<Arc<Journal>>,
     /// Events received, not yet committed, oldest first.
@@ -613,7 +747,8 @@ impl Writer {
     async fn write_left(&mut self) -> bool {
         while let Some(journal) = self.left.first().cloned() {
             let store = self.store.clone();
-            match write_journal(store.as_ref(), &journal, &mut || self.keep_up()).await {
+            let set_aside = self.set_aside.clone();
+            match write_journal(store.as_ref(), &journal, &set_aside, &mut || self.keep_up()).await {
                 Ok((written, highest)) => {
                     if written > 0 {
                         tracing::info!(events = written, "history: a journal left waiting is written");
@@ -686,35 +821,41 @@ impl Writer {
             return true;
         }
         let take = self.pending.len().min(MAX_BATCH);
-        let events: Vec<Event> = self.pending.iter().take(take).map(|job| job.event.clone()).collect();
-        let last = self.pending.get(take - 1).map_or((0, 0), |job| (job.seq, job.segment));
-        let mark = self
-            .journal
-            .as_ref()
-            .and_then(|journal| journal.origin())
-            .map(|(origin, _)| JournalMark { origin, through: last.0 });
-        match self.store.record(events, mark).await {
-            Ok(()) => {
+        let events: Vec<(u64, Event)> =
+            self.pending.iter().take(take).map(|job| (job.seq, job.event.clone())).collect();
+        let origin = self.journal.as_ref().and_then(|journal| journal.origin()).map(|(origin, _)| origin);
+        let stored = commit_storable(self.store.as_ref(), &events, origin.as_deref(), &self.set_aside).await;
+        if stored.through > 0 {
+            let last = self.pending.get(stored.through - 1).map_or((0, 0), |job| (job.seq, job.segment));
+            let mut unstorable = stored.unstorable.iter().peekable();
+            for (index, job) in self.pending.drain(..stored.through).enumerate() {
+                let outcome = if unstorable.next_if_eq(&&index).is_some() {
+                    Err(HistoryError::Unstorable("the history database refused this event".into()))
+                } else {
+                    Ok(())
+                };
+                if let Some(done) = job.done {
+                    let _ = done.send(outcome);
+                }
+            }
+            if let Some(journal) = &self.journal {
+                self.shared.committed.send_replace(last.0);
+                journal.delete_segments(self.oldest_segment, last.1);
+                self.oldest_segment = self.oldest_segment.max(last.1);
+                if self.pending.is_empty() {
+                    journal.truncate_if_committed(last.0);
+                }
+            }
+        }
+        match stored.failed {
+            None => {
                 if !self.shared.healthy.load(Ordering::Relaxed) {
                     tracing::info!("history is back; waiting events written");
                 }
                 self.shared.healthy.store(true, Ordering::Relaxed);
-                for job in self.pending.drain(..take) {
-                    if let Some(done) = job.done {
-                        let _ = done.send(Ok(()));
-                    }
-                }
-                if let Some(journal) = &self.journal {
-                    self.shared.committed.send_replace(last.0);
-                    journal.delete_segments(self.oldest_segment, last.1);
-                    self.oldest_segment = self.oldest_segment.max(last.1);
-                    if self.pending.is_empty() {
-                        journal.truncate_if_committed(last.0);
-                    }
-                }
                 true
             }
-            Err(error) => {
+            Some(error) => {
                 self.set_healthy(false, &error);
                 self.fail_waiters(&error.to_string());
                 self.uncertain = self.journal.is_some();
@@ -750,18 +891,41 @@ mod tests {
     use super::*;
     use crate::history::{HistoryFuture, OrganizationShare, Sighting, SqliteHistory, Subject};
 
-    /// SQLite that is down while `down` is set, and that reports the next
-    /// `lie` commits as failed after making them.
+    /// SQLite that is down while `down` is set, that reports the next
+    /// `lie` commits as failed after making them, and that refuses any
+    /// transaction holding an event in the zone `refuses`.
     struct Unreliable {
         inner: SqliteHistory,
         down: AtomicBool,
         lie: AtomicU32,
+        refuses: Option<&'static str>,
+    }
+
+    fn unreliable(
+        inner: &SqliteHistory,
+        down: bool,
+        lie: u32,
+        refuses: Option<&'static str>,
+    ) -> Arc<Unreliable> {
+        Arc::new(Unreliable {
+            inner: inner.clone(),
+            down: AtomicBool::new(down),
+            lie: AtomicU32::new(lie),
+            refuses,
+        })
     }
 
     impl HistoryStore for Unreliable {
         fn record(&self, events: Vec<Event>, mark: Option<JournalMark>) -> HistoryFuture<'_, ()> {
             if self.down.load(Ordering::SeqCst) {
                 return Box::pin(std::future::ready(Err(HistoryError::Unavailable("down".into()))));
+            }
+            if let Some(zone) = self.refuses
+                && events.iter().any(|event| event.zone.as_deref() == Some(zone))
+            {
+                return Box::pin(std::future::ready(Err(HistoryError::Unstorable(format!(
+                    "no {zone} here"
+                )))));
             }
             let lie = self.lie.load(Ordering::SeqCst) > 0;
             Box::pin(async move {
@@ -854,11 +1018,7 @@ mod tests {
     async fn events_past_the_memory_bound_are_written_from_the_journal_once_each() {
         let dir = scratch("bound");
         let inner = SqliteHistory::in_memory().unwrap();
-        let store = Arc::new(Unreliable {
-            inner: inner.clone(),
-            down: AtomicBool::new(true),
-            lie: AtomicU32::new(0),
-        });
+        let store = unreliable(&inner, true, 0, None);
         let recorder = Recorder::with_journal_keeping(store.clone(), &dir, 3).unwrap();
         for n in 0..8 {
             recorder.record(event(n)).await.unwrap();
@@ -881,11 +1041,7 @@ mod tests {
     async fn a_commit_that_seemed_to_fail_is_not_written_twice() {
         let dir = scratch("uncertain");
         let inner = SqliteHistory::in_memory().unwrap();
-        let store = Arc::new(Unreliable {
-            inner: inner.clone(),
-            down: AtomicBool::new(false),
-            lie: AtomicU32::new(1),
-        });
+        let store = unreliable(&inner, false, 1, None);
         let recorder = Recorder::with_journal(store, &dir).unwrap();
         for n in 0..3 {
             recorder.record(event(n)).await.unwrap();
@@ -899,6 +1055,100 @@ mod tests {
         }
         assert_eq!(stored(&inner).await, (0..4).map(|n| 1_800_000_000_000 + n).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Events 0 to 9, those in `poisoned` in the zone the store refuses.
+    fn with_poison(poisoned: &[i64]) -> Vec<Event> {
+        (0..10)
+            .map(|n| {
+                let mut event = event(n);
+                if poisoned.contains(&n) {
+                    event.zone = Some("Poison/Zone".into());
+                }
+                event
+            })
+            .collect()
+    }
+
+    fn at(numbers: &[i64]) -> Vec<i64> {
+        numbers.iter().map(|n| 1_800_000_000_000 + n).collect()
+    }
+
+    /// The lines of `unstorable.jsonl` in `dir`.
+    fn set_aside_in(dir: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join(UNSTORABLE_FILE))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    async fn flushed(recorder: &Recorder) {
+        let started = std::time::Instant::now();
+        while recorder.flush().await.is_err() && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        recorder.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_the_database_refuses_are_set_aside_and_the_rest_written() {
+        // One transaction holds all ten; the first, a middle and the last
+        // event are refused. Before, the transaction failed at every try
+        // and nothing after it was ever written.
+        let dir = scratch("unstorable");
+        let inner = SqliteHistory::in_memory().unwrap();
+        let store = unreliable(&inner, false, 0, Some("Poison/Zone"));
+        let recorder = Recorder::with_journal(store.clone(), &dir).unwrap();
+        for event in with_poison(&[0, 5, 9]) {
+            recorder.record(event).await.unwrap();
+        }
+        flushed(&recorder).await;
+        assert_eq!(stored(&inner).await, at(&[1, 2, 3, 4, 6, 7, 8]));
+        assert_eq!(recorder.unstorable(), 3);
+        let kept = set_aside_in(&dir);
+        let kept_at: Vec<i64> = kept.iter().map(|line| line["event"]["at_ms"].as_i64().unwrap()).collect();
+        assert_eq!(kept_at, at(&[0, 5, 9]), "{kept:?}");
+        assert!(kept[0]["why"].as_str().unwrap().contains("no Poison/Zone here"), "{kept:?}");
+        // The journal's mark moved past the last one, refused too: a
+        // process killed now would replay nothing.
+        let (origin, _) = recorder.journal.as_ref().unwrap().origin().unwrap();
+        assert_eq!(store.journal_mark(&origin).await.unwrap(), Some(10));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_journal_left_waiting_is_written_past_the_events_the_database_refuses() {
+        let dir = scratch("unstorable-left");
+        let inner = SqliteHistory::in_memory().unwrap();
+        let store = unreliable(&inner, true, 0, None);
+        let recorder = Recorder::with_journal(store, &dir).unwrap();
+        for event in with_poison(&[2, 3]) {
+            recorder.record(event).await.unwrap();
+        }
+        drop(recorder);
+        tokio::time::sleep(GATHER * 3).await;
+        let recorder =
+            Recorder::with_journal(unreliable(&inner, false, 0, Some("Poison/Zone")), &dir).unwrap();
+        flushed(&recorder).await;
+        assert_eq!(stored(&inner).await, at(&[0, 1, 4, 5, 6, 7, 8, 9]));
+        assert_eq!(set_aside_in(&dir).len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn without_a_journal_only_the_refused_events_fail() {
+        let inner = SqliteHistory::in_memory().unwrap();
+        let recorder = Recorder::start(unreliable(&inner, false, 0, Some("Poison/Zone")));
+        let outcomes: Vec<_> =
+            futures_util::future::join_all(with_poison(&[4]).into_iter().map(|event| recorder.record(event)))
+                .await;
+        let refused: Vec<usize> =
+            outcomes.iter().enumerate().filter(|(_, outcome)| outcome.is_err()).map(|(n, _)| n).collect();
+        assert_eq!(refused, [4]);
+        assert!(matches!(outcomes[4], Err(HistoryError::Unstorable(_))));
+        assert_eq!(stored(&inner).await, at(&[0, 1, 2, 3, 5, 6, 7, 8, 9]));
+        assert_eq!(recorder.unstorable(), 1);
     }
 
     #[test]

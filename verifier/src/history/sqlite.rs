@@ -159,6 +159,23 @@ fn unavailable(e: impl std::fmt::Display) -> HistoryError {
     HistoryError::Unavailable(e.to_string())
 }
 
+/// An insert that failed for the values it carried (too big, a
+/// constraint, a type the column refuses) rather than for the database.
+fn insert_failed(e: rusqlite::Error) -> HistoryError {
+    use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch};
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(failure.code, ConstraintViolation | TooBig | TypeMismatch) =>
+        {
+            HistoryError::Unstorable(e.to_string())
+        }
+        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::IntegralValueOutOfRange(..) => {
+            HistoryError::Unstorable(e.to_string())
+        }
+        _ => unavailable(e),
+    }
+}
+
 impl SqliteHistory {
     /// Opens (creating when absent) the database at `path` and brings its
     /// schema up to date.
@@ -583,7 +600,7 @@ impl HistoryStore for SqliteHistory {
                             event.error.map(ErrorCode::as_str),
                             id,
                         ])
-                        .map_err(unavailable)?;
+                        .map_err(insert_failed)?;
                 }
             }
             if let Some(mark) = mark {

@@ -63,11 +63,18 @@ impl prometheus_client::collector::Collector for HistoryCollector {
         use prometheus_client::encoding::EncodeMetric as _;
         use prometheus_client::metrics::TypedMetric as _;
         use prometheus_client::metrics::counter::ConstCounter;
-        let mut counts = vec![(
-            "history_refused_unrecorded",
-            "Refused verifications over the history's budget (history_refused_per_second): counted, not recorded",
-            self.0.refused_unrecorded_count(),
-        )];
+        let mut counts = vec![
+            (
+                "history_refused_unrecorded",
+                "Refused verifications over the history's budget (history_refused_per_second): counted, not recorded",
+                self.0.refused_unrecorded_count(),
+            ),
+            (
+                "history_unstorable_events",
+                "Events the history database refused for their content: set aside in unstorable.jsonl in the data directory, the rest written",
+                self.0.unstorable_count(),
+            ),
+        ];
         if let Some((taken, gaps)) = self.0.feed_counts() {
             counts.push((
                 "history_feed_sign_ins",
