@@ -115,13 +115,14 @@ impl LoginCheck {
         self
     }
 
-    /// The form field naming the account (e.g. `email`), for the history.
+    /// The form field naming the account (e.g. `email`), for the history,
+    /// with [`Checked`].
     ///
-    /// The check runs before the handler, so before any password in the
-    /// same form is checked: the history would count an attempt with
+    /// [`Checked`] verifies before the handler runs, so before any password
+    /// in the same form is checked: the history would count an attempt with
     /// someone else's id as theirs. Use it where the form's account is
     /// already authenticated (a second step, a session); on a password form
-    /// call [`crate::Verifier::verify`] once the password is right.
+    /// take [`Unchecked`] and name the account once the password is right.
     pub fn account_field(mut self, name: &str) -> Self {
         self.account_field = Some(name.to_owned());
         self
@@ -164,6 +165,76 @@ impl<T> Checked<T> {
     /// `outcome.error_codes`.
     pub fn verdict(&self) -> Verdict {
         verdict_of(&self.outcome)
+    }
+}
+
+/// A login form read, its Meridian token not verified yet: for forms with
+/// a password. The handler checks the password first, then calls
+/// [`Unchecked::verify`] with the account it authenticated, or with none
+/// when the password was wrong. The history believes the ids it is given:
+/// named before the password check, an attempt that types someone else's
+/// e-mail address from a browser set to Shanghai would count as theirs, and
+/// wrong-password attempts from a clean browser would crowd an account's
+/// own past out of the signals' view.
+///
+/// ```no_run
+/// # use axum::response::Html;
+/// # use meridian_verifier::http::Unchecked;
+/// # use meridian_verifier::verdict::Verdict;
+/// #[derive(serde::Deserialize)]
+/// struct Login { email: String, password: String }
+///
+/// async fn login(login: Unchecked<Login>) -> Html<&'static str> {
+///     let account = check_password(&login.form.email, &login.form.password);
+///     // Spends the token either way; names the account only when it is
+///     // authenticated.
+///     let checked = login.verify(account.as_deref(), None).await;
+///     match (account, checked.verdict()) {
+///         (None, _) => Html("wrong e-mail or password"),
+///         (Some(_), Verdict::Allow) => Html("welcome"),
+///         (Some(_), Verdict::Review) => Html("check your e-mail to finish signing in"),
+///         (Some(_), Verdict::Deny) => Html("sign-in refused"),
+///     }
+/// }
+/// # fn check_password(_: &str, _: &str) -> Option<String> { None }
+/// ```
+pub struct Unchecked<T> {
+    /// The form, deserialized (the token field is ignored unless `T` names it).
+    pub form: T,
+    check: LoginCheck,
+    token: String,
+    remote_ip: std::net::IpAddr,
+    accept_language: Option<String>,
+    /// The ids the form gives in [`LoginCheck::account_field`] and
+    /// [`LoginCheck::organization_field`], for [`Checked`].
+    named: (Option<String>, Option<String>),
+}
+
+impl<T> std::fmt::Debug for Unchecked<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is the visitor's; the form may hold a password.
+        f.debug_struct("Unchecked").field("remote_ip", &self.remote_ip).finish_non_exhaustive()
+    }
+}
+
+impl<T> Unchecked<T> {
+    /// Verifies the token (spending it) for `account` in `organization`:
+    /// your own ids for an account the handler has authenticated, `None`
+    /// for an attempt it has not (the attempt is then recorded against its
+    /// network only).
+    pub async fn verify(self, account: Option<&str>, organization: Option<&str>) -> Checked<T> {
+        let check = &self.check;
+        let input = VerifyInput {
+            token: &self.token,
+            remote_ip: self.remote_ip,
+            accept_language: self.accept_language.as_deref(),
+            expected_action: check.action.as_deref(),
+            expected_origin: check.origin.as_deref(),
+            account: account.filter(|id| !id.is_empty()),
+            organization: organization.filter(|id| !id.is_empty()),
+        };
+        let outcome = check.verifier.verify(&input, check.clock.now()).await;
+        Checked { form: self.form, outcome }
     }
 }
 
@@ -280,6 +351,21 @@ where
     type Rejection = CheckRejection;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let mut unchecked = Unchecked::<T>::from_request(request, state).await?;
+        let (account, organization) = std::mem::take(&mut unchecked.named);
+        Ok(unchecked.verify(account.as_deref(), organization.as_deref()).await)
+    }
+}
+
+impl<S, T> FromRequest<S> for Unchecked<T>
+where
+    S: Send + Sync,
+    LoginCheck: FromRef<S>,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = CheckRejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let check = LoginCheck::from_ref(state);
         let (mut parts, body) = request.into_parts();
         let is_form = parts
@@ -298,19 +384,17 @@ where
         let fields = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes).unwrap_or_default();
         let field = |wanted: Option<&str>| {
             let wanted = wanted?;
-            fields.iter().find(|(name, _)| name == wanted).map(|(_, value)| value.as_str())
+            fields.iter().find(|(name, _)| name == wanted).map(|(_, value)| value.clone())
         };
-        let input = VerifyInput {
+        let named = (field(check.account_field.as_deref()), field(check.organization_field.as_deref()));
+        Ok(Self {
+            form,
             token: field(Some(TOKEN_FIELD)).unwrap_or_default(),
             remote_ip,
-            accept_language: accept_language.as_deref(),
-            expected_action: check.action.as_deref(),
-            expected_origin: check.origin.as_deref(),
-            account: field(check.account_field.as_deref()).filter(|id| !id.is_empty()),
-            organization: field(check.organization_field.as_deref()).filter(|id| !id.is_empty()),
-        };
-        let outcome = check.verifier.verify(&input, check.clock.now()).await;
-        Ok(Self { form, outcome })
+            accept_language,
+            named,
+            check,
+        })
     }
 }
 
@@ -415,6 +499,46 @@ mod tests {
             "x@y.z allow ip_country_unknown",
             "the forwarded IP is the client"
         );
+    }
+
+    #[derive(serde::Deserialize)]
+    struct PasswordLogin {
+        email: String,
+        password: String,
+    }
+
+    /// A password form: the account is named only once its password is right.
+    async fn password_login(login: Unchecked<PasswordLogin>) -> String {
+        let account = (login.form.password == "right").then(|| login.form.email.clone());
+        let checked = login.verify(account.as_deref(), None).await;
+        format!("{} {}", account.is_some(), checked.verdict().as_str())
+    }
+
+    #[tokio::test]
+    async fn a_password_form_names_the_account_only_once_the_password_is_right() {
+        use crate::history::{History, SqliteHistory, SubjectKey};
+        let minter = Minter::new(43);
+        let key = SubjectKey::new([7; 32]);
+        let history = History::new(Arc::new(SqliteHistory::in_memory().unwrap()), key.clone());
+        let verifier =
+            Verifier::new(minter.keys.clone(), Policy::default(), Arc::new(MemoryReplayStore::new(100)))
+                .with_history(history.clone());
+        let check = LoginCheck::new(Arc::new(verifier)).account_field("email");
+        let app = peer(Router::new().route("/login", post(password_login)).with_state(check), [192, 0, 2, 7]);
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut answers = Vec::new();
+        for (n, password) in [(10, "wrong"), (11, "wrong"), (12, "right")] {
+            let token = minter.token(IpAddr::from([192, 0, 2, 7]), now, [n; 16]);
+            let body = format!("email=ada%40example.com&password={password}&meridian-token={token}");
+            answers.push(post_form(&app, body, &[]).await.1);
+        }
+        assert_eq!(answers, ["false allow", "false allow", "true allow"]);
+        history.flush().await.unwrap();
+        let ada = history.store().recent(&key.account("ada@example.com").unwrap(), 0, 100).await.unwrap();
+        assert_eq!(ada.len(), 1, "only the attempt whose password was right is the account's");
+        let all = history.store().scan(0, 0, 100).await.unwrap();
+        assert_eq!(all.len(), 3, "the others are recorded under no account");
+        assert!(all.iter().all(|(_, event)| event.error.is_none()), "every token was spent and accepted");
     }
 
     fn app_with_login_action(minter: &Minter) -> Router {

@@ -50,7 +50,7 @@ use crate::net::TrustedProxies;
 pub use client_ip::{ClientIp, NoClientAddress};
 pub use error::{ApiError, ApiJson, Authorized};
 pub use extract::{
-    CheckRejection, Checked, CheckedHeader, LoginCheck, MAX_FORM_BYTES, TOKEN_FIELD, TOKEN_HEADER,
+    CheckRejection, Checked, CheckedHeader, LoginCheck, MAX_FORM_BYTES, TOKEN_FIELD, TOKEN_HEADER, Unchecked,
 };
 pub use metrics::Metrics;
 
