@@ -459,6 +459,37 @@ async fn a_flood_of_denied_attempts_leaves_room_for_the_refusals_the_policy_lets
 }
 
 #[tokio::test]
+async fn a_flood_of_markers_naming_no_account_leaves_room_for_one_that_names_its_account() {
+    // The error marker is free to send. With the documented integration the
+    // backend names the account only once its password checked out, so a
+    // flood of markers naming none must not keep out the one a person
+    // signed in with.
+    let sqlite = SqliteHistory::in_memory().unwrap();
+    let fixture = Fixture::with(Arc::new(sqlite.clone()), sqlite, |history| history.with_refused_budget(1));
+    let at = |n| jiff::Timestamp::from_millisecond(T0 + n).unwrap();
+    let marker = |account| VerifyInput {
+        token: "meridian-error:wasm-unavailable",
+        remote_ip: IpAddr::from(SINGAPORE),
+        accept_language: None,
+        expected_action: None,
+        expected_origin: None,
+        account,
+        organization: None,
+    };
+    for n in 0..20 {
+        assert_eq!(fixture.verifier.verify(&marker(None), at(n)).await.verdict, Verdict::Review);
+    }
+    let signed_in = fixture.verifier.verify(&marker(Some("mei")), at(50)).await;
+    assert_eq!(signed_in.verdict, Verdict::Review, "{signed_in:?}");
+    fixture.history.flush().await.unwrap();
+    let mei = fixture.key.account("mei").unwrap();
+    let recorded = fixture.events().await;
+    assert_eq!(recorded.iter().filter(|e| e.account.as_ref() == Some(&mei)).count(), 1, "{recorded:?}");
+    assert_eq!(recorded.len(), 2, "one anonymous marker within the budget, and mei's");
+    assert_eq!(fixture.history.refused_unrecorded_count(), 19);
+}
+
+#[tokio::test]
 async fn hostile_ids_are_refused_or_stored_as_hashes() {
     let fixture = Fixture::sqlite();
     let huge = "a".repeat(10_000);

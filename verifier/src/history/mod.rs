@@ -600,9 +600,8 @@ pub struct History {
     /// With a shared store: what following the other instances vouches for.
     feed: Option<std::sync::Arc<feed::FeedHealth>>,
     /// Refused verifications recorded per second at most
-    /// ([`Self::with_refused_budget`]): one budget for those denied, one for
-    /// those the policy lets through (the collector's error marker).
-    refused_budget: Option<std::sync::Arc<[governor::DefaultDirectRateLimiter; 2]>>,
+    /// ([`Self::with_refused_budget`]), by [`RefusalKind`].
+    refused_budget: Option<std::sync::Arc<[governor::DefaultDirectRateLimiter; 3]>>,
     /// Refused verifications over that budget: counted, not recorded.
     refused_unrecorded: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// When one was last logged, Unix ms.
@@ -618,6 +617,21 @@ fn late() -> HistoryError {
 /// Organisations' shares as last counted, and when.
 #[cfg(feature = "history")]
 type Shares = std::collections::HashMap<Subject, (Option<OrganizationShare>, std::time::Instant)>;
+
+/// Which budget a refused verification draws on
+/// ([`History::with_refused_budget`]).
+#[cfg(feature = "history")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefusalKind {
+    /// Denied: nobody signs in with it.
+    Denied = 0,
+    /// Let through by the policy (the collector's error marker), naming no
+    /// account.
+    Passing = 1,
+    /// Let through, naming an account: with the documented integration the
+    /// backend names one only once its password checked out.
+    PassingNamed = 2,
+}
 
 /// Refused verifications recorded per second at most, by default
 /// ([`History::with_refused_budget`]).
@@ -688,12 +702,14 @@ impl History {
     /// everyone's sign-ins. Accepted sign-ins are always recorded. Refusals
     /// the policy lets through to a sign-in (the collector's error marker,
     /// `collector_error` other than `deny`) have a budget of their own, so
-    /// a flood of denied ones cannot keep them out of the history.
+    /// a flood of denied ones cannot keep them out of the history; those
+    /// that name an account have another, so a flood of markers naming
+    /// none (free to send) cannot keep out the one a person signed in with.
     #[must_use]
     pub fn with_refused_budget(mut self, per_second: u32) -> Self {
         self.refused_budget = std::num::NonZeroU32::new(per_second).map(|n| {
             let budget = || governor::RateLimiter::direct(governor::Quota::per_second(n));
-            std::sync::Arc::new([budget(), budget()])
+            std::sync::Arc::new([budget(), budget(), budget()])
         });
         self
     }
@@ -704,12 +720,11 @@ impl History {
         self.refused_unrecorded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether a refused verification (`passing`: one the policy lets
-    /// through) may be recorded now; counts (and now and then logs) one that
-    /// may not.
-    fn record_refused(&self, passing: bool) -> bool {
+    /// Whether a refused verification of `kind` may be recorded now;
+    /// counts (and now and then logs) one that may not.
+    fn record_refused(&self, kind: RefusalKind) -> bool {
         use std::sync::atomic::Ordering;
-        if self.refused_budget.as_ref().is_none_or(|budgets| budgets[usize::from(passing)].check().is_ok()) {
+        if self.refused_budget.as_ref().is_none_or(|budgets| budgets[kind as usize].check().is_ok()) {
             return true;
         }
         let unrecorded = self.refused_unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
@@ -853,8 +868,15 @@ impl History {
         if let Some(account) = &event.account {
             self.remember(account, Sighting::from(&event));
         }
-        if event.error.is_some() && !self.record_refused(outcome.verdict != Verdict::Deny) {
-            return outcome;
+        if event.error.is_some() {
+            let kind = match (outcome.verdict, &event.account) {
+                (Verdict::Deny, _) => RefusalKind::Denied,
+                (_, None) => RefusalKind::Passing,
+                (_, Some(_)) => RefusalKind::PassingNamed,
+            };
+            if !self.record_refused(kind) {
+                return outcome;
+            }
         }
         let recorded = tokio::time::timeout(HISTORY_TIMEOUT, self.recorder.record(event))
             .await
