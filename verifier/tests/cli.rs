@@ -92,11 +92,21 @@ fn report_names_the_riskiest_accounts_and_organisations() {
         events.push(event("li", "Example Corp", true, n));
         events.push(event("tan", "Other Corp", false, n));
     }
+    // Three staff of one company through its gateway, each relayed.
+    for (n, account) in ["ken", "yui", "aoi"].into_iter().enumerate() {
+        let mut relayed = event(account, "Gateway Corp", false, 10 + i64::try_from(n).unwrap());
+        relayed.network = network_of("203.0.113.10".parse().unwrap());
+        relayed.asn = Some(64_501);
+        relayed.zone = Some("Asia/Tokyo".into());
+        relayed.verdict = Verdict::Review;
+        relayed.reasons = vec![ReasonCode::RelayLatency];
+        events.push(relayed);
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(history.record(events, None)).unwrap();
     let minter = Minter::new(3);
     std::fs::write(dir.join("jwks.json"), minter.jwks_json()).unwrap();
-    std::fs::write(dir.join("ids.txt"), "li\ntan\nExample Corp\n").unwrap();
+    std::fs::write(dir.join("ids.txt"), "li\ntan\nExample Corp\nGateway Corp\n").unwrap();
     let config = format!(
         "jwks = {:?}\nverify_secret = [\"report-test-secret-0123456789\"]\ndata_dir = {:?}\nhistory_key = {key_text:?}\n",
         dir.join("jwks.json"),
@@ -108,18 +118,28 @@ fn report_names_the_riskiest_accounts_and_organisations() {
     let (ok, stdout, stderr) =
         meridian(&["report", "--config", config.to_str().unwrap(), "--ids", ids.to_str().unwrap()]);
     assert!(ok, "{stdout}\n{stderr}");
-    assert!(stdout.contains("8 verifications"), "{stdout}");
+    assert!(stdout.contains("11 verifications"), "{stdout}");
     let li = stdout.lines().find(|l| l.trim_start().starts_with("li ")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(li.contains("high"), "{li}");
     let corp = stdout.lines().find(|l| l.contains("Example Corp")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(corp.contains("high"), "{corp}");
     assert!(stdout.contains("restricted_region_claim"), "{stdout}");
     assert!(!stdout.contains(key.account("li").unwrap().as_str()), "named ids replace hashes");
+    let gateway = stdout.lines().find(|l| l.contains("203.0.113.0/24")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(gateway.contains("64501") && gateway.contains("one organisation's accounts only"), "{gateway}");
+    assert!(stdout.contains("organisation: Gateway Corp"), "{stdout}");
+    assert!(
+        !stdout.contains("192.0.2.0/24"),
+        "a network nothing was relayed through is not listed: {stdout}"
+    );
 
     let (ok, stdout, _) = meridian(&["report", "--config", config.to_str().unwrap(), "--json"]);
     assert!(ok);
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(json["events"], 8);
+    assert_eq!(json["events"], 11);
+    assert_eq!(json["relaying_networks"][0]["network"], "203.0.113.0/24");
+    assert_eq!(json["relaying_networks"][0]["accounts"], 3);
+    assert_eq!(json["relaying_networks"][0]["looks_like"], "one_organization");
     assert_eq!(json["accounts"][0]["risk"], "high");
     assert_eq!(json["accounts"][0]["subject"], key.account("li").unwrap().as_str());
     std::fs::remove_dir_all(&dir).unwrap();

@@ -310,7 +310,7 @@ fn report(
     ids: Option<&Path>,
     json: bool,
 ) -> Result<(), String> {
-    use meridian_verifier::history::report::{OverviewBuilder, Ranked};
+    use meridian_verifier::history::report::OverviewBuilder;
     let config = ServeConfig::load(file, std::env::vars()).map_err(|e| e.to_string())?;
     let runtime = runtime()?;
     let _entered = runtime.enter();
@@ -348,18 +348,20 @@ fn report(
             }
         }
     }
-    let name = |ranked: &Ranked| {
+    let name = |subject: &meridian_verifier::history::Subject| {
         names
-            .get(ranked.subject.as_str())
+            .get(subject.as_str())
             .cloned()
-            .unwrap_or_else(|| format!("#{}", ranked.subject.as_str().chars().take(12).collect::<String>()))
+            .unwrap_or_else(|| format!("#{}", subject.as_str().chars().take(12).collect::<String>()))
     };
     if json {
         let mut value = serde_json::to_value(&overview).map_err(|e| e.to_string())?;
-        for list in ["accounts", "organizations"] {
+        for (list, field) in
+            [("accounts", "subject"), ("organizations", "subject"), ("relaying_networks", "organization")]
+        {
             if let Some(items) = value[list].as_array_mut() {
                 for item in items {
-                    if let Some(id) = item["subject"].as_str().and_then(|s| names.get(s)) {
+                    if let Some(id) = item[field].as_str().and_then(|s| names.get(s)) {
                         item["id"] = serde_json::Value::String(id.clone());
                     }
                 }
@@ -376,13 +378,34 @@ fn report(
             let risk = ranked.risk.as_str();
             println!(
                 "  {:<24} {:<6} {:>7} {:>10} {:>5}  {}",
-                printable(&name(ranked)),
+                printable(&name(&ranked.subject)),
                 risk,
                 ranked.logins,
                 ranked.restricted_device_logins,
                 ranked.held,
                 ranked.risk_reasons.first().map_or("", String::as_str)
             );
+        }
+    }
+    println!("\nnetworks that relayed sign-ins (the hidden leg, or the browser's UDP from elsewhere):");
+    println!(
+        "  {:<20} {:<7} {:>8} {:>7} {:>8} {:>4} {:>10}  what it looks like",
+        "network", "country", "AS", "relayed", "accounts", "orgs", "restricted"
+    );
+    for network in &overview.relaying_networks {
+        println!(
+            "  {:<20} {:<7} {:>8} {:>7} {:>8} {:>4} {:>10}  {}",
+            network.network,
+            network.country,
+            network.asn.map_or_else(|| "-".to_owned(), |asn| asn.to_string()),
+            network.relayed,
+            network.accounts,
+            network.organizations,
+            network.restricted_device,
+            network.looks_like.sentence()
+        );
+        if let Some(organization) = &network.organization {
+            println!("  {:<20} organisation: {}", "", printable(&name(organization)));
         }
     }
     println!("\nverdicts by country:");

@@ -345,6 +345,145 @@ pub struct Overview {
     pub accounts: Vec<Ranked>,
     /// The riskiest organisations, riskiest first.
     pub organizations: Vec<Ranked>,
+    /// The networks that relayed the most accepted sign-ins, most first.
+    pub relaying_networks: Vec<RelayingNetwork>,
+}
+
+/// Reasons that show a sign-in came through a relay: the hidden leg, or
+/// the browser's UDP leaving from somewhere else.
+pub const RELAY_EVIDENCE: [ReasonCode; 2] = [ReasonCode::RelayLatency, ReasonCode::UdpOriginMismatch];
+
+/// Distinct accounts or organisations counted per network, at most.
+const DISTINCT_CAP: usize = 10_000;
+
+/// A network (a /24 or /48) that accepted sign-ins came through by way of
+/// a relay: a company's gateway, a VPN or proxy exit, a relay service. The
+/// security team decides which it is; [`RelayingNetwork::looks_like`] says
+/// what the history shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayingNetwork {
+    /// The network, as `trusted_networks` takes it.
+    pub network: String,
+    /// Its country (`??` when unknown).
+    pub country: String,
+    /// Its AS, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// Accepted sign-ins through it that showed a relay.
+    pub relayed: u32,
+    /// Of those, from devices whose zone points into a restricted region.
+    pub restricted_device: u32,
+    /// Of those, held for review or denied.
+    pub held: u32,
+    /// Distinct accounts among them (up to 10 000).
+    pub accounts: u32,
+    /// Distinct organisations among them (up to 10 000).
+    pub organizations: u32,
+    /// The organisation, when there is exactly one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Subject>,
+    /// Of the accounts, how many came with no organisation.
+    pub accounts_without_organization: u32,
+    /// What the history shows it to be.
+    pub looks_like: NetworkLook,
+}
+
+/// What the history shows a relaying network to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkLook {
+    /// Devices pointing into a restricted region came through it.
+    CarriesRestrictedDevices,
+    /// Three or more accounts, all of one organisation: the pattern of a
+    /// company's own gateway, and also of a subsidiary's staff relayed
+    /// through head office.
+    OneOrganization,
+    /// Accounts of several organisations, or of one and of none: the
+    /// pattern of a VPN or proxy exit, or a relay service.
+    Shared,
+    /// Too few accounts, or no organisation named (a company's gateway and
+    /// a VPN exit then look alike).
+    Unclear,
+}
+
+impl NetworkLook {
+    /// A sentence for the report.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Self::CarriesRestrictedDevices => {
+                "devices pointing into a restricted region came through it: never list it"
+            }
+            Self::OneOrganization => {
+                "one organisation's accounts only: if it is that company's gateway, listing it in trusted_networks stops these reviews"
+            }
+            Self::Shared => "accounts of several organisations, or of none: a VPN, proxy or relay service",
+            Self::Unclear => "too few accounts, or no organisation named, to tell a gateway from a VPN exit",
+        }
+    }
+}
+
+/// Counts over one network's relayed sign-ins.
+#[derive(Debug, Default)]
+struct NetworkTally {
+    country: Option<String>,
+    asn: Option<u32>,
+    relayed: u32,
+    restricted_device: u32,
+    held: u32,
+    accounts: std::collections::HashSet<Subject>,
+    organizations: std::collections::HashSet<Subject>,
+    accounts_without_organization: std::collections::HashSet<Subject>,
+}
+
+impl NetworkTally {
+    fn add(&mut self, event: &Event) {
+        self.country = event.country.map(|c| c.as_str().to_owned()).or(self.country.take());
+        self.asn = event.asn.or(self.asn);
+        self.relayed += 1;
+        self.restricted_device += u32::from(event.restricted_device);
+        self.held += u32::from(event.verdict != Verdict::Allow);
+        let note = |set: &mut std::collections::HashSet<Subject>, subject: &Option<Subject>| {
+            if let Some(subject) = subject
+                && set.len() < DISTINCT_CAP
+            {
+                set.insert(subject.clone());
+            }
+        };
+        note(&mut self.accounts, &event.account);
+        note(&mut self.organizations, &event.organization);
+        if event.organization.is_none() {
+            note(&mut self.accounts_without_organization, &event.account);
+        }
+    }
+
+    fn finish(self, network: String) -> RelayingNetwork {
+        let count = |set: &std::collections::HashSet<Subject>| u32::try_from(set.len()).unwrap_or(u32::MAX);
+        let (accounts, organizations) = (count(&self.accounts), count(&self.organizations));
+        let without = count(&self.accounts_without_organization);
+        let organization = if organizations == 1 { self.organizations.iter().next().cloned() } else { None };
+        let looks_like = if self.restricted_device > 0 {
+            NetworkLook::CarriesRestrictedDevices
+        } else if organizations > 1 || (organizations == 1 && without > 0) {
+            NetworkLook::Shared
+        } else if organizations == 1 && accounts >= 3 && without == 0 {
+            NetworkLook::OneOrganization
+        } else {
+            NetworkLook::Unclear
+        };
+        RelayingNetwork {
+            network,
+            country: self.country.unwrap_or_else(|| "??".to_owned()),
+            asn: self.asn,
+            relayed: self.relayed,
+            restricted_device: self.restricted_device,
+            held: self.held,
+            accounts,
+            organizations,
+            organization,
+            accounts_without_organization: without,
+            looks_like,
+        }
+    }
 }
 
 /// An organisation's accounts: sign-ins, and of those from devices pointing
@@ -357,6 +496,7 @@ pub struct OverviewBuilder {
     overview: Overview,
     accounts: BTreeMap<Subject, Tally>,
     organizations: BTreeMap<Subject, (Tally, Members)>,
+    networks: std::collections::HashMap<String, NetworkTally>,
 }
 
 impl OverviewBuilder {
@@ -383,6 +523,9 @@ impl OverviewBuilder {
         if let Some(account) = &event.account {
             self.accounts.entry(account.clone()).or_default().add(event);
         }
+        if event.error.is_none() && event.reasons.iter().any(|code| RELAY_EVIDENCE.contains(code)) {
+            self.networks.entry(event.network.clone()).or_default().add(event);
+        }
         if let Some(organization) = &event.organization {
             let (tally, members) = self.organizations.entry(organization.clone()).or_default();
             tally.add(event);
@@ -396,7 +539,8 @@ impl OverviewBuilder {
         }
     }
 
-    /// The overview with the `top` riskiest accounts and organisations.
+    /// The overview with the `top` riskiest accounts and organisations,
+    /// and the `top` networks that relayed the most sign-ins.
     pub fn finish(mut self, top: usize) -> Overview {
         let rank = |subject: Subject, tally: &Tally, share: Option<OrganizationShare>| {
             let evidence = tally.evidence();
@@ -441,6 +585,76 @@ impl OverviewBuilder {
         order(&mut organizations);
         self.overview.accounts = accounts;
         self.overview.organizations = organizations;
+        let mut networks: Vec<RelayingNetwork> =
+            self.networks.into_iter().map(|(network, tally)| tally.finish(network)).collect();
+        networks
+            .sort_by(|a, b| (b.relayed, b.accounts, &a.network).cmp(&(a.relayed, a.accounts, &b.network)));
+        networks.truncate(top);
+        self.overview.relaying_networks = networks;
         self.overview
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+    use crate::history::SubjectKey;
+
+    fn sign_in(network: &str, account: &str, organization: Option<&str>, reasons: &[ReasonCode]) -> Event {
+        let key = SubjectKey::new([3; 32]);
+        Event {
+            at_ms: 1_800_000_000_000,
+            account: Some(key.account(account).unwrap()),
+            organization: organization.map(|o| key.organization(o).unwrap()),
+            network: network.into(),
+            country: crate::geo::Country::parse("SG"),
+            asn: Some(64_500),
+            zone: Some("Asia/Tokyo".into()),
+            locale: Some("ja-JP".into()),
+            restricted_device: false,
+            verdict: if reasons.is_empty() { Verdict::Allow } else { Verdict::Review },
+            score: 50,
+            reasons: reasons.to_vec(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn relaying_networks_are_told_apart_by_whose_accounts_come_through() {
+        let relayed = [ReasonCode::RelayLatency];
+        let mut builder = OverviewBuilder::default();
+        for account in ["a1", "a2", "a3", "a4"] {
+            builder.add(&sign_in("198.51.100.0/24", account, Some("acme"), &relayed));
+        }
+        builder.add(&sign_in("203.0.113.0/24", "b1", Some("acme"), &relayed));
+        builder.add(&sign_in("203.0.113.0/24", "b2", Some("globex"), &[ReasonCode::UdpOriginMismatch]));
+        let mut restricted = sign_in("192.0.2.0/24", "c1", Some("acme"), &relayed);
+        restricted.restricted_device = true;
+        builder.add(&restricted);
+        builder.add(&sign_in("100.64.0.0/24", "f1", None, &relayed));
+        builder.add(&sign_in("100.64.0.0/24", "f2", None, &relayed));
+        // Neither a direct sign-in nor a refused one names a relay.
+        builder.add(&sign_in("100.64.1.0/24", "d1", Some("acme"), &[]));
+        let mut refused = sign_in("100.64.2.0/24", "e1", Some("acme"), &relayed);
+        refused.error = Some(crate::ErrorCode::Replayed);
+        builder.add(&refused);
+
+        let networks = builder.finish(10).relaying_networks;
+        let seen: Vec<(&str, u32, u32, NetworkLook)> =
+            networks.iter().map(|n| (n.network.as_str(), n.relayed, n.accounts, n.looks_like)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("198.51.100.0/24", 4, 4, NetworkLook::OneOrganization),
+                ("100.64.0.0/24", 2, 2, NetworkLook::Unclear),
+                ("203.0.113.0/24", 2, 2, NetworkLook::Shared),
+                ("192.0.2.0/24", 1, 1, NetworkLook::CarriesRestrictedDevices),
+            ]
+        );
+        assert_eq!(
+            (networks[0].country.as_str(), networks[0].asn, networks[0].held),
+            ("SG", Some(64_500), 4)
+        );
     }
 }
