@@ -154,6 +154,7 @@ async fn only_a_signed_in_operator_sees_pages_and_signing_in_takes_the_secret() 
         "/console",
         "/console/accounts",
         "/console/live",
+        "/console/networks",
         "/console/accounts/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ] {
         let answer = send(app, get(path, None)).await;
@@ -360,6 +361,46 @@ async fn pages_show_what_the_history_holds_and_escape_what_browsers_sent() {
     );
     let unknown = format!("/console/accounts/{}", key.account("nobody").unwrap().as_str());
     assert_eq!(send(app, get(&unknown, Some(&cookie))).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_networks_page_tells_a_companys_gateway_from_an_exit_carrying_shanghai_devices() {
+    let console = console(Duration::from_secs(600));
+    let (app, key) = (&console.app, &console.key);
+    let relayed = |account: &str, organization: &str, network: &str, zone: &str, n: i64| {
+        let mut event = event(key, account, T0 - n * 60_000, "SG", zone, Verdict::Review);
+        event.organization = key.organization(organization).ok();
+        event.network = network.into();
+        event.reasons = vec![ReasonCode::RelayLatency];
+        event
+    };
+    let mut events: Vec<Event> = ["ken", "yui", "aoi"]
+        .iter()
+        .zip(0..)
+        .map(|(account, n)| relayed(account, "Gateway Corp", "203.0.113.0/24", "Asia/Tokyo", n))
+        .collect();
+    events.push(relayed("li", "Example Corp", "198.51.100.0/24", "Asia/Shanghai", 5));
+    // A sign-in straight from its own network names no relay.
+    events.push(event(key, "tan", T0, "SG", "Asia/Singapore", Verdict::Allow));
+    console.store.record(events, None).await.unwrap();
+    let (cookie, _) = sign_in(app).await;
+    let page = send(app, get("/console/networks", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let rows: Vec<&str> = page.body.split("<tr data-look=").skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", page.body);
+    assert!(
+        rows[0].starts_with(r#""one_organization""#) && rows[0].contains("203.0.113.0/24"),
+        "{}",
+        rows[0]
+    );
+    let gateway = key.organization("Gateway Corp").unwrap();
+    assert!(rows[0].contains(&format!("/console/organizations/{}", gateway.as_str())), "{}", rows[0]);
+    assert!(
+        rows[1].starts_with(r#""carries_restricted_devices""#) && rows[1].contains("never list it"),
+        "{}",
+        rows[1]
+    );
+    assert!(!page.body.contains("192.0.2.0/24"), "the direct sign-in's network is not listed");
 }
 
 #[tokio::test]

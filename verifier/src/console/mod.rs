@@ -11,6 +11,10 @@
 //!   by any column; each one's page has its risk and why, what it was seen
 //!   with, its device clocks against its networks' countries, and its
 //!   timeline of sign-ins.
+//! - **Networks** (`/console/networks`): the networks the latest sign-ins
+//!   were relayed through, with what each looks like: one organisation's
+//!   gateway to list in `trusted_networks`, a shared exit, or one carrying
+//!   devices that point into a restricted region.
 //! - **Live** (`/console/live`): the latest verifications, refreshed every
 //!   few seconds without script.
 //!
@@ -53,6 +57,14 @@ const LIST_ROWS: usize = 200;
 
 /// Sign-ins an account or organisation page lists at most.
 const TIMELINE_ROWS: usize = 200;
+
+/// The latest verifications the networks page reads: enough for a picture
+/// of the last days at most sites, few enough to read in one short query
+/// beside the verifications' own reads.
+const NETWORK_EVENTS: u32 = 20_000;
+
+/// Networks the networks page lists at most.
+const NETWORK_ROWS: usize = 100;
 
 /// The console's settings and sessions.
 #[derive(Clone)]
@@ -102,6 +114,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/console/logout", axum::routing::post(logout))
         .route("/console/find", axum::routing::post(find))
         .route("/console/live", get(live))
+        .route("/console/networks", get(networks))
         .route("/console/accounts", get(accounts))
         .route("/console/organizations", get(organizations))
         .route("/console/accounts/{subject}", get(account))
@@ -581,6 +594,21 @@ async fn subject_page(state: &ApiState, operator: &Operator, kind: SubjectKind, 
     let report =
         crate::history::report::subject_report(subject, console.retention_days, events, share, TIMELINE_ROWS);
     pages::subject(&operator.csrf, kind, &report, state.verifier().policy()).into_response()
+}
+
+async fn networks(State(state): State<ApiState>, operator: Operator) -> Response {
+    let Some((_, history)) = parts(&state) else { return off() };
+    match history.store().latest(NETWORK_EVENTS).await {
+        Ok(events) => {
+            let mut builder = crate::history::report::OverviewBuilder::default();
+            for event in &events {
+                builder.add(event);
+            }
+            let networks = builder.finish(NETWORK_ROWS).relaying_networks;
+            pages::networks(&operator.csrf, events.len(), &networks).into_response()
+        }
+        Err(e) => unavailable(&e),
+    }
 }
 
 async fn live(State(state): State<ApiState>, operator: Operator) -> Response {

@@ -9,7 +9,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::charts::{self, Stack};
 use super::{RiskFilter, Row, Sort};
-use crate::history::report::{Risk, SubjectReport};
+use crate::history::report::{RelayingNetwork, Risk, SubjectReport};
 use crate::history::{Counts, Event, SubjectKind};
 
 /// A whole page, rendered.
@@ -38,6 +38,7 @@ fn page(title: &str, csrf: Option<&str>, refresh: Option<u32>, body: Markup) -> 
                                 li { a href="/console" { "Overview" } }
                                 li { a href="/console/accounts" { "Accounts" } }
                                 li { a href="/console/organizations" { "Organisations" } }
+                                li { a href="/console/networks" { "Networks" } }
                                 li { a href="/console/live" { "Live" } }
                             }
                         }
@@ -456,6 +457,71 @@ fn timeline(events: &[Event], accounts: bool) -> Markup {
 }
 
 /// The latest verifications, refreshed every 5 seconds.
+pub(super) fn networks(csrf: &str, read: usize, networks: &[RelayingNetwork]) -> Page {
+    page(
+        "Networks",
+        Some(csrf),
+        None,
+        html! {
+            h1 { "Networks that relayed sign-ins" }
+            p {
+                "Among the latest " (read) " verifications, the networks accepted sign-ins came through by way "
+                "of a relay: the echo showed a hidden leg (" code { "relay_latency" } "), or the browser's UDP "
+                "left from elsewhere (" code { "udp_origin_mismatch" } "). Staff behind their company's gateway "
+                "are held for review at every sign-in until it is listed in " code { "trusted_networks" } ". "
+                "Decide with care: one organisation's accounts only is also what a subsidiary's staff relayed "
+                "through head office look like, and a listed network makes every country it names believable "
+                "for everyone behind it."
+            }
+            @if networks.is_empty() {
+                p.empty { "None." }
+            } @else {
+                div.scroll {
+                    table.list id="networks" {
+                        thead {
+                            tr {
+                                th scope="col" { "Network" }
+                                th scope="col" { "Country" }
+                                th scope="col" { "AS" }
+                                th scope="col" { "Relayed sign-ins" }
+                                th scope="col" { "Held" }
+                                th scope="col" { "Accounts" }
+                                th scope="col" { "Organisations" }
+                                th scope="col" { "Restricted devices" }
+                                th scope="col" { "What it looks like" }
+                            }
+                        }
+                        tbody {
+                            @for network in networks {
+                                tr data-look=(network.looks_like.as_str()) {
+                                    td { code { (network.network) } }
+                                    td { (network.country) }
+                                    td { @if let Some(asn) = network.asn { (asn) } @else { "—" } }
+                                    td { (network.relayed) }
+                                    td { (network.held) }
+                                    td { (network.accounts) }
+                                    td {
+                                        (network.organizations)
+                                        @if let Some(organization) = &network.organization {
+                                            " ("
+                                            a href={ "/console/organizations/" (organization.as_str()) } {
+                                                code { (short(organization.as_str())) }
+                                            }
+                                            ")"
+                                        }
+                                    }
+                                    td { (network.restricted_device) }
+                                    td { (network.looks_like.sentence()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
 pub(super) fn live(csrf: &str, events: &[Event], now: jiff::Timestamp) -> Page {
     page(
         "Live",

@@ -407,6 +407,16 @@ pub enum NetworkLook {
 }
 
 impl NetworkLook {
+    /// Its name, as the JSON report spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CarriesRestrictedDevices => "carries_restricted_devices",
+            Self::OneOrganization => "one_organization",
+            Self::Shared => "shared",
+            Self::Unclear => "unclear",
+        }
+    }
+
     /// A sentence for the report.
     pub fn sentence(self) -> &'static str {
         match self {
@@ -656,5 +666,9 @@ mod tests {
             (networks[0].country.as_str(), networks[0].asn, networks[0].held),
             ("SG", Some(64_500), 4)
         );
+        for network in &networks {
+            let spelled = serde_json::to_value(network.looks_like).unwrap();
+            assert_eq!(spelled, network.looks_like.as_str(), "as the JSON report spells it");
+        }
     }
 }
