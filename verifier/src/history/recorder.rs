@@ -26,7 +26,9 @@
 //!   halved until the events it refuses stand alone. Those are set aside
 //!   in `unstorable.jsonl` beside the journal and counted; the rest are
 //!   committed, so no one event can stop the history for every sign-in
-//!   after it.
+//!   after it. At the next start they go back in as a journal of their
+//!   own: a database that refused them for a cause since mended (a
+//!   constraint, an instance still on an older schema) takes them then.
 //! - **Without a journal** (a history with no data directory: tests and
 //!   embedders), a verification waits for its event's commit instead.
 
@@ -391,6 +393,7 @@ impl Journal {
         };
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
         let lock = lock_dir(dir).map_err(|e| fail("cannot lock", e))?;
+        requeue_unstorable(dir).map_err(|e| fail("cannot requeue the events set aside", e))?;
         let left = read_left(dir).map_err(|e| fail("cannot read", e))?;
         let origin = new_origin().map_err(|e| HistoryError::Config(e.to_string()))?;
         let file = open_segment(dir, &origin, 0).map_err(|e| fail("cannot create a segment", e))?;
@@ -499,6 +502,49 @@ fn segment_path(dir: &Path, origin: &str, segment: u64) -> PathBuf {
 
 fn open_segment(dir: &Path, origin: &str, segment: u64) -> std::io::Result<File> {
     std::fs::OpenOptions::new().create_new(true).append(true).open(segment_path(dir, origin, segment))
+}
+
+/// One line of `unstorable.jsonl`, as far as it is read back.
+#[derive(serde::Deserialize)]
+struct SetAsideLine {
+    event: Event,
+}
+
+/// Turns the events set aside in `dir` by an earlier run into a journal
+/// left waiting, so they are tried again like any other: written once,
+/// and set aside again if the database still refuses them. The journal is
+/// named after the file's content, so converting it twice (a crash between
+/// the last two steps) makes the same journal, which its mark writes once.
+fn requeue_unstorable(dir: &Path) -> std::io::Result<()> {
+    use sha2::Digest as _;
+    let path = dir.join(UNSTORABLE_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let digest = sha2::Sha256::digest(&bytes);
+    let origin = format!("unstorable-{}", meridian_protocol::base64url_encode(&digest[..9]));
+    let mut journal = Vec::new();
+    let mut seq = 0u64;
+    for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        // A torn last line (a crash mid-append) is skipped.
+        if let Ok(SetAsideLine { event }) = serde_json::from_slice(line) {
+            seq += 1;
+            serde_json::to_writer(&mut journal, &(seq, event)).map_err(std::io::Error::other)?;
+            journal.push(b'\n');
+        }
+    }
+    if seq > 0 {
+        let segment = segment_path(dir, &origin, 0);
+        let temporary = segment.with_extension("tmp");
+        let mut file = File::create(&temporary)?;
+        file.write_all(&journal)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &segment)?;
+        tracing::info!(events = seq, "history: events set aside by an earlier run are tried again");
+    }
+    std::fs::remove_file(&path)
 }
 
 /// The journals in `dir`, by origin, their segments in order.
@@ -1133,6 +1179,57 @@ mod tests {
         flushed(&recorder).await;
         assert_eq!(stored(&inner).await, at(&[0, 1, 4, 5, 6, 7, 8, 9]));
         assert_eq!(set_aside_in(&dir).len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn events_set_aside_are_tried_again_at_the_next_start_and_written_once() {
+        let dir = scratch("unstorable-again");
+        let inner = SqliteHistory::in_memory().unwrap();
+        let refusing = unreliable(&inner, false, 0, Some("Poison/Zone"));
+        let recorder = Recorder::with_journal(refusing.clone(), &dir).unwrap();
+        for event in with_poison(&[3, 7]) {
+            recorder.record(event).await.unwrap();
+        }
+        flushed(&recorder).await;
+        assert_eq!(set_aside_in(&dir).len(), 2);
+        drop(recorder);
+        tokio::time::sleep(GATHER * 3).await;
+        // Still refused: set aside again, nothing written twice.
+        let recorder = Recorder::with_journal(refusing, &dir).unwrap();
+        flushed(&recorder).await;
+        assert_eq!((stored(&inner).await.len(), set_aside_in(&dir).len()), (8, 2));
+        drop(recorder);
+        tokio::time::sleep(GATHER * 3).await;
+        // The cause is mended (the constraint dropped): they go in, once.
+        for _ in 0..2 {
+            let recorder = Recorder::with_journal(unreliable(&inner, false, 0, None), &dir).unwrap();
+            flushed(&recorder).await;
+            assert_eq!(stored(&inner).await, at(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]));
+            assert!(!dir.join(UNSTORABLE_FILE).exists());
+            drop(recorder);
+            tokio::time::sleep(GATHER * 3).await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn converting_the_events_set_aside_twice_makes_the_same_journal() {
+        // A crash after the journal is made, before the file is removed.
+        let dir = scratch("unstorable-twice");
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = serde_json::json!({ "at_ms": 1, "why": "refused", "event": event(4) }).to_string();
+        std::fs::write(dir.join(UNSTORABLE_FILE), format!("{line}\n{{\"torn")).unwrap();
+        let kept = std::fs::read(dir.join(UNSTORABLE_FILE)).unwrap();
+        requeue_unstorable(&dir).unwrap();
+        std::fs::write(dir.join(UNSTORABLE_FILE), kept).unwrap();
+        requeue_unstorable(&dir).unwrap();
+        let left = read_left(&dir).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].files.len(), 1);
+        let events = read_segment(&left[0].files[0]).unwrap();
+        assert_eq!(events.len(), 1, "the torn line is skipped");
+        assert_eq!((events[0].0, events[0].1.at_ms), (1, 1_800_000_000_004));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
