@@ -174,8 +174,9 @@ pub struct ServeConfig {
     /// history records per second at most; the rest are counted in
     /// `meridian_history_refused_unrecorded_total`. Refusals the policy lets
     /// through (the collector's error marker) have as many again of their
-    /// own, and those of them naming an account as many again. Accepted
-    /// sign-ins are always recorded (challenges ration them).
+    /// own, and those of them naming an account as many again (each account
+    /// 10 at once, then one every 6 s). Accepted sign-ins are always
+    /// recorded (challenges ration them).
     /// 0: no limit. Default 1000.
     pub history_refused_per_second: u32,
     /// The operator console's secret (at least 16 characters, not a verify

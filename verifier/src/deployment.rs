@@ -649,7 +649,7 @@ impl Deployment {
 async fn purge(history: &crate::history::History, days: u32) {
     let before =
         jiff::Timestamp::now().as_millisecond().saturating_sub(i64::from(days).saturating_mul(86_400_000));
-    match history.store().purge(before).await {
+    match history.purge(before).await {
         Ok(0) => {}
         Ok(purged) => tracing::info!(purged, days, "history: events past the retention erased"),
         Err(error) => tracing::warn!(%error, "history: purge failed; tried again within the hour"),

@@ -133,13 +133,15 @@ fn report_names_the_riskiest_accounts_and_organisations() {
         "a network nothing was relayed through is not listed: {stdout}"
     );
 
-    let (ok, stdout, _) = meridian(&["report", "--config", config.to_str().unwrap(), "--json"]);
+    let (ok, stdout, _) =
+        meridian(&["report", "--config", config.to_str().unwrap(), "--json", "--ids", ids.to_str().unwrap()]);
     assert!(ok);
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["events"], 11);
     assert_eq!(json["relaying_networks"][0]["network"], "203.0.113.0/24");
     assert_eq!(json["relaying_networks"][0]["accounts"], 3);
     assert_eq!(json["relaying_networks"][0]["looks_like"], "one_organization");
+    assert_eq!(json["relaying_networks"][0]["organization_id"], "Gateway Corp");
     assert_eq!(json["accounts"][0]["risk"], "high");
     assert_eq!(json["accounts"][0]["subject"], key.account("li").unwrap().as_str());
     std::fs::remove_dir_all(&dir).unwrap();

@@ -490,6 +490,37 @@ async fn a_flood_of_markers_naming_no_account_leaves_room_for_one_that_names_its
 }
 
 #[tokio::test]
+async fn one_account_sending_markers_cannot_spend_the_budget_of_every_other() {
+    // Sign-up is often free: someone with an account of their own (and its
+    // password) sends markers naming it, to keep everyone else's marker
+    // sign-ins out of the history.
+    let sqlite = SqliteHistory::in_memory().unwrap();
+    let fixture = Fixture::with(Arc::new(sqlite.clone()), sqlite, |history| history.with_refused_budget(20));
+    let at = |n| jiff::Timestamp::from_millisecond(T0 + n).unwrap();
+    let marker = |account| VerifyInput {
+        token: "meridian-error:wasm-unavailable",
+        remote_ip: IpAddr::from(SINGAPORE),
+        accept_language: None,
+        expected_action: None,
+        expected_origin: None,
+        account: Some(account),
+        organization: None,
+    };
+    for n in 0..50 {
+        fixture.verifier.verify(&marker("mallory"), at(n)).await;
+    }
+    let signed_in = fixture.verifier.verify(&marker("mei"), at(60)).await;
+    assert_eq!(signed_in.verdict, Verdict::Review, "{signed_in:?}");
+    fixture.history.flush().await.unwrap();
+    let recorded = fixture.events().await;
+    let of = |name: &str| {
+        let subject = fixture.key.account(name).unwrap();
+        recorded.iter().filter(|e| e.account.as_ref() == Some(&subject)).count()
+    };
+    assert_eq!((of("mallory"), of("mei")), (10, 1), "mallory's first ten, and mei's");
+}
+
+#[tokio::test]
 async fn hostile_ids_are_refused_or_stored_as_hashes() {
     let fixture = Fixture::sqlite();
     let huge = "a".repeat(10_000);

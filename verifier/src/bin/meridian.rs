@@ -356,13 +356,15 @@ fn report(
     };
     if json {
         let mut value = serde_json::to_value(&overview).map_err(|e| e.to_string())?;
-        for (list, field) in
-            [("accounts", "subject"), ("organizations", "subject"), ("relaying_networks", "organization")]
-        {
+        for (list, field, named) in [
+            ("accounts", "subject", "id"),
+            ("organizations", "subject", "id"),
+            ("relaying_networks", "organization", "organization_id"),
+        ] {
             if let Some(items) = value[list].as_array_mut() {
                 for item in items {
                     if let Some(id) = item[field].as_str().and_then(|s| names.get(s)) {
-                        item["id"] = serde_json::Value::String(id.clone());
+                        item[named] = serde_json::Value::String(id.clone());
                     }
                 }
             }

@@ -66,13 +66,23 @@ const NETWORK_EVENTS: u32 = 20_000;
 /// Networks the networks page lists at most.
 const NETWORK_ROWS: usize = 100;
 
+/// How long the networks page shows what it read, so that reloading it
+/// does not read the latest verifications again beside the sign-ins.
+const NETWORKS_FOR: Duration = Duration::from_secs(60);
+
 /// The console's settings and sessions.
 #[derive(Clone)]
 pub struct Console {
     sessions: Sessions,
     attempts: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     retention_days: u32,
+    /// The networks page as last read: verifications read, the networks,
+    /// and when.
+    networks: Arc<std::sync::Mutex<Option<NetworksRead>>>,
 }
+
+/// What the networks page showed, and when it was read.
+type NetworksRead = (usize, Vec<crate::history::report::RelayingNetwork>, std::time::Instant);
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,6 +106,7 @@ impl Console {
             sessions: Sessions::new(secret, idle),
             attempts: Arc::new(DefaultKeyedRateLimiter::dashmap(quota)),
             retention_days,
+            networks: Arc::default(),
         })
     }
 
@@ -597,18 +608,31 @@ async fn subject_page(state: &ApiState, operator: &Operator, kind: SubjectKind, 
 }
 
 async fn networks(State(state): State<ApiState>, operator: Operator) -> Response {
-    let Some((_, history)) = parts(&state) else { return off() };
-    match history.store().latest(NETWORK_EVENTS).await {
-        Ok(events) => {
-            let mut builder = crate::history::report::OverviewBuilder::default();
-            for event in &events {
-                builder.add(event);
+    let Some((console, history)) = parts(&state) else { return off() };
+    let lately = |read: &Option<NetworksRead>| {
+        read.as_ref()
+            .filter(|(_, _, at)| at.elapsed() < NETWORKS_FOR)
+            .map(|(n, networks, _)| (*n, networks.clone()))
+    };
+    let cached = console.networks.lock().ok().and_then(|read| lately(&read));
+    let (read, networks) = match cached {
+        Some(cached) => cached,
+        None => match history.store().latest(NETWORK_EVENTS).await {
+            Ok(events) => {
+                let mut builder = crate::history::report::OverviewBuilder::default();
+                for event in &events {
+                    builder.add(event);
+                }
+                let networks = builder.finish(NETWORK_ROWS).relaying_networks;
+                if let Ok(mut read) = console.networks.lock() {
+                    *read = Some((events.len(), networks.clone(), std::time::Instant::now()));
+                }
+                (events.len(), networks)
             }
-            let networks = builder.finish(NETWORK_ROWS).relaying_networks;
-            pages::networks(&operator.csrf, events.len(), &networks).into_response()
-        }
-        Err(e) => unavailable(&e),
-    }
+            Err(e) => return unavailable(&e),
+        },
+    };
+    pages::networks(&operator.csrf, read, &networks).into_response()
 }
 
 async fn live(State(state): State<ApiState>, operator: Operator) -> Response {

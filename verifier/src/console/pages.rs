@@ -456,7 +456,7 @@ fn timeline(events: &[Event], accounts: bool) -> Markup {
     }
 }
 
-/// The latest verifications, refreshed every 5 seconds.
+/// The networks the latest sign-ins were relayed through.
 pub(super) fn networks(csrf: &str, read: usize, networks: &[RelayingNetwork]) -> Page {
     page(
         "Networks",
@@ -465,7 +465,8 @@ pub(super) fn networks(csrf: &str, read: usize, networks: &[RelayingNetwork]) ->
         html! {
             h1 { "Networks that relayed sign-ins" }
             p {
-                "Among the latest " (read) " verifications, the networks accepted sign-ins came through by way "
+                "Among the latest " (read) " verifications (read at most once a minute), the networks accepted "
+                "sign-ins came through by way "
                 "of a relay: the echo showed a hidden leg (" code { "relay_latency" } "), or the browser's UDP "
                 "left from elsewhere (" code { "udp_origin_mismatch" } "). Staff behind their company's gateway "
                 "are held for review at every sign-in until it is listed in " code { "trusted_networks" } ". "
@@ -522,6 +523,7 @@ pub(super) fn networks(csrf: &str, read: usize, networks: &[RelayingNetwork]) ->
     )
 }
 
+/// The latest verifications, refreshed every 5 seconds.
 pub(super) fn live(csrf: &str, events: &[Event], now: jiff::Timestamp) -> Page {
     page(
         "Live",

@@ -600,8 +600,8 @@ pub struct History {
     /// With a shared store: what following the other instances vouches for.
     feed: Option<std::sync::Arc<feed::FeedHealth>>,
     /// Refused verifications recorded per second at most
-    /// ([`Self::with_refused_budget`]), by [`RefusalKind`].
-    refused_budget: Option<std::sync::Arc<[governor::DefaultDirectRateLimiter; 3]>>,
+    /// ([`Self::with_refused_budget`]).
+    refused_budget: Option<std::sync::Arc<RefusedBudget>>,
     /// Refused verifications over that budget: counted, not recorded.
     refused_unrecorded: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// When one was last logged, Unix ms.
@@ -632,6 +632,27 @@ enum RefusalKind {
     /// backend names one only once its password checked out.
     PassingNamed = 2,
 }
+
+/// What refused verifications may be recorded: a budget per
+/// [`RefusalKind`], and within the last, one per account.
+#[cfg(feature = "history")]
+struct RefusedBudget {
+    kinds: [governor::DefaultDirectRateLimiter; 3],
+    /// [`RefusalKind::PassingNamed`] per account ([`NAMED_BURST`] at once,
+    /// one per [`NAMED_EVERY`]), so that one account, however many right
+    /// passwords it sends, spends a sliver of the budget everyone shares.
+    per_account: governor::DefaultKeyedRateLimiter<Subject>,
+    /// Checks per account so far, to forget quiet accounts now and then.
+    checks: std::sync::atomic::AtomicU64,
+}
+
+/// Refusals let through naming one account, recorded at once at most.
+#[cfg(feature = "history")]
+const NAMED_BURST: std::num::NonZeroU32 = std::num::NonZeroU32::MIN.saturating_add(9);
+
+/// Then one per this long.
+#[cfg(feature = "history")]
+const NAMED_EVERY: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Refused verifications recorded per second at most, by default
 /// ([`History::with_refused_budget`]).
@@ -705,11 +726,21 @@ impl History {
     /// a flood of denied ones cannot keep them out of the history; those
     /// that name an account have another, so a flood of markers naming
     /// none (free to send) cannot keep out the one a person signed in with.
+    /// Within that one, each account records 10 at once and then one every
+    /// 6 seconds at most, so one account (sign-up is often free) cannot
+    /// spend it for every other.
     #[must_use]
     pub fn with_refused_budget(mut self, per_second: u32) -> Self {
         self.refused_budget = std::num::NonZeroU32::new(per_second).map(|n| {
             let budget = || governor::RateLimiter::direct(governor::Quota::per_second(n));
-            std::sync::Arc::new([budget(), budget(), budget()])
+            let per_account = governor::Quota::with_period(NAMED_EVERY)
+                .map(|quota| quota.allow_burst(NAMED_BURST))
+                .unwrap_or_else(|| governor::Quota::per_second(n));
+            std::sync::Arc::new(RefusedBudget {
+                kinds: [budget(), budget(), budget()],
+                per_account: governor::RateLimiter::keyed(per_account),
+                checks: std::sync::atomic::AtomicU64::new(0),
+            })
         });
         self
     }
@@ -720,11 +751,25 @@ impl History {
         self.refused_unrecorded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether a refused verification of `kind` may be recorded now;
-    /// counts (and now and then logs) one that may not.
-    fn record_refused(&self, kind: RefusalKind) -> bool {
+    /// Whether a refused verification of `kind`, naming `account`, may be
+    /// recorded now; counts (and now and then logs) one that may not.
+    fn record_refused(&self, kind: RefusalKind, account: Option<&Subject>) -> bool {
         use std::sync::atomic::Ordering;
-        if self.refused_budget.as_ref().is_none_or(|budgets| budgets[kind as usize].check().is_ok()) {
+        let within = |budget: &RefusedBudget| {
+            if kind == RefusalKind::PassingNamed
+                && let Some(account) = account
+            {
+                if budget.checks.fetch_add(1, Ordering::Relaxed) % 4_096 == 4_095 {
+                    budget.per_account.retain_recent();
+                    budget.per_account.shrink_to_fit();
+                }
+                if budget.per_account.check_key(account).is_err() {
+                    return false;
+                }
+            }
+            budget.kinds[kind as usize].check().is_ok()
+        };
+        if self.refused_budget.as_deref().is_none_or(within) {
             return true;
         }
         let unrecorded = self.refused_unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
@@ -776,6 +821,18 @@ impl History {
         self.recorder.unstorable()
     }
 
+    /// Erases the events older than `before_ms`, in the store and among
+    /// those set aside; returns how many the store held.
+    ///
+    /// # Errors
+    /// When the store cannot answer, or the events set aside cannot be
+    /// rewritten.
+    pub async fn purge(&self, before_ms: i64) -> Result<u64, HistoryError> {
+        let purged = self.store.purge(before_ms).await?;
+        self.recorder.forget_set_aside(|event| event.at_ms < before_ms)?;
+        Ok(purged)
+    }
+
     /// Returns once every verification answered so far is in the store, so
     /// a read that follows sees it.
     ///
@@ -800,6 +857,7 @@ impl History {
         // instances do the same through their feed).
         self.flush().await?;
         self.store.forget_erased(account, covered_until_ms).await?;
+        self.recorder.forget_set_aside(|event| event.account.as_ref() == Some(account))?;
         if let Ok(mut accounts) = self.accounts.lock() {
             accounts.remove(account);
         }
@@ -874,7 +932,7 @@ impl History {
                 (_, None) => RefusalKind::Passing,
                 (_, Some(_)) => RefusalKind::PassingNamed,
             };
-            if !self.record_refused(kind) {
+            if !self.record_refused(kind, event.account.as_ref()) {
                 return outcome;
             }
         }

@@ -79,6 +79,8 @@ struct Shared {
     unstorable: AtomicU64,
     /// When an unstorable event was last logged.
     unstorable_logged: Mutex<Option<std::time::Instant>>,
+    /// Held while `unstorable.jsonl` is appended to or rewritten.
+    set_aside_file: Mutex<()>,
     /// Whether the last transaction succeeded.
     healthy: AtomicBool,
     /// The last journal number committed.
@@ -147,6 +149,7 @@ impl Recorder {
             dropped: AtomicU64::new(0),
             unstorable: AtomicU64::new(0),
             unstorable_logged: Mutex::new(None),
+            set_aside_file: Mutex::new(()),
             healthy: AtomicBool::new(true),
             committed: watch::Sender::new(0),
             left_written: AtomicBool::new(left.is_empty()),
@@ -237,6 +240,42 @@ impl Recorder {
     pub fn unstorable(&self) -> u64 {
         self.shared.unstorable.load(Ordering::Relaxed)
     }
+
+    /// Takes the events `forget` picks out of those set aside, so the
+    /// retention and erasures reach them too; returns how many went.
+    ///
+    /// # Errors
+    /// When the file cannot be read or rewritten.
+    pub fn forget_set_aside(&self, forget: impl Fn(&Event) -> bool) -> Result<usize, HistoryError> {
+        let Some(journal) = &self.journal else { return Ok(0) };
+        let path = journal.dir.join(UNSTORABLE_FILE);
+        let failed = |e: std::io::Error| HistoryError::Unavailable(format!("{}: {e}", path.display()));
+        let _file = self.shared.set_aside_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => return Err(failed(error)),
+        };
+        let mut kept = Vec::with_capacity(bytes.len());
+        let mut forgotten = 0;
+        for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+            match serde_json::from_slice::<SetAsideLine>(line) {
+                Ok(SetAsideLine { event, .. }) if forget(&event) => forgotten += 1,
+                // A torn line stays, for the reading at the next start.
+                _ => {
+                    kept.extend_from_slice(line);
+                    kept.push(b'\n');
+                }
+            }
+        }
+        if forgotten > 0 {
+            let temporary = path.with_extension("tmp");
+            std::fs::write(&temporary, &kept)
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .map_err(failed)?;
+        }
+        Ok(forgotten)
+    }
 }
 
 /// Where events the database refuses are kept, in the journal's folder.
@@ -251,11 +290,19 @@ struct SetAside {
 }
 
 impl SetAside {
-    fn keep(&self, event: &Event, why: &HistoryError) {
+    /// Keeps `event`, number `seq` of journal `origin` (when it has one: a
+    /// line kept twice, by a retry after an outage, is read back once).
+    fn keep(&self, event: &Event, origin: Option<&str>, seq: u64, why: &HistoryError) {
         self.shared.unstorable.fetch_add(1, Ordering::Relaxed);
         let kept = self.file.as_ref().map(|path| {
-            let line =
-                serde_json::json!({ "at_ms": super::now_ms(), "why": why.to_string(), "event": event });
+            let line = serde_json::json!({
+                "at_ms": super::now_ms(),
+                "why": why.to_string(),
+                "origin": origin,
+                "seq": seq,
+                "event": event,
+            });
+            let _file = self.shared.set_aside_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -319,21 +366,27 @@ async fn commit_storable(
         let run = &events[stored.through..end];
         let last = run.last().map_or(0, |(seq, _)| *seq);
         match store.record(run.iter().map(|(_, event)| event.clone()).collect(), mark(last)).await {
-            Ok(()) => {}
+            // Back towards whole transactions, a doubling at a time: when
+            // the database refuses every event, each costs one transaction
+            // or two, not a halving from the whole rest each time.
+            Ok(()) => size = size.saturating_mul(2),
             Err(HistoryError::Unstorable(_)) if run.len() > 1 => {
                 size = run.len() / 2;
                 continue;
             }
             Err(why @ HistoryError::Unstorable(_)) => {
-                set_aside.keep(&run[0].1, &why);
+                set_aside.keep(&run[0].1, origin, last, &why);
                 stored.unstorable.push(stored.through);
-                if end == events.len()
+                stored.through = end;
+                // The mark moves past it now: a retry after an outage must
+                // not meet it again.
+                if origin.is_some()
                     && let Err(error) = store.record(Vec::new(), mark(last)).await
                 {
-                    stored.through = end;
                     stored.failed = Some(error);
                     return stored;
                 }
+                continue;
             }
             Err(error) => {
                 stored.failed = Some(error);
@@ -341,7 +394,6 @@ async fn commit_storable(
             }
         }
         stored.through = end;
-        size = events.len() - end;
     }
     stored
 }
@@ -507,6 +559,10 @@ fn open_segment(dir: &Path, origin: &str, segment: u64) -> std::io::Result<File>
 /// One line of `unstorable.jsonl`, as far as it is read back.
 #[derive(serde::Deserialize)]
 struct SetAsideLine {
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    seq: u64,
     event: Event,
 }
 
@@ -527,9 +583,13 @@ fn requeue_unstorable(dir: &Path) -> std::io::Result<()> {
     let origin = format!("unstorable-{}", meridian_protocol::base64url_encode(&digest[..9]));
     let mut journal = Vec::new();
     let mut seq = 0u64;
+    let mut seen = std::collections::HashSet::new();
     for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
-        // A torn last line (a crash mid-append) is skipped.
-        if let Ok(SetAsideLine { event }) = serde_json::from_slice(line) {
+        // A torn last line (a crash mid-append) is skipped, and a line kept
+        // twice is read once.
+        if let Ok(SetAsideLine { origin, seq: number, event }) = serde_json::from_slice(line)
+            && (origin.is_none() || seen.insert((origin, number)))
+        {
             seq += 1;
             serde_json::to_writer(&mut journal, &(seq, event)).map_err(std::io::Error::other)?;
             journal.push(b'\n');
@@ -1160,6 +1220,11 @@ mod tests {
         // process killed now would replay nothing.
         let (origin, _) = recorder.journal.as_ref().unwrap().origin().unwrap();
         assert_eq!(store.journal_mark(&origin).await.unwrap(), Some(10));
+        // The retention and erasures reach them too.
+        assert_eq!(recorder.forget_set_aside(|event| event.at_ms < at(&[5])[0]).unwrap(), 1);
+        let kept_at: Vec<i64> =
+            set_aside_in(&dir).iter().map(|line| line["event"]["at_ms"].as_i64().unwrap()).collect();
+        assert_eq!(kept_at, at(&[5, 9]));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1218,8 +1283,11 @@ mod tests {
         // A crash after the journal is made, before the file is removed.
         let dir = scratch("unstorable-twice");
         std::fs::create_dir_all(&dir).unwrap();
-        let line = serde_json::json!({ "at_ms": 1, "why": "refused", "event": event(4) }).to_string();
-        std::fs::write(dir.join(UNSTORABLE_FILE), format!("{line}\n{{\"torn")).unwrap();
+        let line =
+            serde_json::json!({ "at_ms": 1, "why": "refused", "origin": "o", "seq": 4, "event": event(4) })
+                .to_string();
+        // Kept twice (a retry after an outage met it again), then a torn line.
+        std::fs::write(dir.join(UNSTORABLE_FILE), format!("{line}\n{line}\n{{\"torn")).unwrap();
         let kept = std::fs::read(dir.join(UNSTORABLE_FILE)).unwrap();
         requeue_unstorable(&dir).unwrap();
         std::fs::write(dir.join(UNSTORABLE_FILE), kept).unwrap();
@@ -1228,7 +1296,7 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].files.len(), 1);
         let events = read_segment(&left[0].files[0]).unwrap();
-        assert_eq!(events.len(), 1, "the torn line is skipped");
+        assert_eq!(events.len(), 1, "the line kept twice is read once, the torn line skipped");
         assert_eq!((events[0].0, events[0].1.at_ms), (1, 1_800_000_000_004));
         let _ = std::fs::remove_dir_all(&dir);
     }

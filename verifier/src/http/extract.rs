@@ -190,14 +190,16 @@ impl<T> Checked<T> {
 ///     // authenticated.
 ///     let checked = login.verify(account.as_deref(), None).await;
 ///     match (account, checked.verdict()) {
-///         (None, _) => Html("wrong e-mail or password"),
 ///         (Some(_), Verdict::Allow) => Html("welcome"),
 ///         (Some(_), Verdict::Review) => Html("check your e-mail to finish signing in"),
-///         (Some(_), Verdict::Deny) => Html("sign-in refused"),
+///         // A wrong password and a refused token read the same: a bot
+///         // without a good token learns nothing about the password.
+///         _ => Html("sign-in failed"),
 ///     }
 /// }
 /// # fn check_password(_: &str, _: &str) -> Option<String> { None }
 /// ```
+#[must_use = "call `verify`, even when the password is wrong: it spends the token and records the attempt"]
 pub struct Unchecked<T> {
     /// The form, deserialized (the token field is ignored unless `T` names it).
     pub form: T,
@@ -222,6 +224,7 @@ impl<T> Unchecked<T> {
     /// your own ids for an account the handler has authenticated, `None`
     /// for an attempt it has not (the attempt is then recorded against its
     /// network only).
+    #[must_use = "the verdict is in the result"]
     pub async fn verify(self, account: Option<&str>, organization: Option<&str>) -> Checked<T> {
         let check = &self.check;
         let input = VerifyInput {
