@@ -106,6 +106,7 @@ impl FeedHealth {
 pub(super) fn follow(
     store: Arc<dyn HistoryStore>,
     accounts: Weak<Mutex<HashMap<Subject, KnownAccount>>>,
+    set_aside: super::recorder::SetAsideFile,
 ) -> Arc<FeedHealth> {
     let health = Arc::new(FeedHealth::new());
     let shared = health.clone();
@@ -116,7 +117,7 @@ pub(super) fn follow(
         loop {
             every.tick().await;
             let Some(accounts) = accounts.upgrade() else { return };
-            feed.look(store.as_ref(), &accounts, &shared).await;
+            feed.look(store.as_ref(), &accounts, &shared, &set_aside).await;
         }
     });
     health
@@ -159,6 +160,7 @@ impl Feed {
         store: &dyn HistoryStore,
         accounts: &Mutex<HashMap<Subject, KnownAccount>>,
         health: &FeedHealth,
+        set_aside: &super::recorder::SetAsideFile,
     ) {
         let started = monotonic_ms();
         let after = self.positions.front().copied();
@@ -171,6 +173,8 @@ impl Feed {
             if let Err(error) = store.forget_erased(&account, at_ms).await {
                 tracing::warn!(%error, "history: cannot apply another instance's erasure here; it is retried");
                 self.forgotten.remove(&id);
+            } else if let Err(error) = set_aside.forget(|event| event.account.as_ref() == Some(&account)) {
+                tracing::warn!(%error, "history: cannot apply another instance's erasure to the events set aside");
             }
         }
     }

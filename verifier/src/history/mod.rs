@@ -698,7 +698,9 @@ impl History {
 
     fn with_recorder(store: std::sync::Arc<dyn HistoryStore>, key: SubjectKey, recorder: Recorder) -> Self {
         let accounts: std::sync::Arc<std::sync::Mutex<_>> = std::sync::Arc::default();
-        let feed = store.shared().then(|| feed::follow(store.clone(), std::sync::Arc::downgrade(&accounts)));
+        let feed = store.shared().then(|| {
+            feed::follow(store.clone(), std::sync::Arc::downgrade(&accounts), recorder.set_aside_file())
+        });
         Self {
             store,
             recorder,

@@ -247,11 +247,32 @@ impl Recorder {
     /// # Errors
     /// When the file cannot be read or rewritten.
     pub fn forget_set_aside(&self, forget: impl Fn(&Event) -> bool) -> Result<usize, HistoryError> {
-        let Some(journal) = &self.journal else { return Ok(0) };
-        let path = journal.dir.join(UNSTORABLE_FILE);
+        self.set_aside_file().forget(forget)
+    }
+
+    /// The file of events set aside, without a hold on the writer.
+    pub(crate) fn set_aside_file(&self) -> SetAsideFile {
+        SetAsideFile {
+            path: self.journal.as_ref().map(|journal| journal.dir.join(UNSTORABLE_FILE)),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The events set aside, for taking erased or expired ones out.
+#[derive(Clone)]
+pub(crate) struct SetAsideFile {
+    path: Option<PathBuf>,
+    shared: Arc<Shared>,
+}
+
+impl SetAsideFile {
+    /// [`Recorder::forget_set_aside`].
+    pub(crate) fn forget(&self, forget: impl Fn(&Event) -> bool) -> Result<usize, HistoryError> {
+        let Some(path) = &self.path else { return Ok(0) };
         let failed = |e: std::io::Error| HistoryError::Unavailable(format!("{}: {e}", path.display()));
         let _file = self.shared.set_aside_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(error) => return Err(failed(error)),
@@ -270,8 +291,9 @@ impl Recorder {
         }
         if forgotten > 0 {
             let temporary = path.with_extension("tmp");
-            std::fs::write(&temporary, &kept)
-                .and_then(|()| std::fs::rename(&temporary, &path))
+            File::create(&temporary)
+                .and_then(|mut file| file.write_all(&kept).and_then(|()| file.sync_all()))
+                .and_then(|()| std::fs::rename(&temporary, path))
                 .map_err(failed)?;
         }
         Ok(forgotten)
@@ -375,17 +397,18 @@ async fn commit_storable(
                 continue;
             }
             Err(why @ HistoryError::Unstorable(_)) => {
-                set_aside.keep(&run[0].1, origin, last, &why);
-                stored.unstorable.push(stored.through);
-                stored.through = end;
-                // The mark moves past it now: a retry after an outage must
-                // not meet it again.
+                // The mark moves past it first, then it is kept: a retry
+                // after an outage or a restart never meets it again, so it
+                // is kept once (a process killed between the two loses it).
                 if origin.is_some()
                     && let Err(error) = store.record(Vec::new(), mark(last)).await
                 {
                     stored.failed = Some(error);
                     return stored;
                 }
+                set_aside.keep(&run[0].1, origin, last, &why);
+                stored.unstorable.push(stored.through);
+                stored.through = end;
                 continue;
             }
             Err(error) => {
@@ -556,6 +579,12 @@ fn open_segment(dir: &Path, origin: &str, segment: u64) -> std::io::Result<File>
     std::fs::OpenOptions::new().create_new(true).append(true).open(segment_path(dir, origin, segment))
 }
 
+/// Events set aside that one start tries again, at most; the rest wait for
+/// the next. A file grown while the database refused every event then
+/// neither fills memory at start nor holds the live sign-ins back long
+/// (the journals left waiting are written before them).
+const REQUEUE_AT_MOST: u64 = 10_000;
+
 /// One line of `unstorable.jsonl`, as far as it is read back.
 #[derive(serde::Deserialize)]
 struct SetAsideLine {
@@ -572,30 +601,54 @@ struct SetAsideLine {
 /// named after the file's content, so converting it twice (a crash between
 /// the last two steps) makes the same journal, which its mark writes once.
 fn requeue_unstorable(dir: &Path) -> std::io::Result<()> {
+    use std::io::BufRead as _;
+
     use sha2::Digest as _;
     let path = dir.join(UNSTORABLE_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
+    let file = match File::open(&path) {
+        Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(error),
     };
-    let digest = sha2::Sha256::digest(&bytes);
-    let origin = format!("unstorable-{}", meridian_protocol::base64url_encode(&digest[..9]));
     let mut journal = Vec::new();
+    let mut digest = sha2::Sha256::new();
     let mut seq = 0u64;
     let mut seen = std::collections::HashSet::new();
-    for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
-        // A torn last line (a crash mid-append) is skipped, and a line kept
-        // twice is read once.
-        if let Ok(SetAsideLine { origin, seq: number, event }) = serde_json::from_slice(line)
-            && (origin.is_none() || seen.insert((origin, number)))
-        {
-            seq += 1;
-            serde_json::to_writer(&mut journal, &(seq, event)).map_err(std::io::Error::other)?;
-            journal.push(b'\n');
+    // What stays for the next start: lines past the bound, and lines that
+    // do not read (a torn last line, another version's): kept, not lost.
+    let rest_path = path.with_extension("rest");
+    let mut rest: Option<std::io::BufWriter<File>> = None;
+    let mut unreadable = 0u64;
+    for line in std::io::BufReader::new(file).split(b'\n') {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<SetAsideLine>(&line) {
+            Ok(SetAsideLine { origin, seq: number, event }) if seq < REQUEUE_AT_MOST => {
+                // A line kept twice (a retry after an outage) is read once.
+                if origin.is_none() || seen.insert((origin, number)) {
+                    seq += 1;
+                    digest.update(&line);
+                    serde_json::to_writer(&mut journal, &(seq, event)).map_err(std::io::Error::other)?;
+                    journal.push(b'\n');
+                }
+            }
+            parsed => {
+                unreadable += u64::from(parsed.is_err());
+                let rest = match &mut rest {
+                    Some(rest) => rest,
+                    None => rest.insert(std::io::BufWriter::new(File::create(&rest_path)?)),
+                };
+                rest.write_all(&line)?;
+                rest.write_all(b"\n")?;
+            }
         }
     }
     if seq > 0 {
+        // Named after what it holds: made twice (a crash before the last
+        // step), it is the same journal, which its mark writes once.
+        let origin = format!("unstorable-{}", meridian_protocol::base64url_encode(&digest.finalize()[..9]));
         let segment = segment_path(dir, &origin, 0);
         let temporary = segment.with_extension("tmp");
         let mut file = File::create(&temporary)?;
@@ -604,7 +657,16 @@ fn requeue_unstorable(dir: &Path) -> std::io::Result<()> {
         std::fs::rename(&temporary, &segment)?;
         tracing::info!(events = seq, "history: events set aside by an earlier run are tried again");
     }
-    std::fs::remove_file(&path)
+    if unreadable > 0 {
+        tracing::warn!(lines = unreadable, file = %path.display(), "history: set-aside lines that do not read are kept");
+    }
+    match rest {
+        Some(rest) => {
+            rest.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
+            std::fs::rename(&rest_path, &path)
+        }
+        None => std::fs::remove_file(&path),
+    }
 }
 
 /// The journals in `dir`, by origin, their segments in order.
@@ -1296,8 +1358,33 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].files.len(), 1);
         let events = read_segment(&left[0].files[0]).unwrap();
-        assert_eq!(events.len(), 1, "the line kept twice is read once, the torn line skipped");
+        assert_eq!(events.len(), 1, "the line kept twice is read once");
         assert_eq!((events[0].0, events[0].1.at_ms), (1, 1_800_000_000_004));
+        assert_eq!(
+            std::fs::read_to_string(dir.join(UNSTORABLE_FILE)).unwrap(),
+            "{\"torn\n",
+            "kept, not lost"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn one_start_tries_a_bounded_number_of_events_set_aside_again() {
+        let dir = scratch("unstorable-bound");
+        std::fs::create_dir_all(&dir).unwrap();
+        let count = REQUEUE_AT_MOST + 5;
+        let lines: String = (0..count)
+            .map(|n| {
+                let line =
+                    serde_json::json!({ "origin": "o", "seq": n, "event": event(i64::try_from(n).unwrap()) });
+                format!("{line}\n")
+            })
+            .collect();
+        std::fs::write(dir.join(UNSTORABLE_FILE), lines).unwrap();
+        requeue_unstorable(&dir).unwrap();
+        let left = read_left(&dir).unwrap();
+        assert_eq!(read_segment(&left[0].files[0]).unwrap().len(), usize::try_from(REQUEUE_AT_MOST).unwrap());
+        assert_eq!(set_aside_in(&dir).len(), 5, "the rest wait for the next start");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

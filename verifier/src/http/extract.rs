@@ -192,8 +192,10 @@ impl<T> Checked<T> {
 ///     match (account, checked.verdict()) {
 ///         (Some(_), Verdict::Allow) => Html("welcome"),
 ///         (Some(_), Verdict::Review) => Html("check your e-mail to finish signing in"),
-///         // A wrong password and a refused token read the same: a bot
-///         // without a good token learns nothing about the password.
+///         // A wrong password and a denied sign-in read the same. (The
+///         // drop-in's error marker gets `Review` by default, which shows a
+///         // right password as any second step does: keep limiting password
+///         // attempts per account.)
 ///         _ => Html("sign-in failed"),
 ///     }
 /// }
