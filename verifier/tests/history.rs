@@ -231,16 +231,33 @@ impl Fixture {
     /// A sign-in of `account` from `ip` at `at_ms` whose token is refused
     /// (the form sent without one, or with anything at all in its place).
     async fn refused(&self, account: &str, ip: [u8; 4], at_ms: i64) -> VerifyOutcome {
+        self.send("not-a-token", Some(account), ip, at_ms).await
+    }
+
+    /// The drop-in's error marker from Singapore at `at_ms`, naming
+    /// `account`: refused, but `review` by default, so the site may still
+    /// let the person in after a second factor.
+    async fn marker(&self, account: Option<&str>, at_ms: i64) -> VerifyOutcome {
+        self.send("meridian-error:wasm-unavailable", account, SINGAPORE, at_ms).await
+    }
+
+    async fn send(&self, token: &str, account: Option<&str>, ip: [u8; 4], at_ms: i64) -> VerifyOutcome {
         let input = VerifyInput {
-            token: "not-a-token",
+            token,
             remote_ip: IpAddr::from(ip),
             accept_language: None,
             expected_action: None,
             expected_origin: None,
-            account: Some(account),
+            account,
             organization: None,
         };
         self.verifier.verify(&input, jiff::Timestamp::from_millisecond(at_ms).unwrap()).await
+    }
+
+    /// How many recorded events name `account`.
+    async fn recorded_for(&self, account: &str) -> usize {
+        let subject = self.key.account(account).unwrap();
+        self.events().await.iter().filter(|e| e.account.as_ref() == Some(&subject)).count()
     }
 
     /// Three sign-ins of `account` an hour apart from a Shanghai device
@@ -435,27 +452,10 @@ async fn a_flood_of_denied_attempts_leaves_room_for_the_refusals_the_policy_lets
     for n in 0..20 {
         fixture.refused(&format!("bot-{n}"), SINGAPORE, T0 + n).await;
     }
-    // The drop-in's error marker: refused, but `review` by default, so the
-    // site may still let the person in after a second factor.
-    let input = VerifyInput {
-        token: "meridian-error:wasm-unavailable",
-        remote_ip: IpAddr::from(SINGAPORE),
-        accept_language: None,
-        expected_action: None,
-        expected_origin: None,
-        account: Some("mei"),
-        organization: None,
-    };
-    let marker = fixture.verifier.verify(&input, jiff::Timestamp::from_millisecond(T0 + 50).unwrap()).await;
+    let marker = fixture.marker(Some("mei"), T0 + 50).await;
     assert_eq!(marker.verdict, Verdict::Review, "{marker:?}");
     fixture.history.flush().await.unwrap();
-    let mei = fixture.key.account("mei").unwrap();
-    let recorded = fixture.events().await;
-    assert_eq!(
-        recorded.iter().filter(|e| e.account.as_ref() == Some(&mei)).count(),
-        1,
-        "its sign-in is recorded"
-    );
+    assert_eq!(fixture.recorded_for("mei").await, 1, "its sign-in is recorded");
 }
 
 #[tokio::test]
@@ -466,26 +466,14 @@ async fn a_flood_of_markers_naming_no_account_leaves_room_for_one_that_names_its
     // signed in with.
     let sqlite = SqliteHistory::in_memory().unwrap();
     let fixture = Fixture::with(Arc::new(sqlite.clone()), sqlite, |history| history.with_refused_budget(1));
-    let at = |n| jiff::Timestamp::from_millisecond(T0 + n).unwrap();
-    let marker = |account| VerifyInput {
-        token: "meridian-error:wasm-unavailable",
-        remote_ip: IpAddr::from(SINGAPORE),
-        accept_language: None,
-        expected_action: None,
-        expected_origin: None,
-        account,
-        organization: None,
-    };
     for n in 0..20 {
-        assert_eq!(fixture.verifier.verify(&marker(None), at(n)).await.verdict, Verdict::Review);
+        assert_eq!(fixture.marker(None, T0 + n).await.verdict, Verdict::Review);
     }
-    let signed_in = fixture.verifier.verify(&marker(Some("mei")), at(50)).await;
+    let signed_in = fixture.marker(Some("mei"), T0 + 50).await;
     assert_eq!(signed_in.verdict, Verdict::Review, "{signed_in:?}");
     fixture.history.flush().await.unwrap();
-    let mei = fixture.key.account("mei").unwrap();
-    let recorded = fixture.events().await;
-    assert_eq!(recorded.iter().filter(|e| e.account.as_ref() == Some(&mei)).count(), 1, "{recorded:?}");
-    assert_eq!(recorded.len(), 2, "one anonymous marker within the budget, and mei's");
+    assert_eq!(fixture.recorded_for("mei").await, 1);
+    assert_eq!(fixture.events().await.len(), 2, "one anonymous marker within the budget, and mei's");
     assert_eq!(fixture.history.refused_unrecorded_count(), 19);
 }
 
@@ -496,28 +484,14 @@ async fn one_account_sending_markers_cannot_spend_the_budget_of_every_other() {
     // sign-ins out of the history.
     let sqlite = SqliteHistory::in_memory().unwrap();
     let fixture = Fixture::with(Arc::new(sqlite.clone()), sqlite, |history| history.with_refused_budget(20));
-    let at = |n| jiff::Timestamp::from_millisecond(T0 + n).unwrap();
-    let marker = |account| VerifyInput {
-        token: "meridian-error:wasm-unavailable",
-        remote_ip: IpAddr::from(SINGAPORE),
-        accept_language: None,
-        expected_action: None,
-        expected_origin: None,
-        account: Some(account),
-        organization: None,
-    };
     for n in 0..50 {
-        fixture.verifier.verify(&marker("mallory"), at(n)).await;
+        fixture.marker(Some("mallory"), T0 + n).await;
     }
-    let signed_in = fixture.verifier.verify(&marker("mei"), at(60)).await;
+    let signed_in = fixture.marker(Some("mei"), T0 + 60).await;
     assert_eq!(signed_in.verdict, Verdict::Review, "{signed_in:?}");
     fixture.history.flush().await.unwrap();
-    let recorded = fixture.events().await;
-    let of = |name: &str| {
-        let subject = fixture.key.account(name).unwrap();
-        recorded.iter().filter(|e| e.account.as_ref() == Some(&subject)).count()
-    };
-    assert_eq!((of("mallory"), of("mei")), (10, 1), "mallory's first ten, and mei's");
+    let recorded = (fixture.recorded_for("mallory").await, fixture.recorded_for("mei").await);
+    assert_eq!(recorded, (10, 1), "mallory's first ten, and mei's");
 }
 
 #[tokio::test]

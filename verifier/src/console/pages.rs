@@ -456,6 +456,19 @@ fn timeline(events: &[Event], accounts: bool) -> Markup {
     }
 }
 
+/// The networks page's columns.
+const NETWORK_COLUMNS: [&str; 9] = [
+    "Network",
+    "Country",
+    "AS",
+    "Relayed sign-ins",
+    "Held",
+    "Accounts",
+    "Organisations",
+    "Restricted devices",
+    "What it looks like",
+];
+
 /// The networks the latest sign-ins were relayed through.
 pub(super) fn networks(csrf: &str, read: usize, networks: &[RelayingNetwork]) -> Page {
     page(
@@ -481,15 +494,7 @@ pub(super) fn networks(csrf: &str, read: usize, networks: &[RelayingNetwork]) ->
                     table.list id="networks" {
                         thead {
                             tr {
-                                th scope="col" { "Network" }
-                                th scope="col" { "Country" }
-                                th scope="col" { "AS" }
-                                th scope="col" { "Relayed sign-ins" }
-                                th scope="col" { "Held" }
-                                th scope="col" { "Accounts" }
-                                th scope="col" { "Organisations" }
-                                th scope="col" { "Restricted devices" }
-                                th scope="col" { "What it looks like" }
+                                @for title in NETWORK_COLUMNS { th scope="col" { (title) } }
                             }
                         }
                         tbody {
