@@ -1,4 +1,4 @@
-//! Files only their owner may read.
+//! Files only their owner may read, and files replaced whole.
 
 use std::path::Path;
 
@@ -25,4 +25,24 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.write_all(b"\n"))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Replaces `path` with `bytes` whole: written beside it (`<path>.part`),
+/// flushed to disk, then renamed over it, so a crash leaves the old file
+/// or the new one, never a part.
+///
+/// # Errors
+/// When the part cannot be written or renamed (the part is then removed).
+pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    let part = std::path::PathBuf::from(part);
+    let result = std::fs::File::create(&part)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&part, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    result
 }

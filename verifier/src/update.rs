@@ -8,7 +8,6 @@
 //! previous file in place and the others still update. A running
 //! `meridian serve` loads the new files on SIGHUP.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -206,17 +205,7 @@ fn install(source: &Source, body: &[u8]) -> Result<(), UpdateError> {
     if let Some(dir) = source.target.parent() {
         std::fs::create_dir_all(dir).map_err(|e| write_error(dir, e))?;
     }
-    let mut part = source.target.clone().into_os_string();
-    part.push(".part");
-    let part = PathBuf::from(part);
-    let result = std::fs::File::create(&part)
-        .and_then(|mut file| file.write_all(body).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&part, &source.target));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&part);
-        return Err(write_error(&source.target, e));
-    }
-    Ok(())
+    crate::fs::replace(&source.target, body).map_err(|e| write_error(&source.target, e))
 }
 
 /// An HTTP client for downloads: bounded connect and total times, so an

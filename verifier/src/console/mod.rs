@@ -619,11 +619,11 @@ async fn networks(State(state): State<ApiState>, operator: Operator) -> Response
         Some(cached) => cached,
         None => match history.store().latest(NETWORK_EVENTS).await {
             Ok(events) => {
-                let mut builder = crate::history::report::OverviewBuilder::default();
+                let mut builder = crate::history::report::NetworksBuilder::default();
                 for event in &events {
                     builder.add(event);
                 }
-                let networks = builder.finish(NETWORK_ROWS).relaying_networks;
+                let networks = builder.finish(NETWORK_ROWS);
                 if let Ok(mut read) = console.networks.lock() {
                     *read = Some((events.len(), networks.clone(), std::time::Instant::now()));
                 }

@@ -106,7 +106,7 @@ impl FeedHealth {
 pub(super) fn follow(
     store: Arc<dyn HistoryStore>,
     accounts: Weak<Mutex<HashMap<Subject, KnownAccount>>>,
-    set_aside: super::recorder::SetAsideFile,
+    set_aside: super::recorder::SetAside,
 ) -> Arc<FeedHealth> {
     let health = Arc::new(FeedHealth::new());
     let shared = health.clone();
@@ -160,7 +160,7 @@ impl Feed {
         store: &dyn HistoryStore,
         accounts: &Mutex<HashMap<Subject, KnownAccount>>,
         health: &FeedHealth,
-        set_aside: &super::recorder::SetAsideFile,
+        set_aside: &super::recorder::SetAside,
     ) {
         let started = monotonic_ms();
         let after = self.positions.front().copied();

@@ -622,23 +622,35 @@ type Shares = std::collections::HashMap<Subject, (Option<OrganizationShare>, std
 /// ([`History::with_refused_budget`]).
 #[cfg(feature = "history")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RefusalKind {
+enum Refusal<'a> {
     /// Denied: nobody signs in with it.
-    Denied = 0,
+    Denied,
     /// Let through by the policy (the collector's error marker), naming no
     /// account.
-    Passing = 1,
-    /// Let through, naming an account: with the documented integration the
-    /// backend names one only once its password checked out.
-    PassingNamed = 2,
+    Passing,
+    /// Let through, naming this account: with the documented integration
+    /// the backend names one only once its password checked out.
+    PassingNamed(&'a Subject),
 }
 
-/// What refused verifications may be recorded: a budget per
-/// [`RefusalKind`], and within the last, one per account.
+#[cfg(feature = "history")]
+impl Refusal<'_> {
+    /// Its budget's place in [`RefusedBudget::kinds`].
+    fn budget(self) -> usize {
+        match self {
+            Self::Denied => 0,
+            Self::Passing => 1,
+            Self::PassingNamed(_) => 2,
+        }
+    }
+}
+
+/// What refused verifications may be recorded: a budget per kind of
+/// [`Refusal`], and within the last, one per account.
 #[cfg(feature = "history")]
 struct RefusedBudget {
     kinds: [governor::DefaultDirectRateLimiter; 3],
-    /// [`RefusalKind::PassingNamed`] per account ([`NAMED_BURST`] at once,
+    /// [`Refusal::PassingNamed`] per account ([`NAMED_BURST`] at once,
     /// one per [`NAMED_EVERY`]), so that one account, however many right
     /// passwords it sends, spends a sliver of the budget everyone shares.
     per_account: governor::DefaultKeyedRateLimiter<Subject>,
@@ -753,14 +765,12 @@ impl History {
         self.refused_unrecorded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether a refused verification of `kind`, naming `account`, may be
-    /// recorded now; counts (and now and then logs) one that may not.
-    fn record_refused(&self, kind: RefusalKind, account: Option<&Subject>) -> bool {
+    /// Whether `refusal` may be recorded now; counts (and now and then
+    /// logs) one that may not.
+    fn record_refused(&self, refusal: Refusal<'_>) -> bool {
         use std::sync::atomic::Ordering;
         let within = |budget: &RefusedBudget| {
-            if kind == RefusalKind::PassingNamed
-                && let Some(account) = account
-            {
+            if let Refusal::PassingNamed(account) = refusal {
                 if budget.checks.fetch_add(1, Ordering::Relaxed) % 4_096 == 4_095 {
                     budget.per_account.retain_recent();
                     budget.per_account.shrink_to_fit();
@@ -769,7 +779,7 @@ impl History {
                     return false;
                 }
             }
-            budget.kinds[kind as usize].check().is_ok()
+            budget.kinds[refusal.budget()].check().is_ok()
         };
         if self.refused_budget.as_deref().is_none_or(within) {
             return true;
@@ -929,12 +939,12 @@ impl History {
             self.remember(account, Sighting::from(&event));
         }
         if event.error.is_some() {
-            let kind = match (outcome.verdict, &event.account) {
-                (Verdict::Deny, _) => RefusalKind::Denied,
-                (_, None) => RefusalKind::Passing,
-                (_, Some(_)) => RefusalKind::PassingNamed,
+            let refusal = match (outcome.verdict, &event.account) {
+                (Verdict::Deny, _) => Refusal::Denied,
+                (_, None) => Refusal::Passing,
+                (_, Some(account)) => Refusal::PassingNamed(account),
             };
-            if !self.record_refused(kind, event.account.as_ref()) {
+            if !self.record_refused(refusal) {
                 return outcome;
             }
         }

@@ -157,10 +157,7 @@ impl Recorder {
         let writer = Writer {
             store,
             jobs,
-            set_aside: SetAside {
-                file: journal.as_ref().map(|journal| journal.dir.join(UNSTORABLE_FILE)),
-                shared: shared.clone(),
-            },
+            set_aside: SetAside::new(journal.as_deref(), &shared),
             shared: shared.clone(),
             journal: journal.clone(),
             pending: VecDeque::new(),
@@ -250,26 +247,33 @@ impl Recorder {
         self.set_aside_file().forget(forget)
     }
 
-    /// The file of events set aside, without a hold on the writer.
-    pub(crate) fn set_aside_file(&self) -> SetAsideFile {
-        SetAsideFile {
-            path: self.journal.as_ref().map(|journal| journal.dir.join(UNSTORABLE_FILE)),
-            shared: self.shared.clone(),
-        }
+    /// The events set aside, without a hold on the writer.
+    pub(crate) fn set_aside_file(&self) -> SetAside {
+        SetAside::new(self.journal.as_deref(), &self.shared)
     }
 }
 
-/// The events set aside, for taking erased or expired ones out.
+/// Where events the database refuses are kept, in the journal's folder.
+const UNSTORABLE_FILE: &str = "unstorable.jsonl";
+
+/// The events the database will not store: kept one JSON line each with
+/// when and why, counted, and taken out again by the retention and
+/// erasures.
 #[derive(Clone)]
-pub(crate) struct SetAsideFile {
-    path: Option<PathBuf>,
+pub(crate) struct SetAside {
+    /// `unstorable.jsonl` in the journal's folder (none without a journal).
+    file: Option<PathBuf>,
     shared: Arc<Shared>,
 }
 
-impl SetAsideFile {
+impl SetAside {
+    fn new(journal: Option<&Journal>, shared: &Arc<Shared>) -> Self {
+        Self { file: journal.map(|journal| journal.dir.join(UNSTORABLE_FILE)), shared: shared.clone() }
+    }
+
     /// [`Recorder::forget_set_aside`].
     pub(crate) fn forget(&self, forget: impl Fn(&Event) -> bool) -> Result<usize, HistoryError> {
-        let Some(path) = &self.path else { return Ok(0) };
+        let Some(path) = &self.file else { return Ok(0) };
         let failed = |e: std::io::Error| HistoryError::Unavailable(format!("{}: {e}", path.display()));
         let _file = self.shared.set_aside_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let bytes = match std::fs::read(path) {
@@ -290,28 +294,11 @@ impl SetAsideFile {
             }
         }
         if forgotten > 0 {
-            let temporary = path.with_extension("tmp");
-            File::create(&temporary)
-                .and_then(|mut file| file.write_all(&kept).and_then(|()| file.sync_all()))
-                .and_then(|()| std::fs::rename(&temporary, path))
-                .map_err(failed)?;
+            crate::fs::replace(path, &kept).map_err(failed)?;
         }
         Ok(forgotten)
     }
-}
 
-/// Where events the database refuses are kept, in the journal's folder.
-const UNSTORABLE_FILE: &str = "unstorable.jsonl";
-
-/// Keeps the events the database will not store, one JSON line each with
-/// when and why, and counts them.
-#[derive(Clone)]
-struct SetAside {
-    file: Option<PathBuf>,
-    shared: Arc<Shared>,
-}
-
-impl SetAside {
     /// Keeps `event`, number `seq` of journal `origin` (when it has one: a
     /// line kept twice, by a retry after an outage, is read back once).
     fn keep(&self, event: &Event, origin: Option<&str>, seq: u64, why: &HistoryError) {
@@ -372,8 +359,8 @@ struct Stored {
 /// Commits `events` (each with its journal number) in order, moving the
 /// mark of `origin`'s journal with them. A transaction the database
 /// refuses for its content is halved until each event it refuses stands
-/// alone; those go to `set_aside`, and the mark moves past them with the
-/// next transaction (or on its own after the last).
+/// alone; the mark moves past each of those on its own, then it goes to
+/// `set_aside`.
 async fn commit_storable(
     store: &dyn HistoryStore,
     events: &[(u64, Event)],
@@ -649,12 +636,7 @@ fn requeue_unstorable(dir: &Path) -> std::io::Result<()> {
         // Named after what it holds: made twice (a crash before the last
         // step), it is the same journal, which its mark writes once.
         let origin = format!("unstorable-{}", meridian_protocol::base64url_encode(&digest.finalize()[..9]));
-        let segment = segment_path(dir, &origin, 0);
-        let temporary = segment.with_extension("tmp");
-        let mut file = File::create(&temporary)?;
-        file.write_all(&journal)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &segment)?;
+        crate::fs::replace(&segment_path(dir, &origin, 0), &journal)?;
         tracing::info!(events = seq, "history: events set aside by an earlier run are tried again");
     }
     if unreadable > 0 {

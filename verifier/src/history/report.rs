@@ -389,8 +389,7 @@ pub struct RelayingNetwork {
 }
 
 /// What the history shows a relaying network to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkLook {
     /// Devices pointing into a restricted region came through it.
     CarriesRestrictedDevices,
@@ -404,6 +403,12 @@ pub enum NetworkLook {
     /// Too few accounts, or no organisation named (a company's gateway and
     /// a VPN exit then look alike).
     Unclear,
+}
+
+impl Serialize for NetworkLook {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 impl NetworkLook {
@@ -475,7 +480,7 @@ impl NetworkTally {
             NetworkLook::CarriesRestrictedDevices
         } else if organizations > 1 || (organizations == 1 && without > 0) {
             NetworkLook::Shared
-        } else if organizations == 1 && accounts >= 3 && without == 0 {
+        } else if organizations == 1 && accounts >= 3 {
             NetworkLook::OneOrganization
         } else {
             NetworkLook::Unclear
@@ -506,7 +511,30 @@ pub struct OverviewBuilder {
     overview: Overview,
     accounts: BTreeMap<Subject, Tally>,
     organizations: BTreeMap<Subject, (Tally, Members)>,
-    networks: std::collections::HashMap<String, NetworkTally>,
+    networks: NetworksBuilder,
+}
+
+/// Builds the list of [`RelayingNetwork`]s from events fed in any order.
+#[derive(Debug, Default)]
+pub struct NetworksBuilder(std::collections::HashMap<String, NetworkTally>);
+
+impl NetworksBuilder {
+    /// Counts one event, if it is an accepted sign-in that showed a relay.
+    pub fn add(&mut self, event: &Event) {
+        if event.error.is_none() && event.reasons.iter().any(|code| RELAY_EVIDENCE.contains(code)) {
+            self.0.entry(event.network.clone()).or_default().add(event);
+        }
+    }
+
+    /// The `top` networks that relayed the most sign-ins, most first.
+    pub fn finish(self, top: usize) -> Vec<RelayingNetwork> {
+        let mut networks: Vec<RelayingNetwork> =
+            self.0.into_iter().map(|(network, tally)| tally.finish(network)).collect();
+        networks
+            .sort_by(|a, b| (b.relayed, b.accounts, &a.network).cmp(&(a.relayed, a.accounts, &b.network)));
+        networks.truncate(top);
+        networks
+    }
 }
 
 impl OverviewBuilder {
@@ -533,9 +561,7 @@ impl OverviewBuilder {
         if let Some(account) = &event.account {
             self.accounts.entry(account.clone()).or_default().add(event);
         }
-        if event.error.is_none() && event.reasons.iter().any(|code| RELAY_EVIDENCE.contains(code)) {
-            self.networks.entry(event.network.clone()).or_default().add(event);
-        }
+        self.networks.add(event);
         if let Some(organization) = &event.organization {
             let (tally, members) = self.organizations.entry(organization.clone()).or_default();
             tally.add(event);
@@ -595,12 +621,7 @@ impl OverviewBuilder {
         order(&mut organizations);
         self.overview.accounts = accounts;
         self.overview.organizations = organizations;
-        let mut networks: Vec<RelayingNetwork> =
-            self.networks.into_iter().map(|(network, tally)| tally.finish(network)).collect();
-        networks
-            .sort_by(|a, b| (b.relayed, b.accounts, &a.network).cmp(&(a.relayed, a.accounts, &b.network)));
-        networks.truncate(top);
-        self.overview.relaying_networks = networks;
+        self.overview.relaying_networks = self.networks.finish(top);
         self.overview
     }
 }
